@@ -1,0 +1,57 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+# Each installs what it needs (system packages, venv, Maven artifacts) and starts the local stack.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  := deploy/local/stack.sh
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit integration lint typecheck format up down status prereqs venv clean
+
+prereqs:
+	@bash deploy/local/prereqs.sh
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,faust]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+up: prereqs
+	@bash $(STACK) up
+
+down:
+	@bash $(STACK) down
+
+status:
+	@bash $(STACK) status
+
+demo: venv up
+	@echo "make demo: the reference choreography is not built yet; running the stack smoke scenario instead."
+	$(VENV)/bin/choreograph dev smoke
+
+test: venv up
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv up
+	$(PY) -m pytest tests/integration tests/reliability
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

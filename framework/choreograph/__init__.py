@@ -1,0 +1,3 @@
+"""choreograph: Kafka-native event choreography."""
+
+__version__ = "0.1.0"

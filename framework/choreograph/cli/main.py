@@ -1,0 +1,28 @@
+"""Entry point of the `choreograph` command: one sub-command group per concern."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from choreograph.cli import dev
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="choreograph", description="Kafka-native event choreography."
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    dev.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Test support: locating real servers for integration tests, and (later) the in-memory TestKit."""

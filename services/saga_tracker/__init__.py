@@ -1,0 +1,1 @@
+"""The saga tracker: correlates domain events into end-to-end process traces."""
