@@ -1,0 +1,101 @@
+"""Base classes of generated event models, Avro-range types, and the violation error.
+
+A generated model carries its Avro schema, so a service needs no schema files at run time, and
+validates on construction; publishing validates again (a model can be built unchecked with
+`model_construct`), so a bad payload never leaves the process.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictBytes,
+    StrictStr,
+    ValidationError,
+)
+from pydantic import StrictInt as _StrictInt
+
+Int32 = Annotated[_StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
+Int64 = Annotated[_StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Boolean = StrictBool
+String = StrictStr
+Bytes = StrictBytes
+
+__all__ = [
+    "AvroRecord",
+    "Boolean",
+    "Bytes",
+    "ContractViolation",
+    "Event",
+    "Int32",
+    "Int64",
+    "String",
+]
+
+
+class ContractViolation(ValueError):
+    """A payload breaks its contract. `problems` lists (field path, rule, message)."""
+
+    def __init__(self, event_type: str, problems: list[tuple[str, str, str]]) -> None:
+        self.event_type = event_type
+        self.problems = problems
+        lines = [f"{event_type}.{path or '<root>'}: [{rule}] {msg}" for path, rule, msg in problems]
+        super().__init__("contract violation:\n  " + "\n  ".join(lines))
+
+    @classmethod
+    def from_validation(cls, event_type: str, err: ValidationError) -> ContractViolation:
+        problems = []
+        for e in err.errors():
+            path = ""
+            for part in e["loc"]:
+                path += (
+                    f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+                )
+            nested = e.get("ctx", {}).get("error")
+            if isinstance(nested, ContractViolation):  # a nested record's own __init__ raised
+                problems += [(f"{path}.{p}" if path else p, r, m) for p, r, m in nested.problems]
+            else:
+                problems.append((path, e["type"], e["msg"]))
+        return cls(event_type, problems)
+
+
+class AvroRecord(BaseModel):
+    """A record of an Avro schema: strict on unknown fields, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    __avro_name__: ClassVar[str] = ""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ContractViolation.from_validation(type(self).__avro_name__, err) from None
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ContractViolation.from_validation(cls.__avro_name__, err) from None
+
+    def to_avro(self) -> dict[str, Any]:
+        """The payload as fastavro writes it: field names as in the schema, Python values."""
+        return self.model_dump(by_alias=True)
+
+    def validated(self) -> Self:
+        """Re-check every field; raise ContractViolation naming field and rule."""
+        return type(self).from_avro(self.model_dump(by_alias=True, warnings=False))
+
+
+class Event(AvroRecord):
+    """A top-level contract: one .avsc file, one registry subject per topic."""
+
+    __avro_schema__: ClassVar[dict[str, Any]] = {}
+    __avro_domain__: ClassVar[str] = ""
+    __avro_topic__: ClassVar[str] = ""

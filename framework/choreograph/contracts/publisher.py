@@ -1,0 +1,62 @@
+"""Publish events from code that is not a stream processor (a web app, a batch job, a script).
+
+Inside a processor the runtime emits through its own transactional producer; this publisher is
+for the edges where a process starts. It validates, encodes and wraps every event the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Producer
+
+from choreograph.contracts.envelope import Envelope
+from choreograph.contracts.event import Event
+from choreograph.contracts.serde import AvroSerde
+
+
+def topic_of(event: type[Event]) -> str:
+    """The topic a generated model is published to (from schemas.yaml, else `<domain>.events`)."""
+    return event.__avro_topic__ or f"{event.__avro_domain__}.events"
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        producer: Producer | dict[str, Any],
+        serde: AvroSerde,
+        source: str,
+    ) -> None:
+        if isinstance(producer, dict):
+            producer = Producer({"enable.idempotence": True, "acks": "all", **producer})
+        self.producer = producer
+        self.serde = serde
+        self.source = source
+
+    def publish(
+        self,
+        event: Event,
+        key: str,
+        *,
+        topic: str | None = None,
+        correlation_id: str | None = None,
+        parent: Envelope | None = None,
+    ) -> Envelope:
+        """Validate, encode and send `event` keyed by its business key; return its envelope.
+
+        Without `parent` or `correlation_id` the event follows the event being handled, or, at
+        the start of a process, becomes the first event of a new process instance.
+        """
+        target = topic or topic_of(type(event))
+        value = self.serde.serialize(event, target)
+        envelope = Envelope.new(
+            event.__avro_name__, self.source, key, parent=parent, correlation_id=correlation_id
+        )
+        self.producer.produce(target, key=key.encode(), value=value, headers=envelope.to_headers())
+        self.producer.poll(0)
+        return envelope
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise TimeoutError(f"{remaining} events not acknowledged after {timeout}s")

@@ -1,0 +1,171 @@
+"""Avro serde in Confluent wire format over a schema registry, TopicRecordNameStrategy.
+
+Value bytes: 0x00, 4-byte big-endian schema id, Avro binary (fastavro). The subject of a record
+on a topic is `<topic>-<record full name>`, so one topic carries several event types. Writer schema
+ids and parsed schemas are cached; reading resolves the writer's version (possibly older) against
+the reader's model schema, so new code reads old data with defaults filled in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema as RegistrySchema
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from choreograph.contracts.event import ContractViolation, Event
+
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+class SerdeError(Exception):
+    """An event cannot be encoded or decoded. Decoding failures go to the DLQ as they are."""
+
+
+class UnknownSubject(SerdeError):
+    """Auto-registration is off and the registry has no such schema under the subject."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded value: the writer's schema id and record name, and the event."""
+
+    schema_id: int
+    writer_name: str
+    event: Event | dict[str, Any]
+
+
+def subject_for(topic: str, record_name: str) -> str:
+    """TopicRecordNameStrategy."""
+    return f"{topic}-{record_name}"
+
+
+def _parse(schema: dict[str, Any]) -> Any:
+    return fastavro.parse_schema(schema, named_schemas={})
+
+
+class AvroSerde:
+    """Encode generated event models and decode them back, through the registry."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistryClient | str,
+        *,
+        models: Iterable[type[Event]] = (),
+        auto_register: bool = False,
+        validate: bool = True,
+    ) -> None:
+        self.registry = (
+            SchemaRegistryClient({"url": registry}) if isinstance(registry, str) else registry
+        )
+        self.auto_register = auto_register
+        self.validate = validate
+        self._ids: dict[tuple[str, type[Event]], int] = {}
+        self._parsed_models: dict[type[Event], Any] = {}
+        self._writers: dict[int, tuple[str, Any]] = {}
+        self._readers: dict[str, type[Event]] = {}
+        for model in models:
+            self.add_model(model)
+
+    def add_model(self, model: type[Event]) -> None:
+        """Decode records named like `model` (or like one of its aliases) into `model`."""
+        self._readers[model.__avro_name__] = model
+        namespace = model.__avro_name__.rsplit(".", 1)[0] if "." in model.__avro_name__ else ""
+        for alias in model.__avro_schema__.get("aliases", []):
+            self._readers[alias if "." in alias else f"{namespace}.{alias}"] = model
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def _parsed(self, model: type[Event]) -> Any:
+        parsed = self._parsed_models.get(model)
+        if parsed is None:
+            parsed = self._parsed_models[model] = _parse(model.__avro_schema__)
+        return parsed
+
+    def schema_id(self, topic: str, model: type[Event]) -> int:
+        key = (topic, model)
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        subject = subject_for(topic, model.__avro_name__)
+        schema = RegistrySchema(json.dumps(model.__avro_schema__), "AVRO")
+        try:
+            if self.auto_register:
+                found = self.registry.register_schema(subject, schema)
+            else:
+                found = self.registry.lookup_schema(subject, schema).schema_id
+        except SchemaRegistryError as err:
+            if err.http_status_code == 404:
+                raise UnknownSubject(
+                    f"{model.__avro_name__} as defined here is not registered under subject "
+                    f"{subject}; register it (`choreograph schemas register`) or enable "
+                    "auto-registration"
+                ) from None
+            raise SerdeError(f"registry refused {subject}: {err}") from err
+        assert found is not None
+        self._ids[key] = found
+        return found
+
+    def serialize(self, event: Event, topic: str) -> bytes:
+        model = type(event)
+        if self.validate:
+            event = event.validated()
+        schema_id = self.schema_id(topic, model)
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, schema_id))
+        try:
+            fastavro.schemaless_writer(buf, self._parsed(model), event.to_avro())
+        except (ValueError, TypeError, AttributeError) as err:
+            raise SerdeError(f"{model.__avro_name__} cannot be encoded: {err}") from err
+        return buf.getvalue()
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def writer_schema(self, schema_id: int) -> tuple[str, Any]:
+        found = self._writers.get(schema_id)
+        if found is None:
+            try:
+                registered = self.registry.get_schema(schema_id)
+            except SchemaRegistryError as err:
+                raise SerdeError(f"schema id {schema_id} is unknown to the registry") from err
+            raw = json.loads(registered.schema_str or "null")
+            if not isinstance(raw, dict) or raw.get("type") != "record":
+                raise SerdeError(f"schema id {schema_id} is not an Avro record schema")
+            name = (
+                raw["name"] if "." in raw["name"] else f"{raw.get('namespace', '')}.{raw['name']}"
+            )
+            found = self._writers[schema_id] = (name.lstrip("."), _parse(raw))
+        return found
+
+    def deserialize(self, data: bytes | None, reader: type[Event] | None = None) -> Decoded:
+        """Decode a value; into `reader`, else the model registered for the writer's record name,
+        else into a plain dict in the writer's own shape."""
+        if not data or len(data) < _HEADER.size:
+            raise SerdeError("value too short for the Confluent wire format")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
+        writer_name, writer = self.writer_schema(schema_id)
+        model = reader or self._readers.get(writer_name)
+        payload = io.BytesIO(data[_HEADER.size :])
+        try:
+            if model is None:
+                plain: dict[str, Any] = fastavro.schemaless_reader(payload, writer)  # type: ignore[assignment]
+                return Decoded(schema_id, writer_name, plain)
+            record: dict[str, Any] = fastavro.schemaless_reader(
+                payload, writer, self._parsed(model)
+            )  # type: ignore[assignment]
+        except Exception as err:
+            raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
+        try:
+            return Decoded(schema_id, writer_name, model.from_avro(record))
+        except ContractViolation as err:
+            raise SerdeError(str(err)) from err

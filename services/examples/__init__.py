@@ -1,0 +1,1 @@
+"""Reference choreography: order fulfilment across orders, payments, inventory and shipping."""
