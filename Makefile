@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint typecheck format up down status prereqs venv clean
+.PHONY: demo test unit integration lint contracts format up down status prereqs venv clean
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -47,6 +47,15 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Contract gate: policy lint, generated models in sync, compatibility against git history
+# (CONTRACTS_BASE, default the previous commit; CI for pull requests passes the target branch).
+contracts: venv
+	$(VENV)/bin/choreograph schemas lint
+	$(VENV)/bin/choreograph schemas codegen --check
+	@base=$${CONTRACTS_BASE:-$$(git rev-parse -q --verify HEAD~1 || true)}; \
+	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base"; \
+	else echo "contracts: no earlier commit to check against"; fi
 
 format: venv
 	$(VENV)/bin/ruff format .

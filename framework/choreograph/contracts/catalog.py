@@ -101,6 +101,10 @@ class Contract:
         return json.dumps(self.raw, separators=(",", ":"))
 
     def where(self, pointer: str) -> tuple[int, int]:
+        """Line and column of `pointer`; of its "name" when it is a field or named type."""
+        base = "" if pointer == "/" else pointer
+        if f"{base}/name" in self.positions:
+            return self.positions[f"{base}/name"]
         return locate(self.positions, pointer)
 
 

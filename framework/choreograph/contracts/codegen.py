@@ -37,7 +37,7 @@ from choreograph.contracts.catalog import Contract
 
 HEADER = (
     '"""Event models of the `{domain}` domain, generated from {source} by '
-    '`choreograph schemas codegen`.\n\n'
+    "`choreograph schemas codegen`.\n\n"
     'Do not edit: change the .avsc files and generate again.\n"""\n'
 )
 IMPORTS = """\
@@ -86,6 +86,7 @@ class _Module:
         self.sources: dict[str, Any] = {}  # fullname -> raw definition, to detect conflicts
         self.blocks: list[str] = []
         self.recursive = False
+        self.forward_ref = False  # the annotation being rendered names a class not defined yet
 
     def class_name(self, named: Named) -> str:
         return self.classes[named.fullname]
@@ -96,8 +97,7 @@ class _Module:
         if isinstance(s, Named) and s.fullname in self.classes:
             name = self.class_name(s)
             if s.fullname in defining:
-                self.recursive = True
-                return f'"{name}"'
+                self.recursive = self.forward_ref = True
             return name
         if isinstance(s, Fixed):
             if s.logical == "decimal":
@@ -136,8 +136,8 @@ class _Module:
         raise CodegenError(f"cannot render a default for {s!r}")
 
     def add_named(self, named: Named, contract: Contract, top: bool) -> None:
-        if named.fullname in self.sources:
-            return
+        if named.fullname in self.sources or isinstance(named, Fixed):
+            return  # fixed types render inline as constrained bytes
         short = named.name
         if short in self.classes.values():
             other = next(k for k, v in self.classes.items() if v == short)
@@ -174,7 +174,10 @@ class _Module:
         return "\n".join(lines)
 
     def _field(self, f: Field, defining: set[str]) -> str:
+        self.forward_ref = False
         annot = self.annotation(f.type, defining)
+        if self.forward_ref:
+            annot = repr(annot)  # resolved by model_rebuild() at the end of the module
         name = _py_name(f.name)
         args: list[str] = []
         if f.has_default:

@@ -2,7 +2,6 @@
 
 Do not edit: change the .avsc files and generate again.
 """
-
 # ruff: noqa
 import datetime
 import json
@@ -19,15 +18,13 @@ from choreograph.contracts.event import AvroRecord, Boolean, Bytes, Event, Int32
 class StockReserved(Event):
     """Every line of the order is reserved in the warehouse."""
 
-    __avro_name__: ClassVar[str] = "com.acme.inventory.StockReserved"
-    __avro_domain__: ClassVar[str] = "inventory"
-    __avro_topic__: ClassVar[str] = "inventory.events"
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads(
-        '{"type":"record","name":"StockReserved","namespace":"com.acme.inventory","doc":"Every line of the order is reserved in the warehouse.","fields":[{"name":"order_id","type":"string","doc":"Order the reservation is for."},{"name":"warehouse","type":"string","doc":"Warehouse holding the stock."}]}'
-    )
+    __avro_name__: ClassVar[str] = 'com.acme.inventory.StockReserved'
+    __avro_domain__: ClassVar[str] = 'inventory'
+    __avro_topic__: ClassVar[str] = 'inventory.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"StockReserved","namespace":"com.acme.inventory","doc":"Every line of the order is reserved in the warehouse.","fields":[{"name":"order_id","type":"string","doc":"Order the reservation is for."},{"name":"warehouse","type":"string","doc":"Warehouse holding the stock."}]}')
 
-    order_id: String = Field(description="Order the reservation is for.")
-    warehouse: String = Field(description="Warehouse holding the stock.")
+    order_id: String = Field(description='Order the reservation is for.')
+    warehouse: String = Field(description='Warehouse holding the stock.')
 
 
 EVENTS: tuple[type[Event], ...] = (StockReserved,)

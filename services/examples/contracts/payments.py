@@ -2,7 +2,6 @@
 
 Do not edit: change the .avsc files and generate again.
 """
-
 # ruff: noqa
 import datetime
 import json
@@ -19,51 +18,39 @@ from choreograph.contracts.event import AvroRecord, Boolean, Bytes, Event, Int32
 class PaymentAuthorized(Event):
     """The payment provider authorised the order amount."""
 
-    __avro_name__: ClassVar[str] = "com.acme.payments.PaymentAuthorized"
-    __avro_domain__: ClassVar[str] = "payments"
-    __avro_topic__: ClassVar[str] = "payments.events"
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads(
-        '{"type":"record","name":"PaymentAuthorized","namespace":"com.acme.payments","doc":"The payment provider authorised the order amount.","fields":[{"name":"order_id","type":"string","doc":"Order the payment belongs to."},{"name":"payment_id","type":"string","doc":"Provider reference."},{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":2},"doc":"Authorised amount."},{"name":"currency","type":"string","default":"EUR","doc":"ISO 4217 code."}]}'
-    )
+    __avro_name__: ClassVar[str] = 'com.acme.payments.PaymentAuthorized'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"PaymentAuthorized","namespace":"com.acme.payments","doc":"The payment provider authorised the order amount.","fields":[{"name":"order_id","type":"string","doc":"Order the payment belongs to."},{"name":"payment_id","type":"string","doc":"Provider reference."},{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":2},"doc":"Authorised amount."},{"name":"currency","type":"string","default":"EUR","doc":"ISO 4217 code."}]}')
 
-    order_id: String = Field(description="Order the payment belongs to.")
-    payment_id: String = Field(description="Provider reference.")
-    amount: Annotated[Decimal, Field(max_digits=12, decimal_places=2)] = Field(
-        description="Authorised amount."
-    )
-    currency: String = Field(default="EUR", description="ISO 4217 code.")
+    order_id: String = Field(description='Order the payment belongs to.')
+    payment_id: String = Field(description='Provider reference.')
+    amount: Annotated[Decimal, Field(max_digits=12, decimal_places=2)] = Field(description='Authorised amount.')
+    currency: String = Field(default='EUR', description='ISO 4217 code.')
 
 
 class PaymentFailed(Event):
     """The payment could not be authorised."""
 
-    __avro_name__: ClassVar[str] = "com.acme.payments.PaymentFailed"
-    __avro_domain__: ClassVar[str] = "payments"
-    __avro_topic__: ClassVar[str] = "payments.events"
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads(
-        '{"type":"record","name":"PaymentFailed","namespace":"com.acme.payments","doc":"The payment could not be authorised.","fields":[{"name":"order_id","type":"string","doc":"Order the payment belongs to."},{"name":"reason","type":"string","doc":"Provider\'s decline reason."}]}'
-    )
+    __avro_name__: ClassVar[str] = 'com.acme.payments.PaymentFailed'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"PaymentFailed","namespace":"com.acme.payments","doc":"The payment could not be authorised.","fields":[{"name":"order_id","type":"string","doc":"Order the payment belongs to."},{"name":"reason","type":"string","doc":"Provider\'s decline reason."}]}')
 
-    order_id: String = Field(description="Order the payment belongs to.")
+    order_id: String = Field(description='Order the payment belongs to.')
     reason: String = Field(description="Provider's decline reason.")
 
 
 class RefundPayment(Event):
     """Command: give back an authorised payment (compensation of the payment step)."""
 
-    __avro_name__: ClassVar[str] = "com.acme.payments.RefundPayment"
-    __avro_domain__: ClassVar[str] = "payments"
-    __avro_topic__: ClassVar[str] = "payments.commands"
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads(
-        '{"type":"record","name":"RefundPayment","namespace":"com.acme.payments","doc":"Command: give back an authorised payment (compensation of the payment step).","fields":[{"name":"order_id","type":"string","doc":"Order whose payment to refund."},{"name":"reason","type":"string","doc":"Why the refund is due."}]}'
-    )
+    __avro_name__: ClassVar[str] = 'com.acme.payments.RefundPayment'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.commands'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"RefundPayment","namespace":"com.acme.payments","doc":"Command: give back an authorised payment (compensation of the payment step).","fields":[{"name":"order_id","type":"string","doc":"Order whose payment to refund."},{"name":"reason","type":"string","doc":"Why the refund is due."}]}')
 
-    order_id: String = Field(description="Order whose payment to refund.")
-    reason: String = Field(description="Why the refund is due.")
+    order_id: String = Field(description='Order whose payment to refund.')
+    reason: String = Field(description='Why the refund is due.')
 
 
-EVENTS: tuple[type[Event], ...] = (
-    PaymentAuthorized,
-    PaymentFailed,
-    RefundPayment,
-)
+EVENTS: tuple[type[Event], ...] = (PaymentAuthorized, PaymentFailed, RefundPayment,)

@@ -1,0 +1,280 @@
+"""`choreograph schemas`: lint, check, register and generate code for the Avro contracts.
+
+Exit codes: 0 clean (warnings allowed), 1 a breaking change or a policy error, 2 unreadable input
+(invalid JSON or Avro, bad schemas.yaml, unknown git ref, unreachable registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from choreograph.contracts.avro_model import Schema, SchemaError, parse_schema
+from choreograph.contracts.catalog import Catalog, Contract, ContractError, load_catalog
+from choreograph.contracts.codegen import CodegenError, drift, render_all, write
+from choreograph.contracts.compatibility import Mode, check_compatibility
+from choreograph.contracts.diagnostics import Diagnostic, render
+from choreograph.contracts.history import GitError, changed_since, toplevel, versions_at_or_before
+from choreograph.contracts.lint import lint_contract
+
+OK, BREAKING, UNREADABLE = 0, 1, 2
+
+
+class Unreadable(Exception):
+    """Input the command cannot work with; exit 2."""
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser("schemas", help="lint, check, register and codegen Avro contracts")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", type=Path, default=Path("schemas/avro"), help="contracts folder")
+        p.add_argument("--format", choices=("text", "json", "github"), default="text")
+
+    lint = commands.add_parser("lint", help="policy: docs, namespaces, naming, PII tags")
+    common(lint)
+    lint.set_defaults(run=_guarded(run_lint))
+
+    check = commands.add_parser("check", help="compatibility against git history or a registry")
+    common(check)
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--against", metavar="GIT_REF", help="offline: earlier versions in git")
+    source.add_argument("--registry", metavar="URL", help="online: versions in the registry")
+    check.set_defaults(run=_guarded(run_check))
+
+    reg = commands.add_parser("register", help="register every contract, then set its mode")
+    common(reg)
+    reg.add_argument("--registry", metavar="URL", required=True)
+    reg.set_defaults(run=_guarded(run_register))
+
+    gen = commands.add_parser("codegen", help="generate pydantic event models, one module a domain")
+    gen.add_argument("--root", type=Path, default=Path("schemas/avro"))
+    gen.add_argument("--out", type=Path, default=Path("services/examples/contracts"))
+    gen.add_argument("--check", action="store_true", help="fail if generated files are stale")
+    gen.set_defaults(run=_guarded(run_codegen))
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except Unreadable as err:
+            print(f"choreograph schemas: {err}", file=sys.stderr)
+            return UNREADABLE
+
+    return run
+
+
+def _catalog(root: Path) -> tuple[Catalog, list[Diagnostic]]:
+    if not root.is_dir():
+        raise Unreadable(f"no contracts folder at {root}")
+    try:
+        catalog = load_catalog(root)
+    except ContractError as err:  # schemas.yaml itself
+        raise Unreadable(str(err)) from None
+    unreadable = [
+        Diagnostic(e.path, e.line, e.col, "unreadable", "error", e.message) for e in catalog.errors
+    ]
+    return catalog, unreadable
+
+
+def _finish(diagnostics: Sequence[Diagnostic], unreadable: Sequence[Diagnostic], fmt: str) -> int:
+    everything = [*unreadable, *diagnostics]
+    if everything:
+        print(render(everything, fmt))
+    if fmt == "text":
+        errors = sum(d.severity == "error" for d in everything)
+        warnings = sum(d.severity == "warning" for d in everything)
+        print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    if unreadable:
+        return UNREADABLE
+    return BREAKING if any(d.severity == "error" for d in diagnostics) else OK
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    catalog, unreadable = _catalog(args.root)
+    found = [d for c in catalog.contracts.values() for d in lint_contract(c, catalog.policy)]
+    return _finish(found, unreadable, args.format)
+
+
+def compatibility_diagnostics(
+    catalog: Catalog, contract: Contract, previous: Sequence[tuple[int | str, Schema]]
+) -> list[Diagnostic]:
+    """Findings of `contract` against earlier versions; allowed breaks become notices."""
+    out = []
+    for finding in check_compatibility(contract.schema, previous, contract.compatibility):
+        line, col = contract.where(finding.path_in_new)
+        allowed = catalog.policy.allowed(contract.fullname, finding)
+        problem = finding.problem
+        message = f"{finding.describe()} [{contract.compatibility.value}]"
+        if allowed:
+            out.append(
+                Diagnostic(
+                    contract.path,
+                    line,
+                    col,
+                    problem.rule,
+                    "notice",
+                    f"allowed break: {message} (reason: {allowed.reason})",
+                )
+            )
+        else:
+            out.append(
+                Diagnostic(contract.path, line, col, problem.rule, "error", message, problem.fix)
+            )
+    return out
+
+
+def _parse_version(text: str) -> Schema:
+    return parse_schema(json.loads(text))
+
+
+def run_check(args: argparse.Namespace) -> int:
+    catalog, unreadable = _catalog(args.root)
+    if args.against:
+        found = _check_git(catalog, args.root, args.against)
+    else:
+        found = _check_registry(catalog, args.registry)
+    return _finish(found, unreadable, args.format)
+
+
+def _check_git(catalog: Catalog, root: Path, ref: str) -> list[Diagnostic]:
+    try:
+        repo = toplevel(root)
+        folder = str(root.resolve().relative_to(repo))
+        changed = changed_since(repo, ref, folder)
+    except (GitError, ValueError) as err:
+        raise Unreadable(str(err)) from None
+    found: list[Diagnostic] = []
+    for rel in changed:
+        contract = next(
+            (c for c in catalog.contracts.values() if Path(c.path).resolve() == repo / rel), None
+        )
+        if contract is None:
+            continue  # unreadable now: already reported
+        previous: list[tuple[int | str, Schema]] = []
+        for commit, text in versions_at_or_before(repo, ref, rel):
+            try:
+                previous.append((commit, _parse_version(text)))
+            except (ValueError, SchemaError) as err:
+                found.append(
+                    Diagnostic(
+                        contract.path,
+                        1,
+                        1,
+                        "history-unreadable",
+                        "warning",
+                        f"version at {commit} is not valid Avro, skipped: {err}",
+                    )
+                )
+        found += compatibility_diagnostics(catalog, contract, previous)
+    return found
+
+
+def _registry_client(url: str):  # type: ignore[no-untyped-def]
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient({"url": url})
+
+
+def registered_versions(client, subject: str) -> list[tuple[int | str, Schema]]:  # type: ignore[no-untyped-def]
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    try:
+        versions = client.get_versions(subject)
+    except SchemaRegistryError as err:
+        if err.http_status_code == 404:
+            return []
+        raise Unreadable(f"registry: {err}") from None
+    except Exception as err:
+        raise Unreadable(f"registry unreachable: {err}") from None
+    return [(v, _parse_version(client.get_version(subject, v).schema.schema_str)) for v in versions]
+
+
+def _check_registry(catalog: Catalog, url: str) -> list[Diagnostic]:
+    client = _registry_client(url)
+    found: list[Diagnostic] = []
+    for contract in sorted(catalog.contracts.values(), key=lambda c: c.path):
+        previous = registered_versions(client, contract.subject)
+        if not previous:
+            found.append(
+                Diagnostic(
+                    contract.path,
+                    1,
+                    1,
+                    "new-subject",
+                    "notice",
+                    f"{contract.subject} is not registered yet",
+                )
+            )
+        found += compatibility_diagnostics(catalog, contract, previous)
+    return found
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from confluent_kafka.schema_registry import Schema as RegistrySchema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    catalog, unreadable = _catalog(args.root)
+    if unreadable:
+        return _finish([], unreadable, args.format)
+    client = _registry_client(args.registry)
+    found: list[Diagnostic] = []
+    for contract in sorted(catalog.contracts.values(), key=lambda c: c.path):
+        problems = compatibility_diagnostics(
+            catalog, contract, registered_versions(client, contract.subject)
+        )
+        found += problems
+        if any(d.severity == "error" for d in problems):
+            continue
+        allowed_break = any(d.severity == "notice" for d in problems)
+        try:
+            if allowed_break:  # accepted on purpose: let this one version through
+                client.set_compatibility(contract.subject, Mode.NONE.value)
+            schema_id = client.register_schema(
+                contract.subject, RegistrySchema(contract.canonical, "AVRO")
+            )
+            client.set_compatibility(contract.subject, contract.compatibility.value)
+        except SchemaRegistryError as err:
+            found.append(
+                Diagnostic(
+                    contract.path, 1, 1, "registry-rejected", "error", f"{contract.subject}: {err}"
+                )
+            )
+            continue
+        found.append(
+            Diagnostic(
+                contract.path,
+                1,
+                1,
+                "registered",
+                "notice",
+                f"{contract.subject} id {schema_id} ({contract.compatibility.value})",
+            )
+        )
+    return _finish(found, unreadable, args.format)
+
+
+def run_codegen(args: argparse.Namespace) -> int:
+    catalog, unreadable = _catalog(args.root)
+    if unreadable:
+        return _finish([], unreadable, "text")
+    try:
+        files = render_all(catalog.contracts.values(), args.root.as_posix())
+    except CodegenError as err:
+        print(f"choreograph schemas codegen: {err}", file=sys.stderr)
+        return BREAKING
+    if args.check:
+        stale = drift(args.out, files)
+        for line in stale:
+            print(line)
+        if stale:
+            print("run `choreograph schemas codegen` and commit the result", file=sys.stderr)
+        return BREAKING if stale else OK
+    for path in write(args.out, files):
+        print(f"wrote {path}")
+    return OK

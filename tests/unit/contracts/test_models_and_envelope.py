@@ -1,0 +1,157 @@
+"""Generated models and the CloudEvents envelope, without servers."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import fastavro
+import pytest
+
+from choreograph.contracts.catalog import Policy, parse_contract
+from choreograph.contracts.codegen import bind_models
+from choreograph.contracts.envelope import (
+    Envelope,
+    EnvelopeError,
+    child_traceparent,
+    handling,
+    trace_id,
+)
+from choreograph.contracts.event import ContractViolation
+from examples.contracts.orders import CancelReason, OrderCancelled, OrderLine, OrderPlaced
+
+
+def contract(schema: dict, name: str = "t") -> object:
+    return parse_contract(json.dumps(schema), f"{name}.avsc", name, Policy())
+
+
+def test_violation_names_field_path_and_rule() -> None:
+    with pytest.raises(ContractViolation) as err:
+        OrderPlaced(
+            order_id="o",
+            customer_id="c",
+            customer_email="e",
+            total=Decimal("1.005"),
+            lines=[{"sku": "s", "quantity": 2**31}],
+            placed_at=datetime.now(UTC),
+        )
+    problems = {(p, r) for p, r, _ in err.value.problems}
+    assert problems == {("lines[0].quantity", "less_than_equal"), ("total", "decimal_max_places")}
+    assert "com.acme.orders.OrderPlaced.total" in str(err.value)
+
+
+def test_unknown_fields_and_wrong_types_are_rejected() -> None:
+    with pytest.raises(ContractViolation) as err:
+        OrderCancelled(order_id=5, reason="NOPE", colour="red")
+    assert {(p, r) for p, r, _ in err.value.problems} == {
+        ("order_id", "string_type"),
+        ("reason", "enum"),
+        ("colour", "extra_forbidden"),
+    }
+
+
+def test_model_payload_encodes_with_its_own_schema() -> None:
+    event = OrderCancelled(order_id="o", reason=CancelReason.TIMEOUT)
+    parsed = fastavro.parse_schema(OrderCancelled.__avro_schema__, named_schemas={})
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, event.to_avro())
+    buf.seek(0)
+    assert OrderCancelled.from_avro(fastavro.schemaless_reader(buf, parsed)) == event
+
+
+def test_bound_models_match_generated_ones() -> None:
+    from pathlib import Path
+
+    text = (
+        Path(__file__).resolve().parents[3] / "schemas/avro/orders/OrderPlaced.avsc"
+    ).read_text()
+    bound = bind_models([parse_contract(text, "p", "orders", Policy())], "bound_test")
+    model = bound["com.acme.orders.OrderPlaced"]
+    assert model.__avro_schema__ == OrderPlaced.__avro_schema__
+    assert list(model.model_fields) == list(OrderPlaced.model_fields)
+
+
+def test_codegen_handles_recursion_keywords_defaults_and_logical_types() -> None:
+    schema = {
+        "type": "record",
+        "name": "Node",
+        "namespace": "t",
+        "fields": [
+            {"name": "from", "type": "string", "default": "x"},
+            {"name": "next", "type": ["null", "Node"], "default": None},
+            {"name": "tags", "type": {"type": "array", "items": "string"}, "default": ["a"]},
+            {
+                "name": "at",
+                "type": {"type": "long", "logicalType": "timestamp-millis"},
+                "default": 0,
+            },
+            {"name": "hash", "type": {"type": "fixed", "name": "H", "size": 2}, "default": "ab"},
+        ],
+    }
+    Node = bind_models([contract(schema)], "rec_test")["t.Node"]
+    n = Node(next={"next": None})
+    assert n.from_ == "x" and n.tags == ["a"] and n.hash == b"ab"
+    assert n.at == datetime(1970, 1, 1, tzinfo=UTC)
+    assert n.to_avro()["from"] == "x" and isinstance(n.next, Node)
+
+
+def test_envelope_round_trips_through_headers() -> None:
+    env = Envelope.new("com.acme.orders.OrderPlaced", "orders", "o-1").with_extensions(
+        ce_tenant="eu"
+    )
+    back = Envelope.from_headers(env.to_headers())
+    assert back == env
+    headers = dict(env.to_headers())
+    assert headers["ce_specversion"] == b"1.0" and headers["content-type"] == b"application/avro"
+    assert re.match(rb"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$", headers["traceparent"])
+
+
+def test_child_follows_the_event_in_hand() -> None:
+    parent = Envelope.new("a.A", "svc", "k", correlation_id="process-7")
+    with handling(parent):
+        child = Envelope.new("b.B", "svc2", "k")
+    orphan = Envelope.new("b.B", "svc2", "k")
+    assert (child.correlation_id, child.causation_id) == ("process-7", parent.id)
+    assert trace_id(child.traceparent) == trace_id(parent.traceparent)
+    assert child.traceparent != parent.traceparent
+    assert orphan.causation_id is None and orphan.correlation_id == orphan.id
+
+
+def test_invalid_traceparent_starts_a_new_trace() -> None:
+    assert trace_id(child_traceparent("garbage")) is not None
+    assert trace_id(child_traceparent("00-" + "0" * 32 + "-" + "1" * 16 + "-01")) != "0" * 32
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([("ce_id", b"1")], "missing CloudEvents headers: ce_specversion, ce_source, ce_type"),
+        (
+            [("ce_specversion", b"0.3"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")],
+            "unsupported",
+        ),
+        (
+            [
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"1"),
+                ("ce_source", b"s"),
+                ("ce_type", b"t"),
+                ("ce_time", b"yesterday"),
+            ],
+            "RFC 3339",
+        ),
+        ([("ce_specversion", b"\xff")], "not UTF-8"),
+    ],
+)
+def test_bad_headers_are_clear_errors(headers: list, message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message):
+        Envelope.from_headers(headers)
+
+
+def test_order_line_is_a_value_object() -> None:
+    assert OrderLine(sku="a", quantity=1) == OrderLine(sku="a", quantity=1)
+    with pytest.raises(Exception, match="frozen"):
+        OrderLine(sku="a", quantity=1).quantity = 2  # type: ignore[misc]
