@@ -8,19 +8,36 @@ from choreograph.contracts.envelope import Envelope, EnvelopeError, current_enve
 from choreograph.contracts.event import AvroRecord, ContractViolation, Event
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde, SerdeError, UnknownSubject
+from choreograph.machines.machine import MachineDefinitionError, StateMachine
+from choreograph.runtime.config import Guarantee, RetryPolicy, ServiceConfig
+from choreograph.runtime.context import Context
+from choreograph.runtime.errors import NonRetryableError
+from choreograph.runtime.service import Service
+from choreograph.state.store import Store
+from choreograph.testing.testkit import TestKit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AvroRecord",
     "AvroSerde",
+    "Context",
     "ContractViolation",
     "Envelope",
     "EnvelopeError",
     "Event",
     "EventPublisher",
+    "Guarantee",
+    "MachineDefinitionError",
     "Mode",
+    "NonRetryableError",
+    "RetryPolicy",
     "SerdeError",
+    "Service",
+    "ServiceConfig",
+    "StateMachine",
+    "Store",
+    "TestKit",
     "UnknownSubject",
     "__version__",
     "can_read",

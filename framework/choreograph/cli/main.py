@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import dev, schemas
+from choreograph.cli import dev, dlq, schemas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     dev.register(groups)
     schemas.register(groups)
+    dlq.register(groups)
     return parser
 
 

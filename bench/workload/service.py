@@ -1,0 +1,94 @@
+"""The tally workload as a choreograph Service; `python -m bench.workload.service` runs it.
+
+Behaviours, chosen per input for reliability tests: `poison` always fails (exhausts retries, goes
+to the DLQ), `flaky` fails on its first attempt in this process, `timer` answers one second later
+from a durable timer instead of at once (one pending answer per key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.workload import Tallied, Tick, topics
+from choreograph.observability.logs import configure_json_logging
+from choreograph.runtime.config import Guarantee, RetryPolicy, ServiceConfig
+from choreograph.runtime.context import Context
+from choreograph.runtime.service import Service
+
+
+def build(prefix: str) -> Service:
+    source, sink = topics(prefix)
+    service = Service(f"{prefix}-tally", [source], stores=["tallies"])
+    failed_once: set[str] = set()
+
+    def tally(ctx: Context, event: Any) -> None:
+        store = ctx.store("tallies")
+        current = store.get(ctx.key) or {"count": 0, "total": 0}
+        current = {"count": current["count"] + 1, "total": current["total"] + event.amount}
+        store.put(ctx.key, current)
+        ctx.emit(
+            Tallied(
+                input_id=event.id, key=event.key, count=current["count"], total=current["total"]
+            ),
+            topic=sink,
+        )
+
+    @service.handle(Tick)
+    def on_tick(ctx: Context, event: Any) -> None:
+        if event.behaviour == "poison":
+            raise RuntimeError(f"poison input {event.id}")
+        if event.behaviour == "flaky" and event.id not in failed_once:
+            failed_once.add(event.id)
+            raise ConnectionError(f"flaky dependency for {event.id}")
+        if event.behaviour == "timer":  # one pending answer per key: a timer is per key and name
+            ctx.schedule("answer", timedelta(seconds=1), {"event": event.to_avro()})
+            return
+        tally(ctx, event)
+
+    @service.timer("answer")
+    def answer(ctx: Context, payload: dict[str, Any]) -> None:
+        tally(ctx, Tick(**payload["event"]))
+
+    return service
+
+
+def config(
+    instance: str, state_dir: Path, guarantee: str = "exactly_once", **extra: Any
+) -> ServiceConfig:
+    return ServiceConfig.from_env(
+        instance_id=instance,
+        state_dir=state_dir,
+        guarantee=Guarantee(guarantee),
+        auto_register_schemas=True,
+        retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.1, max_backoff_s=0.5),
+        **extra,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--instance", required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--guarantee", default="exactly_once")
+    parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--group-protocol", default="classic")
+    args = parser.parse_args()
+    configure_json_logging(logging.INFO)
+    build(args.prefix).run(
+        config(
+            args.instance,
+            args.state_dir,
+            args.guarantee,
+            metrics_port=args.metrics_port,
+            group_protocol=args.group_protocol,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""`choreograph dlq`: look at a service's dead letters and send them back to where they failed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from choreograph.runtime.dlq import read_dead_letters, replay, summary
+from choreograph.testing.servers import BOOTSTRAP_ENV
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser("dlq", help="inspect and replay a service's dead-letter topic")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, helptext in (
+        ("inspect", "print dead letters: origin, error, attempts, event type, correlation"),
+        ("replay", "send dead letters back to their origin topics (each once)"),
+    ):
+        p = commands.add_parser(name, help=helptext)
+        p.add_argument("--service", required=True, help="service name; its DLQ is <service>.dlq")
+        p.add_argument("--bootstrap", default=os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092"))
+        p.add_argument("--limit", type=int)
+        if name == "inspect":
+            p.add_argument("--format", choices=("text", "json"), default="text")
+            p.set_defaults(run=run_inspect)
+        else:
+            p.add_argument("--error-class", help="only records that failed with this exception")
+            p.set_defaults(run=run_replay)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    rows = [
+        summary(record)
+        for _, record in read_dead_letters(args.bootstrap, f"{args.service}.dlq", limit=args.limit)
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(
+            f"{row['dlq_offset']}  {row['type']}  key={row['key']}  from "
+            f"{row['origin_topic']}[{row['origin_partition']}]@{row['origin_offset']}  "
+            f"{row['reason']} after {row['attempts']} attempt(s)\n    {row['error_message']}"
+        )
+    print(f"{len(rows)} dead letter(s) in {args.service}.dlq")
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    replayed, skipped = replay(
+        args.bootstrap, f"{args.service}.dlq", error_class=args.error_class, limit=args.limit
+    )
+    print(f"replayed {replayed}, skipped {skipped}")
+    return 0

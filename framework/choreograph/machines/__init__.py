@@ -1,0 +1,1 @@
+"""Explicit state machines keyed by business key."""

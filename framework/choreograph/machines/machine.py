@@ -1,0 +1,216 @@
+"""StateMachine: explicit states, transitions on events with guards, per-state timeouts, terminal
+outcomes and compensation hooks. One instance per business key, persisted in a store of the
+service, so it survives restarts and moves with its partition.
+
+    payment = StateMachine("payment")
+    payment.state("awaiting", timeout=timedelta(minutes=15), on_timeout="timed_out")
+    payment.terminal("paid")
+    payment.terminal("timed_out", outcome="failure")
+
+    @payment.on(OrderPlaced, source="new", target="awaiting")
+    def start(ctx, event, data):
+        return {"amount": str(event.total)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from choreograph.contracts.event import Event
+from choreograph.runtime.context import Context
+
+Action = Callable[[Context, Any, dict[str, Any]], dict[str, Any] | None]
+Guard = Callable[[Any, dict[str, Any]], bool]
+Hook = Callable[[Context, dict[str, Any]], None]
+Outcome = Literal["success", "failure"]
+
+
+class MachineDefinitionError(ValueError):
+    """The machine refers to states that do not exist, or is otherwise inconsistent."""
+
+
+@dataclass
+class StateSpec:
+    name: str
+    timeout: timedelta | None = None
+    on_timeout: str | None = None
+    outcome: Outcome | None = None  # set for terminal states
+    compensation: Hook | None = None
+
+
+@dataclass
+class Transition:
+    event_type: type[Event]
+    sources: frozenset[str]
+    target: str
+    guard: Guard | None
+    action: Action | None
+
+
+@dataclass
+class Instance:
+    state: str
+    data: dict[str, Any] = field(default_factory=dict)
+    visited: list[str] = field(default_factory=list)
+    seq: int = 0
+    outcome: Outcome | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "data": self.data,
+            "visited": self.visited,
+            "seq": self.seq,
+            "outcome": self.outcome,
+        }
+
+
+class StateMachine:
+    def __init__(self, name: str, initial: str = "new") -> None:
+        self.name = name
+        self.initial = initial
+        self.states: dict[str, StateSpec] = {initial: StateSpec(initial)}
+        self.transitions: list[Transition] = []
+
+    # -- definition ----------------------------------------------------------------------------
+
+    def state(
+        self, name: str, *, timeout: timedelta | None = None, on_timeout: str | None = None
+    ) -> StateMachine:
+        if (timeout is None) != (on_timeout is None):
+            raise MachineDefinitionError(f"state {name}: timeout and on_timeout go together")
+        spec = self.states.setdefault(name, StateSpec(name))
+        spec.timeout, spec.on_timeout = timeout, on_timeout
+        return self
+
+    def terminal(self, name: str, outcome: Outcome = "success") -> StateMachine:
+        self.states.setdefault(name, StateSpec(name)).outcome = outcome
+        return self
+
+    def on(
+        self,
+        event_type: type[Event],
+        *,
+        source: str | Iterable[str],
+        target: str,
+        guard: Guard | None = None,
+    ) -> Callable[[Action], Action]:
+        sources = frozenset([source] if isinstance(source, str) else source)
+
+        def register(action: Action) -> Action:
+            self.transitions.append(Transition(event_type, sources, target, guard, action))
+            return action
+
+        return register
+
+    def compensation(self, state: str) -> Callable[[Hook], Hook]:
+        """Undo what entering `state` did, when the instance ends in failure."""
+
+        def register(hook: Hook) -> Hook:
+            self.states.setdefault(state, StateSpec(state)).compensation = hook
+            return hook
+
+        return register
+
+    def validate(self) -> None:
+        known = set(self.states)
+        for t in self.transitions:
+            for s in (*t.sources, t.target):
+                if s not in known:
+                    raise MachineDefinitionError(
+                        f"machine {self.name}: transition on {t.event_type.__name__} names "
+                        f"unknown state {s!r}; declare it with .state() or .terminal()"
+                    )
+            terminal_sources = [s for s in t.sources if self.states[s].outcome]
+            if terminal_sources:
+                raise MachineDefinitionError(
+                    f"machine {self.name}: terminal state {terminal_sources[0]!r} cannot have "
+                    "outgoing transitions"
+                )
+        for spec in self.states.values():
+            if spec.on_timeout and spec.on_timeout not in known:
+                raise MachineDefinitionError(
+                    f"machine {self.name}: state {spec.name} times out to unknown state "
+                    f"{spec.on_timeout!r}"
+                )
+
+    @property
+    def store_name(self) -> str:
+        return f"machine.{self.name}"
+
+    @property
+    def timer_name(self) -> str:
+        return f"machine.{self.name}.timeout"
+
+    def event_types(self) -> set[type[Event]]:
+        return {t.event_type for t in self.transitions}
+
+    # -- running -------------------------------------------------------------------------------
+
+    def load(self, ctx: Context) -> Instance | None:
+        raw = ctx.store(self.store_name).get(ctx.key)
+        return None if raw is None else Instance(**raw)
+
+    def _save(self, ctx: Context, inst: Instance) -> None:
+        ctx.store(self.store_name).put(ctx.key, inst.dump())
+
+    def handle(self, ctx: Context, event: Event) -> str | None:
+        """Apply the first matching transition; return the new state, or None if none matched."""
+        inst = self.load(ctx) or Instance(self.initial)
+        if inst.outcome is not None:
+            return None
+        data = dict(inst.data)
+        for t in self.transitions:
+            if not isinstance(event, t.event_type) or inst.state not in t.sources:
+                continue
+            if t.guard is not None and not t.guard(event, data):
+                continue
+            if t.action is not None:
+                updated = t.action(ctx, event, data)
+                if updated is not None:
+                    data = updated
+            inst.data = data
+            self._enter(ctx, inst, t.target)
+            return t.target
+        return None
+
+    def on_timeout(self, ctx: Context, payload: dict[str, Any]) -> str | None:
+        inst = self.load(ctx)
+        if inst is None or inst.state != payload.get("state") or inst.seq != payload.get("seq"):
+            return None  # the instance moved on: a stale timer
+        target = self.states[inst.state].on_timeout
+        assert target is not None
+        inst.data = {**inst.data, "timed_out_in": inst.state}
+        self._enter(ctx, inst, target)
+        return target
+
+    def _enter(self, ctx: Context, inst: Instance, target: str) -> None:
+        leaving = self.states[inst.state]
+        if leaving.timeout is not None:
+            ctx.cancel(self.timer_name)
+        if inst.state != self.initial or inst.seq:
+            inst.visited.append(inst.state)
+        inst.state = target
+        inst.seq += 1
+        spec = self.states[target]
+        if spec.timeout is not None:
+            ctx.schedule(self.timer_name, spec.timeout, {"state": target, "seq": inst.seq})
+        if spec.outcome is not None:
+            inst.outcome = spec.outcome
+            if spec.outcome == "failure":
+                self._compensate(ctx, inst)
+        self._save(ctx, inst)
+
+    def _compensate(self, ctx: Context, inst: Instance) -> None:
+        """Run compensation hooks of completed states, most recent first."""
+        for name in reversed(inst.visited):
+            hook = self.states[name].compensation
+            if hook is not None:
+                hook(ctx, inst.data)
+        inst.data = {
+            **inst.data,
+            "compensated": [s for s in reversed(inst.visited) if self.states[s].compensation],
+        }

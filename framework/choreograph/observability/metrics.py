@@ -1,0 +1,93 @@
+"""Prometheus metrics of a running service, in a registry of its own (one per Service run)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+
+class ServiceMetrics:
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        r, labels = self.registry, {"service": service}
+        self.events = Counter(
+            "choreograph_events",
+            "Records handled, by event type and outcome (ok, ignored, retried, dlq).",
+            ["service", "type", "outcome"],
+            registry=r,
+        )
+        self.handler_seconds = Histogram(
+            "choreograph_handler_seconds",
+            "Time to decode and handle one record.",
+            ["service", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "choreograph_consumer_lag",
+            "Records between the committed position and the end of the partition.",
+            ["service", "topic", "partition"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "choreograph_retries",
+            "Handler attempts that failed and will be retried.",
+            ["service"],
+            registry=r,
+        )
+        self.dlq = Counter(
+            "choreograph_dlq",
+            "Records sent to the dead-letter topic, by reason.",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.restored = Counter(
+            "choreograph_restore_records",
+            "Changelog records restored into local state.",
+            ["service", "store"],
+            registry=r,
+        )
+        self.restore_remaining = Gauge(
+            "choreograph_restore_remaining",
+            "Changelog records left to restore.",
+            ["service", "store", "partition"],
+            registry=r,
+        )
+        self.timer_lateness = Histogram(
+            "choreograph_timer_lateness_seconds",
+            "How long after its deadline a timer fired.",
+            ["service"],
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.timers_fired = Counter(
+            "choreograph_timers_fired", "Timers fired.", ["service"], registry=r
+        )
+        self.commits = Counter(
+            "choreograph_commits",
+            "Transactions (or offset commits) completed.",
+            ["service"],
+            registry=r,
+        )
+        self.aborts = Counter(
+            "choreograph_aborts", "Transactions aborted.", ["service"], registry=r
+        )
+        self.commit_seconds = Histogram(
+            "choreograph_commit_seconds",
+            "Time to commit.",
+            ["service"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.partitions = Gauge(
+            "choreograph_assigned_partitions",
+            "Input partitions owned by this instance.",
+            ["service"],
+            registry=r,
+        )
+        self.labels = labels
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)

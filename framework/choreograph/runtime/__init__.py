@@ -1,0 +1,2 @@
+"""Processor runtime: Service, partition tasks, the consume-process-produce loop, EOS, timers,
+retries and the DLQ."""

@@ -1,0 +1,62 @@
+"""Settings of a running service, from code or CHOREOGRAPH_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Guarantee(StrEnum):
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+class RetryPolicy(BaseModel):
+    """Bounded exponential backoff with full jitter, per partition."""
+
+    max_attempts: int = Field(5, ge=1)
+    initial_backoff_s: float = Field(0.2, gt=0)
+    max_backoff_s: float = Field(30.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+
+    def backoff(self, attempt: int, rand: float) -> float:
+        """Delay before retry number `attempt` (1-based); `rand` in [0, 1)."""
+        cap = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
+        return cap / 2 + rand * cap / 2  # "equal jitter": never zero, never above the cap
+
+
+class ServiceConfig(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    guarantee: Guarantee = Guarantee.EXACTLY_ONCE
+    instance_id: str = Field(default_factory=socket.gethostname)
+    state_dir: Path = Path("./state")
+    commit_interval_ms: int = Field(100, ge=1)
+    max_batch: int = Field(1000, ge=1)
+    group_protocol: str = Field("classic", pattern="^(classic|consumer)$")
+    retry: RetryPolicy = RetryPolicy()
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    auto_register_schemas: bool = False
+    transaction_timeout_ms: int = 60_000
+    shutdown_timeout_s: float = 30.0
+    consumer: dict[str, Any] = Field(default_factory=dict)
+    producer: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServiceConfig:
+        env: dict[str, Any] = {
+            "bootstrap_servers": os.environ.get("CHOREOGRAPH_BOOTSTRAP"),
+            "registry_url": os.environ.get("CHOREOGRAPH_REGISTRY_URL"),
+            "guarantee": os.environ.get("CHOREOGRAPH_GUARANTEE"),
+            "instance_id": os.environ.get("CHOREOGRAPH_INSTANCE_ID"),
+            "state_dir": os.environ.get("CHOREOGRAPH_STATE_DIR"),
+            "metrics_port": os.environ.get("CHOREOGRAPH_METRICS_PORT"),
+            "group_protocol": os.environ.get("CHOREOGRAPH_GROUP_PROTOCOL"),
+        }
+        return cls(**{k: v for k, v in env.items() if v is not None}, **overrides)

@@ -1,0 +1,82 @@
+"""What a handler sees: the key and envelope in hand, stores, emit, timers, the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from choreograph.contracts.envelope import Envelope
+from choreograph.contracts.event import Event
+from choreograph.contracts.publisher import topic_of
+from choreograph.state.store import Store
+
+if TYPE_CHECKING:
+    from choreograph.runtime.task import PartitionTask
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record to produce in the current transaction."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]]
+    event: Event
+    envelope: Envelope
+
+
+class Context:
+    def __init__(
+        self, task: PartitionTask, key: str, envelope: Envelope | None, now: datetime
+    ) -> None:
+        self._task = task
+        self.key = key
+        self.envelope = envelope
+        self.now = now
+        self.outputs: list[Output] = []
+
+    @property
+    def partition(self) -> int:
+        return self._task.partition
+
+    @property
+    def service(self) -> str:
+        return self._task.service.name
+
+    def store(self, name: str) -> Store:
+        return self._task.user_store(name)
+
+    def emit(self, event: Event, key: str | None = None, topic: str | None = None) -> Envelope:
+        """Publish `event` in this transaction; its envelope follows the event in hand."""
+        target = topic or topic_of(type(event))
+        value = self._task.serde.serialize(event, target)
+        envelope = Envelope.new(
+            event.__avro_name__, self.service, key or self.key, parent=self.envelope, now=self.now
+        )
+        self.outputs.append(
+            Output(
+                target, (key or self.key).encode(), value, envelope.to_headers(), event, envelope
+            )
+        )
+        return envelope
+
+    def schedule(
+        self, name: str, at: datetime | timedelta, payload: dict[str, Any] | None = None
+    ) -> None:
+        """Fire timer `name` for this key at `at` (or after a delay); replaces a pending one."""
+        when = self.now + at if isinstance(at, timedelta) else at
+        lineage = {}
+        if self.envelope is not None:
+            lineage = {
+                "_correlation_id": self.envelope.correlation_id,
+                "_causation_id": self.envelope.id,
+                "_traceparent": self.envelope.traceparent,
+            }
+        self._task.timers.schedule(
+            self.key, name, int(when.timestamp() * 1000), {**(payload or {}), **lineage}
+        )
+
+    def cancel(self, name: str) -> bool:
+        return self._task.timers.cancel(self.key, name)

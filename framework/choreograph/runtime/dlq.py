@@ -1,0 +1,136 @@
+"""Dead-letter records: the original key, value and headers, plus where and why it failed.
+
+Inspect and replay are for operators (`choreograph dlq inspect|replay`): replay sends each record
+back to its origin topic unchanged but for a `dlq_replayed_from` header, and remembers how far it
+got in a consumer group of its own, so a replay can be run again without sending twice what it
+already sent.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from choreograph.runtime.records import HeaderList, Record
+
+DLQ_HEADERS = (
+    "dlq_origin_topic",
+    "dlq_origin_partition",
+    "dlq_origin_offset",
+    "dlq_service",
+    "dlq_reason",
+    "dlq_error_class",
+    "dlq_error_message",
+    "dlq_attempts",
+    "dlq_failed_at",
+)
+
+
+def dead_letter_headers(
+    original: HeaderList | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    service: str,
+    reason: str,
+    error: BaseException,
+    attempts: int,
+) -> list[tuple[str, str | bytes | None]]:
+    keep: list[tuple[str, str | bytes | None]] = [
+        (k, v) for k, v in (original or []) if not k.startswith("dlq_")
+    ]
+    message = "".join(traceback.format_exception_only(type(error), error)).strip()[:4000]
+    return [
+        *keep,
+        ("dlq_origin_topic", topic),
+        ("dlq_origin_partition", str(partition)),
+        ("dlq_origin_offset", str(offset)),
+        ("dlq_service", service),
+        ("dlq_reason", reason),
+        ("dlq_error_class", f"{type(error).__module__}.{type(error).__qualname__}"),
+        ("dlq_error_message", message),
+        ("dlq_attempts", str(attempts)),
+        ("dlq_failed_at", datetime.now(UTC).isoformat()),
+    ]
+
+
+def summary(record: Record) -> dict[str, Any]:
+    """What an operator needs to see of a dead letter."""
+    return {
+        "dlq_offset": f"{record.partition}:{record.offset}",
+        "key": record.key.decode(errors="replace") if record.key else None,
+        "type": record.header("ce_type"),
+        "correlation_id": record.header("ce_correlationid"),
+        **{h.removeprefix("dlq_"): record.header(h) for h in DLQ_HEADERS},
+    }
+
+
+def read_dead_letters(
+    bootstrap: str,
+    dlq_topic: str,
+    *,
+    group: str | None = None,
+    limit: int | None = None,
+    idle_s: float = 3.0,
+) -> Iterator[tuple[Consumer, Record]]:
+    """Records of the DLQ from the start (or the group's position) until it is idle."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or f"dlq-inspect-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.subscribe([dlq_topic])
+    seen, last = 0, time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s and (limit is None or seen < limit):
+            msg = consumer.poll(0.3)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(f"reading {dlq_topic}: {err}")
+                continue
+            last = time.monotonic()
+            seen += 1
+            yield consumer, Record.of(msg)
+    finally:
+        consumer.close()
+
+
+def replay(
+    bootstrap: str, dlq_topic: str, *, error_class: str | None = None, limit: int | None = None
+) -> tuple[int, int]:
+    """Send dead letters back to their origin topics; return (replayed, skipped)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    replayed = skipped = 0
+    group = f"{dlq_topic}.replay"
+    for consumer, record in read_dead_letters(bootstrap, dlq_topic, group=group, limit=limit):
+        origin = record.header("dlq_origin_topic")
+        if origin is None or (error_class and record.header("dlq_error_class") != error_class):
+            skipped += 1
+        else:
+            headers: list[tuple[str, str | bytes | None]] = [
+                (k, v) for k, v in record.headers if not k.startswith("dlq_")
+            ]
+            headers.append(("dlq_replayed_from", f"{dlq_topic}:{record.partition}:{record.offset}"))
+            producer.produce(origin, key=record.key, value=record.value, headers=headers)
+            replayed += 1
+        if producer.flush(30) != 0:
+            raise TimeoutError("replayed records were not acknowledged")
+        consumer.commit(
+            offsets=[TopicPartition(dlq_topic, record.partition, record.offset + 1)],
+            asynchronous=False,
+        )
+    return replayed, skipped

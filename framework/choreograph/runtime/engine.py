@@ -1,0 +1,572 @@
+"""Engine: runs a Service on Kafka. Consume, process, produce, commit; one instance per process.
+
+Exactly-once (default): one transactional producer per instance (KIP-447), so outputs, changelog
+writes and input offsets of all owned partitions commit together every commit interval; consumer
+group metadata fences zombies after a rebalance. Store writes stay in memory until the commit
+succeeds, then go to RocksDB, so local state never holds uncommitted data. At-least-once: plain
+idempotent producer, flush, then offsets.
+
+Rebalancing is cooperative (or KIP-848 `group.protocol=consumer`): on revoke the open transaction
+is committed and only the revoked tasks close; on assign new tasks restore from their changelog,
+starting at their local checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from choreograph.contracts.serde import AvroSerde
+from choreograph.observability.metrics import ServiceMetrics
+from choreograph.runtime.config import Guarantee, ServiceConfig
+from choreograph.runtime.context import Output
+from choreograph.runtime.dlq import dead_letter_headers
+from choreograph.runtime.errors import goes_to_dlq_at_once
+from choreograph.runtime.records import HeaderList, Record
+from choreograph.runtime.service import Service
+from choreograph.runtime.task import PartitionTask
+from choreograph.runtime.timers import Timer
+from choreograph.runtime.topics import ensure_service_topics
+from choreograph.state.backends import RocksBackend
+from choreograph.state.checkpoint import Checkpoint
+from choreograph.state.restore import restore_partition
+
+log = logging.getLogger("choreograph.engine")
+TP = tuple[str, int]
+CHECKPOINT_INTERVAL_S = 5.0
+LAG_INTERVAL_S = 5.0
+
+
+@dataclass
+class RetryState:
+    offset: int
+    attempts: int = 0
+    resume_at: float = 0.0
+    waiting: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        service: Service,
+        config: ServiceConfig,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.clock = clock
+        self.eos = config.guarantee is Guarantee.EXACTLY_ONCE
+        self.metrics = ServiceMetrics(service.name)
+        self.serde = AvroSerde(
+            config.registry_url,
+            models=service.models.values(),
+            auto_register=config.auto_register_schemas,
+        )
+        self.tasks: dict[int, PartitionTask] = {}
+        self.positions: dict[TP, int] = {}
+        self.retries: dict[TP, RetryState] = {}
+        self.timer_failures: dict[tuple[int, str, str], int] = {}
+        self.changelog_next: dict[tuple[str, int], int] = {}
+        self.dirty_checkpoints: set[tuple[str, int]] = set()
+        self.txn_open = False
+        self.stopping = threading.Event()
+        self.last_commit = self.last_checkpoint = self.last_lag = time.monotonic()
+        self._rand = random.Random()
+        self._delivery_error: KafkaError | None = None
+        self.consumer: Consumer
+        self.producer: Producer
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            signal.signal(signal.SIGINT, lambda *_: self.stop())
+        if self.config.metrics_port is not None:
+            self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
+        admin = AdminClient({"bootstrap.servers": self.config.bootstrap_servers})
+        ensure_service_topics(admin, self.service)
+        self.producer = Producer(self._producer_conf())
+        if self.eos:
+            self.producer.init_transactions(60)
+        self.consumer = Consumer(self._consumer_conf())
+        self.consumer.subscribe(
+            self.service.inputs,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("started", extra={"service": self.service.name, "eos": self.eos})
+        try:
+            while not self.stopping.is_set():
+                self.step()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Finish: commit what was processed, leave the group, write checkpoints, close."""
+        try:
+            self.commit()
+        except KafkaException:
+            log.exception("final commit failed; the next owner reprocesses from the last commit")
+        self.consumer.close()  # revokes (and so checkpoints and closes) every remaining task
+        for partition in list(self.tasks):
+            self._close_task(partition)
+        self.producer.flush(self.config.shutdown_timeout_s)
+        log.info("stopped", extra={"service": self.service.name})
+
+    def _consumer_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.config.bootstrap_servers,
+            "group.id": self.service.name,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+        if self.config.group_protocol == "consumer":
+            conf["group.protocol"] = "consumer"
+        else:
+            conf["partition.assignment.strategy"] = "cooperative-sticky"
+            conf["group.instance.id"] = f"{self.service.name}-{self.config.instance_id}"
+            conf["session.timeout.ms"] = 10_000
+        return {**conf, **self.config.consumer}
+
+    def _producer_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.config.bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+        if self.eos:
+            conf["transactional.id"] = f"{self.service.name}-{self.config.instance_id}"
+            conf["transaction.timeout.ms"] = self.config.transaction_timeout_ms
+        return {**conf, **self.config.producer}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        messages = self.consumer.consume(self.config.max_batch, 0.05)
+        now = self.clock()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error", extra={"error": str(err)})
+                continue
+            record = Record.of(msg)
+            state = self.retries.get(record.tp)
+            if (state is not None and state.waiting) or record.partition not in self.tasks:
+                continue  # re-fetched after the retry back-off, or revoked meanwhile
+            self._handle(record, now)
+        self._fire_timers(now)
+        self._resume_retries()
+        tick = time.monotonic()
+        if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
+            self.commit()
+        if tick - self.last_lag >= LAG_INTERVAL_S:
+            self._report_lag()
+
+    def _handle(self, record: Record, now: datetime) -> None:
+        task = self.tasks[record.partition]
+        started = time.perf_counter()
+        try:
+            event_type, outcome, outputs = task.process(
+                record.key, record.value, record.headers, now
+            )
+        except Exception as error:
+            task.end_message(ok=False)
+            self._failed(record, error)
+            return
+        task.end_message(ok=True)
+        self._produce_outputs(outputs)
+        self.positions[record.tp] = record.offset + 1
+        self.retries.pop(record.tp, None)
+        self.metrics.events.labels(self.service.name, event_type, outcome).inc()
+        if outcome == "ok":
+            self.metrics.handler_seconds.labels(self.service.name, event_type).observe(
+                time.perf_counter() - started
+            )
+
+    def _failed(self, record: Record, error: Exception) -> None:
+        tp = record.tp
+        state = self.retries.get(tp)
+        if state is None or state.offset != record.offset:
+            state = self.retries[tp] = RetryState(record.offset)
+        state.attempts += 1
+        event_type = record.header("ce_type") or "unknown"
+        at_once = goes_to_dlq_at_once(error)
+        if at_once or state.attempts >= self.config.retry.max_attempts:
+            reason = "contract" if at_once else "retries-exhausted"
+            self._begin()
+            headers = dead_letter_headers(
+                record.headers,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                service=self.service.name,
+                reason=reason,
+                error=error,
+                attempts=state.attempts,
+            )
+            self._produce(
+                self.service.dlq_topic, record.value, record.key, headers, record.partition
+            )
+            self.positions[tp] = record.offset + 1
+            self.retries.pop(tp, None)
+            self.metrics.dlq.labels(self.service.name, reason).inc()
+            self.metrics.events.labels(self.service.name, event_type, "dlq").inc()
+            log.warning(
+                "dead-lettered",
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "reason": reason,
+                    "error": repr(error),
+                    "attempts": state.attempts,
+                },
+            )
+            return
+        delay = self.config.retry.backoff(state.attempts, self._rand.random())
+        state.resume_at, state.waiting = time.monotonic() + delay, True
+        partition = TopicPartition(record.topic, record.partition, record.offset)
+        self.consumer.pause([partition])
+        self.consumer.seek(partition)
+        self.metrics.retries.labels(self.service.name).inc()
+        self.metrics.events.labels(self.service.name, event_type, "retried").inc()
+        log.info(
+            "retrying",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "attempt": state.attempts,
+                "delay_s": round(delay, 3),
+                "error": repr(error),
+            },
+        )
+
+    def _resume_retries(self) -> None:
+        tick = time.monotonic()
+        for (topic, partition), state in self.retries.items():
+            if state.waiting and tick >= state.resume_at:
+                state.waiting = False
+                self.consumer.resume([TopicPartition(topic, partition)])
+
+    def _fire_timers(self, now: datetime) -> None:
+        for partition, task in list(self.tasks.items()):
+            for timer in task.due_timers(now, limit=500):
+                self._fire(partition, task, timer, now)
+
+    def _fire(self, partition: int, task: PartitionTask, timer: Timer, now: datetime) -> None:
+        ident = (partition, timer.key, timer.name)
+        try:
+            outputs = task.fire(timer, now)
+        except Exception as error:
+            task.end_message(ok=False)
+            failures = self.timer_failures[ident] = self.timer_failures.get(ident, 0) + 1
+            if failures < self.config.retry.max_attempts:
+                return  # due again on the next pass
+            task.timers.fired(timer)
+            task.end_message(ok=True)
+            self.timer_failures.pop(ident, None)
+            self.metrics.dlq.labels(self.service.name, "timer-failed").inc()
+            log.error(
+                "timer dropped after repeated failures",
+                extra={"key": timer.key, "timer": timer.name, "error": repr(error)},
+            )
+            return
+        task.end_message(ok=True)
+        self.timer_failures.pop(ident, None)
+        self._produce_outputs(outputs)
+        lateness = max(0.0, now.timestamp() - timer.deadline_ms / 1000)
+        self.metrics.timer_lateness.labels(self.service.name).observe(lateness)
+        self.metrics.timers_fired.labels(self.service.name).inc()
+
+    # -- producing and committing --------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.eos and not self.txn_open:
+            self.producer.begin_transaction()
+            self.txn_open = True
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: HeaderList | None = None,
+        partition: int | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"headers": headers, "on_delivery": on_delivery or self._delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _produce_outputs(self, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        self._begin()
+        for out in outputs:
+            self._produce(out.topic, out.value, out.key, out.headers)
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._delivery_error = err
+
+    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_error = err
+            return
+        store = (msg.topic() or "")[len(self.service.name) + 1 : -len(".changelog")]
+        key = (store, msg.partition() or 0)
+        self.changelog_next[key] = max(self.changelog_next.get(key, 0), (msg.offset() or 0) + 1)
+        self.dirty_checkpoints.add(key)
+
+    def commit(self) -> None:
+        """Commit outputs, changelog writes and offsets of every owned partition at once."""
+        self.last_commit = time.monotonic()
+        writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
+        if not writes and not self.positions and not self.txn_open:
+            self._maybe_checkpoint()
+            return
+        started = time.perf_counter()
+        self._begin()
+        for partition, (store, key, value) in writes:
+            self._produce(
+                self.service.changelog_topic(store),
+                value,
+                key,
+                partition=partition,
+                on_delivery=self._changelog_delivered,
+            )
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+        if self.eos:
+            if not self._commit_transaction(offsets):
+                return
+        else:
+            self.producer.flush(self.config.shutdown_timeout_s)
+            if self._delivery_error is not None:
+                log.error(
+                    "delivery failed; reprocessing since the last commit",
+                    extra={"error": str(self._delivery_error)},
+                )
+                self._delivery_error = None
+                self._rewind()
+                return
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        self.producer.poll(0)  # serve delivery reports: changelog offsets for checkpoints
+        for task in self.tasks.values():
+            task.committed()
+        self.positions.clear()
+        self.metrics.commits.labels(self.service.name).inc()
+        self.metrics.commit_seconds.labels(self.service.name).observe(time.perf_counter() - started)
+        self._maybe_checkpoint()
+
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> bool:
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 30
+                )
+            while True:
+                try:
+                    self.producer.commit_transaction(60)
+                    break
+                except KafkaException as exc:
+                    if not exc.args[0].retriable():
+                        raise
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal() or not error.txn_requires_abort():
+                raise
+            log.warning("transaction aborted", extra={"error": str(error)})
+            self._abort()
+            return False
+        self.txn_open = False
+        return True
+
+    def _abort(self) -> None:
+        if self.eos and self.txn_open:
+            self.producer.abort_transaction(60)
+            self.txn_open = False
+            self.metrics.aborts.labels(self.service.name).inc()
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Forget uncommitted work and seek every owned partition back to its committed offset."""
+        for task in self.tasks.values():
+            task.aborted()
+        self.positions.clear()
+        self.retries.clear()
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        for tp in self.consumer.committed(assigned, timeout=30):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self.consumer.resume(assigned)
+
+    def _maybe_checkpoint(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last_checkpoint < CHECKPOINT_INTERVAL_S:
+            return
+        self.last_checkpoint = time.monotonic()
+        for store, partition in list(self.dirty_checkpoints):
+            task = self.tasks.get(partition)
+            if task is not None:
+                self._checkpoint(task, store)
+
+    def _checkpoint(self, task: PartitionTask, store: str) -> None:
+        key = (store, task.partition)
+        if key not in self.changelog_next:
+            return
+        task.stores[store].backend.flush()
+        self._checkpoint_file(store, task.partition).write(self.changelog_next[key])
+        self.dirty_checkpoints.discard(key)
+
+    # -- partitions ----------------------------------------------------------------------------
+
+    def _store_path(self, store: str, partition: int) -> Path:
+        return self.config.state_dir / self.service.name / str(partition) / store
+
+    def _checkpoint_file(self, store: str, partition: int) -> Checkpoint:
+        return Checkpoint(
+            self.config.state_dir / self.service.name / str(partition) / f"{store}.checkpoint"
+        )
+
+    def _open_task(self, partition: int) -> PartitionTask:
+        starts: dict[str, int | None] = {}
+
+        def open_backend(store: str, p: int) -> RocksBackend:
+            start = self._checkpoint_file(store, p).read()
+            starts[store] = start
+            backend = RocksBackend(self._store_path(store, p))
+            if start is None:  # no checkpoint: local files cannot be trusted, start empty
+                backend.wipe()
+                backend = RocksBackend(self._store_path(store, p))
+            return backend
+
+        task = PartitionTask(self.service, partition, open_backend, self.serde)
+        conf = {"bootstrap.servers": self.config.bootstrap_servers}
+        for store, storage in task.stores.items():
+            topic = self.service.changelog_topic(store)
+            gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(partition))
+
+            def progress(_done: int, left: int, gauge: Any = gauge) -> None:
+                gauge.set(left)
+
+            started = time.monotonic()
+            restored, next_offset = restore_partition(
+                conf,
+                topic,
+                partition,
+                storage.backend,
+                starts[store],
+                progress=progress,
+            )
+            gauge.set(0)
+            self.metrics.restored.labels(self.service.name, store).inc(restored)
+            if restored:
+                self.changelog_next[(store, partition)] = next_offset
+                self._checkpoint(task, store)
+            log.info(
+                "restored",
+                extra={
+                    "store": store,
+                    "partition": partition,
+                    "records": restored,
+                    "from_checkpoint": starts[store],
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+        return task
+
+    def _close_task(self, partition: int) -> None:
+        task = self.tasks.pop(partition, None)
+        if task is None:
+            return
+        for store in task.stores:
+            self._checkpoint(task, store)
+        task.close()
+        for key in [k for k in self.changelog_next if k[1] == partition]:
+            self.changelog_next.pop(key)
+        self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for partition in sorted({tp.partition for tp in partitions}):
+            if partition not in self.tasks:
+                self.tasks[partition] = self._open_task(partition)
+        self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
+        log.info(
+            "assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.commit()
+        self._drop(partitions)
+        log.info(
+            "revoked", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
+        )
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.eos and self.txn_open:
+            self.producer.abort_transaction(60)
+            self.txn_open = False
+        for task in self.tasks.values():
+            task.aborted()
+        self.positions.clear()
+        self._drop(partitions)
+        log.warning(
+            "lost", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
+        )
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for tp in revoked:
+            self.positions.pop(tp, None)
+            self.retries.pop(tp, None)
+        still = {tp.partition for tp in self.consumer.assignment()} - {p for _, p in revoked}
+        for partition in {p for _, p in revoked} - still:
+            self._close_task(partition)
+
+    def _report_lag(self) -> None:
+        self.last_lag = time.monotonic()
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        for tp in self.consumer.position(assigned):
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                self.metrics.lag.labels(self.service.name, tp.topic, str(tp.partition)).set(
+                    high - tp.offset
+                )

@@ -1,0 +1,102 @@
+"""Service: what a team declares. Handlers per event type, state machines, stores, timers.
+
+Declaration only; `run()` hands the service to the engine, and the TestKit drives the same
+declaration in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from choreograph.contracts.event import Event
+from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
+
+if TYPE_CHECKING:
+    from choreograph.machines.machine import StateMachine
+    from choreograph.runtime.config import ServiceConfig
+    from choreograph.runtime.context import Context
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[["Context", Any], None]
+TimerHandler = Callable[["Context", dict[str, Any]], None]
+
+
+class Service:
+    def __init__(self, name: str, inputs: Sequence[str], *, stores: Sequence[str] = ()) -> None:
+        if not inputs:
+            raise ValueError("a service needs at least one input topic")
+        self.name = name
+        self.inputs = list(inputs)
+        self.models: dict[str, type[Event]] = {}
+        self.handlers: dict[str, list[Handler]] = {}
+        self.timer_handlers: dict[str, TimerHandler] = {}
+        self.machines: list[StateMachine] = []
+        self._stores: list[str] = []
+        for store in stores:
+            self.store(store)
+
+    def store(self, name: str) -> str:
+        """Declare a key-value store; its changelog topic is `<service>.<store>.changelog`."""
+        if name.startswith("__"):
+            raise ValueError(f"store names starting with __ are reserved: {name}")
+        if name not in self._stores:
+            self._stores.append(name)
+        return name
+
+    def handle(
+        self, event_type: type[E]
+    ) -> Callable[[Callable[[Context, E], None]], Callable[[Context, E], None]]:
+        """Register a handler for `event_type`, keyed by the record key (business key)."""
+
+        def register(fn: Callable[[Context, E], None]) -> Callable[[Context, E], None]:
+            self.models[event_type.__avro_name__] = event_type
+            self.handlers.setdefault(event_type.__avro_name__, []).append(fn)
+            return fn
+
+        return register
+
+    def timer(self, name: str) -> Callable[[TimerHandler], TimerHandler]:
+        """Register what runs when timer `name` (set with ctx.schedule) fires for a key."""
+
+        def register(fn: TimerHandler) -> TimerHandler:
+            self.timer_handlers[name] = fn
+            return fn
+
+        return register
+
+    def add_machine(self, machine: StateMachine) -> StateMachine:
+        machine.validate()
+        self.machines.append(machine)
+        for model in machine.event_types():
+            self.models[model.__avro_name__] = model
+        self._stores.append(machine.store_name)
+        return machine
+
+    def interested(self, event_type: str) -> bool:
+        return event_type in self.models
+
+    def machines_for(self, event_type: str) -> list[StateMachine]:
+        model = self.models.get(event_type)
+        return [m for m in self.machines if model in m.event_types()]
+
+    def store_names(self) -> list[str]:
+        """Every store of a partition task, including the runtime's own timer stores."""
+        return [*self._stores, TIMERS_STORE, TIMER_INDEX_STORE]
+
+    def user_stores(self) -> list[str]:
+        return list(self._stores)
+
+    def changelog_topic(self, store: str) -> str:
+        return f"{self.name}.{store}.changelog"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.name}.dlq"
+
+    def run(self, config: ServiceConfig | None = None) -> None:
+        """Run until SIGTERM/SIGINT: consume, process, produce, commit."""
+        from choreograph.runtime.config import ServiceConfig
+        from choreograph.runtime.engine import Engine
+
+        Engine(self, config or ServiceConfig.from_env()).run()

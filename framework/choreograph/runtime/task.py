@@ -1,0 +1,126 @@
+"""PartitionTask: processing of one input partition, independent of Kafka I/O.
+
+Owns the partition's stores and timers; turns a record (or a due timer) into outputs and store
+writes by running the service's handlers and state machines. The engine feeds it from Kafka and
+commits; the TestKit feeds it from memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from choreograph.contracts.envelope import Envelope, Headers, handling
+from choreograph.contracts.serde import AvroSerde
+from choreograph.runtime.context import Context, Output
+from choreograph.runtime.service import Service
+from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
+from choreograph.state.backends import Backend
+from choreograph.state.store import Store
+
+BackendFactory = Callable[[str, int], Backend]
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+class PartitionTask:
+    def __init__(
+        self, service: Service, partition: int, open_backend: BackendFactory, serde: AvroSerde
+    ) -> None:
+        self.service = service
+        self.partition = partition
+        self.serde = serde
+        self.stores = {
+            name: Store(name, partition, open_backend(name, partition))
+            for name in service.store_names()
+        }
+        self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
+
+    def user_store(self, name: str) -> Store:
+        try:
+            return self.stores[name]
+        except KeyError:
+            raise KeyError(
+                f"store {name!r} is not declared; add it with Service(..., stores=[{name!r}])"
+            ) from None
+
+    # -- processing ----------------------------------------------------------------------------
+
+    def process(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None, now: datetime
+    ) -> tuple[str, str, list[Output]]:
+        """Run handlers for one record; return (event type, outcome, outputs).
+
+        Outcome is "ok" or "ignored" (no handler for the type). Contract and decode errors raise.
+        """
+        event_type = header(headers, "ce_type")
+        if event_type is not None and not self.service.interested(event_type):
+            return event_type, "ignored", []
+        envelope = Envelope.from_headers(headers)
+        decoded = self.serde.deserialize(value)
+        if not self.service.interested(decoded.writer_name):
+            return decoded.writer_name, "ignored", []
+        event = decoded.event
+        ctx = Context(self, (key or b"").decode(), envelope, now)
+        with handling(envelope):
+            for handler in self.service.handlers.get(decoded.writer_name, ()):
+                handler(ctx, event)
+            for machine in self.service.machines_for(decoded.writer_name):
+                machine.handle(ctx, event)  # type: ignore[arg-type]
+        return decoded.writer_name, "ok", ctx.outputs
+
+    def fire(self, timer: Timer, now: datetime) -> list[Output]:
+        """Run what a due timer triggers; its emits follow the event that scheduled it."""
+        payload = dict(timer.payload)
+        parent = None
+        if payload.get("_causation_id"):
+            parent = Envelope(
+                id=payload.pop("_causation_id"),
+                source=self.service.name,
+                type="choreograph.timer",
+                subject=timer.key,
+                correlation_id=payload.pop("_correlation_id", "") or timer.key,
+                traceparent=payload.pop("_traceparent", None),
+            )
+        ctx = Context(self, timer.key, parent, now)
+        self.timers.fired(timer)
+        machine = next((m for m in self.service.machines if m.timer_name == timer.name), None)
+        handler = self.service.timer_handlers.get(timer.name)
+        with handling(parent) if parent else contextlib.nullcontext():
+            if machine is not None:
+                machine.on_timeout(ctx, payload)
+            elif handler is not None:
+                handler(ctx, payload)
+        return ctx.outputs
+
+    def due_timers(self, now: datetime, limit: int = 1000) -> list[Timer]:
+        return list(self.timers.due(int(now.timestamp() * 1000), limit))
+
+    # -- transaction boundaries ----------------------------------------------------------------
+
+    def end_message(self, ok: bool) -> None:
+        for store in self.stores.values():
+            store.end_message(ok)
+
+    def changelog_writes(self) -> Iterator[tuple[str, bytes, bytes | None]]:
+        for name, store in self.stores.items():
+            for key, value in store.pending().items():
+                yield name, key, value
+
+    def committed(self) -> None:
+        for store in self.stores.values():
+            store.committed()
+
+    def aborted(self) -> None:
+        for store in self.stores.values():
+            store.aborted()
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.backend.close()

@@ -1,0 +1,82 @@
+"""Durable timers: per key deadlines kept in a changelog-backed store of the partition.
+
+Key layout: 8-byte big-endian deadline (ms) + entity key + 0x00 + timer name, so a byte-ordered
+scan yields timers in deadline order and stops at the first one not yet due. An index store maps
+(entity key, name) to the deadline, so scheduling again replaces and cancelling finds the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from choreograph.state.store import Store
+
+TIMERS_STORE = "__timers"
+TIMER_INDEX_STORE = "__timer_index"
+_DEADLINE = struct.Struct(">Q")
+
+
+@dataclass(frozen=True)
+class Timer:
+    deadline_ms: int
+    key: str
+    name: str
+    payload: dict[str, Any]
+
+
+def _timer_key(deadline_ms: int, key: str, name: str) -> bytes:
+    return _DEADLINE.pack(deadline_ms) + key.encode() + b"\x00" + name.encode()
+
+
+def _index_key(key: str, name: str) -> bytes:
+    return key.encode() + b"\x00" + name.encode()
+
+
+class Timers:
+    def __init__(self, timers: Store, index: Store) -> None:
+        self.timers = timers
+        self.index = index
+
+    def schedule(self, key: str, name: str, deadline_ms: int, payload: dict[str, Any]) -> None:
+        self.cancel(key, name)
+        self.timers.put_raw(
+            _timer_key(deadline_ms, key, name), json.dumps(payload, default=str).encode()
+        )
+        self.index.put_raw(_index_key(key, name), _DEADLINE.pack(deadline_ms))
+
+    def cancel(self, key: str, name: str) -> bool:
+        existing = self.index.get_raw(_index_key(key, name))
+        if existing is None:
+            return False
+        (deadline,) = _DEADLINE.unpack(existing)
+        self.timers.put_raw(_timer_key(deadline, key, name), None)
+        self.index.put_raw(_index_key(key, name), None)
+        return True
+
+    def deadline(self, key: str, name: str) -> int | None:
+        existing = self.index.get_raw(_index_key(key, name))
+        return None if existing is None else int(_DEADLINE.unpack(existing)[0])
+
+    def due(self, now_ms: int, limit: int = 1000) -> Iterator[Timer]:
+        """Timers with deadline <= now, earliest first; never one that is not yet due."""
+        stop = _DEADLINE.pack(now_ms + 1)
+        for n, (raw_key, raw_value) in enumerate(self.timers.scan_raw(b"", stop)):
+            if n >= limit:
+                return
+            (deadline,) = _DEADLINE.unpack_from(raw_key)
+            key, _, name = raw_key[_DEADLINE.size :].partition(b"\x00")
+            yield Timer(deadline, key.decode(), name.decode(), json.loads(raw_value))
+
+    def next_deadline(self) -> int | None:
+        for raw_key, _ in self.timers.scan_raw():
+            return int(_DEADLINE.unpack_from(raw_key)[0])
+        return None
+
+    def fired(self, timer: Timer) -> None:
+        self.timers.put_raw(_timer_key(timer.deadline_ms, timer.key, timer.name), None)
+        if self.deadline(timer.key, timer.name) == timer.deadline_ms:
+            self.index.put_raw(_index_key(timer.key, timer.name), None)

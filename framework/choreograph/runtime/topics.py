@@ -1,0 +1,66 @@
+"""Topics a service owns or reads: co-partitioning checks, changelog and DLQ creation."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from choreograph.runtime.errors import ConfigurationError
+from choreograph.runtime.service import Service
+
+
+def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 30) -> dict[str, int]:
+    metadata = admin.list_topics(timeout=timeout)
+    counts = {}
+    for topic in topics:
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise ConfigurationError(f"input topic {topic} does not exist")
+        counts[topic] = len(found.partitions)
+    return counts
+
+
+def ensure_service_topics(admin: AdminClient, service: Service, replication: int = -1) -> int:
+    """Check inputs are co-partitioned; create compacted changelogs and the DLQ with as many
+    partitions. Return the partition count."""
+    counts = partition_counts(admin, service.inputs)
+    if len(set(counts.values())) != 1:
+        detail = ", ".join(f"{t}={n}" for t, n in counts.items())
+        raise ConfigurationError(
+            f"inputs of {service.name} are not co-partitioned ({detail}): state of one key must "
+            "live in one partition task; repartition the inputs to one partition count"
+        )
+    n = next(iter(counts.values()))
+    wanted = {
+        service.changelog_topic(s): {"cleanup.policy": "compact"} for s in service.store_names()
+    }
+    wanted[service.dlq_topic] = {}
+    existing = partition_counts_if_exist(admin, list(wanted))
+    for topic, have in existing.items():
+        if topic != service.dlq_topic and have != n:
+            raise ConfigurationError(
+                f"changelog {topic} has {have} partitions, inputs have {n}: changelog partition "
+                "must equal input partition"
+            )
+    missing = [
+        NewTopic(t, num_partitions=n, replication_factor=replication, config=cfg)
+        for t, cfg in wanted.items()
+        if t not in existing
+    ]
+    if missing:
+        for topic, future in admin.create_topics(missing, operation_timeout=30).items():
+            try:
+                future.result()
+            except Exception as err:
+                if "TOPIC_ALREADY_EXISTS" not in str(err):
+                    raise ConfigurationError(f"cannot create {topic}: {err}") from err
+    return n
+
+
+def partition_counts_if_exist(admin: AdminClient, topics: list[str]) -> dict[str, int]:
+    metadata = admin.list_topics(timeout=30)
+    return {
+        t: len(metadata.topics[t].partitions)
+        for t in topics
+        if t in metadata.topics and metadata.topics[t].error is None
+    }

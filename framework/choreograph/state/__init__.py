@@ -1,0 +1,1 @@
+"""State layer: key-value stores per partition, buffered per transaction, changelog-backed."""

@@ -1,0 +1,85 @@
+"""Where committed state lives: RocksDB on disk in production, a dict in the TestKit."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from rocksdict import Options, Rdict, WriteBatch
+
+
+class Backend(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None: ...
+    def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class MemoryBackend:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+    def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.data if k >= start):
+            yield key, self.data[key]
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RocksBackend:
+    """One RocksDB per store and partition, in raw (bytes) mode, keys in byte order."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self.db = Rdict(str(path), options)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.db.get(key)
+        return value if value is None or isinstance(value, bytes) else bytes(value)
+
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.db.write(batch)
+
+    def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        it = self.db.iter()
+        it.seek(start)
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+
+    def flush(self) -> None:
+        """Make applied writes durable before a checkpoint claims them."""
+        self.db.flush(True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def wipe(self) -> None:
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""A key-value store of one partition, with the layers exactly-once processing needs.
+
+Reads see, in order: the writes of the message being handled, the writes of the open transaction,
+then committed state in the backend. A failed handler drops its message layer; an aborted
+transaction drops the transaction layer; a committed one is produced to the changelog (inside the
+transaction) and then applied to the backend. Values are JSON, keys strings (or raw bytes for the
+runtime's own stores, e.g. timers).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterator
+from itertools import takewhile
+from typing import Any
+
+from choreograph.state.backends import Backend
+
+
+def encode_value(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def decode_value(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+class Store:
+    def __init__(self, name: str, partition: int, backend: Backend) -> None:
+        self.name = name
+        self.partition = partition
+        self.backend = backend
+        self._txn: dict[bytes, bytes | None] = {}
+        self._msg: dict[bytes, bytes | None] = {}
+
+    # -- raw access ------------------------------------------------------------------------------
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        if key in self._msg:
+            return self._msg[key]
+        if key in self._txn:
+            return self._txn[key]
+        return self.backend.get(key)
+
+    def put_raw(self, key: bytes, value: bytes | None) -> None:
+        self._msg[key] = value
+
+    def scan_raw(
+        self, start: bytes = b"", stop: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Keys in byte order from `start` (up to `stop`, exclusive), merged over all layers."""
+
+        def inside(key: bytes) -> bool:
+            return key >= start and (stop is None or key < stop)
+
+        overlay = {**self._txn, **self._msg}
+        uncommitted = sorted((k, 0, v) for k, v in overlay.items() if inside(k))
+        committed = (
+            (k, 1, v) for k, v in takewhile(lambda kv: inside(kv[0]), self.backend.scan(start))
+        )
+        last: bytes | None = None
+        for key, _, value in heapq.merge(uncommitted, committed):
+            if key == last:
+                continue  # the newer layer came first
+            last = key
+            if value is not None:
+                yield key, value
+
+    # -- user-facing JSON access -----------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.get_raw(key.encode())
+        return default if raw is None else decode_value(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        self.put_raw(key.encode(), encode_value(value))
+
+    def delete(self, key: str) -> None:
+        self.put_raw(key.encode(), None)
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        start = prefix.encode()
+        stop = _prefix_end(start) if start else None
+        for key, value in self.scan_raw(start, stop):
+            yield key.decode(), decode_value(value)
+
+    # -- transaction layers ----------------------------------------------------------------------
+
+    def end_message(self, ok: bool) -> None:
+        """Keep the handled message's writes in the transaction, or drop them."""
+        if ok:
+            self._txn.update(self._msg)
+        self._msg.clear()
+
+    def pending(self) -> dict[bytes, bytes | None]:
+        """Writes of the open transaction, to produce to the changelog before committing."""
+        return self._txn
+
+    def committed(self) -> None:
+        """The transaction committed: make its writes durable locally."""
+        if self._txn:
+            self.backend.write(self._txn)
+            self._txn = {}
+
+    def aborted(self) -> None:
+        self._txn.clear()
+        self._msg.clear()
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])

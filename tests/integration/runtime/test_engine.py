@@ -1,0 +1,160 @@
+"""The engine on the real broker: exactly-once tallies, restart from checkpoint, retries, DLQ,
+wall-clock timers, and DLQ replay."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from bench.workload import topics
+
+from choreograph.cli.main import main as cli
+from choreograph.runtime.dlq import read_dead_letters, summary
+from tests.workload_harness import (
+    assert_exactly_once,
+    make_ticks,
+    produce,
+    read_tallies,
+    running_engine,
+    sample,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def prefix(new_topic: Callable[..., str], admin: object) -> str:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    source, sink = topics(name)
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    assert isinstance(admin, AdminClient)
+    for topic, parts in ((source, 3), (sink, 3)):
+        admin.create_topics([NewTopic(topic, num_partitions=parts, replication_factor=1)])[
+            topic
+        ].result(30)
+    return name
+
+
+def test_tallies_exactly_once_and_restart_resumes_from_checkpoint(
+    prefix: str, bootstrap_servers: str, registry_url: str, tmp_path: Path
+) -> None:
+    source, sink = topics(prefix)
+    first = make_ticks(keys=12, per_key=25)
+    produce(bootstrap_servers, registry_url, source, first)
+    with running_engine(prefix, tmp_path) as engine:
+        tallies = read_tallies(bootstrap_servers, registry_url, sink, len(first))
+        time.sleep(6)  # let a checkpoint interval pass
+    assert_exactly_once(first, tallies)
+    assert (
+        sample(engine, "choreograph_events_total", type="bench.workload.Tick", outcome="ok") == 300
+    )
+    assert sample(engine, "choreograph_commits_total") >= 1
+
+    second = make_ticks(keys=12, per_key=5)
+    produce(bootstrap_servers, registry_url, source, second)
+    with running_engine(prefix, tmp_path) as restarted:
+        tallies = read_tallies(bootstrap_servers, registry_url, sink, len(first) + len(second))
+    assert_exactly_once(first + second, tallies)
+    # The checkpoint was current: restart replayed nothing of the changelog.
+    assert sample(restarted, "choreograph_restore_records_total", store="tallies") == 0
+
+
+def test_lost_local_state_is_restored_from_the_changelog(
+    prefix: str, bootstrap_servers: str, registry_url: str, tmp_path: Path
+) -> None:
+    source, sink = topics(prefix)
+    first = make_ticks(keys=6, per_key=10)
+    produce(bootstrap_servers, registry_url, source, first)
+    with running_engine(prefix, tmp_path / "disk-1"):
+        read_tallies(bootstrap_servers, registry_url, sink, len(first))
+    second = make_ticks(keys=6, per_key=2)
+    produce(bootstrap_servers, registry_url, source, second)
+    with running_engine(prefix, tmp_path / "disk-2") as fresh:  # a new machine, empty disk
+        tallies = read_tallies(bootstrap_servers, registry_url, sink, len(first) + len(second))
+    assert_exactly_once(first + second, tallies)
+    # One latest value per key at least, one per input at most (before compaction).
+    assert 6 <= sample(fresh, "choreograph_restore_records_total", store="tallies") <= 60
+
+
+def test_retries_then_dlq_without_blocking_other_partitions(
+    prefix: str,
+    bootstrap_servers: str,
+    registry_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source, sink = topics(prefix)
+    ok = make_ticks(keys=9, per_key=4)
+    flaky = make_ticks(keys=2, per_key=1, behaviour="flaky", key_prefix="f")
+    poison = make_ticks(keys=1, per_key=1, behaviour="poison", key_prefix="p")
+    produce(bootstrap_servers, registry_url, source, poison + flaky + ok)
+    from confluent_kafka import Producer
+
+    raw = Producer({"bootstrap.servers": bootstrap_servers})
+    raw.produce(source, key=b"m1", value=b"not avro", headers=[("ce_type", b"bench.workload.Tick")])
+    raw.flush(10)
+
+    with running_engine(prefix, tmp_path) as engine:
+        tallies = read_tallies(bootstrap_servers, registry_url, sink, len(ok) + len(flaky))
+        deadline = time.monotonic() + 30
+        while (
+            sample(engine, "choreograph_dlq_total", reason="retries-exhausted") < 1
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+    assert_exactly_once(ok + flaky, tallies)
+    assert sample(engine, "choreograph_retries_total") >= 4  # 2 flaky once, poison twice
+    assert sample(engine, "choreograph_dlq_total", reason="retries-exhausted") == 1
+    assert sample(engine, "choreograph_dlq_total", reason="contract") == 1
+
+    dead = {
+        r.header("dlq_reason"): r
+        for _, r in read_dead_letters(bootstrap_servers, f"{prefix}-tally.dlq")
+    }
+    assert set(dead) == {"contract", "retries-exhausted"}
+    exhausted = dead["retries-exhausted"]
+    assert (
+        exhausted.header("dlq_origin_topic") == source and exhausted.header("dlq_attempts") == "3"
+    )
+    assert "poison input" in (exhausted.header("dlq_error_message") or "")
+    assert exhausted.key == b"p0" and exhausted.header("ce_type") == "bench.workload.Tick"
+    assert summary(dead["contract"])["error_class"].startswith("choreograph.")
+
+    assert (
+        cli(["dlq", "inspect", "--service", f"{prefix}-tally", "--bootstrap", bootstrap_servers])
+        == 0
+    )
+    assert "poison input" in capsys.readouterr().out
+    assert (
+        cli(["dlq", "replay", "--service", f"{prefix}-tally", "--bootstrap", bootstrap_servers])
+        == 0
+    )
+    assert "replayed 2" in capsys.readouterr().out
+    assert (
+        cli(["dlq", "replay", "--service", f"{prefix}-tally", "--bootstrap", bootstrap_servers])
+        == 0
+    )
+    assert "replayed 0" in capsys.readouterr().out  # already replayed ones are not sent twice
+
+
+def test_timers_fire_on_wall_clock_never_early(
+    prefix: str, bootstrap_servers: str, registry_url: str, tmp_path: Path
+) -> None:
+    source, sink = topics(prefix)
+    ticks = make_ticks(keys=20, per_key=1, behaviour="timer")
+    with running_engine(prefix, tmp_path) as engine:
+        sent_at = time.time()
+        produce(bootstrap_servers, registry_url, source, ticks)
+        tallies = read_tallies(bootstrap_servers, registry_url, sink, len(ticks))
+        elapsed = time.time() - sent_at
+    assert_exactly_once(ticks, tallies)
+    assert elapsed >= 1.0
+    assert sample(engine, "choreograph_timers_fired_total") == 20
+    fired = sample(engine, "choreograph_timer_lateness_seconds_count")
+    within = sample(engine, "choreograph_timer_lateness_seconds_bucket", le="0.5")
+    assert fired == 20 and within == 20  # every timer within 0.5 s of its deadline

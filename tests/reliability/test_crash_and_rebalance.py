@@ -1,0 +1,154 @@
+"""Exactly-once under failure, with real processes on the real broker.
+
+kill -9 of a processor mid-stream under load, then restart; and two instances rebalancing under
+load (one joins, one leaves). Proof in both: read_committed, every input produced exactly one
+output and per-key counts and totals match the inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.workload import topics
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from tests.workload_harness import assert_exactly_once, make_ticks, produce, read_tallies
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Instance:
+    """One processor as its own OS process."""
+
+    def __init__(
+        self, prefix: str, name: str, state: Path, servers: tuple[str, str], protocol: str
+    ) -> None:
+        self.log = state / f"{name}.log"
+        state.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "CHOREOGRAPH_BOOTSTRAP": servers[0],
+            "CHOREOGRAPH_REGISTRY_URL": servers[1],
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.workload.service",
+                "--prefix",
+                prefix,
+                "--instance",
+                name,
+                "--state-dir",
+                str(state),
+                "--group-protocol",
+                protocol,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("ab"),
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def logged(self, text: str) -> bool:
+        return text in self.log.read_text(errors="replace")
+
+
+def load_in_background(
+    servers: tuple[str, str], topic: str, ticks: list[Any], seconds: float
+) -> threading.Thread:
+    """Produce `ticks` spread over `seconds`, so failures land mid-stream."""
+    chunks = 20
+    size = max(1, len(ticks) // chunks)
+
+    def run() -> None:
+        for i in range(0, len(ticks), size):
+            produce(servers[0], servers[1], topic, ticks[i : i + size])
+            time.sleep(seconds / chunks)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def prefix(admin: AdminClient) -> str:
+    name = f"r{uuid.uuid4().hex[:8]}"
+    for topic in topics(name):
+        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[
+            topic
+        ].result(30)
+    return name
+
+
+@pytest.fixture
+def endpoints(bootstrap_servers: str, registry_url: str) -> tuple[str, str]:
+    return bootstrap_servers, registry_url
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
+    prefix: str, endpoints: tuple[str, str], tmp_path: Path
+) -> None:
+    """A backlog keeps the processor busy, so each kill lands with work uncommitted."""
+    source, sink = topics(prefix)
+    ticks = make_ticks(keys=50, per_key=400)  # 20000 inputs
+    produce(endpoints[0], endpoints[1], source, ticks[:8000])
+    loader = load_in_background(endpoints, source, ticks[8000:], seconds=6)
+    for _ in range(2):
+        victim = Instance(prefix, "a", tmp_path, endpoints, "classic")
+        wait_for(lambda v=victim: v.logged('"msg": "assigned"'), 60, "assignment")
+        time.sleep(2.5)
+        victim.kill()
+        victim.log.rename(victim.log.with_suffix(f".{time.monotonic_ns()}.log"))
+    survivor = Instance(prefix, "a", tmp_path, endpoints, "classic")
+    loader.join(120)
+    tallies = read_tallies(endpoints[0], endpoints[1], sink, len(ticks), timeout=180)
+    assert survivor.terminate() == 0
+    assert_exactly_once(ticks, tallies)
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_two_instances_rebalancing_under_load(
+    prefix: str, endpoints: tuple[str, str], tmp_path: Path, protocol: str
+) -> None:
+    source, sink = topics(prefix)
+    ticks = make_ticks(keys=40, per_key=150)
+    a = Instance(prefix, "a", tmp_path / "a", endpoints, protocol)
+    wait_for(lambda: a.logged('"msg": "assigned"'), 60, "first assignment")
+    loader = load_in_background(endpoints, source, ticks, seconds=10)
+    time.sleep(3)
+    b = Instance(prefix, "b", tmp_path / "b", endpoints, protocol)  # joins: partitions move to b
+    wait_for(lambda: b.logged('"msg": "assigned"'), 60, "b's assignment")
+    time.sleep(3)
+    assert a.terminate() == 0  # leaves gracefully: its partitions move back to b
+    loader.join(120)
+    tallies = read_tallies(endpoints[0], endpoints[1], sink, len(ticks), timeout=120)
+    assert b.terminate() == 0
+    assert_exactly_once(ticks, tallies)
+    assert a.logged('"msg": "revoked"') and b.logged('"msg": "restored"')
