@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint contracts format up down status prereqs venv clean
+.PHONY: demo test unit integration lint contracts bench format up down status prereqs venv clean
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -56,6 +56,10 @@ contracts: venv
 	@base=$${CONTRACTS_BASE:-$$(git rev-parse -q --verify HEAD~1 || true)}; \
 	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base"; \
 	else echo "contracts: no earlier commit to check against"; fi
+
+bench: venv up
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -11,14 +11,14 @@ the current task or thread, and `Envelope.new` reads it.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import re
 import secrets
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import TracebackType
 
 SPECVERSION = "1.0"
 AVRO_CONTENT_TYPE = "application/avro"
@@ -39,6 +39,12 @@ _KNOWN = {
 }
 
 Headers = Sequence[tuple[str, bytes | str | None]]
+_SPEC_HEADER = ("ce_specversion", SPECVERSION.encode())
+_AVRO_HEADER = ("content-type", AVRO_CONTENT_TYPE.encode())
+
+
+def _rfc3339(moment: datetime) -> bytes:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z").encode()
 
 
 class EnvelopeError(ValueError):
@@ -50,12 +56,21 @@ def new_traceparent(trace_id: str | None = None, sampled: bool = True) -> str:
     return f"00-{trace}-{secrets.token_hex(8)}-{'01' if sampled else '00'}"
 
 
-def child_traceparent(parent: str | None) -> str:
+def child_traceparent(parent: str | None, span_id: str | None = None) -> str:
     """A new span in the parent's trace; a fresh trace when the parent is absent or invalid."""
     m = _TRACEPARENT.match(parent or "")
     if not m or m.group(1) == "0" * 32:
         return new_traceparent()
-    return f"00-{m.group(1)}-{secrets.token_hex(8)}-{m.group(3)}"
+    return f"00-{m.group(1)}-{span_id or secrets.token_hex(8)}-{m.group(3)}"
+
+
+def _ids() -> tuple[str, str]:
+    """A UUIDv4 event id and a span id from one read of the OS random source (hot path)."""
+    raw = bytearray(os.urandom(24))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}", h[32:]
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -91,18 +106,19 @@ class Envelope:
         """Envelope for a new event; follows `parent`, else the event being handled, if any."""
         parent = parent or current_envelope()
         if parent is not None:
+            event_id, span_id = _ids()
             return cls(
-                id=str(uuid.uuid4()),
+                id=event_id,
                 source=source,
                 type=type,
                 subject=subject,
                 correlation_id=correlation_id or parent.correlation_id,
                 time=now or datetime.now(UTC),
                 causation_id=parent.id,
-                traceparent=child_traceparent(parent.traceparent),
+                traceparent=child_traceparent(parent.traceparent, span_id),
                 tracestate=parent.tracestate,
             )
-        event_id = str(uuid.uuid4())
+        event_id, _ = _ids()
         return cls(
             id=event_id,
             source=source,
@@ -115,55 +131,60 @@ class Envelope:
         )
 
     def to_headers(self) -> list[tuple[str, str | bytes | None]]:
-        pairs = [
-            ("ce_specversion", SPECVERSION),
-            ("ce_id", self.id),
-            ("ce_source", self.source),
-            ("ce_type", self.type),
-            ("ce_time", self.time.isoformat(timespec="microseconds").replace("+00:00", "Z")),
-            ("ce_subject", self.subject),
-            ("content-type", self.content_type),
-            ("ce_correlationid", self.correlation_id),
+        headers: list[tuple[str, str | bytes | None]] = [
+            _SPEC_HEADER,
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_time", _rfc3339(self.time)),
+            ("ce_subject", self.subject.encode()),
+            _AVRO_HEADER
+            if self.content_type == AVRO_CONTENT_TYPE
+            else ("content-type", self.content_type.encode()),
+            ("ce_correlationid", self.correlation_id.encode()),
         ]
         if self.causation_id:
-            pairs.append(("ce_causationid", self.causation_id))
+            headers.append(("ce_causationid", self.causation_id.encode()))
         if self.traceparent:
-            pairs.append(("traceparent", self.traceparent))
+            headers.append(("traceparent", self.traceparent.encode()))
         if self.tracestate:
-            pairs.append(("tracestate", self.tracestate))
-        pairs += sorted(self.extensions.items())
-        return [(k, v.encode()) for k, v in pairs]
+            headers.append(("tracestate", self.tracestate.encode()))
+        headers += [(k, v.encode()) for k, v in sorted(self.extensions.items())]
+        return headers
 
     @classmethod
     def from_headers(cls, headers: Headers | None) -> Envelope:
         values: dict[str, str] = {}
-        for key, raw in headers or ():
-            if raw is None:
-                continue
-            try:
-                values[key] = raw.decode() if isinstance(raw, bytes) else raw
-            except UnicodeDecodeError:
-                raise EnvelopeError(f"header {key} is not UTF-8") from None
-        missing = [k for k in _REQUIRED if not values.get(k)]
-        if missing:
-            raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
-        if values["ce_specversion"] != SPECVERSION:
-            raise EnvelopeError(f"unsupported ce_specversion {values['ce_specversion']!r}")
         try:
-            when = datetime.fromisoformat(values["ce_time"]) if "ce_time" in values else None
+            for key, raw in headers or ():
+                if raw is not None:
+                    values[key] = raw.decode() if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise EnvelopeError(f"header {key} is not UTF-8") from None
+        get = values.get
+        if get("ce_specversion") != SPECVERSION or not (
+            get("ce_id") and get("ce_source") and get("ce_type")
+        ):
+            missing = [k for k in _REQUIRED if not get(k)]
+            if missing:
+                raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
+            raise EnvelopeError(f"unsupported ce_specversion {values['ce_specversion']!r}")
+        raw_time = get("ce_time")
+        try:
+            when = datetime.fromisoformat(raw_time) if raw_time else datetime.now(UTC)
         except ValueError:
-            raise EnvelopeError(f"ce_time {values['ce_time']!r} is not RFC 3339") from None
+            raise EnvelopeError(f"ce_time {raw_time!r} is not RFC 3339") from None
         return cls(
             id=values["ce_id"],
             source=values["ce_source"],
             type=values["ce_type"],
-            subject=values.get("ce_subject", ""),
-            correlation_id=values.get("ce_correlationid") or values["ce_id"],
-            time=when or datetime.now(UTC),
-            causation_id=values.get("ce_causationid"),
-            traceparent=values.get("traceparent"),
-            tracestate=values.get("tracestate"),
-            content_type=values.get("content-type", AVRO_CONTENT_TYPE),
+            subject=get("ce_subject", ""),
+            correlation_id=get("ce_correlationid") or values["ce_id"],
+            time=when,
+            causation_id=get("ce_causationid"),
+            traceparent=get("traceparent"),
+            tracestate=get("tracestate"),
+            content_type=get("content-type", AVRO_CONTENT_TYPE),
             extensions={k: v for k, v in values.items() if k not in _KNOWN},
         )
 
@@ -179,11 +200,22 @@ def current_envelope() -> Envelope | None:
     return _handling.get()
 
 
-@contextlib.contextmanager
-def handling(envelope: Envelope) -> Iterator[Envelope]:
+class handling:
     """Mark `envelope` as the event in hand: events emitted inside follow it."""
-    token = _handling.set(envelope)
-    try:
-        yield envelope
-    finally:
-        _handling.reset(token)
+
+    __slots__ = ("envelope", "token")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+
+    def __enter__(self) -> Envelope:
+        self.token = _handling.set(self.envelope)
+        return self.envelope
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _handling.reset(self.token)

@@ -7,7 +7,8 @@ validates on construction; publishing validates again (a model can be built unch
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Self
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -65,11 +66,17 @@ class ContractViolation(ValueError):
 
 
 class AvroRecord(BaseModel):
-    """A record of an Avro schema: strict on unknown fields, immutable once built."""
+    """A record of an Avro schema: strict on unknown fields, immutable once built.
+
+    Every instance is valid: construction validates, models are frozen, and pydantic's two
+    unchecked paths (`model_construct`, `model_copy(update=...)`) validate here too. So
+    publishing need not validate again, and a bad payload still cannot leave the process.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     __avro_name__: ClassVar[str] = ""
+    __avro_flat__: ClassVar[bool | None] = None  # no nested records and no aliases
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -78,19 +85,49 @@ class AvroRecord(BaseModel):
             raise ContractViolation.from_validation(type(self).__avro_name__, err) from None
 
     @classmethod
+    def model_construct(  # type: ignore[override]  # same call, but validates
+        cls, _fields_set: set[str] | None = None, **values: Any
+    ) -> Self:
+        return cls.from_avro(values)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self).from_avro({**self.model_dump(by_alias=True), **update})
+
+    @classmethod
     def from_avro(cls, data: dict[str, Any]) -> Self:
         try:
             return cls.model_validate(data)
         except ValidationError as err:
             raise ContractViolation.from_validation(cls.__avro_name__, err) from None
 
+    @classmethod
+    def trusted(cls, data: dict[str, Any]) -> Self:
+        """Build from values already guaranteed by Avro decoding (flat models only)."""
+        return BaseModel.model_construct.__func__(cls, **data)  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def _is_flat(cls) -> bool:
+        flat = cls.__avro_flat__
+        if flat is None:
+            flat = cls.__avro_flat__ = all(
+                field.alias is None and not _holds_records(field.annotation)
+                for field in cls.model_fields.values()
+            )
+        return flat
+
     def to_avro(self) -> dict[str, Any]:
         """The payload as fastavro writes it: field names as in the schema, Python values."""
+        if type(self)._is_flat():
+            return self.__dict__  # fastavro only reads it; models are frozen
         return self.model_dump(by_alias=True)
 
-    def validated(self) -> Self:
-        """Re-check every field; raise ContractViolation naming field and rule."""
-        return type(self).from_avro(self.model_dump(by_alias=True, warnings=False))
+
+def _holds_records(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_records(arg) for arg in get_args(annotation))
 
 
 class Event(AvroRecord):

@@ -61,13 +61,13 @@ class AvroSerde:
         *,
         models: Iterable[type[Event]] = (),
         auto_register: bool = False,
-        validate: bool = True,
     ) -> None:
         self.registry = (
             SchemaRegistryClient({"url": registry}) if isinstance(registry, str) else registry
         )
         self.auto_register = auto_register
-        self.validate = validate
+        self._same_schema: dict[tuple[int, type[Event]], bool] = {}
+        self._writer_raw: dict[int, dict[str, Any]] = {}
         self._ids: dict[tuple[str, type[Event]], int] = {}
         self._parsed_models: dict[type[Event], Any] = {}
         self._writers: dict[int, tuple[str, Any]] = {}
@@ -110,14 +110,12 @@ class AvroSerde:
                     "auto-registration"
                 ) from None
             raise SerdeError(f"registry refused {subject}: {err}") from err
-        assert found is not None
-        self._ids[key] = found
-        return found
+        self._ids[key] = int(found)
+        return int(found)
 
     def serialize(self, event: Event, topic: str) -> bytes:
+        """Encode `event` (valid by construction: see AvroRecord) for `topic`."""
         model = type(event)
-        if self.validate:
-            event = event.validated()
         schema_id = self.schema_id(topic, model)
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, schema_id))
@@ -143,7 +141,18 @@ class AvroSerde:
                 raw["name"] if "." in raw["name"] else f"{raw.get('namespace', '')}.{raw['name']}"
             )
             found = self._writers[schema_id] = (name.lstrip("."), _parse(raw))
+            self._writer_raw[schema_id] = raw
         return found
+
+    def _same(self, schema_id: int, model: type[Event]) -> bool:
+        """Writer and reader schemas are identical: decoding needs no schema resolution."""
+        key = (schema_id, model)
+        same = self._same_schema.get(key)
+        if same is None:
+            writer = json.dumps(self._writer_raw[schema_id], sort_keys=True)
+            same = writer == json.dumps(model.__avro_schema__, sort_keys=True)
+            self._same_schema[key] = same
+        return same
 
     def deserialize(self, data: bytes | None, reader: type[Event] | None = None) -> Decoded:
         """Decode a value; into `reader`, else the model registered for the writer's record name,
@@ -160,12 +169,16 @@ class AvroSerde:
             if model is None:
                 plain: dict[str, Any] = fastavro.schemaless_reader(payload, writer)  # type: ignore[assignment]
                 return Decoded(schema_id, writer_name, plain)
-            record: dict[str, Any] = fastavro.schemaless_reader(
-                payload, writer, self._parsed(model)
-            )  # type: ignore[assignment]
+            if self._same(schema_id, model):
+                record: dict[str, Any] = fastavro.schemaless_reader(payload, writer)  # type: ignore[assignment]
+            else:
+                record = fastavro.schemaless_reader(payload, writer, self._parsed(model))  # type: ignore[assignment]
         except Exception as err:
             raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
         try:
+            if model._is_flat():
+                # Avro decoding already guarantees each value's type and range.
+                return Decoded(schema_id, writer_name, model.trusted(record))
             return Decoded(schema_id, writer_name, model.from_avro(record))
         except ContractViolation as err:
             raise SerdeError(str(err)) from err

@@ -48,7 +48,7 @@ from choreograph.runtime.timers import Timer
 from choreograph.runtime.topics import ensure_service_topics
 from choreograph.state.backends import RocksBackend
 from choreograph.state.checkpoint import Checkpoint
-from choreograph.state.restore import restore_partition
+from choreograph.state.restore import RestoreJob, restore
 
 log = logging.getLogger("choreograph.engine")
 TP = tuple[str, int]
@@ -85,13 +85,14 @@ class Engine:
         self.positions: dict[TP, int] = {}
         self.retries: dict[TP, RetryState] = {}
         self.timer_failures: dict[tuple[int, str, str], int] = {}
-        self.changelog_next: dict[tuple[str, int], int] = {}
         self.dirty_checkpoints: set[tuple[str, int]] = set()
         self.txn_open = False
         self.stopping = threading.Event()
         self.last_commit = self.last_checkpoint = self.last_lag = time.monotonic()
         self._rand = random.Random()
         self._delivery_error: KafkaError | None = None
+        self._counted: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
         self.consumer: Consumer
         self.producer: Producer
 
@@ -176,11 +177,14 @@ class Engine:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error", extra={"error": str(err)})
                 continue
-            record = Record.of(msg)
-            state = self.retries.get(record.tp)
-            if (state is not None and state.waiting) or record.partition not in self.tasks:
-                continue  # re-fetched after the retry back-off, or revoked meanwhile
-            self._handle(record, now)
+            partition = msg.partition() or 0
+            if self.retries:
+                state = self.retries.get((msg.topic() or "", partition))
+                if state is not None and state.waiting:
+                    continue  # re-fetched after the retry back-off
+            task = self.tasks.get(partition)
+            if task is not None:  # else revoked meanwhile
+                self._handle(task, msg, now)
         self._fire_timers(now)
         self._resume_retries()
         tick = time.monotonic()
@@ -189,26 +193,37 @@ class Engine:
         if tick - self.last_lag >= LAG_INTERVAL_S:
             self._report_lag()
 
-    def _handle(self, record: Record, now: datetime) -> None:
-        task = self.tasks[record.partition]
+    def _handle(self, task: PartitionTask, msg: Message, now: datetime) -> None:
         started = time.perf_counter()
         try:
-            event_type, outcome, outputs = task.process(
-                record.key, record.value, record.headers, now
-            )
+            event_type, outcome, outputs = task.process(msg.key(), msg.value(), msg.headers(), now)
         except Exception as error:
             task.end_message(ok=False)
-            self._failed(record, error)
+            self._failed(Record.of(msg), error)
             return
         task.end_message(ok=True)
-        self._produce_outputs(outputs)
-        self.positions[record.tp] = record.offset + 1
-        self.retries.pop(record.tp, None)
-        self.metrics.events.labels(self.service.name, event_type, outcome).inc()
+        if outputs:
+            self._produce_outputs(outputs)
+        tp = (msg.topic() or "", task.partition)
+        self.positions[tp] = (msg.offset() or 0) + 1
+        if self.retries:
+            self.retries.pop(tp, None)
+        self._count(event_type, outcome)
         if outcome == "ok":
-            self.metrics.handler_seconds.labels(self.service.name, event_type).observe(
-                time.perf_counter() - started
+            timer = self._timed.get(event_type)
+            if timer is None:
+                timer = self._timed[event_type] = self.metrics.handler_seconds.labels(
+                    self.service.name, event_type
+                )
+            timer.observe(time.perf_counter() - started)
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        counter = self._counted.get((event_type, outcome))
+        if counter is None:
+            counter = self._counted[(event_type, outcome)] = self.metrics.events.labels(
+                self.service.name, event_type, outcome
             )
+        counter.inc()
 
     def _failed(self, record: Record, error: Exception) -> None:
         tp = record.tp
@@ -237,7 +252,7 @@ class Engine:
             self.positions[tp] = record.offset + 1
             self.retries.pop(tp, None)
             self.metrics.dlq.labels(self.service.name, reason).inc()
-            self.metrics.events.labels(self.service.name, event_type, "dlq").inc()
+            self._count(event_type, "dlq")
             log.warning(
                 "dead-lettered",
                 extra={
@@ -256,7 +271,7 @@ class Engine:
         self.consumer.pause([partition])
         self.consumer.seek(partition)
         self.metrics.retries.labels(self.service.name).inc()
-        self.metrics.events.labels(self.service.name, event_type, "retried").inc()
+        self._count(event_type, "retried")
         log.info(
             "retrying",
             extra={
@@ -322,7 +337,11 @@ class Engine:
         partition: int | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"headers": headers, "on_delivery": on_delivery or self._delivered}
+        # Under EOS a failed delivery fails the commit, so outputs need no callback of their own.
+        callback = on_delivery or (None if self.eos else self._delivered)
+        kwargs: dict[str, Any] = {"headers": headers}
+        if callback is not None:
+            kwargs["on_delivery"] = callback
         if partition is not None:
             kwargs["partition"] = partition
         while True:
@@ -343,15 +362,6 @@ class Engine:
         if err is not None:
             self._delivery_error = err
 
-    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_error = err
-            return
-        store = (msg.topic() or "")[len(self.service.name) + 1 : -len(".changelog")]
-        key = (store, msg.partition() or 0)
-        self.changelog_next[key] = max(self.changelog_next.get(key, 0), (msg.offset() or 0) + 1)
-        self.dirty_checkpoints.add(key)
-
     def commit(self) -> None:
         """Commit outputs, changelog writes and offsets of every owned partition at once."""
         self.last_commit = time.monotonic()
@@ -362,13 +372,8 @@ class Engine:
         started = time.perf_counter()
         self._begin()
         for partition, (store, key, value) in writes:
-            self._produce(
-                self.service.changelog_topic(store),
-                value,
-                key,
-                partition=partition,
-                on_delivery=self._changelog_delivered,
-            )
+            self._produce(self.service.changelog_topic(store), value, key, partition=partition)
+            self.dirty_checkpoints.add((store, partition))
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         if self.eos:
             if not self._commit_transaction(offsets):
@@ -447,11 +452,19 @@ class Engine:
                 self._checkpoint(task, store)
 
     def _checkpoint(self, task: PartitionTask, store: str) -> None:
+        """Record how far local state is complete. This instance is the only writer of the
+        changelog partition and calls this after a commit, so its end offset is that point."""
         key = (store, task.partition)
-        if key not in self.changelog_next:
+        if key not in self.dirty_checkpoints:
+            return
+        tp = TopicPartition(self.service.changelog_topic(store), task.partition)
+        try:
+            _, end = self.consumer.get_watermark_offsets(tp, timeout=10)
+        except (KafkaException, RuntimeError) as err:  # e.g. consumer closed: replay more later
+            log.warning("checkpoint skipped", extra={"store": store, "error": str(err)})
             return
         task.stores[store].backend.flush()
-        self._checkpoint_file(store, task.partition).write(self.changelog_next[key])
+        self._checkpoint_file(store, task.partition).write(end)
         self.dirty_checkpoints.discard(key)
 
     # -- partitions ----------------------------------------------------------------------------
@@ -464,52 +477,48 @@ class Engine:
             self.config.state_dir / self.service.name / str(partition) / f"{store}.checkpoint"
         )
 
-    def _open_task(self, partition: int) -> PartitionTask:
-        starts: dict[str, int | None] = {}
+    def _open_task(self, partition: int) -> tuple[PartitionTask, list[RestoreJob]]:
+        """Open the partition's stores; return the task and what to restore into it."""
+        jobs: list[RestoreJob] = []
 
         def open_backend(store: str, p: int) -> RocksBackend:
             start = self._checkpoint_file(store, p).read()
-            starts[store] = start
             backend = RocksBackend(self._store_path(store, p))
             if start is None:  # no checkpoint: local files cannot be trusted, start empty
                 backend.wipe()
                 backend = RocksBackend(self._store_path(store, p))
-            return backend
-
-        task = PartitionTask(self.service, partition, open_backend, self.serde)
-        conf = {"bootstrap.servers": self.config.bootstrap_servers}
-        for store, storage in task.stores.items():
-            topic = self.service.changelog_topic(store)
-            gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(partition))
+            gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(p))
 
             def progress(_done: int, left: int, gauge: Any = gauge) -> None:
                 gauge.set(left)
 
-            started = time.monotonic()
-            restored, next_offset = restore_partition(
-                conf,
-                topic,
-                partition,
-                storage.backend,
-                starts[store],
-                progress=progress,
+            jobs.append(
+                RestoreJob(self.service.changelog_topic(store), p, backend, start, progress)
             )
-            gauge.set(0)
-            self.metrics.restored.labels(self.service.name, store).inc(restored)
-            if restored:
-                self.changelog_next[(store, partition)] = next_offset
-                self._checkpoint(task, store)
-            log.info(
-                "restored",
-                extra={
-                    "store": store,
-                    "partition": partition,
-                    "records": restored,
-                    "from_checkpoint": starts[store],
-                    "seconds": round(time.monotonic() - started, 3),
-                },
+            return backend
+
+        return PartitionTask(self.service, partition, open_backend, self.serde), jobs
+
+    def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
+        started = time.monotonic()
+        restore({"bootstrap.servers": self.config.bootstrap_servers}, jobs)
+        prefix = len(self.service.name) + 1
+        for job in jobs:
+            store = job.topic[prefix : -len(".changelog")]
+            self.metrics.restore_remaining.labels(self.service.name, store, str(job.partition)).set(
+                0
             )
-        return task
+            self.metrics.restored.labels(self.service.name, store).inc(job.restored)
+            if job.restored:
+                self._checkpoint_file(store, job.partition).write(job.next_offset)
+        log.info(
+            "restored",
+            extra={
+                "partitions": sorted(tasks),
+                "records": sum(j.restored for j in jobs),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
     def _close_task(self, partition: int) -> None:
         task = self.tasks.pop(partition, None)
@@ -518,14 +527,16 @@ class Engine:
         for store in task.stores:
             self._checkpoint(task, store)
         task.close()
-        for key in [k for k in self.changelog_next if k[1] == partition]:
-            self.changelog_next.pop(key)
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for partition in sorted({tp.partition for tp in partitions}):
-            if partition not in self.tasks:
-                self.tasks[partition] = self._open_task(partition)
+        opened: dict[int, PartitionTask] = {}
+        jobs: list[RestoreJob] = []
+        for partition in sorted({tp.partition for tp in partitions} - set(self.tasks)):
+            opened[partition], task_jobs = self._open_task(partition)
+            jobs += task_jobs
+        self._restore(opened, jobs)
+        self.tasks.update(opened)
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
         log.info(
             "assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}

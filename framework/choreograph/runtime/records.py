@@ -21,7 +21,7 @@ class Record:
     @classmethod
     def of(cls, msg: Message) -> Record:
         raw = msg.headers() or []
-        headers: HeaderList = list(raw.items()) if isinstance(raw, dict) else list(raw)
+        headers: HeaderList = list(raw.items()) if isinstance(raw, dict) else raw
         return cls(
             msg.topic() or "",
             msg.partition() or 0,

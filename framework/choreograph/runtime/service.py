@@ -32,6 +32,7 @@ class Service:
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
         self.machines: list[StateMachine] = []
+        self._machines_by_type: dict[str, list[StateMachine]] = {}
         self._stores: list[str] = []
         for store in stores:
             self.store(store)
@@ -68,6 +69,7 @@ class Service:
     def add_machine(self, machine: StateMachine) -> StateMachine:
         machine.validate()
         self.machines.append(machine)
+        self._machines_by_type.clear()
         for model in machine.event_types():
             self.models[model.__avro_name__] = model
         self._stores.append(machine.store_name)
@@ -77,8 +79,13 @@ class Service:
         return event_type in self.models
 
     def machines_for(self, event_type: str) -> list[StateMachine]:
-        model = self.models.get(event_type)
-        return [m for m in self.machines if model in m.event_types()]
+        found = self._machines_by_type.get(event_type)
+        if found is None:
+            model = self.models.get(event_type)
+            found = self._machines_by_type[event_type] = [
+                m for m in self.machines if model in m.event_types()
+            ]
+        return found
 
     def store_names(self) -> list[str]:
         """Every store of a partition task, including the runtime's own timer stores."""

@@ -41,6 +41,7 @@ class PartitionTask:
             for name in service.store_names()
         }
         self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
+        self._store_list = list(self.stores.values())
 
     def user_store(self, name: str) -> Store:
         try:
@@ -105,7 +106,7 @@ class PartitionTask:
     # -- transaction boundaries ----------------------------------------------------------------
 
     def end_message(self, ok: bool) -> None:
-        for store in self.stores.values():
+        for store in self._store_list:
             store.end_message(ok)
 
     def changelog_writes(self) -> Iterator[tuple[str, bytes, bytes | None]]:

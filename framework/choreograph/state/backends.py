@@ -74,8 +74,9 @@ class RocksBackend:
             it.next()
 
     def flush(self) -> None:
-        """Make applied writes durable before a checkpoint claims them."""
-        self.db.flush(True)
+        """Make applied writes durable before a checkpoint claims them: syncing the write-ahead
+        log is enough (RocksDB replays it on open) and far cheaper than flushing memtables."""
+        self.db.flush_wal(True)
 
     def close(self) -> None:
         self.db.close()

@@ -1,9 +1,15 @@
-"""Restore a store partition from its changelog, from the checkpoint to the end."""
+"""Restore store partitions from their changelogs, from each checkpoint to the end.
+
+One consumer restores a whole assignment: every (changelog, partition) that is behind is assigned
+at once and read until each reaches its end, so start-up cost does not grow with the number of
+stores and partitions that are already current.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -13,23 +19,26 @@ from choreograph.state.backends import Backend
 BATCH = 10_000
 
 
-def restore_partition(
-    consumer_conf: dict[str, Any],
-    topic: str,
-    partition: int,
-    backend: Backend,
-    from_offset: int | None,
-    progress: Callable[[int, int], None] | None = None,
-    timeout: float = 600.0,
-) -> tuple[int, int]:
-    """Apply changelog records [from_offset, end) to `backend`; return (records, next offset).
+@dataclass
+class RestoreJob:
+    topic: str
+    partition: int
+    backend: Backend
+    from_offset: int | None  # None: from the beginning
+    progress: Callable[[int, int], None] | None = None
+    restored: int = 0
+    next_offset: int = 0
 
-    Reads committed records only, so writes of aborted transactions never reach local state.
-    """
+
+def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float = 600.0) -> None:
+    """Apply changelog records [from_offset, end) to each job's backend; read committed only, so
+    writes of aborted transactions never reach local state."""
+    if not jobs:
+        return
     consumer = Consumer(
         {
             **consumer_conf,
-            "group.id": f"restore-{topic}",
+            "group.id": "choreograph-restore",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
@@ -37,33 +46,54 @@ def restore_partition(
         }
     )
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-        start = from_offset if from_offset is not None and from_offset >= low else OFFSET_BEGINNING
-        if start != OFFSET_BEGINNING and start >= high:
-            return 0, start
-        consumer.assign([TopicPartition(topic, partition, start)])
-        applied, next_offset = 0, (from_offset or low)
+        by_tp = {(j.topic, j.partition): j for j in jobs}
+        pending: dict[tuple[str, int], RestoreJob] = {}
+        highs: dict[tuple[str, int], int] = {}
+        for job in jobs:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(job.topic, job.partition), timeout=30
+            )
+            start = (
+                job.from_offset if job.from_offset is not None and job.from_offset >= low else None
+            )
+            job.next_offset = start if start is not None else low
+            if job.next_offset >= high:
+                continue  # already current
+            pending[(job.topic, job.partition)] = job
+            highs[(job.topic, job.partition)] = high
+        if not pending:
+            return
+        consumer.assign(
+            [
+                TopicPartition(
+                    t, p, j.next_offset if j.from_offset is not None else OFFSET_BEGINNING
+                )
+                for (t, p), j in pending.items()
+            ]
+        )
         deadline = time.monotonic() + timeout
-        done = False
-        while not done:
+        while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"restoring {topic}[{partition}] took over {timeout}s")
-            batch: dict[bytes, bytes | None] = {}
+                raise TimeoutError(f"restoring {sorted(pending)} took over {timeout}s")
+            batches: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
             for msg in consumer.consume(BATCH, 0.5):
+                tp = (msg.topic() or "", msg.partition() or 0)
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        done = True
+                        pending.pop(tp, None)
                         continue
-                    raise RuntimeError(f"restore of {topic}[{partition}] failed: {err}")
-                batch[msg.key() or b""] = msg.value()
-                next_offset = (msg.offset() or 0) + 1
-                applied += 1
-            if batch:
-                backend.write(batch)
-                if progress:
-                    progress(applied, max(high - next_offset, 0))
-        position = consumer.position([TopicPartition(topic, partition)])[0].offset
-        return applied, max(next_offset, position if position >= 0 else next_offset)
+                    raise RuntimeError(f"restore of {tp[0]}[{tp[1]}] failed: {err}")
+                running = pending.get(tp)
+                if running is None:
+                    continue
+                batches.setdefault(tp, {})[msg.key() or b""] = msg.value()
+                running.next_offset = (msg.offset() or 0) + 1
+                running.restored += 1
+            for tp, batch in batches.items():
+                done = by_tp[tp]
+                done.backend.write(batch)
+                if done.progress:
+                    done.progress(done.restored, max(highs[tp] - done.next_offset, 0))
     finally:
         consumer.close()

@@ -89,9 +89,10 @@ class Store:
 
     def end_message(self, ok: bool) -> None:
         """Keep the handled message's writes in the transaction, or drop them."""
-        if ok:
-            self._txn.update(self._msg)
-        self._msg.clear()
+        if self._msg:
+            if ok:
+                self._txn.update(self._msg)
+            self._msg.clear()
 
     def pending(self) -> dict[bytes, bytes | None]:
         """Writes of the open transaction, to produce to the changelog before committing."""

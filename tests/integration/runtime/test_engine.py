@@ -3,7 +3,9 @@ wall-clock timers, and DLQ replay."""
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -147,14 +149,31 @@ def test_timers_fire_on_wall_clock_never_early(
 ) -> None:
     source, sink = topics(prefix)
     ticks = make_ticks(keys=20, per_key=1, behaviour="timer")
-    with running_engine(prefix, tmp_path) as engine:
+    port = free_port()
+    with running_engine(prefix, tmp_path, metrics_port=port) as engine:
         sent_at = time.time()
         produce(bootstrap_servers, registry_url, source, ticks)
         tallies = read_tallies(bootstrap_servers, registry_url, sink, len(ticks))
         elapsed = time.time() - sent_at
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
+            exposition = reply.read().decode()
     assert_exactly_once(ticks, tallies)
     assert elapsed >= 1.0
     assert sample(engine, "choreograph_timers_fired_total") == 20
     fired = sample(engine, "choreograph_timer_lateness_seconds_count")
     within = sample(engine, "choreograph_timer_lateness_seconds_bucket", le="0.5")
     assert fired == 20 and within == 20  # every timer within 0.5 s of its deadline
+    for metric in (
+        "choreograph_events_total",
+        "choreograph_handler_seconds_bucket",
+        "choreograph_timer_lateness_seconds_bucket",
+        "choreograph_commits_total",
+        "choreograph_assigned_partitions",
+    ):
+        assert f"{metric}{{" in exposition, metric
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

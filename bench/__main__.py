@@ -1,0 +1,217 @@
+"""`python -m bench`: throughput of the same stateful workload across stream processors.
+
+One Avro input topic is loaded once; each contender then runs as its own process on the same
+broker, in the same run, reading all of it with its own consumer group. Throughput is measured from
+outside and the same way for all: the contender's committed input offsets, sampled every 100 ms,
+from its first commit to the last (start-up, group join and restore are excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from bench.workload import Tick, topics
+from choreograph.contracts.envelope import Envelope
+from choreograph.contracts.serde import AvroSerde
+from choreograph.testing.servers import resolve_servers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    slug: str
+    module: str
+    extra: tuple[str, ...] = ()
+
+
+CONTENDERS = [
+    Contender(
+        "raw confluent-kafka passthrough (ceiling)", "raw", "bench.contenders.raw_passthrough"
+    ),
+    Contender(
+        "choreograph exactly-once",
+        "chor-eos",
+        "bench.workload.service",
+        ("--guarantee", "exactly_once"),
+    ),
+    Contender(
+        "choreograph exactly-once, 1 s commits",
+        "chor-eos-1s",
+        "bench.workload.service",
+        ("--guarantee", "exactly_once", "--commit-interval-ms", "1000"),
+    ),
+    Contender(
+        "choreograph at-least-once",
+        "chor-alos",
+        "bench.workload.service",
+        ("--guarantee", "at_least_once"),
+    ),
+    Contender("quixstreams exactly-once", "quix-eos", "bench.contenders.quix_tally"),
+    Contender("faust-streaming exactly-once", "faust-eos", "bench.contenders.faust_tally"),
+]
+
+
+def load(bootstrap: str, registry: str, topic: str, events: int, keys: int) -> None:
+    from confluent_kafka import Producer
+
+    serde = AvroSerde(registry, auto_register=True)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+    )
+    for i in range(events):
+        key = f"k{i % keys}"
+        tick = Tick(id=f"{i}", key=key, seq=i // keys, amount=1)
+        headers = Envelope.new("bench.workload.Tick", "bench", key).to_headers()
+        while True:
+            try:
+                producer.produce(topic, serde.serialize(tick, topic), key.encode(), headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+
+
+def committed(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p) for p in range(partitions)]
+    )
+    try:
+        result = admin.list_consumer_group_offsets([request])[group].result(10)
+    except Exception:
+        return 0
+    return sum(max(tp.offset, 0) for tp in result.topic_partitions)
+
+
+def measure(
+    contender: Contender,
+    args: argparse.Namespace,
+    servers: tuple[str, str],
+    prefix: str,
+    admin: AdminClient,
+    state: Path,
+) -> float | None:
+    source, _ = topics(prefix)
+    slug = contender.slug
+    group, sink = f"{prefix}-{slug}", f"{prefix}.{slug}.out"
+    admin.create_topics([NewTopic(sink, num_partitions=args.partitions, replication_factor=1)])[
+        sink
+    ].result(30)
+    cmd = [
+        sys.executable,
+        "-m",
+        contender.module,
+        "--input",
+        source,
+        "--output",
+        sink,
+        "--group",
+        group,
+        "--bootstrap",
+        servers[0],
+        "--registry",
+        servers[1],
+        "--prefix",
+        prefix,
+        "--name",
+        group,
+        "--sink",
+        sink,
+        "--instance",
+        "bench",
+        "--state-dir",
+        str(state / slug),
+        "--log-level",
+        "WARNING",
+        *contender.extra,
+    ]
+    env = {
+        **os.environ,
+        "CHOREOGRAPH_BOOTSTRAP": servers[0],
+        "CHOREOGRAPH_REGISTRY_URL": servers[1],
+    }
+    log = (state / f"{slug}.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        first_at = first_count = None
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-5:]
+                print(f"  {contender.name}: exited with {proc.returncode}:", *tail, sep="\n    ")
+                return None
+            done = committed(admin, group, source, args.partitions)
+            now = time.monotonic()
+            if done and first_at is None:
+                first_at, first_count = now, done
+            if done >= args.events:
+                if first_at is None or now - first_at < 0.5 or first_count is None:
+                    print(f"  {contender.name}: finished within one sample; raise --events")
+                    return None
+                return (done - first_count) / (now - first_at)
+            time.sleep(0.1)
+        print(f"  {contender.name}: did not finish in {args.timeout}s; see {log.name}")
+        return None
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--only", help="comma-separated substrings of contender names")
+    args = parser.parse_args()
+    found = resolve_servers(REPO)
+    servers = (found.bootstrap, found.registry_url)
+    admin = AdminClient({"bootstrap.servers": servers[0]})
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    source, _ = topics(prefix)
+    admin.create_topics([NewTopic(source, num_partitions=args.partitions, replication_factor=1)])[
+        source
+    ].result(30)
+    started = time.monotonic()
+    load(servers[0], servers[1], source, args.events, args.keys)
+    print(
+        f"loaded {args.events} Avro events ({args.keys} keys, {args.partitions} partitions) "
+        f"into {source} in {time.monotonic() - started:.1f}s"
+    )
+    chosen = [
+        c for c in CONTENDERS if not args.only or any(s in c.name for s in args.only.split(","))
+    ]
+    results: dict[str, float | None] = {}
+    with TemporaryDirectory(prefix="choreograph-bench-") as tmp:
+        for contender in chosen:
+            rate = measure(contender, args, servers, prefix, admin, Path(tmp))
+            results[contender.name] = rate
+            shown = f"{rate:,.0f} events/s" if rate else "no result"
+            print(f"  {contender.name:45s} {shown}")
+    ceiling = results.get(CONTENDERS[0].name)
+    eos = results.get(CONTENDERS[1].name)
+    print("\nratios")
+    for name, rate in results.items():
+        if rate and ceiling:
+            print(f"  {name:45s} {rate / ceiling:6.1%} of ceiling")
+    for name, rate in results.items():
+        if rate and eos and "choreograph" not in name and "ceiling" not in name:
+            print(f"  choreograph exactly-once vs {name:28s} {eos / rate:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

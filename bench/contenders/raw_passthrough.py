@@ -1,0 +1,48 @@
+"""Ceiling: raw confluent-kafka consume -> produce of the same bytes, no decode, no state."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    for arg in ("--input", "--output", "--group", "--bootstrap"):
+        p.add_argument(arg, required=True)
+    args, _ = p.parse_known_args()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    producer = Producer(
+        {"bootstrap.servers": args.bootstrap, "linger.ms": 5, "compression.type": "lz4"}
+    )
+    consumer.subscribe([args.input])
+    last = time.monotonic()
+    while True:
+        for msg in consumer.consume(1000, 0.05):
+            if msg.error() is None:
+                while True:
+                    try:
+                        producer.produce(args.output, msg.value(), msg.key(), headers=msg.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+        producer.poll(0)
+        if time.monotonic() - last >= 0.1:
+            producer.flush()
+            with contextlib.suppress(KafkaException):  # nothing consumed yet
+                consumer.commit(asynchronous=False)
+            last = time.monotonic()
+
+
+if __name__ == "__main__":
+    main()
