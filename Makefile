@@ -57,9 +57,12 @@ contracts: venv
 	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base"; \
 	else echo "contracts: no earlier commit to check against"; fi
 
-bench: venv up
-	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m bench
+# Peers pin their own client versions: the benchmark gets a venv of its own.
+bench: up
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
+	.venv-bench/bin/python -m bench
 
 format: venv
 	$(VENV)/bin/ruff format .
@@ -67,4 +70,4 @@ format: venv
 
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

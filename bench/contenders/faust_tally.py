@@ -3,7 +3,6 @@ registry Avro out, exactly-once. Same topics, schemas and state shape as the oth
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
@@ -13,6 +12,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient, topic_record_s
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from bench.contenders import contender_args
 from bench.workload import HERE
 
 
@@ -43,11 +43,9 @@ class RegistryAvro(faust.Codec):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(allow_abbrev=False)
-    for arg in ("--input", "--output", "--group", "--bootstrap", "--registry", "--state-dir"):
-        p.add_argument(arg, required=True)
-    p.add_argument("--commit-interval", type=float, default=1.0)
-    args, _ = p.parse_known_args()
+    args = contender_args(
+        "--input", "--output", "--group", "--bootstrap", "--registry", "--state-dir"
+    )
     app = faust.App(
         args.group,
         broker=f"kafka://{args.bootstrap}",

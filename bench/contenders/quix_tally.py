@@ -3,7 +3,6 @@ exactly-once. Same topics, schemas and state shape as choreograph's bench.worklo
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
@@ -15,15 +14,14 @@ from quixstreams.models.serializers.schema_registry import (
     SchemaRegistrySerializationConfig,
 )
 
+from bench.contenders import contender_args
 from bench.workload import HERE
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(allow_abbrev=False)
-    for arg in ("--input", "--output", "--group", "--bootstrap", "--registry", "--state-dir"):
-        p.add_argument(arg, required=True)
-    p.add_argument("--commit-interval", type=float, default=1.0)
-    args, _ = p.parse_known_args()
+    args = contender_args(
+        "--input", "--output", "--group", "--bootstrap", "--registry", "--state-dir"
+    )
     registry = SchemaRegistryClientConfig(url=args.registry)
     tallied = json.loads((HERE / "Tallied.avsc").read_text())
     app = Application(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
+from bench.contenders import contender_args
+
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    for arg in ("--input", "--output", "--group", "--bootstrap"):
-        p.add_argument(arg, required=True)
-    args, _ = p.parse_known_args()
+    args = contender_args("--input", "--output", "--group", "--bootstrap")
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,

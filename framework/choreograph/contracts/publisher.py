@@ -6,6 +6,7 @@ for the edges where a process starts. It validates, encodes and wraps every even
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Producer
@@ -18,6 +19,27 @@ from choreograph.contracts.serde import AvroSerde
 def topic_of(event: type[Event]) -> str:
     """The topic a generated model is published to (from schemas.yaml, else `<domain>.events`)."""
     return event.__avro_topic__ or f"{event.__avro_domain__}.events"
+
+
+def encode_event(
+    serde: AvroSerde,
+    event: Event,
+    key: str,
+    source: str,
+    *,
+    topic: str | None = None,
+    parent: Envelope | None = None,
+    correlation_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[str, bytes, Envelope]:
+    """Topic, value bytes and envelope of an event about to be published: the one way every
+    publishing path (publisher, handlers, TestKit) turns an event into a record."""
+    target = topic or topic_of(type(event))
+    value = serde.serialize(event, target)
+    envelope = Envelope.new(
+        event.__avro_name__, source, key, parent=parent, correlation_id=correlation_id, now=now
+    )
+    return target, value, envelope
 
 
 class EventPublisher:
@@ -47,10 +69,14 @@ class EventPublisher:
         Without `parent` or `correlation_id` the event follows the event being handled, or, at
         the start of a process, becomes the first event of a new process instance.
         """
-        target = topic or topic_of(type(event))
-        value = self.serde.serialize(event, target)
-        envelope = Envelope.new(
-            event.__avro_name__, self.source, key, parent=parent, correlation_id=correlation_id
+        target, value, envelope = encode_event(
+            self.serde,
+            event,
+            key,
+            self.source,
+            topic=topic,
+            parent=parent,
+            correlation_id=correlation_id,
         )
         self.producer.produce(target, key=key.encode(), value=value, headers=envelope.to_headers())
         self.producer.poll(0)

@@ -110,8 +110,10 @@ class AvroSerde:
                     "auto-registration"
                 ) from None
             raise SerdeError(f"registry refused {subject}: {err}") from err
-        self._ids[key] = int(found)
-        return int(found)
+        if found is None:
+            raise SerdeError(f"registry returned no schema id for {subject}")
+        self._ids[key] = found
+        return found
 
     def serialize(self, event: Event, topic: str) -> bytes:
         """Encode `event` (valid by construction: see AvroRecord) for `topic`."""

@@ -45,6 +45,9 @@ class ServiceConfig(BaseModel):
     auto_register_schemas: bool = False
     transaction_timeout_ms: int = 60_000
     shutdown_timeout_s: float = 30.0
+    revoke_timeout_s: float = Field(
+        10.0, gt=0, description="bound on the commit a revoke waits for"
+    )
     consumer: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
-from choreograph.contracts.publisher import topic_of
+from choreograph.contracts.publisher import encode_event
 from choreograph.state.store import Store
 
 if TYPE_CHECKING:
@@ -50,15 +50,18 @@ class Context:
 
     def emit(self, event: Event, key: str | None = None, topic: str | None = None) -> Envelope:
         """Publish `event` in this transaction; its envelope follows the event in hand."""
-        target = topic or topic_of(type(event))
-        value = self._task.serde.serialize(event, target)
-        envelope = Envelope.new(
-            event.__avro_name__, self.service, key or self.key, parent=self.envelope, now=self.now
+        key = key or self.key
+        target, value, envelope = encode_event(
+            self._task.serde,
+            event,
+            key,
+            self.service,
+            topic=topic,
+            parent=self.envelope,
+            now=self.now,
         )
         self.outputs.append(
-            Output(
-                target, (key or self.key).encode(), value, envelope.to_headers(), event, envelope
-            )
+            Output(target, key.encode(), value, envelope.to_headers(), event, envelope)
         )
         return envelope
 

@@ -129,7 +129,7 @@ class Engine:
     def _shutdown(self) -> None:
         """Finish: commit what was processed, leave the group, write checkpoints, close."""
         try:
-            self.commit()
+            self.commit(timeout=self.config.shutdown_timeout_s)
         except KafkaException:
             log.exception("final commit failed; the next owner reprocesses from the last commit")
         self.consumer.close()  # revokes (and so checkpoints and closes) every remaining task
@@ -196,7 +196,10 @@ class Engine:
     def _handle(self, task: PartitionTask, msg: Message, now: datetime) -> None:
         started = time.perf_counter()
         try:
-            event_type, outcome, outputs = task.process(msg.key(), msg.value(), msg.headers(), now)
+            headers = msg.headers()
+            if isinstance(headers, dict):  # the client's producer-side form; consumers give lists
+                headers = list(headers.items())
+            event_type, outcome, outputs = task.process(msg.key(), msg.value(), headers, now)
         except Exception as error:
             task.end_message(ok=False)
             self._failed(Record.of(msg), error)
@@ -362,8 +365,12 @@ class Engine:
         if err is not None:
             self._delivery_error = err
 
-    def commit(self) -> None:
-        """Commit outputs, changelog writes and offsets of every owned partition at once."""
+    def commit(self, timeout: float = 60.0) -> None:
+        """Commit outputs, changelog writes and offsets of every owned partition at once.
+
+        Bounded by `timeout`: past it the transaction is aborted (or, at-least-once, the offsets
+        are not committed) and the work is redone from the last commit, by this instance or by
+        the partitions' next owner."""
         self.last_commit = time.monotonic()
         writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
         if not writes and not self.positions and not self.txn_open:
@@ -376,21 +383,21 @@ class Engine:
             self.dirty_checkpoints.add((store, partition))
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         if self.eos:
-            if not self._commit_transaction(offsets):
+            if not self._commit_transaction(offsets, time.monotonic() + timeout):
                 return
         else:
-            self.producer.flush(self.config.shutdown_timeout_s)
-            if self._delivery_error is not None:
+            unsent = self.producer.flush(timeout)
+            if self._delivery_error is not None or unsent:
                 log.error(
                     "delivery failed; reprocessing since the last commit",
-                    extra={"error": str(self._delivery_error)},
+                    extra={"error": str(self._delivery_error), "unsent": unsent},
                 )
                 self._delivery_error = None
                 self._rewind()
                 return
             if offsets:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.producer.poll(0)  # serve delivery reports: changelog offsets for checkpoints
+        self.producer.poll(0)  # serve delivery reports (at-least-once failures)
         for task in self.tasks.values():
             task.committed()
         self.positions.clear()
@@ -398,22 +405,25 @@ class Engine:
         self.metrics.commit_seconds.labels(self.service.name).observe(time.perf_counter() - started)
         self._maybe_checkpoint()
 
-    def _commit_transaction(self, offsets: list[TopicPartition]) -> bool:
+    def _commit_transaction(self, offsets: list[TopicPartition], deadline: float) -> bool:
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30
+                    offsets, self.consumer.consumer_group_metadata(), left()
                 )
             while True:
                 try:
-                    self.producer.commit_transaction(60)
+                    self.producer.commit_transaction(left())
                     break
                 except KafkaException as exc:
-                    if not exc.args[0].retriable():
+                    if not exc.args[0].retriable() or time.monotonic() >= deadline:
                         raise
         except KafkaException as exc:
             error = exc.args[0]
-            if error.fatal() or not error.txn_requires_abort():
+            if error.fatal() or not (error.txn_requires_abort() or error.retriable()):
                 raise
             log.warning("transaction aborted", extra={"error": str(error)})
             self._abort()
@@ -543,7 +553,7 @@ class Engine:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.commit()
+        self.commit(timeout=self.config.revoke_timeout_s)  # the rebalance waits on this
         self._drop(partitions)
         log.info(
             "revoked", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}

@@ -22,7 +22,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph.contracts.envelope import Envelope, Headers
 from choreograph.contracts.event import Event
-from choreograph.contracts.publisher import topic_of
+from choreograph.contracts.publisher import encode_event
 from choreograph.contracts.serde import AvroSerde
 from choreograph.machines.machine import Instance, StateMachine
 from choreograph.runtime.config import RetryPolicy
@@ -87,12 +87,12 @@ class TestKit:
         parent: Envelope | None = None,
     ) -> Envelope:
         """Deliver `event` as if another service had published it."""
-        target = topic or topic_of(type(event))
-        value = self.serde.serialize(event, target)
-        envelope = Envelope.new(
-            event.__avro_name__,
-            "testkit",
+        target, value, envelope = encode_event(
+            self.serde,
+            event,
             key,
+            "testkit",
+            topic=topic,
             parent=parent,
             correlation_id=correlation_id,
             now=self.now,
