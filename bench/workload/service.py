@@ -2,7 +2,8 @@
 
 Behaviours, chosen per input for reliability tests: `poison` always fails (exhausts retries, goes
 to the DLQ), `flaky` fails on its first attempt in this process, `timer` answers one second later
-from a durable timer instead of at once (one pending answer per key).
+from a durable timer instead of at once (one pending answer per key), `timer-poison` schedules a
+timer whose handler always fails.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ def build(prefix: str, name: str | None = None, sink: str | None = None) -> Serv
         if event.behaviour == "flaky" and event.id not in failed_once:
             failed_once.add(event.id)
             raise ConnectionError(f"flaky dependency for {event.id}")
-        if event.behaviour == "timer":  # one pending answer per key: a timer is per key and name
+        if event.behaviour in ("timer", "timer-poison"):  # one pending answer per key and name
             ctx.schedule("answer", timedelta(seconds=1), {"event": event.to_avro()})
             return
         tally(ctx, event)
 
     @service.timer("answer")
     def answer(ctx: Context, payload: dict[str, Any]) -> None:
+        if payload["event"]["behaviour"] == "timer-poison":
+            raise RuntimeError(f"poison timer for {ctx.key}")
         tally(ctx, Tick(**payload["event"]))
 
     return service

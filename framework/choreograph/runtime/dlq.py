@@ -34,7 +34,7 @@ DLQ_HEADERS = (
 def dead_letter_headers(
     original: HeaderList | None,
     *,
-    topic: str,
+    topic: str | None,
     partition: int,
     offset: int,
     service: str,
@@ -43,14 +43,19 @@ def dead_letter_headers(
     attempts: int,
 ) -> list[tuple[str, str | bytes | None]]:
     keep: list[tuple[str, str | bytes | None]] = [
-        (k, v) for k, v in (original or []) if not k.startswith("dlq_")
+        (k, v) for k, v in (original or []) if not k.startswith("dlq_") or k == "dlq_timer"
     ]
     message = "".join(traceback.format_exception_only(type(error), error)).strip()[:4000]
+    origin: list[tuple[str, str | bytes | None]] = []
+    if topic is not None:  # a record; a failed timer has no origin to replay to
+        origin = [
+            ("dlq_origin_topic", topic),
+            ("dlq_origin_partition", str(partition)),
+            ("dlq_origin_offset", str(offset)),
+        ]
     return [
         *keep,
-        ("dlq_origin_topic", topic),
-        ("dlq_origin_partition", str(partition)),
-        ("dlq_origin_offset", str(offset)),
+        *origin,
         ("dlq_service", service),
         ("dlq_reason", reason),
         ("dlq_error_class", f"{type(error).__module__}.{type(error).__qualname__}"),

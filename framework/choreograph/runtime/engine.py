@@ -13,6 +13,7 @@ starting at their local checkpoint.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import signal
@@ -84,7 +85,7 @@ class Engine:
         self.tasks: dict[int, PartitionTask] = {}
         self.positions: dict[TP, int] = {}
         self.retries: dict[TP, RetryState] = {}
-        self.timer_failures: dict[tuple[int, str, str], int] = {}
+        self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
         self.dirty_checkpoints: set[tuple[str, int]] = set()
         self.txn_open = False
         self.stopping = threading.Event()
@@ -301,21 +302,19 @@ class Engine:
 
     def _fire(self, partition: int, task: PartitionTask, timer: Timer, now: datetime) -> None:
         ident = (partition, timer.key, timer.name)
+        failed = self.timer_failures.get(ident)
+        if failed is not None and time.monotonic() < failed[1]:
+            return  # backing off after a failure
         try:
             outputs = task.fire(timer, now)
         except Exception as error:
             task.end_message(ok=False)
-            failures = self.timer_failures[ident] = self.timer_failures.get(ident, 0) + 1
-            if failures < self.config.retry.max_attempts:
-                return  # due again on the next pass
-            task.timers.fired(timer)
-            task.end_message(ok=True)
-            self.timer_failures.pop(ident, None)
-            self.metrics.dlq.labels(self.service.name, "timer-failed").inc()
-            log.error(
-                "timer dropped after repeated failures",
-                extra={"key": timer.key, "timer": timer.name, "error": repr(error)},
-            )
+            attempts = (failed[0] if failed else 0) + 1
+            if attempts < self.config.retry.max_attempts:
+                delay = self.config.retry.backoff(attempts, self._rand.random())
+                self.timer_failures[ident] = (attempts, time.monotonic() + delay)
+                return  # due again after the back-off
+            self._dead_letter_timer(partition, task, timer, error, attempts)
             return
         task.end_message(ok=True)
         self.timer_failures.pop(ident, None)
@@ -323,6 +322,36 @@ class Engine:
         lateness = max(0.0, now.timestamp() - timer.deadline_ms / 1000)
         self.metrics.timer_lateness.labels(self.service.name).observe(lateness)
         self.metrics.timers_fired.labels(self.service.name).inc()
+
+    def _dead_letter_timer(
+        self, partition: int, task: PartitionTask, timer: Timer, error: Exception, attempts: int
+    ) -> None:
+        """A timer whose handler keeps failing leaves the timer store for the DLQ, in the same
+        transaction, so nothing is lost and an operator can see it."""
+        task.timers.fired(timer)
+        task.end_message(ok=True)
+        self.timer_failures.pop((partition, timer.key, timer.name), None)
+        self._begin()
+        value = json.dumps(
+            {"timer": timer.name, "deadline_ms": timer.deadline_ms, "payload": timer.payload},
+            default=str,
+        ).encode()
+        headers = dead_letter_headers(
+            [("dlq_timer", timer.name)],
+            topic=None,
+            partition=partition,
+            offset=-1,
+            service=self.service.name,
+            reason="timer-failed",
+            error=error,
+            attempts=attempts,
+        )
+        self._produce(self.service.dlq_topic, value, timer.key.encode(), headers, partition)
+        self.metrics.dlq.labels(self.service.name, "timer-failed").inc()
+        log.error(
+            "timer dead-lettered after repeated failures",
+            extra={"key": timer.key, "timer": timer.name, "error": repr(error)},
+        )
 
     # -- producing and committing --------------------------------------------------------------
 

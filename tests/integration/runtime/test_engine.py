@@ -149,12 +149,17 @@ def test_timers_fire_on_wall_clock_never_early(
 ) -> None:
     source, sink = topics(prefix)
     ticks = make_ticks(keys=20, per_key=1, behaviour="timer")
+    poison = make_ticks(keys=1, per_key=1, behaviour="timer-poison", key_prefix="tp")
     port = free_port()
     with running_engine(prefix, tmp_path, metrics_port=port) as engine:
         sent_at = time.time()
-        produce(bootstrap_servers, registry_url, source, ticks)
+        produce(bootstrap_servers, registry_url, source, ticks + poison)
         tallies = read_tallies(bootstrap_servers, registry_url, sink, len(ticks))
         elapsed = time.time() - sent_at
+        deadline = time.monotonic() + 20
+        while sample(engine, "choreograph_dlq_total", reason="timer-failed") < 1:
+            assert time.monotonic() < deadline, "failing timer never reached the DLQ"
+            time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
             exposition = reply.read().decode()
     assert_exactly_once(ticks, tallies)
@@ -163,6 +168,14 @@ def test_timers_fire_on_wall_clock_never_early(
     fired = sample(engine, "choreograph_timer_lateness_seconds_count")
     within = sample(engine, "choreograph_timer_lateness_seconds_bucket", le="0.5")
     assert fired == 20 and within == 20  # every timer within 0.5 s of its deadline
+    [(_, dead)] = list(read_dead_letters(bootstrap_servers, f"{prefix}-tally.dlq"))
+    assert (dead.key, dead.header("dlq_reason"), dead.header("dlq_timer")) == (
+        b"tp0",
+        "timer-failed",
+        "answer",
+    )
+    assert dead.header("dlq_attempts") == "3" and dead.header("dlq_origin_topic") is None
+    assert "poison timer" in (dead.header("dlq_error_message") or "")
     for metric in (
         "choreograph_events_total",
         "choreograph_handler_seconds_bucket",
