@@ -203,15 +203,12 @@ def main() -> None:
             shown = f"{rate:,.0f} events/s" if rate else "no result"
             print(f"  {contender.name:45s} {shown}")
     ceiling = results.get(CONTENDERS[0].name)
-    eos = results.get(CONTENDERS[1].name)
     print("\nratios")
     for name, rate in results.items():
         if rate and ceiling:
             print(f"  {name:45s} {rate / ceiling:6.1%} of ceiling")
-    for name, rate in results.items():
-        if rate and eos and "choreograph" not in name and "ceiling" not in name:
-            print(f"  choreograph exactly-once vs {name:28s} {eos / rate:5.2f}x")
-
-
-if __name__ == "__main__":
-    main()
+    ours = {n: r for n, r in results.items() if n.startswith("choreograph exactly-once") and r}
+    peers = {n: r for n, r in results.items() if not n.startswith(("choreograph", "raw")) and r}
+    for mine, rate in ours.items():
+        for peer, theirs in peers.items():
+            print(f"  {mine} vs {peer}: {rate / theirs:5.2f}x")

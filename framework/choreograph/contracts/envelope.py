@@ -12,6 +12,7 @@ the current task or thread, and `Envelope.new` reads it.
 from __future__ import annotations
 
 import os
+import random
 import re
 import secrets
 from collections.abc import Sequence
@@ -64,13 +65,21 @@ def child_traceparent(parent: str | None, span_id: str | None = None) -> str:
     return f"00-{m.group(1)}-{span_id or secrets.token_hex(8)}-{m.group(3)}"
 
 
+# Ids must be unique, not secret: a process-local generator seeded from the OS is enough and
+# avoids a system call per event. Reseeded in forked children so they never repeat the parent.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+_UUID4_MASK = ~(0xF << 76) & ~(0x3 << 62) & ((1 << 128) - 1)
+_UUID4_BITS = (0x4 << 76) | (0x2 << 62)
+
+
 def _ids() -> tuple[str, str]:
-    """A UUIDv4 event id and a span id from one read of the OS random source (hot path)."""
-    raw = bytearray(os.urandom(24))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}", h[32:]
+    """A UUIDv4 event id and a W3C span id (hot path)."""
+    h = f"{(_random.getrandbits(128) & _UUID4_MASK) | _UUID4_BITS:032x}"
+    return (
+        f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
+        f"{_random.getrandbits(64) or 1:016x}",
+    )
 
 
 def trace_id(traceparent: str | None) -> str | None:

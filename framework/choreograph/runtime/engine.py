@@ -86,6 +86,7 @@ class Engine:
         self.positions: dict[TP, int] = {}
         self.retries: dict[TP, RetryState] = {}
         self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
+        self.changelog_next: dict[tuple[str, int], int] = {}
         self.dirty_checkpoints: set[tuple[str, int]] = set()
         self.txn_open = False
         self.stopping = threading.Event()
@@ -93,6 +94,7 @@ class Engine:
         self._rand = random.Random()
         self._delivery_error: KafkaError | None = None
         self._counted: dict[tuple[str, str], Any] = {}
+        self._pending_counts: dict[tuple[str, str], int] = {}
         self._timed: dict[str, Any] = {}
         self.consumer: Consumer
         self.producer: Producer
@@ -186,6 +188,7 @@ class Engine:
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
                 self._handle(task, msg, now)
+        self._flush_counts()
         self._fire_timers(now)
         self._resume_retries()
         tick = time.monotonic()
@@ -222,12 +225,19 @@ class Engine:
             timer.observe(time.perf_counter() - started)
 
     def _count(self, event_type: str, outcome: str) -> None:
-        counter = self._counted.get((event_type, outcome))
-        if counter is None:
-            counter = self._counted[(event_type, outcome)] = self.metrics.events.labels(
-                self.service.name, event_type, outcome
-            )
-        counter.inc()
+        """Count locally; `_flush_counts` publishes once per step (a metric update takes a lock)."""
+        key = (event_type, outcome)
+        self._pending_counts[key] = self._pending_counts.get(key, 0) + 1
+
+    def _flush_counts(self) -> None:
+        for (event_type, outcome), n in self._pending_counts.items():
+            counter = self._counted.get((event_type, outcome))
+            if counter is None:
+                counter = self._counted[(event_type, outcome)] = self.metrics.events.labels(
+                    self.service.name, event_type, outcome
+                )
+            counter.inc(n)
+        self._pending_counts.clear()
 
     def _failed(self, record: Record, error: Exception) -> None:
         tp = record.tp
@@ -394,6 +404,15 @@ class Engine:
         if err is not None:
             self._delivery_error = err
 
+    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_error = err
+            return
+        store = (msg.topic() or "")[len(self.service.name) + 1 : -len(".changelog")]
+        key = (store, msg.partition() or 0)
+        self.changelog_next[key] = (msg.offset() or 0) + 1
+        self.dirty_checkpoints.add(key)
+
     def commit(self, timeout: float = 60.0) -> None:
         """Commit outputs, changelog writes and offsets of every owned partition at once.
 
@@ -407,9 +426,17 @@ class Engine:
             return
         started = time.perf_counter()
         self._begin()
-        for partition, (store, key, value) in writes:
-            self._produce(self.service.changelog_topic(store), value, key, partition=partition)
-            self.dirty_checkpoints.add((store, partition))
+        last = {(store, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
+        for i, (partition, (store, key, value)) in enumerate(writes):
+            # Only the last write per changelog partition reports its offset: the checkpoint.
+            report = self._changelog_delivered if last[(store, partition)] == i else None
+            self._produce(
+                self.service.changelog_topic(store),
+                value,
+                key,
+                partition=partition,
+                on_delivery=report,
+            )
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         if self.eos:
             if not self._commit_transaction(offsets, time.monotonic() + timeout):
@@ -426,7 +453,7 @@ class Engine:
                 return
             if offsets:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.producer.poll(0)  # serve delivery reports (at-least-once failures)
+        self.producer.poll(0)  # serve delivery reports: checkpoint offsets, at-least-once failures
         for task in self.tasks.values():
             task.committed()
         self.positions.clear()
@@ -481,29 +508,24 @@ class Engine:
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         self.consumer.resume(assigned)
 
-    def _maybe_checkpoint(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.last_checkpoint < CHECKPOINT_INTERVAL_S:
+    def _maybe_checkpoint(self) -> None:
+        if time.monotonic() - self.last_checkpoint < CHECKPOINT_INTERVAL_S:
             return
         self.last_checkpoint = time.monotonic()
         for store, partition in list(self.dirty_checkpoints):
             task = self.tasks.get(partition)
             if task is not None:
-                self._checkpoint(task, store)
+                self._checkpoint(task, store, synced=False)
 
-    def _checkpoint(self, task: PartitionTask, store: str) -> None:
-        """Record how far local state is complete. This instance is the only writer of the
-        changelog partition and calls this after a commit, so its end offset is that point."""
+    def _checkpoint(self, task: PartitionTask, store: str, synced: bool) -> None:
+        """Record how far local state is complete: just past this instance's last committed
+        changelog write (it is the partition's only writer)."""
         key = (store, task.partition)
         if key not in self.dirty_checkpoints:
             return
-        tp = TopicPartition(self.service.changelog_topic(store), task.partition)
-        try:
-            _, end = self.consumer.get_watermark_offsets(tp, timeout=10)
-        except (KafkaException, RuntimeError) as err:  # e.g. consumer closed: replay more later
-            log.warning("checkpoint skipped", extra={"store": store, "error": str(err)})
-            return
-        task.stores[store].backend.flush()
-        self._checkpoint_file(store, task.partition).write(end)
+        if synced:
+            task.stores[store].backend.flush()
+        self._checkpoint_file(store, task.partition).write(self.changelog_next[key], synced)
         self.dirty_checkpoints.discard(key)
 
     # -- partitions ----------------------------------------------------------------------------
@@ -549,7 +571,8 @@ class Engine:
             )
             self.metrics.restored.labels(self.service.name, store).inc(job.restored)
             if job.restored:
-                self._checkpoint_file(store, job.partition).write(job.next_offset)
+                tasks[job.partition].stores[store].backend.flush()
+                self._checkpoint_file(store, job.partition).write(job.next_offset, synced=True)
         log.info(
             "restored",
             extra={
@@ -564,8 +587,10 @@ class Engine:
         if task is None:
             return
         for store in task.stores:
-            self._checkpoint(task, store)
+            self._checkpoint(task, store, synced=True)
         task.close()
+        for key in [k for k in self.changelog_next if k[1] == partition]:
+            del self.changelog_next[key]
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -155,3 +155,21 @@ def test_order_line_is_a_value_object() -> None:
     assert OrderLine(sku="a", quantity=1) == OrderLine(sku="a", quantity=1)
     with pytest.raises(Exception, match="frozen"):
         OrderLine(sku="a", quantity=1).quantity = 2  # type: ignore[misc]
+
+
+def test_event_ids_are_unique_uuid4_and_forked_children_do_not_repeat_them() -> None:
+    import os
+    import uuid
+
+    from choreograph.contracts.envelope import _ids
+
+    ids = [_ids() for _ in range(20_000)]
+    assert all(uuid.UUID(e).version == 4 and uuid.UUID(e).variant == uuid.RFC_4122 for e, _ in ids)
+    assert len({e for e, _ in ids}) == len({s for _, s in ids}) == 20_000
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, _ids()[0].encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 64).decode() != _ids()[0]

@@ -1,0 +1,93 @@
+"""Store layers (message, transaction, committed), ordered scans, timers' byte order, and when a
+checkpoint is trusted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from choreograph.runtime.timers import Timers
+from choreograph.state import checkpoint as checkpoint_module
+from choreograph.state.backends import MemoryBackend, RocksBackend
+from choreograph.state.checkpoint import Checkpoint
+from choreograph.state.store import Store
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    backend = MemoryBackend() if request.param == "memory" else RocksBackend(tmp_path / "db")
+    backend.write({b"a": b"1", b"c": b"3", b"d": b"4"})
+    return Store("s", 0, backend)
+
+
+def test_reads_see_message_then_transaction_then_committed(store: Store) -> None:
+    store.put_raw(b"c", None)
+    store.end_message(ok=True)  # transaction layer: c deleted
+    store.put_raw(b"b", b"2")
+    store.put_raw(b"d", b"44")  # message layer
+    assert [store.get_raw(k) for k in (b"a", b"b", b"c", b"d")] == [b"1", b"2", None, b"44"]
+    assert list(store.scan_raw()) == [(b"a", b"1"), (b"b", b"2"), (b"d", b"44")]
+    assert list(store.scan_raw(b"b", b"d")) == [(b"b", b"2")]
+
+
+def test_failed_message_drops_only_its_own_writes(store: Store) -> None:
+    store.put_raw(b"x", b"kept")
+    store.end_message(ok=True)
+    store.put_raw(b"y", b"dropped")
+    store.end_message(ok=False)
+    assert (store.get_raw(b"x"), store.get_raw(b"y")) == (b"kept", None)
+    assert store.pending() == {b"x": b"kept"}
+
+
+def test_commit_applies_and_abort_discards(store: Store) -> None:
+    store.put("k", {"n": 1})
+    store.end_message(ok=True)
+    store.aborted()
+    assert store.get("k") is None and store.backend.get(b"k") is None
+    store.put("k", {"n": 2})
+    store.end_message(ok=True)
+    store.committed()
+    assert store.pending() == {} and store.get("k") == {"n": 2}
+    assert store.backend.get(b"k") == b'{"n":2}'
+
+
+def test_items_by_prefix(store: Store) -> None:
+    store.put("order:1", 1)
+    store.put("order:2", 2)
+    store.put("other", 3)
+    assert list(store.items("order:")) == [("order:1", 1), ("order:2", 2)]
+
+
+def test_timers_come_due_in_deadline_order_and_reschedule_replaces(store: Store) -> None:
+    timers = Timers(Store("t", 0, MemoryBackend()), Store("i", 0, MemoryBackend()))
+    timers.schedule("k1", "a", 3_000, {})
+    timers.schedule("k2", "a", 1_000, {})
+    timers.schedule("k3", "a", 2**40, {})  # far future, byte order must still hold
+    timers.schedule("k1", "a", 500, {"again": True})  # replaces the 3_000 one
+    due = list(timers.due(2_000))
+    assert [(t.key, t.deadline_ms) for t in due] == [("k1", 500), ("k2", 1_000)]
+    assert due[0].payload == {"again": True}
+    assert timers.cancel("k2", "a") and not timers.cancel("k2", "a")
+    assert timers.next_deadline() == 500
+
+
+def test_unsynced_checkpoint_is_trusted_only_until_the_machine_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp = Checkpoint(tmp_path / "s.checkpoint")
+    monkeypatch.setattr(checkpoint_module, "boot_id", lambda: "boot-1")
+    cp.write(42, synced=False)
+    assert cp.read() == 42  # process restart on the same boot
+    monkeypatch.setattr(checkpoint_module, "boot_id", lambda: "boot-2")
+    assert cp.read() is None  # after a reboot: full restore
+    cp.write(43, synced=True)
+    monkeypatch.setattr(checkpoint_module, "boot_id", lambda: "boot-3")
+    assert cp.read() == 43  # synced checkpoints survive reboots
+
+
+def test_missing_or_corrupt_checkpoint_means_full_restore(tmp_path: Path) -> None:
+    cp = Checkpoint(tmp_path / "s.checkpoint")
+    assert cp.read() is None
+    cp.path.write_text("{not json")
+    assert cp.read() is None
