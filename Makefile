@@ -63,6 +63,7 @@ bench: up
 	.venv-bench/bin/python -m pip install --quiet --upgrade pip
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
 	.venv-bench/bin/python -m bench
+	.venv-bench/bin/python -m bench.restore
 
 format: venv
 	$(VENV)/bin/ruff format .
