@@ -212,3 +212,7 @@ def main() -> None:
     for mine, rate in ours.items():
         for peer, theirs in peers.items():
             print(f"  {mine} vs {peer}: {rate / theirs:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

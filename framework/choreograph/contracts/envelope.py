@@ -44,8 +44,17 @@ _SPEC_HEADER = ("ce_specversion", SPECVERSION.encode())
 _AVRO_HEADER = ("content-type", AVRO_CONTENT_TYPE.encode())
 
 
+_last_time: tuple[datetime | None, bytes] = (None, b"")
+
+
 def _rfc3339(moment: datetime) -> bytes:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z").encode()
+    """RFC 3339 text of `moment`. Events emitted in one poll share a timestamp: format it once."""
+    global _last_time
+    last, text = _last_time
+    if moment is not last:
+        text = moment.isoformat(timespec="microseconds").replace("+00:00", "Z").encode()
+        _last_time = (moment, text)
+    return text
 
 
 class EnvelopeError(ValueError):

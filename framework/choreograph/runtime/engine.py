@@ -397,8 +397,16 @@ class Engine:
         if not outputs:
             return
         self._begin()
+        if not self.eos:
+            for out in outputs:
+                self._produce(out.topic, out.value, out.key, out.headers)
+            return
+        produce = self.producer.produce  # hot path: no callback under EOS, no kwargs dict
         for out in outputs:
-            self._produce(out.topic, out.value, out.key, out.headers)
+            try:
+                produce(out.topic, out.value, out.key, headers=out.headers)
+            except BufferError:
+                self._produce(out.topic, out.value, out.key, out.headers)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
