@@ -18,8 +18,11 @@ from typing import Any
 from choreograph.state.backends import Backend
 
 
+_encoder = json.JSONEncoder(separators=(",", ":"), default=str)  # json.dumps builds one per call
+
+
 def encode_value(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    return _encoder.encode(value).encode()
 
 
 def decode_value(raw: bytes) -> Any:
