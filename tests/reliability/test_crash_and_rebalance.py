@@ -152,3 +152,30 @@ def test_two_instances_rebalancing_under_load(
     assert b.terminate() == 0
     assert_exactly_once(ticks, tallies)
     assert a.logged('"msg": "revoked"') and b.logged('"msg": "restored"')
+
+
+def test_frozen_instance_is_fenced_when_it_wakes_up_as_a_zombie(
+    prefix: str, endpoints: tuple[str, str], tmp_path: Path
+) -> None:
+    """SIGSTOP one instance past its session timeout: the other takes its partitions; when the
+    frozen one resumes, its open transaction must not land and its partitions are lost."""
+    source, sink = topics(prefix)
+    ticks = make_ticks(keys=40, per_key=150)
+    a = Instance(prefix, "a", tmp_path / "a", endpoints, "classic")
+    b = Instance(prefix, "b", tmp_path / "b", endpoints, "classic")
+    wait_for(
+        lambda: a.logged('"msg": "assigned"') and b.logged('"msg": "assigned"'), 60, "both assigned"
+    )
+    produce(
+        endpoints[0], endpoints[1], source, ticks[:3000]
+    )  # a backlog: work in flight at the stop
+    loader = load_in_background(endpoints, source, ticks[3000:], seconds=20)
+    time.sleep(1)
+    a.proc.send_signal(signal.SIGSTOP)
+    time.sleep(16)  # session timeout is 10 s: b takes over a's partitions
+    a.proc.send_signal(signal.SIGCONT)
+    loader.join(120)
+    tallies = read_tallies(endpoints[0], endpoints[1], sink, len(ticks), timeout=180)
+    assert a.terminate() == 0 and b.terminate() == 0
+    assert a.logged('"msg": "lost"')  # the scenario happened: a woke up without its partitions
+    assert_exactly_once(ticks, tallies)

@@ -83,7 +83,8 @@ class Engine:
             auto_register=config.auto_register_schemas,
         )
         self.tasks: dict[int, PartitionTask] = {}
-        self.positions: dict[TP, int] = {}
+        self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
+        self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
         self.retries: dict[TP, RetryState] = {}
         self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
         self.changelog_next: dict[tuple[str, int], int] = {}
@@ -464,6 +465,7 @@ class Engine:
         self.producer.poll(0)  # serve delivery reports: checkpoint offsets, at-least-once failures
         for task in self.tasks.values():
             task.committed()
+        self.committed_offsets.update(self.positions)
         self.positions.clear()
         self.metrics.commits.labels(self.service.name).inc()
         self.metrics.commit_seconds.labels(self.service.name).observe(time.perf_counter() - started)
@@ -502,19 +504,28 @@ class Engine:
             self.metrics.aborts.labels(self.service.name).inc()
         self._rewind()
 
-    def _rewind(self) -> None:
-        """Forget uncommitted work and seek every owned partition back to its committed offset."""
+    def _rewind(self, leaving: frozenset[TP] = frozenset()) -> None:
+        """Forget uncommitted work and seek every partition this instance keeps back to its last
+        committed offset, so the inputs of aborted work are processed again."""
         for task in self.tasks.values():
             task.aborted()
         self.positions.clear()
         self.retries.clear()
-        assigned = self.consumer.assignment()
-        if not assigned:
+        kept = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in leaving]
+        if not kept:
             return
-        for tp in self.consumer.committed(assigned, timeout=30):
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        self.consumer.resume(assigned)
+        unknown = [tp for tp in kept if (tp.topic, tp.partition) not in self.committed_offsets]
+        from_broker = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in (self.consumer.committed(unknown, timeout=30) if unknown else [])
+        }
+        for tp in kept:
+            key = (tp.topic, tp.partition)
+            offset = self.committed_offsets.get(key, from_broker.get(key, -1))
+            self.consumer.seek(
+                TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_BEGINNING)
+            )
+        self.consumer.resume(kept)
 
     def _maybe_checkpoint(self) -> None:
         if time.monotonic() - self.last_checkpoint < CHECKPOINT_INTERVAL_S:
@@ -622,12 +633,12 @@ class Engine:
         )
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions are gone without a chance to commit: abort, and rewind what is kept."""
         if self.eos and self.txn_open:
             self.producer.abort_transaction(60)
             self.txn_open = False
-        for task in self.tasks.values():
-            task.aborted()
-        self.positions.clear()
+            self.metrics.aborts.labels(self.service.name).inc()
+        self._rewind(leaving=frozenset((tp.topic, tp.partition) for tp in partitions))
         self._drop(partitions)
         log.warning(
             "lost", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
@@ -638,6 +649,7 @@ class Engine:
         for tp in revoked:
             self.positions.pop(tp, None)
             self.retries.pop(tp, None)
+            self.committed_offsets.pop(tp, None)  # the next owner may move it on
         still = {tp.partition for tp in self.consumer.assignment()} - {p for _, p in revoked}
         for partition in {p for _, p in revoked} - still:
             self._close_task(partition)

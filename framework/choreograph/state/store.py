@@ -17,7 +17,6 @@ from typing import Any
 
 from choreograph.state.backends import Backend
 
-
 _encoder = json.JSONEncoder(separators=(",", ":"), default=str)  # json.dumps builds one per call
 
 
