@@ -48,11 +48,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Contract gate: policy lint, generated models in sync, compatibility against git history
+# Contract gate: policy lint, generated models in sync, process definitions against the
+# contracts, compatibility against git history
 # (CONTRACTS_BASE, default the previous commit; CI for pull requests passes the target branch).
 contracts: venv
 	$(VENV)/bin/choreograph schemas lint
 	$(VENV)/bin/choreograph schemas codegen --check
+	$(VENV)/bin/choreograph processes lint
 	@base=$${CONTRACTS_BASE:-$$(git rev-parse -q --verify HEAD~1 || true)}; \
 	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base"; \
 	else echo "contracts: no earlier commit to check against"; fi

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import dev, dlq, schemas
+from choreograph.cli import dev, dlq, processes, schemas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(groups)
     schemas.register(groups)
     dlq.register(groups)
+    processes.register(groups)
     return parser
 
 

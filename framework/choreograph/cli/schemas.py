@@ -12,15 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from choreograph.cli.output import BREAKING, OK, UNREADABLE, finish
 from choreograph.contracts.avro_model import Schema, SchemaError, parse_schema
 from choreograph.contracts.catalog import Catalog, Contract, ContractError, load_catalog
 from choreograph.contracts.codegen import CodegenError, drift, render_all, write
 from choreograph.contracts.compatibility import Mode, check_compatibility
-from choreograph.contracts.diagnostics import Diagnostic, render
+from choreograph.contracts.diagnostics import Diagnostic
 from choreograph.contracts.history import GitError, changed_since, toplevel, versions_at_or_before
 from choreograph.contracts.lint import lint_contract
-
-OK, BREAKING, UNREADABLE = 0, 1, 2
 
 
 class Unreadable(Exception):
@@ -76,29 +75,14 @@ def _catalog(root: Path) -> tuple[Catalog, list[Diagnostic]]:
         catalog = load_catalog(root)
     except ContractError as err:  # schemas.yaml itself
         raise Unreadable(str(err)) from None
-    unreadable = [
-        Diagnostic(e.path, e.line, e.col, "unreadable", "error", e.message) for e in catalog.errors
-    ]
+    unreadable = [e.diagnostic() for e in catalog.errors]
     return catalog, unreadable
-
-
-def _finish(diagnostics: Sequence[Diagnostic], unreadable: Sequence[Diagnostic], fmt: str) -> int:
-    everything = [*unreadable, *diagnostics]
-    if everything:
-        print(render(everything, fmt))
-    if fmt == "text":
-        errors = sum(d.severity == "error" for d in everything)
-        warnings = sum(d.severity == "warning" for d in everything)
-        print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
-    if unreadable:
-        return UNREADABLE
-    return BREAKING if any(d.severity == "error" for d in diagnostics) else OK
 
 
 def run_lint(args: argparse.Namespace) -> int:
     catalog, unreadable = _catalog(args.root)
     found = [d for c in catalog.contracts.values() for d in lint_contract(c, catalog.policy)]
-    return _finish(found, unreadable, args.format)
+    return finish(found, unreadable, args.format)
 
 
 def compatibility_diagnostics(
@@ -139,7 +123,7 @@ def run_check(args: argparse.Namespace) -> int:
         found = _check_git(catalog, args.root, args.against)
     else:
         found = _check_registry(catalog, args.registry)
-    return _finish(found, unreadable, args.format)
+    return finish(found, unreadable, args.format)
 
 
 def _check_git(catalog: Catalog, root: Path, ref: str) -> list[Diagnostic]:
@@ -221,7 +205,7 @@ def run_register(args: argparse.Namespace) -> int:
 
     catalog, unreadable = _catalog(args.root)
     if unreadable:
-        return _finish([], unreadable, args.format)
+        return finish([], unreadable, args.format)
     client = _registry_client(args.registry)
     found: list[Diagnostic] = []
     for contract in sorted(catalog.contracts.values(), key=lambda c: c.path):
@@ -256,13 +240,13 @@ def run_register(args: argparse.Namespace) -> int:
                 f"{contract.subject} id {schema_id} ({contract.compatibility.value})",
             )
         )
-    return _finish(found, unreadable, args.format)
+    return finish(found, unreadable, args.format)
 
 
 def run_codegen(args: argparse.Namespace) -> int:
     catalog, unreadable = _catalog(args.root)
     if unreadable:
-        return _finish([], unreadable, "text")
+        return finish([], unreadable, "text")
     try:
         files = render_all(catalog.contracts.values(), args.root.as_posix())
     except CodegenError as err:

@@ -17,18 +17,15 @@ import yaml
 
 from choreograph.contracts.avro_model import Record, SchemaError, parse_schema
 from choreograph.contracts.compatibility import Finding, Mode
+from choreograph.contracts.diagnostics import LocatedError
 from choreograph.contracts.json_positions import locate, value_positions
 
 POLICY_FILE = "schemas.yaml"
 DEFAULT_MODE = Mode.FULL_TRANSITIVE
 
 
-class ContractError(Exception):
+class ContractError(LocatedError):
     """A contract or policy file cannot be read; says where."""
-
-    def __init__(self, path: str, line: int, col: int, message: str) -> None:
-        super().__init__(f"{path}:{line}:{col}: {message}")
-        self.path, self.line, self.col, self.message = path, line, col, message
 
 
 @dataclass(frozen=True)

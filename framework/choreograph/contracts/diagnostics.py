@@ -34,6 +34,17 @@ class Diagnostic:
         )
 
 
+class LocatedError(Exception):
+    """Input that cannot be read, with where: a file, line and column."""
+
+    def __init__(self, path: str, line: int, col: int, message: str) -> None:
+        super().__init__(f"{path}:{line}:{col}: {message}")
+        self.path, self.line, self.col, self.message = path, line, col, message
+
+    def diagnostic(self) -> Diagnostic:
+        return Diagnostic(self.path, self.line, self.col, "unreadable", "error", self.message)
+
+
 def render(diagnostics: Iterable[Diagnostic], fmt: str) -> str:
     items = sorted(diagnostics, key=lambda d: (d.path, d.line, d.col, d.rule))
     if fmt == "json":

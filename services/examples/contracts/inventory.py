@@ -15,6 +15,30 @@ from pydantic import Field
 from choreograph.contracts.event import AvroRecord, Boolean, Bytes, Event, Int32, Int64, String
 
 
+class ReleaseStock(Event):
+    """Command: release the order's reservation (compensation of the reservation step)."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.inventory.ReleaseStock'
+    __avro_domain__: ClassVar[str] = 'inventory'
+    __avro_topic__: ClassVar[str] = 'inventory.commands'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"ReleaseStock","namespace":"com.acme.inventory","doc":"Command: release the order\'s reservation (compensation of the reservation step).","fields":[{"name":"order_id","type":"string","doc":"Order whose reservation to release."},{"name":"reason","type":"string","doc":"Why the stock is released."}]}')
+
+    order_id: String = Field(description='Order whose reservation to release.')
+    reason: String = Field(description='Why the stock is released.')
+
+
+class StockReservationFailed(Event):
+    """At least one line of the order could not be reserved."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.inventory.StockReservationFailed'
+    __avro_domain__: ClassVar[str] = 'inventory'
+    __avro_topic__: ClassVar[str] = 'inventory.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"StockReservationFailed","namespace":"com.acme.inventory","doc":"At least one line of the order could not be reserved.","fields":[{"name":"order_id","type":"string","doc":"Order the reservation was for."},{"name":"sku","type":"string","doc":"First product that was short."}]}')
+
+    order_id: String = Field(description='Order the reservation was for.')
+    sku: String = Field(description='First product that was short.')
+
+
 class StockReserved(Event):
     """Every line of the order is reserved in the warehouse."""
 
@@ -27,4 +51,4 @@ class StockReserved(Event):
     warehouse: String = Field(description='Warehouse holding the stock.')
 
 
-EVENTS: tuple[type[Event], ...] = (StockReserved,)
+EVENTS: tuple[type[Event], ...] = (ReleaseStock, StockReservationFailed, StockReserved,)

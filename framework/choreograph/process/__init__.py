@@ -1,0 +1,1 @@
+"""Process (saga) definitions: the YAML model shared by team services and the saga tracker."""

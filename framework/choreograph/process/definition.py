@@ -1,0 +1,186 @@
+"""A process definition: which events start, advance, complete or fail an end-to-end process, with
+deadlines, what to do on timeout, compensations, and who owns it.
+
+    name: order-fulfilment
+    version: 1
+    owners: {business: commerce-ops, technical: team-orders, on_call: orders-oncall}
+    start: com.acme.orders.OrderPlaced
+    deadline: 2h
+    success: [com.acme.orders.OrderCompleted]
+    failure: [com.acme.orders.OrderCancelled]
+    steps:
+      - name: payment
+        completes_on: [com.acme.payments.PaymentAuthorized]
+        fails_on: [com.acme.payments.PaymentFailed]
+        deadline: 15m
+        on_timeout: compensate
+        compensation: {command: com.acme.payments.RefundPayment, deadline: 10m}
+
+Definitions are versioned files, `processes/<name>.v<version>.yaml`; an instance stays on the
+version that was current when it started.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from choreograph.contracts.diagnostics import LocatedError
+from choreograph.contracts.json_positions import locate
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+NAME_RE = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`15m`, `2h`, `1h30m`, `500ms`, `1d`, or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    text = str(value).strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration like 15m, 2h, 1h30m, 500ms or 1d")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Outcome = Literal["alert", "compensate", "fail"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Owners(_Strict):
+    business: str = Field(min_length=1, description="accountable for the process outcome")
+    technical: str = Field(min_length=1, description="team that maintains the definition")
+    on_call: str = Field(
+        min_length=1, description="alert route (Alertmanager receiver / PagerDuty)"
+    )
+
+
+class Compensation(_Strict):
+    command: str = Field(description="command event type sent to undo the step")
+    deadline: Duration | None = Field(None, description="time the compensation has to complete")
+    completes_on: list[str] = Field(default_factory=list, description="events confirming it")
+
+
+class Step(_Strict):
+    name: str = Field(pattern=NAME_RE)
+    owner: str | None = None
+    starts_on: list[str] = Field(
+        default_factory=list,
+        description="events that start the step; empty: it starts when the process starts",
+    )
+    completes_on: list[str] = Field(min_length=1)
+    fails_on: list[str] = Field(default_factory=list)
+    deadline: Duration | None = None
+    on_timeout: Outcome = "alert"
+    compensation: Compensation | None = None
+
+
+class ProcessDefinition(_Strict):
+    name: str = Field(pattern=NAME_RE)
+    version: int = Field(ge=1)
+    description: str = ""
+    owners: Owners
+    start: str
+    deadline: Duration | None = None
+    on_timeout: Outcome = "alert"
+    success: list[str] = Field(min_length=1)
+    failure: list[str] = Field(default_factory=list)
+    value_at_risk: str | None = Field(None, description="numeric field of the start event")
+    steps: list[Step] = Field(min_length=1)
+
+    def event_types(self) -> set[str]:
+        """Every event type the definition listens to."""
+        found = {self.start, *self.success, *self.failure}
+        for step in self.steps:
+            found |= {*step.starts_on, *step.completes_on, *step.fails_on}
+            if step.compensation:
+                found |= set(step.compensation.completes_on)
+        return found
+
+
+class DefinitionError(LocatedError):
+    """A definition file cannot be read; says where."""
+
+
+def yaml_positions(text: str) -> dict[str, tuple[int, int]]:
+    """1-based (line, column) of every value in a YAML document, by JSON pointer."""
+    out: dict[str, tuple[int, int]] = {}
+
+    def walk(node: yaml.Node, pointer: str) -> None:
+        out[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, f"{pointer}/{key.value}")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{pointer}/{i}")
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, "")
+    return out
+
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    """A parsed definition and where its parts stand in its file."""
+
+    path: str
+    definition: ProcessDefinition
+    positions: dict[str, tuple[int, int]]
+
+    def where(self, pointer: str) -> tuple[int, int]:
+        return locate(self.positions, pointer)
+
+
+def parse_definition(text: str, path: str) -> LoadedDefinition:
+    try:
+        raw = yaml.safe_load(text)
+        positions = yaml_positions(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise DefinitionError(
+            path, line, col, f"invalid YAML: {getattr(err, 'problem', err)}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise DefinitionError(path, 1, 1, "a process definition is a YAML mapping")
+    try:
+        definition = ProcessDefinition.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        line, col = locate(positions, "".join(f"/{part}" for part in first["loc"]))
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise DefinitionError(path, line, col, f"{where}: {first['msg']}") from None
+    return LoadedDefinition(path, definition, positions)
+
+
+def load_definitions(
+    root: Path, display_base: Path | None = None
+) -> tuple[list[LoadedDefinition], list[DefinitionError]]:
+    """Every `*.yaml` under `root`; unreadable files are returned as errors, not raised."""
+    base = display_base or Path.cwd()
+    loaded, errors = [], []
+    for file in sorted(root.glob("*.yaml")):
+        try:
+            label = str(file.resolve().relative_to(base.resolve()))
+        except ValueError:
+            label = str(file)
+        try:
+            loaded.append(parse_definition(file.read_text(), label))
+        except DefinitionError as err:
+            errors.append(err)
+    return loaded, errors

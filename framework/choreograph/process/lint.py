@@ -1,0 +1,164 @@
+"""Checks of process definitions against the contracts in schemas/avro and against each other.
+
+Rules: every event type named exists as a contract; compensation commands exist and go to a
+`.commands` topic; step names are unique; a step that compensates on timeout has something to
+compensate; step deadlines fit in the process deadline; the value-at-risk field is a number of the
+start event; the file is named `<name>.v<version>.yaml`; no name and version is defined twice; an
+event that completes two steps is flagged.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from choreograph.contracts.avro_model import Primitive, Union
+from choreograph.contracts.catalog import Catalog
+from choreograph.contracts.diagnostics import Diagnostic
+from choreograph.process.definition import LoadedDefinition
+
+NUMERIC = {"int", "long", "float", "double"}
+
+
+class _Linter:
+    def __init__(self, loaded: LoadedDefinition, catalog: Catalog) -> None:
+        self.loaded = loaded
+        self.catalog = catalog
+        self.found: list[Diagnostic] = []
+
+    def add(self, pointer: str, rule: str, message: str, fix: str, severity: str = "error") -> None:
+        line, col = self.loaded.where(pointer)
+        self.found.append(Diagnostic(self.loaded.path, line, col, rule, severity, message, fix))
+
+    def event(self, pointer: str, name: str) -> None:
+        if name not in self.catalog.contracts:
+            self.add(
+                pointer,
+                "unknown-event",
+                f"no contract named {name} in {self.catalog.root}",
+                "use the full Avro name of a record in schemas/avro, or add the contract",
+            )
+
+    def run(self) -> list[Diagnostic]:
+        d = self.loaded.definition
+        expected = f"{d.name}.v{d.version}.yaml"
+        if PurePath(self.loaded.path).name != expected:
+            self.add(
+                "/name", "file-name", f"file should be named {expected}", f"rename it to {expected}"
+            )
+        self.event("/start", d.start)
+        for key in ("success", "failure"):
+            for i, name in enumerate(getattr(d, key)):
+                self.event(f"/{key}/{i}", name)
+        seen: dict[str, str] = {}
+        completes: dict[str, str] = {}
+        for i, step in enumerate(d.steps):
+            at = f"/steps/{i}"
+            if step.name in seen:
+                self.add(
+                    f"{at}/name",
+                    "duplicate-step",
+                    f"step {step.name} is defined twice",
+                    "give every step its own name",
+                )
+            seen[step.name] = at
+            for key in ("starts_on", "completes_on", "fails_on"):
+                for j, name in enumerate(getattr(step, key)):
+                    self.event(f"{at}/{key}/{j}", name)
+            for j, name in enumerate(step.completes_on):
+                if name in completes:
+                    self.add(
+                        f"{at}/completes_on/{j}",
+                        "ambiguous-completion",
+                        f"{name} also completes step {completes[name]}",
+                        "let each event complete one step",
+                        severity="warning",
+                    )
+                completes.setdefault(name, step.name)
+            if step.compensation is not None:
+                self.command(f"{at}/compensation/command", step.compensation.command)
+                for j, name in enumerate(step.compensation.completes_on):
+                    self.event(f"{at}/compensation/completes_on/{j}", name)
+            if step.on_timeout == "compensate" and not any(
+                s.compensation for s in d.steps[: i + 1]
+            ):
+                self.add(
+                    f"{at}/on_timeout",
+                    "nothing-to-compensate",
+                    f"step {step.name} compensates on timeout, but neither it nor an earlier "
+                    "step has a compensation",
+                    "add a compensation, or use alert or fail",
+                )
+            if step.deadline and d.deadline and step.deadline > d.deadline:
+                self.add(
+                    f"{at}/deadline",
+                    "step-deadline-exceeds-process",
+                    f"step {step.name} may take {step.deadline}, the process only {d.deadline}",
+                    "shorten the step deadline or lengthen the process deadline",
+                    severity="warning",
+                )
+        if d.value_at_risk:
+            self.value_field(d.start, d.value_at_risk)
+        return self.found
+
+    def command(self, pointer: str, name: str) -> None:
+        contract = self.catalog.contracts.get(name)
+        if contract is None:
+            self.add(
+                pointer,
+                "unknown-command",
+                f"no contract named {name} in {self.catalog.root}",
+                "add the command's contract under schemas/avro",
+            )
+        elif not contract.topic.endswith(".commands"):
+            self.add(
+                pointer,
+                "command-topic",
+                f"{name} is published to {contract.topic}",
+                f"set its topic to {contract.domain}.commands in schemas.yaml",
+                severity="warning",
+            )
+
+    def value_field(self, start: str, field_name: str) -> None:
+        contract = self.catalog.contracts.get(start)
+        if contract is None:
+            return  # already reported as unknown-event
+        field = contract.schema.field_named(field_name)
+        kind = field.type if field else None
+        if isinstance(kind, Union):
+            kind = next(
+                (b for b in kind.branches if not (isinstance(b, Primitive) and b.type == "null")),
+                None,
+            )
+        numeric = isinstance(kind, Primitive) and (
+            kind.type in NUMERIC or kind.logical == "decimal"
+        )
+        if not numeric:
+            self.add(
+                "/value_at_risk",
+                "value-at-risk-field",
+                f"{start} has no numeric field {field_name}",
+                "name a numeric (int, long, float, double or decimal) field of the start event",
+            )
+
+
+def lint_definitions(loaded: list[LoadedDefinition], catalog: Catalog) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    versions: dict[tuple[str, int], str] = {}
+    for item in loaded:
+        found += _Linter(item, catalog).run()
+        key = (item.definition.name, item.definition.version)
+        if key in versions:
+            line, col = item.where("/version")
+            found.append(
+                Diagnostic(
+                    item.path,
+                    line,
+                    col,
+                    "duplicate-version",
+                    "error",
+                    f"{key[0]} v{key[1]} is also defined in {versions[key]}",
+                    "give the new definition the next version number",
+                )
+            )
+        versions.setdefault(key, item.path)
+    return found

@@ -1,0 +1,151 @@
+"""Process definitions: the model, durations, YAML positions, and `choreograph processes lint`."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from choreograph.cli.main import main
+from choreograph.process.definition import DefinitionError, parse_definition, parse_duration
+
+REPO = Path(__file__).resolve().parents[3]
+REFERENCE = (REPO / "processes" / "order-fulfilment.v1.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("15m", timedelta(minutes=15)),
+        ("1h30m", timedelta(minutes=90)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("2d", timedelta(days=2)),
+        (90, timedelta(seconds=90)),
+    ],
+)
+def test_durations(text: Any, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["15", "m15", "1h 30m", "soon", "15min"])
+def test_bad_durations_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(bad)
+
+
+def test_reference_definition_parses() -> None:
+    d = parse_definition(REFERENCE, "order-fulfilment.v1.yaml").definition
+    assert (d.name, d.version, d.deadline) == ("order-fulfilment", 1, timedelta(hours=2))
+    assert [s.name for s in d.steps] == ["payment", "reservation", "shipping"]
+    assert (
+        d.steps[0].compensation
+        and d.steps[0].compensation.command == "com.acme.payments.RefundPayment"
+    )
+    assert "com.acme.inventory.StockReservationFailed" in d.event_types()
+
+
+def test_invalid_definition_names_the_place(tmp_path: Path) -> None:
+    text = REFERENCE.replace("deadline: 15m", "deadline: fifteen minutes")
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(text, "x.yaml")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "fifteen" in t)
+    assert err.value.line == line and "steps.0.deadline" in err.value.message
+    with pytest.raises(DefinitionError, match="colour: Extra inputs are not permitted"):
+        parse_definition(REFERENCE + "colour: red\n", "x.yaml")
+
+
+def lint(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    name: str = "order-fulfilment.v1.yaml",
+) -> tuple[int, list[tuple[str, str]]]:
+    folder = tmp_path / "processes"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text)
+    monkeypatch.chdir(REPO)
+    code = main(["processes", "lint", "--root", str(folder), "--format", "json"])
+    out = capsys.readouterr().out
+    return code, [(d["rule"], d["severity"]) for d in json.loads(out or "[]")]
+
+
+def test_reference_definition_lints_clean(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert main(["processes", "lint"]) == 0
+
+
+def edit(change: Any) -> str:
+    raw = yaml.safe_load(REFERENCE)
+    change(raw)
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "rule", "severity"),
+    [
+        (lambda d: d.update(start="com.acme.orders.OrderTeleported"), "unknown-event", "error"),
+        (
+            lambda d: d["steps"][1]["fails_on"].append("com.acme.inventory.Nope"),
+            "unknown-event",
+            "error",
+        ),
+        (
+            lambda d: d["steps"][0]["compensation"].update(command="com.acme.payments.Nope"),
+            "unknown-command",
+            "error",
+        ),
+        (
+            lambda d: d["steps"][0]["compensation"].update(
+                command="com.acme.payments.PaymentFailed"
+            ),
+            "command-topic",
+            "warning",
+        ),
+        (lambda d: d["steps"][2].update(name="payment"), "duplicate-step", "error"),
+        (lambda d: d["steps"][2].update(deadline="3h"), "step-deadline-exceeds-process", "warning"),
+        (lambda d: d.update(value_at_risk="currency"), "value-at-risk-field", "error"),
+        (
+            lambda d: d["steps"][2]["completes_on"].append("com.acme.payments.PaymentAuthorized"),
+            "ambiguous-completion",
+            "warning",
+        ),
+        (
+            lambda d: (d["steps"][0].pop("compensation"), d["steps"][1].pop("compensation")),
+            "nothing-to-compensate",
+            "error",
+        ),
+    ],
+)
+def test_each_rule(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: Any,
+    rule: str,
+    severity: str,
+) -> None:
+    code, found = lint(tmp_path, monkeypatch, capsys, edit(change))
+    assert (rule, severity) in found
+    assert code == (1 if severity == "error" else 0)
+
+
+def test_file_name_and_duplicate_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lint(tmp_path, monkeypatch, capsys, REFERENCE)
+    code, found = lint(tmp_path, monkeypatch, capsys, REFERENCE, name="copy.yaml")
+    assert code == 1 and ("file-name", "error") in found and ("duplicate-version", "error") in found
+
+
+def test_unreadable_definition_is_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, found = lint(tmp_path, monkeypatch, capsys, "name: [unclosed\n")
+    assert code == 2 and found == [("unreadable", "error")]
