@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from bench.workload import Tallied, Tick, topics
+from bench.workload.process import ServiceProcess
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.state.backends import RocksBackend
@@ -90,29 +88,8 @@ def restart_seconds(
     consumer.subscribe([sink])
     while not consumer.assignment():
         consumer.poll(0.2)
-    env = {
-        **os.environ,
-        "CHOREOGRAPH_BOOTSTRAP": servers[0],
-        "CHOREOGRAPH_REGISTRY_URL": servers[1],
-    }
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.workload.service",
-            "--prefix",
-            prefix,
-            "--instance",
-            "r",
-            "--state-dir",
-            str(state),
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=REPO,
-        env=env,
-    )
+    proc = ServiceProcess(prefix, "r", state, servers, log_level="WARNING")
     probe = Tick(id=uuid.uuid4().hex, key="k1", seq=1, amount=1)
     publisher = EventPublisher(
         {"bootstrap.servers": servers[0]}, AvroSerde(servers[1], auto_register=True), "bench"
@@ -131,7 +108,6 @@ def restart_seconds(
         raise TimeoutError("no output within 600 s")
     finally:
         proc.terminate()
-        proc.wait(60)
         consumer.close()
 
 

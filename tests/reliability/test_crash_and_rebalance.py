@@ -7,10 +7,7 @@ output and per-key counts and totals match the inputs.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,58 +16,13 @@ from typing import Any
 
 import pytest
 from bench.workload import topics
+from bench.workload.process import ServiceProcess
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from tests.workload_harness import assert_exactly_once, make_ticks, produce, read_tallies
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Instance:
-    """One processor as its own OS process."""
-
-    def __init__(
-        self, prefix: str, name: str, state: Path, servers: tuple[str, str], protocol: str
-    ) -> None:
-        self.log = state / f"{name}.log"
-        state.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "CHOREOGRAPH_BOOTSTRAP": servers[0],
-            "CHOREOGRAPH_REGISTRY_URL": servers[1],
-        }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.workload.service",
-                "--prefix",
-                prefix,
-                "--instance",
-                name,
-                "--state-dir",
-                str(state),
-                "--group-protocol",
-                protocol,
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-        )
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def logged(self, text: str) -> bool:
-        return text in self.log.read_text(errors="replace")
 
 
 def load_in_background(
@@ -121,12 +73,12 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     produce(endpoints[0], endpoints[1], source, ticks[:8000])
     loader = load_in_background(endpoints, source, ticks[8000:], seconds=6)
     for _ in range(2):
-        victim = Instance(prefix, "a", tmp_path, endpoints, "classic")
+        victim = ServiceProcess(prefix, "a", tmp_path, endpoints, protocol="classic")
         wait_for(lambda v=victim: v.logged('"msg": "assigned"'), 60, "assignment")
         time.sleep(2.5)
         victim.kill()
         victim.log.rename(victim.log.with_suffix(f".{time.monotonic_ns()}.log"))
-    survivor = Instance(prefix, "a", tmp_path, endpoints, "classic")
+    survivor = ServiceProcess(prefix, "a", tmp_path, endpoints, protocol="classic")
     loader.join(120)
     tallies = read_tallies(endpoints[0], endpoints[1], sink, len(ticks), timeout=180)
     assert survivor.terminate() == 0
@@ -139,11 +91,13 @@ def test_two_instances_rebalancing_under_load(
 ) -> None:
     source, sink = topics(prefix)
     ticks = make_ticks(keys=40, per_key=150)
-    a = Instance(prefix, "a", tmp_path / "a", endpoints, protocol)
+    a = ServiceProcess(prefix, "a", tmp_path / "a", endpoints, protocol=protocol)
     wait_for(lambda: a.logged('"msg": "assigned"'), 60, "first assignment")
     loader = load_in_background(endpoints, source, ticks, seconds=10)
     time.sleep(3)
-    b = Instance(prefix, "b", tmp_path / "b", endpoints, protocol)  # joins: partitions move to b
+    b = ServiceProcess(
+        prefix, "b", tmp_path / "b", endpoints, protocol=protocol
+    )  # joins: partitions move to b
     wait_for(lambda: b.logged('"msg": "assigned"'), 60, "b's assignment")
     time.sleep(3)
     assert a.terminate() == 0  # leaves gracefully: its partitions move back to b
@@ -161,11 +115,11 @@ def test_frozen_instance_is_fenced_when_it_wakes_up_as_a_zombie(
     frozen one resumes, its open transaction must not land and its partitions are lost."""
     source, sink = topics(prefix)
     ticks = make_ticks(keys=40, per_key=150)
-    a = Instance(prefix, "a", tmp_path / "a", endpoints, "classic")
-    b = Instance(prefix, "b", tmp_path / "b", endpoints, "classic")
-    wait_for(
-        lambda: a.logged('"msg": "assigned"') and b.logged('"msg": "assigned"'), 60, "both assigned"
-    )
+    owns = '"msg": "assigned", "partitions": ["'  # a non-empty assignment
+    a = ServiceProcess(prefix, "a", tmp_path / "a", endpoints, protocol="classic")
+    wait_for(lambda: a.logged(owns), 60, "a owning partitions")
+    b = ServiceProcess(prefix, "b", tmp_path / "b", endpoints, protocol="classic")
+    wait_for(lambda: b.logged(owns), 60, "b owning partitions")  # cooperative: a keeps the rest
     produce(
         endpoints[0], endpoints[1], source, ticks[:3000]
     )  # a backlog: work in flight at the stop

@@ -31,3 +31,5 @@ def configure_json_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for chatty in ("httpx", "httpx2"):  # the registry client logs every request at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
