@@ -1,0 +1,354 @@
+"""One process instance (saga) as the tracker sees it, and the rules that advance it.
+
+Pure logic: envelopes and the clock in, a new instance state and effects out (deadlines to set,
+compensation commands to send, incidents to raise or resolve). The tracker service wires it to
+Kafka; tests drive it directly. An instance stays on the definition version it started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from choreograph.contracts.envelope import Envelope
+from choreograph.process.definition import Outcome, ProcessDefinition, Step
+
+StepStatus = Literal[
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "timed_out",
+    "compensating",
+    "compensated",
+    "compensation_failed",
+]
+InstanceStatus = Literal[
+    "running", "completed", "failed", "compensating", "compensated", "needs_manual_resolution"
+]
+ENDED: frozenset[str] = frozenset({"completed", "failed", "compensated", "needs_manual_resolution"})
+PROCESS = "process"  # deadline and incident name of the whole process
+
+
+@dataclass
+class StepState:
+    name: str
+    status: StepStatus = "pending"
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    deadline: datetime | None = None
+    compensation_deadline: datetime | None = None
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # event, timeout, compensation, incident, status
+    event_type: str = ""
+    event_id: str = ""
+    causation_id: str | None = None
+    source: str = ""
+    step: str | None = None
+    note: str = ""
+
+
+@dataclass
+class Instance:
+    correlation_id: str
+    process: str
+    version: int
+    business_key: str
+    started_at: datetime
+    status: InstanceStatus = "running"
+    deadline: datetime | None = None
+    ended_at: datetime | None = None
+    failure_reason: str | None = None
+    steps: dict[str, StepState] = field(default_factory=dict)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    open_incidents: set[str] = field(default_factory=set)
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+
+# -- effects ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetDeadline:
+    name: str  # a step name, or PROCESS
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CancelDeadline:
+    name: str
+
+
+@dataclass(frozen=True)
+class SendCompensation:
+    step: str
+    command: str  # Avro full name of the command
+    key: str  # business key the command is about
+    reason: str
+
+
+@dataclass(frozen=True)
+class RaiseIncident:
+    name: str  # deduplication key within the instance: step name, PROCESS, or "<step>.compensation"
+    step: str | None
+    severity: Literal["warning", "critical"]
+    summary: str
+
+
+@dataclass(frozen=True)
+class ResolveIncident:
+    name: str
+
+
+Effect = SetDeadline | CancelDeadline | SendCompensation | RaiseIncident | ResolveIncident
+
+
+class ProcessRules:
+    """How instances of one definition version move."""
+
+    def __init__(self, definition: ProcessDefinition) -> None:
+        self.definition = definition
+        self.steps = {s.name: s for s in definition.steps}
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self, envelope: Envelope, now: datetime) -> tuple[Instance, list[Effect]]:
+        d = self.definition
+        inst = Instance(envelope.correlation_id, d.name, d.version, envelope.subject, now)
+        inst.steps = {s.name: StepState(s.name) for s in d.steps}
+        effects: list[Effect] = []
+        if d.deadline:
+            inst.deadline = now + d.deadline
+            effects.append(SetDeadline(PROCESS, inst.deadline))
+        self._log(inst, now, "event", envelope, note="process started")
+        for step in d.steps:
+            if not step.starts_on:
+                effects += self._start_step(inst, step, now)
+        return inst, effects
+
+    # -- events --------------------------------------------------------------------------------
+
+    def apply(self, inst: Instance, envelope: Envelope, now: datetime) -> list[Effect]:
+        """Advance `inst` by one event of the process; events it does not know change nothing."""
+        kind, d = envelope.type, self.definition
+        effects: list[Effect] = []
+        matched = False
+        for step in d.steps:
+            state = inst.steps[step.name]
+            if kind in step.starts_on and state.status == "pending":
+                matched = True
+                effects += self._start_step(inst, step, now)
+            if kind in step.completes_on and state.status in ("pending", "running", "timed_out"):
+                matched = True
+                effects += self._complete_step(inst, step, now)
+            if kind in step.fails_on and state.status in ("pending", "running"):
+                matched = True
+                state.status, state.ended_at = "failed", now
+                effects.append(CancelDeadline(step.name))
+                effects += self._fail(
+                    inst, step, now, f"step {step.name} failed: {kind}", "compensate"
+                )
+            if (
+                step.compensation
+                and kind in step.compensation.completes_on
+                and state.status == "compensating"
+            ):
+                matched = True
+                state.status = "compensated"
+                effects += [CancelDeadline(f"{step.name}.compensation")]
+                effects += self._maybe_compensated(inst, now)
+        if kind in d.success and not inst.ended:
+            matched = True
+            effects += self._end(inst, now, "completed")
+        if kind in d.failure and inst.status == "running":
+            matched = True
+            inst.failure_reason = inst.failure_reason or f"process failed: {kind}"
+            effects += self._end(inst, now, "failed")
+        if matched or kind == d.start:
+            self._log(inst, now, "event", envelope, step=self._step_of(kind))
+        return effects
+
+    # -- deadlines -----------------------------------------------------------------------------
+
+    def deadline_passed(self, inst: Instance, name: str, now: datetime) -> list[Effect]:
+        """A deadline set by an earlier effect has passed (the tracker's timer fired)."""
+        if inst.ended:
+            return []
+        if name == PROCESS:
+            self._log(inst, now, "timeout", note="process deadline passed")
+            return self._timeout(inst, None, self.definition.on_timeout, now)
+        if name.endswith(".compensation"):
+            step_name = name.removesuffix(".compensation")
+            state = inst.steps[step_name]
+            if state.status != "compensating":
+                return []
+            state.status = "compensation_failed"
+            self._log(
+                inst, now, "timeout", step=step_name, note="compensation not confirmed in time"
+            )
+            inst.status, inst.ended_at = "needs_manual_resolution", now
+            return [
+                RaiseIncident(
+                    name,
+                    step_name,
+                    "critical",
+                    f"compensation of {step_name} did not complete: manual resolution needed",
+                )
+            ]
+        step = self.steps[name]
+        state = inst.steps[name]
+        if state.status != "running":
+            return []
+        self._log(inst, now, "timeout", step=name, note=f"step deadline passed ({step.on_timeout})")
+        return self._timeout(inst, step, step.on_timeout, now)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _start_step(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+        state = inst.steps[step.name]
+        state.status, state.started_at = "running", now
+        if step.deadline:
+            state.deadline = now + step.deadline
+            return [SetDeadline(step.name, state.deadline)]
+        return []
+
+    def _complete_step(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+        state = inst.steps[step.name]
+        late = state.status == "timed_out"
+        state.status, state.ended_at = "completed", now
+        state.started_at = state.started_at or now
+        effects: list[Effect] = [CancelDeadline(step.name)]
+        if step.name in inst.open_incidents:  # it recovered after an alert
+            inst.open_incidents.discard(step.name)
+            effects.append(ResolveIncident(step.name))
+        if late:
+            self._log(inst, now, "status", step=step.name, note="completed after its deadline")
+        return effects
+
+    def _timeout(
+        self, inst: Instance, step: Step | None, outcome: Outcome, now: datetime
+    ) -> list[Effect]:
+        name = step.name if step else PROCESS
+        what = f"step {step.name}" if step else f"process {inst.process}"
+        if outcome == "alert":
+            if name in inst.open_incidents:
+                return []  # raised once
+            inst.open_incidents.add(name)
+            return [
+                RaiseIncident(
+                    name,
+                    step.name if step else None,
+                    "warning",
+                    f"{what} is late for {inst.business_key}",
+                )
+            ]
+        if step:
+            inst.steps[step.name].status = "timed_out"
+        return self._fail(inst, step, now, f"{what} timed out", outcome)
+
+    def _fail(
+        self, inst: Instance, step: Step | None, now: datetime, reason: str, outcome: Outcome
+    ) -> list[Effect]:
+        if inst.ended or inst.status == "compensating":
+            return []
+        inst.failure_reason = reason
+        effects: list[Effect] = []
+        name = step.name if step else PROCESS
+        if name not in inst.open_incidents:
+            inst.open_incidents.add(name)
+            effects.append(RaiseIncident(name, step.name if step else None, "critical", reason))
+        if outcome == "fail":
+            return effects + self._end(inst, now, "failed")
+        return effects + self._compensate(inst, now, reason)
+
+    def _compensate(self, inst: Instance, now: datetime, reason: str) -> list[Effect]:
+        """Undo completed steps, most recently completed first."""
+        done = [
+            s
+            for s in self.definition.steps
+            if inst.steps[s.name].status == "completed" and s.compensation is not None
+        ]
+        done.sort(key=lambda s: inst.steps[s.name].ended_at or now, reverse=True)
+        effects: list[Effect] = []
+        for step in done:
+            assert step.compensation is not None
+            state = inst.steps[step.name]
+            effects.append(
+                SendCompensation(step.name, step.compensation.command, inst.business_key, reason)
+            )
+            self._log(
+                inst, now, "compensation", step=step.name, note=f"sent {step.compensation.command}"
+            )
+            if step.compensation.completes_on:
+                state.status = "compensating"
+                if step.compensation.deadline:
+                    state.compensation_deadline = now + step.compensation.deadline
+                    effects.append(
+                        SetDeadline(f"{step.name}.compensation", state.compensation_deadline)
+                    )
+            else:
+                state.status = "compensated"  # nothing confirms it: sent is done
+        inst.status = "compensating"
+        return effects + self._maybe_compensated(inst, now)
+
+    def _maybe_compensated(self, inst: Instance, now: datetime) -> list[Effect]:
+        if inst.status != "compensating":
+            return []
+        if any(s.status == "compensating" for s in inst.steps.values()):
+            return []
+        return self._end(inst, now, "compensated")
+
+    def _end(self, inst: Instance, now: datetime, status: InstanceStatus) -> list[Effect]:
+        inst.status, inst.ended_at = status, now
+        self._log(inst, now, "status", note=status)
+        effects: list[Effect] = [CancelDeadline(PROCESS)]
+        effects += [CancelDeadline(s) for s, st in inst.steps.items() if st.status == "running"]
+        if status == "completed":  # the instance recovered: every incident it raised is resolved
+            effects += [ResolveIncident(name) for name in sorted(inst.open_incidents)]
+            inst.open_incidents.clear()
+        return effects
+
+    def _step_of(self, kind: str) -> str | None:
+        for step in self.definition.steps:
+            if kind in (*step.starts_on, *step.completes_on, *step.fails_on):
+                return step.name
+        return None
+
+    def _log(
+        self,
+        inst: Instance,
+        now: datetime,
+        kind: str,
+        envelope: Envelope | None = None,
+        step: str | None = None,
+        note: str = "",
+    ) -> None:
+        inst.timeline.append(
+            TimelineEntry(
+                now,
+                kind,
+                envelope.type if envelope else "",
+                envelope.id if envelope else "",
+                envelope.causation_id if envelope else None,
+                envelope.source if envelope else "",
+                step,
+                note,
+            )
+        )
+
+
+def step_latencies(inst: Instance) -> dict[str, timedelta]:
+    """How long each finished step took."""
+    return {
+        name: s.ended_at - s.started_at
+        for name, s in inst.steps.items()
+        if s.started_at and s.ended_at
+    }
