@@ -86,10 +86,8 @@ def assert_exactly_once(ticks: list[Any], tallies: list[Any]) -> None:
 
 
 @contextmanager
-def running_engine(
-    prefix: str, state_dir: Path, instance: str = "a", **extra: Any
-) -> Iterator[Engine]:
-    engine = Engine(build(prefix), config(instance, state_dir, **extra))
+def engine_thread(engine: Engine) -> Iterator[Engine]:
+    """Run `engine` in a thread for the duration of the block; surface its failure."""
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -98,7 +96,7 @@ def running_engine(
         except BaseException as err:  # surfaced to the test below
             failure.append(err)
 
-    thread = threading.Thread(target=run, name=f"engine-{instance}", daemon=True)
+    thread = threading.Thread(target=run, name=f"engine-{engine.service.name}", daemon=True)
     thread.start()
     try:
         yield engine
@@ -108,6 +106,14 @@ def running_engine(
         assert not thread.is_alive(), "engine did not stop within 60 s"
         if failure:
             raise failure[0]
+
+
+@contextmanager
+def running_engine(
+    prefix: str, state_dir: Path, instance: str = "a", **extra: Any
+) -> Iterator[Engine]:
+    with engine_thread(Engine(build(prefix), config(instance, state_dir, **extra))) as engine:
+        yield engine
 
 
 def sample(engine: Engine, name: str, **labels: str) -> float:

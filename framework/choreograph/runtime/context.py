@@ -21,9 +21,19 @@ class Output:
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, str | bytes | None]]
-    event: Event
+    event: Event | None  # None when forwarded as it came
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """A record as consumed, for envelope handlers: the body stays encoded."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
     envelope: Envelope
 
 
@@ -64,6 +74,10 @@ class Context:
             Output(target, key.encode(), value, envelope.to_headers(), event, envelope)
         )
         return envelope
+
+    def forward(self, raw: RawEvent, topic: str, key: str) -> None:
+        """Send a record on unchanged (value and headers) under a new key: a repartition."""
+        self.outputs.append(Output(topic, key.encode(), raw.value, raw.headers, None, raw.envelope))
 
     def schedule(
         self, name: str, at: datetime | timedelta, payload: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ declaration in memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from choreograph.contracts.event import Event
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
@@ -15,18 +15,30 @@ from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
 if TYPE_CHECKING:
     from choreograph.machines.machine import StateMachine
     from choreograph.runtime.config import ServiceConfig
-    from choreograph.runtime.context import Context
+    from choreograph.runtime.context import Context, RawEvent
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[["Context", Any], None]
 TimerHandler = Callable[["Context", dict[str, Any]], None]
+EnvelopeHandler = Callable[["Context", "RawEvent"], None]
 
 
 class Service:
-    def __init__(self, name: str, inputs: Sequence[str], *, stores: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        inputs: Sequence[str],
+        *,
+        stores: Sequence[str] = (),
+        malformed: Literal["dlq", "skip"] = "dlq",
+    ) -> None:
+        """`malformed="skip"` counts and skips records without a valid envelope or body instead
+        of dead-lettering them: for observers of other teams' topics, such as the saga tracker."""
         if not inputs:
             raise ValueError("a service needs at least one input topic")
         self.name = name
+        self.malformed = malformed
+        self.envelope_handlers: list[EnvelopeHandler] = []
         self.inputs = list(inputs)
         self.models: dict[str, type[Event]] = {}
         self.handlers: dict[str, list[Handler]] = {}
@@ -57,6 +69,16 @@ class Service:
 
         return register
 
+    def handle_envelopes(self) -> Callable[[EnvelopeHandler], EnvelopeHandler]:
+        """Register a handler for every record, from its envelope alone: the body is not
+        decoded (`RawEvent` carries the bytes), so any event type on the inputs is seen."""
+
+        def register(fn: EnvelopeHandler) -> EnvelopeHandler:
+            self.envelope_handlers.append(fn)
+            return fn
+
+        return register
+
     def timer(self, name: str) -> Callable[[TimerHandler], TimerHandler]:
         """Register what runs when timer `name` (set with ctx.schedule) fires for a key."""
 
@@ -76,6 +98,10 @@ class Service:
         return machine
 
     def interested(self, event_type: str) -> bool:
+        return bool(self.envelope_handlers) or event_type in self.models
+
+    def decodes(self, event_type: str) -> bool:
+        """Whether records of this type are decoded (typed handlers or machines want them)."""
         return event_type in self.models
 
     def machines_for(self, event_type: str) -> list[StateMachine]:

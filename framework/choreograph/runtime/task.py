@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
-from choreograph.contracts.envelope import Envelope, Headers, handling
-from choreograph.contracts.serde import AvroSerde
-from choreograph.runtime.context import Context, Output
+from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, handling
+from choreograph.contracts.serde import AvroSerde, SerdeError
+from choreograph.runtime.context import Context, Output, RawEvent
 from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
@@ -58,23 +59,43 @@ class PartitionTask:
     ) -> tuple[str, str, list[Output]]:
         """Run handlers for one record; return (event type, outcome, outputs).
 
-        Outcome is "ok" or "ignored" (no handler for the type). Contract and decode errors raise.
+        Outcome is "ok", "ignored" (nothing handles the type) or, for services that skip
+        malformed records, "malformed". Otherwise contract and decode errors raise.
         """
         event_type = header(headers, "ce_type")
         if event_type is not None and not self.service.interested(event_type):
             return event_type, "ignored", []
-        envelope = Envelope.from_headers(headers)
-        decoded = self.serde.deserialize(value)
-        if not self.service.interested(decoded.writer_name):
-            return decoded.writer_name, "ignored", []
-        event = decoded.event
+        skip_malformed = self.service.malformed == "skip"
+        try:
+            envelope = Envelope.from_headers(headers)
+        except EnvelopeError:
+            if skip_malformed:
+                return event_type or "unknown", "malformed", []
+            raise
+        event_type = envelope.type
+        event: Any = None
+        if self.service.decodes(event_type):
+            try:
+                decoded = self.serde.deserialize(value)
+            except SerdeError:
+                if skip_malformed:
+                    return event_type, "malformed", []
+                raise
+            event_type, event = decoded.writer_name, decoded.event
+        elif not self.service.envelope_handlers:
+            return event_type, "ignored", []
         ctx = Context(self, (key or b"").decode(), envelope, now)
         with handling(envelope):
-            for handler in self.service.handlers.get(decoded.writer_name, ()):
-                handler(ctx, event)
-            for machine in self.service.machines_for(decoded.writer_name):
-                machine.handle(ctx, event)  # type: ignore[arg-type]
-        return decoded.writer_name, "ok", ctx.outputs
+            if self.service.envelope_handlers:
+                raw = RawEvent(key, value, list(headers or ()), envelope)
+                for envelope_handler in self.service.envelope_handlers:
+                    envelope_handler(ctx, raw)
+            if event is not None:
+                for handler in self.service.handlers.get(event_type, ()):
+                    handler(ctx, event)
+                for machine in self.service.machines_for(event_type):
+                    machine.handle(ctx, event)
+        return event_type, "ok", ctx.outputs
 
     def fire(self, timer: Timer, now: datetime) -> list[Output]:
         """Run what a due timer triggers; its emits follow the event that scheduled it."""
