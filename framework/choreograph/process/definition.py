@@ -70,6 +70,11 @@ class Owners(_Strict):
 
 class Compensation(_Strict):
     command: str = Field(description="command event type sent to undo the step")
+    payload: dict[str, str] = Field(
+        default_factory=dict,
+        description="command fields; values may use {business_key}, {reason}, "
+        "{correlation_id}, {process} and {step}",
+    )
     deadline: Duration | None = Field(None, description="time the compensation has to complete")
     completes_on: list[str] = Field(default_factory=list, description="events confirming it")
 

@@ -1,7 +1,7 @@
 """Checks of process definitions against the contracts in schemas/avro and against each other.
 
-Rules: every event type named exists as a contract; compensation commands exist and go to a
-`.commands` topic; step names are unique; a step that compensates on timeout has something to
+Rules: every event type named exists as a contract; compensation commands exist, go to a
+`.commands` topic, and their payload templates fill every required field with known placeholders; step names are unique; a step that compensates on timeout has something to
 compensate; step deadlines fit in the process deadline; the value-at-risk field is a number of the
 start event; the file is named `<name>.v<version>.yaml`; no name and version is defined twice; an
 event that completes two steps is flagged.
@@ -76,6 +76,11 @@ class _Linter:
                 completes.setdefault(name, step.name)
             if step.compensation is not None:
                 self.command(f"{at}/compensation/command", step.compensation.command)
+                self.payload(
+                    f"{at}/compensation/payload",
+                    step.compensation.command,
+                    step.compensation.payload,
+                )
                 for j, name in enumerate(step.compensation.completes_on):
                     self.event(f"{at}/compensation/completes_on/{j}", name)
             if step.on_timeout == "compensate" and not any(
@@ -117,6 +122,38 @@ class _Linter:
                 f"set its topic to {contract.domain}.commands in schemas.yaml",
                 severity="warning",
             )
+
+    def payload(self, pointer: str, command: str, payload: dict[str, str]) -> None:
+        contract = self.catalog.contracts.get(command)
+        if contract is None:
+            return  # already reported as unknown-command
+        fields = {f.name: f for f in contract.schema.fields}
+        for name in payload:
+            if name not in fields:
+                self.add(
+                    f"{pointer}/{name}",
+                    "compensation-payload",
+                    f"{command} has no field {name}",
+                    f"use fields of {command}: {', '.join(fields)}",
+                )
+        for name, f in fields.items():
+            if name not in payload and not f.has_default:
+                self.add(
+                    pointer,
+                    "compensation-payload",
+                    f"{command} needs {name}, which the payload does not give",
+                    f'add {name}: "{{business_key}}" (or {{reason}}, {{correlation_id}}...)',
+                )
+        for name, template in payload.items():
+            try:
+                template.format(business_key="", reason="", correlation_id="", process="", step="")
+            except (KeyError, IndexError, ValueError) as err:
+                self.add(
+                    f"{pointer}/{name}",
+                    "compensation-payload",
+                    f"template {template!r} uses an unknown placeholder: {err}",
+                    "use {business_key}, {reason}, {correlation_id}, {process} or {step}",
+                )
 
     def value_field(self, start: str, field_name: str) -> None:
         contract = self.catalog.contracts.get(start)

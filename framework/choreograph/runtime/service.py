@@ -80,13 +80,27 @@ class Service:
         return register
 
     def timer(self, name: str) -> Callable[[TimerHandler], TimerHandler]:
-        """Register what runs when timer `name` (set with ctx.schedule) fires for a key."""
+        """Register what runs when timer `name` (set with ctx.schedule) fires for a key.
+        A name ending in `*` serves every timer starting with what precedes it."""
 
         def register(fn: TimerHandler) -> TimerHandler:
             self.timer_handlers[name] = fn
             return fn
 
         return register
+
+    def timer_handler(self, name: str) -> TimerHandler | None:
+        found = self.timer_handlers.get(name)
+        if found is None:
+            found = next(
+                (
+                    h
+                    for pattern, h in self.timer_handlers.items()
+                    if pattern.endswith("*") and name.startswith(pattern[:-1])
+                ),
+                None,
+            )
+        return found
 
     def add_machine(self, machine: StateMachine) -> StateMachine:
         machine.validate()

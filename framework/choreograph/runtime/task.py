@@ -113,7 +113,7 @@ class PartitionTask:
         ctx = Context(self, timer.key, parent, now)
         self.timers.fired(timer)
         machine = next((m for m in self.service.machines if m.timer_name == timer.name), None)
-        handler = self.service.timer_handlers.get(timer.name)
+        handler = self.service.timer_handler(timer.name)
         with handling(parent) if parent else contextlib.nullcontext():
             if machine is not None:
                 machine.on_timeout(ctx, payload)

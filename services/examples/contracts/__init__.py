@@ -1,3 +1,3 @@
 """Event models generated from schemas/avro by `choreograph schemas codegen`. Do not edit."""
 
-DOMAINS = ('inventory', 'orders', 'payments', 'shipping')
+DOMAINS = ('choreograph', 'inventory', 'orders', 'payments', 'shipping')

@@ -121,6 +121,21 @@ def edit(change: Any) -> str:
             "nothing-to-compensate",
             "error",
         ),
+        (
+            lambda d: d["steps"][0]["compensation"]["payload"].pop("reason"),
+            "compensation-payload",
+            "error",
+        ),
+        (
+            lambda d: d["steps"][0]["compensation"]["payload"].update(colour="red"),
+            "compensation-payload",
+            "error",
+        ),
+        (
+            lambda d: d["steps"][0]["compensation"]["payload"].update(reason="{why}"),
+            "compensation-payload",
+            "error",
+        ),
     ],
 )
 def test_each_rule(

@@ -247,3 +247,21 @@ def test_undeclared_store_is_a_clear_error() -> None:
     kit = TestKit(service, retry=RetryPolicy(max_attempts=1))
     kit.send(order(), key="k")
     assert "store 'nope' is not declared" in str(kit.dead_letters[0].error)
+
+
+def test_timer_handlers_can_serve_a_name_prefix() -> None:
+    service = Service("deadlines", ["orders.events"])
+
+    @service.handle(OrderPlaced)
+    def two_deadlines(ctx: Context, event: OrderPlaced) -> None:
+        ctx.schedule("deadline:payment", timedelta(minutes=15))
+        ctx.schedule("deadline:process", timedelta(hours=2))
+
+    @service.timer("deadline:*")
+    def passed(ctx: Context, payload: dict) -> None:
+        ctx.emit(PaymentFailed(order_id=ctx.key, reason="deadline"))
+
+    kit = TestKit(service, start=T0)
+    kit.send(order(), key="o-1")
+    kit.advance(timedelta(hours=3))
+    assert len(kit.emitted(PaymentFailed)) == 2  # both distinct timers fired through one handler
