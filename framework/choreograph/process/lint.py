@@ -1,10 +1,11 @@
 """Checks of process definitions against the contracts in schemas/avro and against each other.
 
 Rules: every event type named exists as a contract; compensation commands exist, go to a
-`.commands` topic, and their payload templates fill every required field with known placeholders; step names are unique; a step that compensates on timeout has something to
-compensate; step deadlines fit in the process deadline; the value-at-risk field is a number of the
-start event; the file is named `<name>.v<version>.yaml`; no name and version is defined twice; an
-event that completes two steps is flagged.
+`.commands` topic, and their payload templates fill every required field with known placeholders;
+step names are unique; a step that compensates on timeout has something to compensate; step
+deadlines fit in the process deadline; the value-at-risk field is a number of the start event;
+the file is named `<name>.v<version>.yaml`; no name and version is defined twice; an event that
+completes two steps is flagged.
 """
 
 from __future__ import annotations

@@ -1,0 +1,51 @@
+"""The process definitions the tracker follows: new instances start on the latest version of a
+process, running ones stay on the version they started with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from choreograph.contracts.catalog import load_catalog
+from choreograph.contracts.codegen import bind_models
+from choreograph.contracts.event import Event
+from choreograph.process.definition import ProcessDefinition, load_definitions
+from saga_tracker.instance import ProcessRules
+
+
+class DefinitionsUnreadable(Exception):
+    """The tracker refuses to start on definitions it cannot read."""
+
+
+class Definitions:
+    def __init__(self, definitions: Iterable[ProcessDefinition]) -> None:
+        self.rules = {(d.name, d.version): ProcessRules(d) for d in definitions}
+        latest: dict[str, int] = {}
+        for name, version in self.rules:
+            latest[name] = max(version, latest.get(name, 0))
+        self.latest = {name: self.rules[(name, version)] for name, version in latest.items()}
+
+    @classmethod
+    def load(cls, folder: Path) -> Definitions:
+        loaded, errors = load_definitions(folder)
+        if errors:
+            raise DefinitionsUnreadable("; ".join(str(e) for e in errors))
+        return cls(item.definition for item in loaded)
+
+    def starting(self, event_type: str) -> list[ProcessRules]:
+        """Latest version of every process this event type starts."""
+        return [r for r in self.latest.values() if r.definition.start == event_type]
+
+    def pinned(self, process: str, version: int) -> ProcessRules | None:
+        return self.rules.get((process, version))
+
+    def event_types(self) -> set[str]:
+        return {t for rules in self.rules.values() for t in rules.definition.event_types()}
+
+
+def command_and_incident_models(schemas: Path) -> dict[str, type[Event]]:
+    """Models for every contract: the tracker builds compensation commands and incidents."""
+    catalog = load_catalog(schemas)
+    if catalog.errors:
+        raise DefinitionsUnreadable("; ".join(str(e) for e in catalog.errors))
+    return bind_models(catalog.contracts.values(), "saga_tracker_models")  # type: ignore[return-value]

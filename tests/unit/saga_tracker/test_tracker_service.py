@@ -1,0 +1,109 @@
+"""The tracker service, driven in memory: correlation, pinning, timers, compensations, incidents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from choreograph.contracts.envelope import Envelope
+from choreograph.process.definition import parse_definition
+from choreograph.testing.testkit import TestKit
+from saga_tracker.codec import decode, encode
+from saga_tracker.definitions import Definitions, command_and_incident_models
+from saga_tracker.service import REPARTITION, build_tracker
+
+REPO = Path(__file__).resolve().parents[3]
+T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+V1 = (REPO / "processes/order-fulfilment.v1.yaml").read_text()
+MODELS = command_and_incident_models(REPO / "schemas/avro")
+
+
+def definitions(*texts: str) -> Definitions:
+    return Definitions(parse_definition(t, "p.yaml").definition for t in texts)
+
+
+@pytest.fixture
+def kit() -> TestKit:
+    return TestKit(build_tracker(definitions(V1), MODELS), start=T0)
+
+
+def send(kit: TestKit, kind: str, corr: str = "c-1", key: str = "o-1") -> Envelope:
+    envelope = Envelope.new(kind, "some-team", key, correlation_id=corr, now=kit.now)
+    kit.deliver(REPARTITION, corr.encode(), b"body not read", envelope.to_headers())
+    return envelope
+
+
+def instance(kit: TestKit, corr: str = "c-1", process: str = "order-fulfilment"):  # type: ignore[no-untyped-def]
+    return decode(kit.store("instances").get(f"{corr}/{process}"))
+
+
+def test_completed_saga_leaves_no_incident(kit: TestKit) -> None:
+    for kind in (
+        "orders.OrderPlaced",
+        "payments.PaymentAuthorized",
+        "inventory.StockReserved",
+        "shipping.ShipmentDispatched",
+        "orders.OrderCompleted",
+    ):
+        send(kit, f"com.acme.{kind}")
+        kit.advance(timedelta(minutes=1))
+    inst = instance(kit)
+    assert inst.status == "completed" and kit.outputs == []
+    assert kit.task.timers.next_deadline() is None  # every deadline cancelled
+
+
+def test_timed_out_step_is_compensated_with_a_real_command_and_an_incident(kit: TestKit) -> None:
+    placed = send(kit, "com.acme.orders.OrderPlaced")
+    send(kit, "com.acme.payments.PaymentAuthorized")
+    kit.advance(timedelta(minutes=10, seconds=1))  # reservation deadline: 10 min after payment
+    refund = kit.emitted(topic="payments.commands")
+    assert len(refund) == 1 and refund[0].key == "o-1"
+    assert (
+        refund[0].event.order_id == "o-1" and refund[0].event.reason == "step reservation timed out"
+    )
+    assert refund[0].envelope.correlation_id == "c-1"
+    [alert] = kit.emitted(topic="choreograph.alerts")
+    assert (alert.event.status, alert.event.severity, alert.event.step) == (
+        "RAISED",
+        "critical",
+        "reservation",
+    )
+    assert alert.event.owner == "orders-oncall" and alert.key == "c-1"
+    assert instance(kit).status == "compensated"
+    assert placed.correlation_id == "c-1"
+
+
+def test_alert_then_recovery_resolves_the_incident(kit: TestKit) -> None:
+    for kind in ("orders.OrderPlaced", "payments.PaymentAuthorized", "inventory.StockReserved"):
+        send(kit, f"com.acme.{kind}")
+    kit.advance(timedelta(hours=1, minutes=1))  # shipping is late: alert only
+    send(kit, "com.acme.shipping.ShipmentDispatched")
+    statuses = [(e.event.status, e.event.step) for e in kit.emitted(topic="choreograph.alerts")]
+    assert statuses == [("RAISED", "shipping"), ("RESOLVED", None)]
+
+
+def test_instances_stay_on_the_version_they_started_with() -> None:
+    v2 = V1.replace("version: 1", "version: 2").replace("deadline: 15m", "deadline: 5m")
+    kit = TestKit(build_tracker(definitions(V1, v2), MODELS), start=T0)
+    old = (
+        definitions(V1)
+        .starting("com.acme.orders.OrderPlaced")[0]
+        .start(Envelope.new("com.acme.orders.OrderPlaced", "t", "o-old", correlation_id="old"), T0)[
+            0
+        ]
+    )
+    kit.store("instances").put("old/order-fulfilment", encode(old))
+    kit.task.committed()
+    send(kit, "com.acme.orders.OrderPlaced", corr="new", key="o-new")
+    send(kit, "com.acme.orders.OrderCompleted", corr="old", key="o-old")
+    assert instance(kit, "new").version == 2 and instance(kit, "old").version == 1
+    assert instance(kit, "old").status == "completed"
+
+
+def test_unrelated_and_malformed_records_are_skipped(kit: TestKit) -> None:
+    send(kit, "com.acme.shipping.ShipmentDispatched", corr="nobody")  # no instance, not a start
+    kit.deliver(REPARTITION, b"x", b"", [("ce_type", b"com.acme.orders.OrderPlaced")])
+    assert kit.outcomes == ["ok", "malformed"] and kit.dead_letters == []
+    assert list(kit.store("instances").items()) == []
