@@ -48,4 +48,4 @@ def command_and_incident_models(schemas: Path) -> dict[str, type[Event]]:
     catalog = load_catalog(schemas)
     if catalog.errors:
         raise DefinitionsUnreadable("; ".join(str(e) for e in catalog.errors))
-    return bind_models(catalog.contracts.values(), "saga_tracker_models")  # type: ignore[return-value]
+    return bind_models(catalog.contracts.values(), "saga_tracker_models")
