@@ -3,15 +3,18 @@
 - The router reads the domain topics and repartitions every event a process definition mentions
   by its correlation id (`saga-tracker.repartition`), from the envelope alone.
 - The tracker reads the repartition topic, so all events of one process instance meet in one
-  partition task; it advances instances (store `instances`, key `<correlation id>/<process>`),
+  partition task; events that overtake their process's start event are parked until it comes.
+  It advances instances (store `instances`, key `<correlation id>/<process>`),
   turns deadlines into durable timers, sends compensation commands and publishes incidents to
   `choreograph.alerts`. Malformed or unrelated records are counted and skipped.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.service import Service
@@ -30,6 +33,15 @@ from saga_tracker.instance import (
 
 REPARTITION = "saga-tracker.repartition"
 INCIDENT = "dev.choreograph.Incident"
+PARKING_TIME = timedelta(hours=1)
+
+
+def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in envelope.to_headers()}
+
+
+def envelope_from_json(raw: dict[str, Any]) -> Envelope:
+    return Envelope.from_headers(list(raw.items()))
 
 
 def build_router(
@@ -58,19 +70,47 @@ class Tracker:
         self.models = models
 
     def on_event(self, ctx: Context, raw: RawEvent) -> None:
-        envelope, store = raw.envelope, ctx.store("instances")
-        running = list(store.items(prefix=f"{ctx.key}/"))
-        if not running:
-            for rules in self.definitions.starting(envelope.type):
-                inst, effects = rules.start(envelope, ctx.now)
-                self._settle(ctx, rules, inst, effects)
+        envelope = raw.envelope
+        if any(True for _ in ctx.store("instances").items(prefix=f"{ctx.key}/")):
+            self._advance(ctx, envelope)
             return
-        for _, raw_inst in running:
+        starting = self.definitions.starting(envelope.type)
+        if not starting:
+            self._park(ctx, envelope)  # came before the event that starts its process
+            return
+        for rules in starting:
+            inst, effects = rules.start(envelope, ctx.now)
+            self._settle(ctx, rules, inst, effects)
+        self._replay_parked(ctx)
+
+    def _advance(self, ctx: Context, envelope: Envelope) -> None:
+        """Apply an event to every instance of this correlation id, each on its own version."""
+        for _, raw_inst in list(ctx.store("instances").items(prefix=f"{ctx.key}/")):
             inst = decode(raw_inst)
             pinned = self.definitions.pinned(inst.process, inst.version)
-            if pinned is None or inst.ended:
-                continue
-            self._settle(ctx, pinned, inst, pinned.apply(inst, envelope, ctx.now))
+            if pinned is not None and not inst.ended:
+                self._settle(ctx, pinned, inst, pinned.apply(inst, envelope, ctx.now))
+
+    def _park(self, ctx: Context, envelope: Envelope) -> None:
+        """Events of one process come from several topics and can overtake its start event:
+        keep them, in event time order, until the start arrives or the parking time is up."""
+        key = f"{ctx.key}/{envelope.time.isoformat()}/{envelope.id}"
+        ctx.store("parked").put(key, envelope_to_json(envelope))
+        ctx.schedule("parked:expire", ctx.now + PARKING_TIME)
+
+    def _replay_parked(self, ctx: Context) -> None:
+        parked = ctx.store("parked")
+        waiting = list(parked.items(prefix=f"{ctx.key}/"))  # keys sort by event time
+        for key, raw in waiting:
+            parked.delete(key)
+            self._advance(ctx, envelope_from_json(raw))
+        if waiting:
+            ctx.cancel("parked:expire")
+
+    def on_parked_expired(self, ctx: Context, payload: dict[str, Any]) -> None:
+        parked = ctx.store("parked")
+        for key, _ in list(parked.items(prefix=f"{ctx.key}/")):
+            parked.delete(key)
 
     def on_deadline(self, ctx: Context, payload: dict[str, Any]) -> None:
         raw_inst = ctx.store("instances").get(payload["instance"])
@@ -145,8 +185,9 @@ def build_tracker(
     name: str = "saga-tracker",
     repartition: str = REPARTITION,
 ) -> Service:
-    tracker = Service(name, [repartition], stores=["instances"], malformed="skip")
+    tracker = Service(name, [repartition], stores=["instances", "parked"], malformed="skip")
     logic = Tracker(definitions, models)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
+    tracker.timer("parked:expire")(logic.on_parked_expired)
     return tracker

@@ -107,3 +107,33 @@ def test_unrelated_and_malformed_records_are_skipped(kit: TestKit) -> None:
     kit.deliver(REPARTITION, b"x", b"", [("ce_type", b"com.acme.orders.OrderPlaced")])
     assert kit.outcomes == ["ok", "malformed"] and kit.dead_letters == []
     assert list(kit.store("instances").items()) == []
+
+
+def test_events_that_overtake_the_start_are_parked_then_applied_in_event_time_order(
+    kit: TestKit,
+) -> None:
+    payment = Envelope.new(
+        "com.acme.payments.PaymentAuthorized",
+        "pay",
+        "o-1",
+        correlation_id="c-1",
+        now=kit.now + timedelta(seconds=2),
+    )
+    kit.deliver(REPARTITION, b"c-1", b"", payment.to_headers())  # arrives first
+    assert (
+        list(kit.store("instances").items()) == [] and len(list(kit.store("parked").items())) == 1
+    )
+    send(kit, "com.acme.orders.OrderPlaced")
+    inst = instance(kit)
+    assert (
+        inst.steps["payment"].status == "completed"
+        and inst.steps["reservation"].status == "running"
+    )
+    assert list(kit.store("parked").items()) == []
+
+
+def test_parked_events_whose_start_never_comes_expire(kit: TestKit) -> None:
+    send(kit, "com.acme.payments.PaymentAuthorized", corr="orphan")
+    assert len(list(kit.store("parked").items())) == 1
+    kit.advance(timedelta(hours=1, seconds=1))
+    assert list(kit.store("parked").items()) == []

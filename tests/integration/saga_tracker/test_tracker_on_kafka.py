@@ -1,0 +1,163 @@
+"""The saga tracker on the real broker: correlation through the repartition topic, a saga that
+completes, one that times out and is compensated, and a deadline that passes while the tracker is
+down and still fires when it is back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from choreograph.contracts.envelope import Envelope
+from choreograph.contracts.event import Event
+from choreograph.contracts.publisher import EventPublisher
+from choreograph.contracts.serde import AvroSerde
+from choreograph.process.definition import parse_definition
+from choreograph.runtime.config import ServiceConfig
+from choreograph.runtime.engine import Engine
+from examples.contracts.inventory import StockReserved
+from examples.contracts.orders import OrderCompleted, OrderLine, OrderPlaced
+from examples.contracts.payments import PaymentAuthorized
+from examples.contracts.shipping import ShipmentDispatched
+from saga_tracker.definitions import Definitions, command_and_incident_models
+from saga_tracker.service import build_router, build_tracker
+from tests.workload_harness import engine_thread
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[3]
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+# The reference definition with the reservation and compensation deadlines cut to 2 s.
+DEFINITION = (REPO / "processes/order-fulfilment.v1.yaml").read_text().replace("10m", "2s")
+
+
+def placed(key: str) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=key,
+        customer_id="c",
+        customer_email="e@x",
+        total=Decimal("9.99"),
+        lines=[OrderLine(sku="s", quantity=1)],
+        placed_at=T0,
+    )
+
+
+def collect(
+    bootstrap: str, registry: str, topic: str, correlations: set[str], seconds: float
+) -> list[tuple[Envelope, Any]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    serde = AvroSerde(registry)
+    found = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.3)
+        if msg is None or msg.error() is not None:
+            continue
+        envelope = Envelope.from_headers(msg.headers())
+        if envelope.correlation_id in correlations:
+            found.append((envelope, serde.deserialize(msg.value()).event))
+    consumer.close()
+    return found
+
+
+def test_tracker_correlates_completes_compensates_and_survives_a_restart(
+    bootstrap_servers: str, registry_url: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = {
+        d: new_topic(f"{d}.events", 3) for d in ("orders", "payments", "inventory", "shipping")
+    }
+    repartition = new_topic("saga-tracker.repartition", 3)
+    run = uuid.uuid4().hex[:6]
+    definitions = Definitions([parse_definition(DEFINITION, "d.yaml").definition])
+    models = command_and_incident_models(REPO / "schemas/avro")
+
+    def engine(service: Any, instance: str) -> Engine:
+        config = ServiceConfig(
+            bootstrap_servers=bootstrap_servers,
+            registry_url=registry_url,
+            instance_id=instance,
+            state_dir=tmp_path / instance,
+            auto_register_schemas=True,
+        )
+        return Engine(service, config)
+
+    router = engine(
+        build_router(
+            definitions, list(topic.values()), name=f"router-{run}", repartition=repartition
+        ),
+        "r",
+    )
+
+    def tracker() -> Engine:
+        service = build_tracker(definitions, models, name=f"tracker-{run}", repartition=repartition)
+        return engine(service, "t")
+
+    publisher = EventPublisher(
+        {"bootstrap.servers": bootstrap_servers},
+        AvroSerde(registry_url, auto_register=True),
+        "shop",
+    )
+
+    def saga(key: str, *events: tuple[str, Event]) -> str:
+        first = publisher.publish(placed(key), key, topic=topic["orders"])
+        for domain, event in events:
+            publisher.publish(event, key, topic=topic[domain], parent=first)
+        publisher.flush()
+        return first.correlation_id
+
+    def paid(key: str) -> tuple[str, Event]:
+        return "payments", PaymentAuthorized(order_id=key, payment_id="p", amount=Decimal(1))
+
+    with engine_thread(router):
+        with engine_thread(tracker()):
+            done = saga(
+                f"A{run}",
+                paid(f"A{run}"),
+                ("inventory", StockReserved(order_id=f"A{run}", warehouse="w")),
+                (
+                    "shipping",
+                    ShipmentDispatched(order_id=f"A{run}", tracking_code="t", delivery_address="x"),
+                ),
+                ("orders", OrderCompleted(order_id=f"A{run}", completed_at=T0)),
+            )
+            stuck = saga(f"B{run}", paid(f"B{run}"))
+            late = saga(f"C{run}", paid(f"C{run}"))
+            time.sleep(1.0)  # C's reservation deadline is set; then the tracker goes down
+        time.sleep(3.0)  # C's deadline passes while the tracker is down
+        with engine_thread(tracker()):
+            refunds = collect(
+                bootstrap_servers,
+                registry_url,
+                "payments.commands",
+                {done, stuck, late},
+                seconds=12,
+            )
+            alerts = collect(
+                bootstrap_servers,
+                registry_url,
+                "choreograph.alerts",
+                {done, stuck, late},
+                seconds=3,
+            )
+
+    refunded = {env.correlation_id: event for env, event in refunds}
+    assert set(refunded) == {stuck, late}  # A completed: nothing to compensate
+    assert refunded[stuck]["order_id"] == f"B{run}"
+    assert "reservation timed out" in refunded[stuck]["reason"]
+    raised = {(env.correlation_id, ev["status"], ev["step"]) for env, ev in alerts}
+    assert raised == {(stuck, "RAISED", "reservation"), (late, "RAISED", "reservation")}
+    assert all(ev["owner"] == "orders-oncall" and ev["severity"] == "critical" for _, ev in alerts)
