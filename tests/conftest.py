@@ -32,6 +32,15 @@ def registry_url(servers: Servers) -> str:
 
 
 @pytest.fixture(scope="session")
+def alertmanager_url(servers: Servers) -> str:
+    if not servers.alertmanager_url:
+        pytest.fail(
+            "no Alertmanager: set CHOREOGRAPH_ALERTMANAGER_URL or use deploy/local/stack.sh"
+        )
+    return servers.alertmanager_url
+
+
+@pytest.fixture(scope="session")
 def admin(bootstrap_servers: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap_servers})
 

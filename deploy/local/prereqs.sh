@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system tools the local stack needs (Java 17+, Maven, curl) when they are missing
+# Installs the system tools the local stack needs (Java 17+, Maven, curl, Alertmanager) when missing
 # and this machine can install them (root + apt). Elsewhere it only says what is missing.
 set -euo pipefail
 
@@ -13,6 +13,8 @@ java_ok() {
 java_ok || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
+  || missing+=(prometheus-alertmanager)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local stack for development and CI: a real single-node Apache Kafka (KRaft) and a real Apicurio
-# Registry, both run on Java from Maven Central artifacts. No Docker needed.
+# Registry, both run on Java from Maven Central artifacts, and a real Alertmanager (Debian's
+# prometheus-alertmanager package). No Docker needed.
 #
 #   stack.sh up       fetch what is missing, start what is not running, wait until ready
 #   stack.sh down     stop what this script started (data is kept)
@@ -20,6 +21,7 @@ KAFKA_PORT=${CHOREOGRAPH_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${CHOREOGRAPH_CONTROLLER_PORT:-19093}
 REGISTRY_PORT=${CHOREOGRAPH_REGISTRY_PORT:-8081}
 REGISTRY_MGMT_PORT=${CHOREOGRAPH_REGISTRY_MGMT_PORT:-19000}
+ALERTMANAGER_PORT=${CHOREOGRAPH_ALERTMANAGER_PORT:-9093}
 READY_TIMEOUT=${CHOREOGRAPH_READY_TIMEOUT:-180}
 
 CACHE=${CHOREOGRAPH_CACHE:-$HOME/.cache/choreograph}
@@ -235,6 +237,36 @@ start_registry() {
   say "registry ready at $(registry_url)"
 }
 
+# --- alertmanager ------------------------------------------------------------------------------
+
+alertmanager_url() { echo "http://127.0.0.1:$ALERTMANAGER_PORT"; }
+
+alertmanager_ready() { curl -sf -o /dev/null "$(alertmanager_url)/-/ready"; }
+
+start_alertmanager() {
+  if alive alertmanager; then
+    alertmanager_ready || wait_until "Alertmanager" "$LOGS/alertmanager.log" alertmanager alertmanager_ready
+    say "alertmanager already running at $(alertmanager_url)"
+    return 0
+  fi
+  local bin
+  bin=$(command -v prometheus-alertmanager || command -v alertmanager) \
+    || die "Alertmanager is required for incident tests; run 'make prereqs' or install prometheus-alertmanager"
+  port_open 127.0.0.1 "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is taken by a process this script did not start"
+  mkdir -p "$LOGS" "$RUN" "$STATE/alertmanager"
+  printf '%s\n' \
+    "# Local Alertmanager: keeps alerts for its API and the tests; sends them nowhere." \
+    "route:" "  receiver: local" "  group_by: [process, step]" "  group_wait: 1s" \
+    "receivers:" "  - name: local" >"$STATE/alertmanager.yml"
+  say "starting Alertmanager on 127.0.0.1:$ALERTMANAGER_PORT"
+  nohup "$bin" --config.file="$STATE/alertmanager.yml" --storage.path="$STATE/alertmanager" \
+    --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address= \
+    >"$LOGS/alertmanager.log" 2>&1 &
+  echo $! >"$RUN/alertmanager.pid"
+  wait_until "Alertmanager" "$LOGS/alertmanager.log" alertmanager alertmanager_ready
+  say "alertmanager ready at $(alertmanager_url)"
+}
+
 # --- commands ----------------------------------------------------------------------------------
 
 status() {
@@ -251,6 +283,12 @@ status() {
     say "registry  down  $(registry_url)"
     rc=3
   fi
+  if alertmanager_ready; then
+    say "alertmanager up $(alertmanager_url) (pid $(pid_of alertmanager))  log $LOGS/alertmanager.log"
+  else
+    say "alertmanager down $(alertmanager_url)"
+    rc=3
+  fi
   return $rc
 }
 
@@ -261,18 +299,22 @@ case "$cmd" in
     mkdir -p "$CACHE" "$STATE"
     start_kafka
     start_registry
+    start_alertmanager
     echo "CHOREOGRAPH_BOOTSTRAP=$KAFKA_HOST:$KAFKA_PORT"
     echo "CHOREOGRAPH_REGISTRY_URL=$(registry_url)"
+    echo "CHOREOGRAPH_ALERTMANAGER_URL=$(alertmanager_url)"
     ;;
   down)
+    stop_one alertmanager
     stop_one registry
     stop_one kafka
     ;;
   status) status ;;
   clean)
+    stop_one alertmanager
     stop_one registry
     stop_one kafka
-    rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF"
+    rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF" "$STATE/alertmanager" "$STATE/alertmanager.yml"
     say "data and logs removed from $STATE"
     ;;
   *)

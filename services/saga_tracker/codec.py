@@ -28,12 +28,13 @@ def _times(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode(inst: Instance) -> dict[str, Any]:
-    return dict(_dump(asdict(inst)), open_incidents=sorted(inst.open_incidents))
+    encoded: dict[str, Any] = _dump(asdict(inst))
+    return encoded
 
 
 def decode(raw: dict[str, Any]) -> Instance:
     fields = _times(raw)
     fields["steps"] = {name: StepState(**_times(s)) for name, s in raw["steps"].items()}
     fields["timeline"] = [TimelineEntry(**_times(e)) for e in raw["timeline"]]
-    fields["open_incidents"] = set(raw["open_incidents"])
+    fields["open_incidents"] = dict(raw["open_incidents"])
     return Instance(**fields)

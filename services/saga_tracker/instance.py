@@ -66,7 +66,7 @@ class Instance:
     failure_reason: str | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
     timeline: list[TimelineEntry] = field(default_factory=list)
-    open_incidents: set[str] = field(default_factory=set)
+    open_incidents: dict[str, str] = field(default_factory=dict)  # name -> severity raised with
 
     @property
     def ended(self) -> bool:
@@ -105,7 +105,11 @@ class RaiseIncident:
 
 @dataclass(frozen=True)
 class ResolveIncident:
+    """Ends an incident; same step and severity as when raised, so on-call tools match them."""
+
     name: str
+    step: str | None
+    severity: Literal["warning", "critical"]
 
 
 Effect = SetDeadline | CancelDeadline | SendCompensation | RaiseIncident | ResolveIncident
@@ -227,8 +231,7 @@ class ProcessRules:
         state.started_at = state.started_at or now
         effects: list[Effect] = [CancelDeadline(step.name)]
         if step.name in inst.open_incidents:  # it recovered after an alert
-            inst.open_incidents.discard(step.name)
-            effects.append(ResolveIncident(step.name))
+            effects.append(self._resolve(inst, step.name))
         if late:
             self._log(inst, now, "status", step=step.name, note="completed after its deadline")
         return effects
@@ -241,7 +244,7 @@ class ProcessRules:
         if outcome == "alert":
             if name in inst.open_incidents:
                 return []  # raised once
-            inst.open_incidents.add(name)
+            inst.open_incidents[name] = "warning"
             return [
                 RaiseIncident(
                     name,
@@ -263,7 +266,7 @@ class ProcessRules:
         effects: list[Effect] = []
         name = step.name if step else PROCESS
         if name not in inst.open_incidents:
-            inst.open_incidents.add(name)
+            inst.open_incidents[name] = "critical"
             effects.append(RaiseIncident(name, step.name if step else None, "critical", reason))
         if outcome == "fail":
             return effects + self._end(inst, now, "failed")
@@ -312,9 +315,13 @@ class ProcessRules:
         effects: list[Effect] = [CancelDeadline(PROCESS)]
         effects += [CancelDeadline(s) for s, st in inst.steps.items() if st.status == "running"]
         if status == "completed":  # the instance recovered: every incident it raised is resolved
-            effects += [ResolveIncident(name) for name in sorted(inst.open_incidents)]
-            inst.open_incidents.clear()
+            effects += [self._resolve(inst, name) for name in sorted(inst.open_incidents)]
         return effects
+
+    def _resolve(self, inst: Instance, name: str) -> ResolveIncident:
+        severity = inst.open_incidents.pop(name)
+        step = name.removesuffix(".compensation")
+        return ResolveIncident(name, step if step in inst.steps else None, severity)  # type: ignore[arg-type]
 
     def _step_of(self, kind: str) -> str | None:
         for step in self.definition.steps:

@@ -163,10 +163,10 @@ class Tracker:
         incident = {
             "incident_id": f"{inst.correlation_id}/{inst.process}/{effect.name}",
             "status": "RAISED" if raised else "RESOLVED",
-            "severity": effect.severity if isinstance(effect, RaiseIncident) else "info",
+            "severity": effect.severity,
             "process": inst.process,
             "version": inst.version,
-            "step": effect.step if isinstance(effect, RaiseIncident) else None,
+            "step": effect.step,
             "correlation_id": inst.correlation_id,
             "business_key": inst.business_key,
             "owner": rules.definition.owners.on_call,

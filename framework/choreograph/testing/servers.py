@@ -16,6 +16,7 @@ from pathlib import Path
 
 BOOTSTRAP_ENV = "CHOREOGRAPH_BOOTSTRAP"
 REGISTRY_ENV = "CHOREOGRAPH_REGISTRY_URL"
+ALERTMANAGER_ENV = "CHOREOGRAPH_ALERTMANAGER_URL"
 CCOMPAT_PATH = "/apis/ccompat/v7"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 APICURIO_IMAGE = "apicurio/apicurio-registry:3.3.3"
@@ -31,6 +32,7 @@ class Servers:
     registry_url: str
     origin: str
     _stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    alertmanager_url: str | None = None
 
     def close(self) -> None:
         for stop in reversed(self._stop):
@@ -41,7 +43,13 @@ class Servers:
 def from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> Servers | None:
     bootstrap, registry = env.get(BOOTSTRAP_ENV), env.get(REGISTRY_ENV)
     if bootstrap and registry:
-        return Servers(bootstrap, registry.rstrip("/"), origin="environment")
+        alertmanager = env.get(ALERTMANAGER_ENV)
+        return Servers(
+            bootstrap,
+            registry.rstrip("/"),
+            origin="environment",
+            alertmanager_url=alertmanager.rstrip("/") if alertmanager else None,
+        )
     if bootstrap or registry:
         missing = REGISTRY_ENV if bootstrap else BOOTSTRAP_ENV
         raise ServersUnavailable(f"{missing} must be set together with the other one")
@@ -67,7 +75,12 @@ def from_local_stack(script: Path) -> Servers | None:
     found = dict(
         line.split("=", 1) for line in done.stdout.splitlines() if line.startswith("CHOREOGRAPH_")
     )
-    return Servers(found[BOOTSTRAP_ENV], found[REGISTRY_ENV], origin=f"local stack ({script})")
+    return Servers(
+        found[BOOTSTRAP_ENV],
+        found[REGISTRY_ENV],
+        origin=f"local stack ({script})",
+        alertmanager_url=found.get(ALERTMANAGER_ENV),
+    )
 
 
 def docker_answers() -> bool:

@@ -161,7 +161,7 @@ def test_alert_timeout_raises_once_and_resolves_when_the_step_recovers() -> None
     ]
     assert rules.deadline_passed(inst, "shipping", at(63)) == []  # deduplicated
     effects = rules.apply(inst, ev(SHIP + "ShipmentDispatched"), at(70))
-    assert ResolveIncident("shipping") in effects and not inst.open_incidents
+    assert ResolveIncident("shipping", "shipping", "warning") in effects and not inst.open_incidents
     rules.apply(inst, ev(ORDERS + "OrderCompleted"), at(71))
     assert inst.status == "completed"
 
@@ -171,7 +171,7 @@ def test_process_deadline_alerts_and_completion_resolves_it() -> None:
     inst, _ = started(rules)
     assert rules.deadline_passed(inst, PROCESS, at(120))[0].name == PROCESS
     effects = rules.apply(inst, ev(ORDERS + "OrderCompleted"), at(130))
-    assert ResolveIncident(PROCESS) in effects and inst.status == "completed"
+    assert ResolveIncident(PROCESS, None, "warning") in effects and inst.status == "completed"
 
 
 def test_failed_step_with_fail_outcome_and_unknown_events() -> None:

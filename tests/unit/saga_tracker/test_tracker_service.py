@@ -81,7 +81,9 @@ def test_alert_then_recovery_resolves_the_incident(kit: TestKit) -> None:
     kit.advance(timedelta(hours=1, minutes=1))  # shipping is late: alert only
     send(kit, "com.acme.shipping.ShipmentDispatched")
     statuses = [(e.event.status, e.event.step) for e in kit.emitted(topic="choreograph.alerts")]
-    assert statuses == [("RAISED", "shipping"), ("RESOLVED", None)]
+    assert statuses == [("RAISED", "shipping"), ("RESOLVED", "shipping")]
+    severities = {e.event.severity for e in kit.emitted(topic="choreograph.alerts")}
+    assert severities == {"warning"}  # resolve matches the raise, label for label
 
 
 def test_instances_stay_on_the_version_they_started_with() -> None:
