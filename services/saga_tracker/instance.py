@@ -27,6 +27,7 @@ StepStatus = Literal[
 InstanceStatus = Literal[
     "running", "completed", "failed", "compensating", "compensated", "needs_manual_resolution"
 ]
+Severity = Literal["warning", "critical"]
 ENDED: frozenset[str] = frozenset({"completed", "failed", "compensated", "needs_manual_resolution"})
 PROCESS = "process"  # deadline and incident name of the whole process
 
@@ -66,7 +67,7 @@ class Instance:
     failure_reason: str | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
     timeline: list[TimelineEntry] = field(default_factory=list)
-    open_incidents: dict[str, str] = field(default_factory=dict)  # name -> severity raised with
+    open_incidents: dict[str, Severity] = field(default_factory=dict)  # name -> raised severity
 
     @property
     def ended(self) -> bool:
@@ -99,7 +100,7 @@ class SendCompensation:
 class RaiseIncident:
     name: str  # deduplication key within the instance: step name, PROCESS, or "<step>.compensation"
     step: str | None
-    severity: Literal["warning", "critical"]
+    severity: Severity
     summary: str
 
 
@@ -109,7 +110,7 @@ class ResolveIncident:
 
     name: str
     step: str | None
-    severity: Literal["warning", "critical"]
+    severity: Severity
 
 
 Effect = SetDeadline | CancelDeadline | SendCompensation | RaiseIncident | ResolveIncident
@@ -321,7 +322,7 @@ class ProcessRules:
     def _resolve(self, inst: Instance, name: str) -> ResolveIncident:
         severity = inst.open_incidents.pop(name)
         step = name.removesuffix(".compensation")
-        return ResolveIncident(name, step if step in inst.steps else None, severity)  # type: ignore[arg-type]
+        return ResolveIncident(name, step if step in inst.steps else None, severity)
 
     def _step_of(self, kind: str) -> str | None:
         for step in self.definition.steps:
