@@ -4,7 +4,9 @@ down and still fires when it is back."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from examples.contracts.payments import PaymentAuthorized
 from examples.contracts.shipping import ShipmentDispatched
 from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.service import build_router, build_tracker
+from saga_tracker.traces import TraceServer, committed_instances
 from tests.workload_harness import engine_thread
 
 pytestmark = pytest.mark.integration
@@ -138,7 +141,7 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
             late = saga(f"C{run}", paid(f"C{run}"))
             time.sleep(1.0)  # C's reservation deadline is set; then the tracker goes down
         time.sleep(3.0)  # C's deadline passes while the tracker is down
-        with engine_thread(tracker()):
+        with engine_thread(tracker()) as back:
             refunds = collect(
                 bootstrap_servers,
                 registry_url,
@@ -153,6 +156,14 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
                 {done, stuck, late},
                 seconds=3,
             )
+            server = TraceServer(committed_instances(lambda: back.tasks.values())).start()
+            try:
+                with urllib.request.urlopen(
+                    f"{server.url}/api/instances?process=order-fulfilment"
+                ) as r:
+                    statuses = {i["correlation_id"]: i["status"] for i in json.load(r)}
+            finally:
+                server.stop()
 
     refunded = {env.correlation_id: event for env, event in refunds}
     assert set(refunded) == {stuck, late}  # A completed: nothing to compensate
@@ -161,3 +172,9 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
     raised = {(env.correlation_id, ev["status"], ev["step"]) for env, ev in alerts}
     assert raised == {(stuck, "RAISED", "reservation"), (late, "RAISED", "reservation")}
     assert all(ev["owner"] == "orders-oncall" and ev["severity"] == "critical" for _, ev in alerts)
+    # The trace API reads the tracker's committed state after the restart.
+    assert {c: statuses.get(c) for c in (done, stuck, late)} == {
+        done: "completed",
+        stuck: "compensated",
+        late: "compensated",
+    }

@@ -1,0 +1,189 @@
+"""Process traces over HTTP: list and filter instances, one instance's timeline, and a page.
+
+    GET /api/instances?process=&status=&business_key=   summaries, newest first
+    GET /api/instances/<correlation id>                  one trace (JSON)
+    GET /traces                                          the list as a web page
+    GET /traces/<correlation id>                         one trace as a web page
+
+Reads committed tracker state (what a restart would restore), so it never shows work a
+transaction may still abort.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from saga_tracker.codec import decode, encode
+from saga_tracker.instance import Instance, step_latencies
+
+InstanceSource = Callable[[], Iterable[Instance]]
+
+
+def committed_instances(tasks: Callable[[], Iterable[Any]]) -> InstanceSource:
+    """Instances in the committed state of the tracker's partition tasks (an engine's `tasks`)."""
+
+    def read() -> Iterator[Instance]:
+        for task in list(tasks()):
+            for _, raw in task.stores["instances"].backend.scan():
+                yield decode(json.loads(raw))
+
+    return read
+
+
+def summary(inst: Instance) -> dict[str, Any]:
+    return {
+        "correlation_id": inst.correlation_id,
+        "process": inst.process,
+        "version": inst.version,
+        "business_key": inst.business_key,
+        "status": inst.status,
+        "started_at": inst.started_at.isoformat(),
+        "ended_at": inst.ended_at.isoformat() if inst.ended_at else None,
+        "failure_reason": inst.failure_reason,
+        "open_incidents": sorted(inst.open_incidents),
+    }
+
+
+def trace(inst: Instance) -> dict[str, Any]:
+    """Timeline, step latencies, the causation chain and why it failed, if it did."""
+    data = encode(inst)
+    data["step_latency_ms"] = {
+        name: int(latency.total_seconds() * 1000) for name, latency in step_latencies(inst).items()
+    }
+    data["causation"] = [
+        {"event_id": e.event_id, "caused_by": e.causation_id, "type": e.event_type}
+        for e in inst.timeline
+        if e.event_id
+    ]
+    return data
+
+
+class TraceServer:
+    def __init__(self, instances: InstanceSource, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.instances = instances
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.route(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> TraceServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def find(self, correlation_id: str) -> Instance | None:
+        return next((i for i in self.instances() if i.correlation_id == correlation_id), None)
+
+    def filtered(self, query: dict[str, list[str]]) -> list[Instance]:
+        wanted = {k: v[0] for k, v in query.items() if k in ("process", "status", "business_key")}
+        found = [i for i in self.instances() if all(getattr(i, k) == v for k, v in wanted.items())]
+        return sorted(found, key=lambda i: i.started_at, reverse=True)
+
+    def route(self, request: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(request.path)
+        parts = [unquote(p) for p in url.path.strip("/").split("/") if p]
+        query = parse_qs(url.query)
+        if parts == ["api", "instances"]:
+            return _send_json(request, 200, [summary(i) for i in self.filtered(query)])
+        if parts == ["traces"]:
+            return _send_html(request, 200, _list_page(self.filtered(query)))
+        if (len(parts) == 3 and parts[:2] == ["api", "instances"]) or (
+            len(parts) == 2 and parts[0] == "traces"
+        ):
+            inst = self.find(parts[-1])
+            if inst is None:
+                return _send_json(request, 404, {"error": f"no instance {parts[-1]}"})
+            if parts[0] == "api":
+                return _send_json(request, 200, trace(inst))
+            return _send_html(request, 200, _trace_page(inst))
+        return _send_json(request, 404, {"error": "not found"})
+
+
+def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, kind: str) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", kind)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
+
+
+def _send_json(request: BaseHTTPRequestHandler, status: int, data: Any) -> None:
+    _send(request, status, json.dumps(data, default=str).encode(), "application/json")
+
+
+def _send_html(request: BaseHTTPRequestHandler, status: int, page: str) -> None:
+    _send(request, status, page.encode(), "text/html; charset=utf-8")
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
+    ".failed,.needs_manual_resolution{color:#b00}.completed,.compensated{color:#070}"
+)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _list_page(instances: list[Instance]) -> str:
+    rows = "".join(
+        f"<tr><td><a href='/traces/{html.escape(i.correlation_id)}'>"
+        f"{html.escape(i.correlation_id)}</a></td>"
+        f"<td>{html.escape(i.process)} v{i.version}</td><td>{html.escape(i.business_key)}</td>"
+        f"<td class='{i.status}'>{i.status}</td><td>{i.started_at:%Y-%m-%d %H:%M:%S}</td></tr>"
+        for i in instances
+    )
+    head = "<tr><th>instance</th><th>process</th><th>key</th><th>status</th><th>started</th></tr>"
+    return _page("Process instances", f"<table>{head}{rows}</table>")
+
+
+def _trace_page(inst: Instance) -> str:
+    latencies = step_latencies(inst)
+    took = {name: f"{latency.total_seconds():.1f} s" for name, latency in latencies.items()}
+    steps = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class='{s.status}'>{s.status}</td>"
+        f"<td>{took.get(name, '')}</td></tr>"
+        for name, s in inst.steps.items()
+    )
+    timeline = "".join(
+        f"<tr><td>{e.at:%H:%M:%S.%f}</td><td>{html.escape(e.kind)}</td>"
+        f"<td>{html.escape(e.event_type)}</td><td>{html.escape(e.step or '')}</td>"
+        f"<td>{html.escape(e.source)}</td><td>{html.escape(e.note)}</td></tr>"
+        for e in inst.timeline
+    )
+    failure = (
+        f"<p class='failed'>{html.escape(inst.failure_reason)}</p>" if inst.failure_reason else ""
+    )
+    body = (
+        f"<p>{html.escape(inst.process)} v{inst.version}, key {html.escape(inst.business_key)}, "
+        f"<span class='{inst.status}'>{inst.status}</span></p>{failure}"
+        f"<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>took</th></tr>{steps}</table>"
+        "<h2>Timeline</h2><table><tr><th>at</th><th>what</th><th>event</th><th>step</th>"
+        f"<th>source</th><th>note</th></tr>{timeline}</table>"
+    )
+    return _page(f"Trace {inst.correlation_id}", body)

@@ -1,0 +1,85 @@
+"""The trace API and pages, over HTTP on loopback, on instances the tracker produced."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from choreograph.testing.testkit import TestKit
+from saga_tracker.service import build_tracker
+from saga_tracker.traces import TraceServer, committed_instances
+from tests.unit.saga_tracker.test_tracker_service import MODELS, T0, V1, definitions, send
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[TraceServer, TestKit]]:
+    kit = TestKit(build_tracker(definitions(V1), MODELS), start=T0)
+    for kind in (
+        "orders.OrderPlaced",
+        "payments.PaymentAuthorized",
+        "inventory.StockReserved",
+        "shipping.ShipmentDispatched",
+        "orders.OrderCompleted",
+    ):
+        send(kit, f"com.acme.{kind}", corr="done", key="o-1")
+        kit.advance(timedelta(minutes=1))
+    send(kit, "com.acme.orders.OrderPlaced", corr="stuck", key="o-<2>")
+    send(kit, "com.acme.payments.PaymentAuthorized", corr="stuck", key="o-<2>")
+    kit.advance(timedelta(minutes=11))
+    srv = TraceServer(committed_instances(lambda: [kit.task])).start()
+    yield srv, kit
+    srv.stop()
+
+
+def get(url: str) -> tuple[int, str, Any]:
+    try:
+        with urllib.request.urlopen(url) as reply:
+            body = reply.read().decode()
+            kind = reply.headers["Content-Type"]
+            return reply.status, kind, json.loads(body) if "json" in kind else body
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], json.loads(err.read())
+
+
+def test_list_and_filter(server: tuple[TraceServer, TestKit]) -> None:
+    srv, _ = server
+    status, _, everything = get(f"{srv.url}/api/instances")
+    assert status == 200 and {i["correlation_id"] for i in everything} == {"done", "stuck"}
+    _, _, compensated = get(f"{srv.url}/api/instances?status=compensated")
+    assert [i["correlation_id"] for i in compensated] == ["stuck"]
+    _, _, by_key = get(f"{srv.url}/api/instances?business_key=o-1&process=order-fulfilment")
+    assert [i["status"] for i in by_key] == ["completed"]
+
+
+def test_one_trace_has_latencies_causation_and_failure(server: tuple[TraceServer, TestKit]) -> None:
+    srv, _ = server
+    _, _, done = get(f"{srv.url}/api/instances/done")
+    assert done["step_latency_ms"] == {"payment": 60_000, "reservation": 60_000, "shipping": 60_000}
+    assert [c["type"] for c in done["causation"]][:2] == [
+        "com.acme.orders.OrderPlaced",
+        "com.acme.payments.PaymentAuthorized",
+    ]
+    _, _, stuck = get(f"{srv.url}/api/instances/stuck")
+    assert (
+        stuck["failure_reason"] == "step reservation timed out" and stuck["status"] == "compensated"
+    )
+    assert get(f"{srv.url}/api/instances/nobody")[0] == 404
+
+
+def test_pages_render_and_escape(server: tuple[TraceServer, TestKit]) -> None:
+    srv, _ = server
+    status, kind, page = get(f"{srv.url}/traces")
+    assert status == 200 and kind.startswith("text/html")
+    assert "href='/traces/done'" in page and "href='/traces/stuck'" in page
+    _, _, trace_page = get(f"{srv.url}/traces/stuck")
+    assert (
+        "step reservation timed out" in trace_page
+        and "sent com.acme.payments.RefundPayment" in trace_page
+    )
+    assert "o-&lt;2&gt;" in trace_page and "o-<2>" not in trace_page  # business data is escaped
