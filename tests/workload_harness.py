@@ -13,11 +13,11 @@ from typing import Any
 
 from bench.workload import Tallied, Tick
 from bench.workload.service import build, config
-from confluent_kafka import Consumer
 
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.engine import Engine
+from tests.kafka_helpers import committed_consumer
 
 
 def make_ticks(keys: int, per_key: int, behaviour: str = "ok", key_prefix: str = "k") -> list[Any]:
@@ -41,15 +41,7 @@ def read_tallies(
     bootstrap: str, registry: str, topic: str, expected: int, timeout: float = 60.0
 ) -> list[Any]:
     """Every committed output (read_committed), until `expected` are seen and a quiet second."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = committed_consumer(bootstrap, topic)
     serde = AvroSerde(registry, models=[Tallied])
     out: list[Any] = []
     deadline = time.monotonic() + timeout

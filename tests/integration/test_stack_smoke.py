@@ -9,10 +9,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient, topic_record_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from tests.kafka_helpers import committed_consumer
 
 ORDER_PLACED = {
     "type": "record",
@@ -26,16 +28,7 @@ ORDER_PLACED = {
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"smoke-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = committed_consumer(bootstrap, topic)
     records = []
     deadline = datetime.now(UTC).timestamp() + timeout
     while len(records) < expected and datetime.now(UTC).timestamp() < deadline:

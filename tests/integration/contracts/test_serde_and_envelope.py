@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 
 from choreograph.contracts.catalog import Policy, parse_contract
 from choreograph.contracts.codegen import bind_models
@@ -19,6 +17,7 @@ from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde, UnknownSubject
 from examples.contracts.orders import OrderLine, OrderPlaced
+from tests.kafka_helpers import committed_consumer
 
 REPO = Path(__file__).resolve().parents[3]
 ORDER = dict(
@@ -32,15 +31,7 @@ ORDER = dict(
 
 
 def read_back(bootstrap: str, topic: str, n: int) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = committed_consumer(bootstrap, topic)
     out = []
     deadline = datetime.now(UTC).timestamp() + 20
     while len(out) < n and datetime.now(UTC).timestamp() < deadline:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.publisher import EventPublisher
@@ -22,6 +22,7 @@ from choreograph.runtime.engine import Engine
 from choreograph.runtime.service import Service
 from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized
+from tests.kafka_helpers import committed_consumer
 from tests.workload_harness import engine_thread, sample
 
 pytestmark = pytest.mark.integration
@@ -73,15 +74,7 @@ def test_router_repartitions_by_correlation_id_without_decoding(
         instance_id="r",
         state_dir=tmp_path,
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([repartition])
+    consumer = committed_consumer(bootstrap_servers, repartition)
     got: dict[str, tuple[bytes, Envelope, int, bytes]] = {}
     with engine_thread(Engine(service, config)) as engine:
         deadline = time.monotonic() + 60

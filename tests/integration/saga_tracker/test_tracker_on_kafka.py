@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
@@ -31,6 +30,7 @@ from examples.contracts.shipping import ShipmentDispatched
 from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.service import build_router, build_tracker
 from saga_tracker.traces import TraceServer, committed_instances
+from tests.kafka_helpers import committed_consumer
 from tests.workload_harness import engine_thread
 
 pytestmark = pytest.mark.integration
@@ -54,15 +54,7 @@ def placed(key: str) -> OrderPlaced:
 def collect(
     bootstrap: str, registry: str, topic: str, correlations: set[str], seconds: float
 ) -> list[tuple[Envelope, Any]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = committed_consumer(bootstrap, topic)
     serde = AvroSerde(registry)
     found = []
     deadline = time.monotonic() + seconds
