@@ -139,7 +139,8 @@ def _send_html(request: BaseHTTPRequestHandler, status: int, page: str) -> None:
 _STYLE = (
     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
-    ".failed,.needs_manual_resolution{color:#b00}.completed,.compensated{color:#070}"
+    ".failed,.needs_manual_resolution,.compensation_failed{color:#b00}.completed{color:#070}"
+    ".compensated,.compensating,.timed_out{color:#a60}"
 )
 
 
@@ -171,7 +172,7 @@ def _trace_page(inst: Instance) -> str:
         for name, s in inst.steps.items()
     )
     timeline = "".join(
-        f"<tr><td>{e.at:%H:%M:%S.%f}</td><td>{html.escape(e.kind)}</td>"
+        f"<tr><td>{e.at:%H:%M:%S}.{e.at.microsecond // 1000:03d}</td><td>{html.escape(e.kind)}</td>"
         f"<td>{html.escape(e.event_type)}</td><td>{html.escape(e.step or '')}</td>"
         f"<td>{html.escape(e.source)}</td><td>{html.escape(e.note)}</td></tr>"
         for e in inst.timeline
