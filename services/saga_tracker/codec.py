@@ -18,8 +18,6 @@ def _dump(value: Any) -> Any:
         return {k: _dump(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_dump(v) for v in value]
-    if isinstance(value, set):
-        return sorted(value)
     return value
 
 

@@ -7,9 +7,9 @@ import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
+from choreograph.contracts.envelope import Envelope
 from choreograph.testing.servers import BOOTSTRAP_ENV, REGISTRY_ENV
 
 SMOKE_SCHEMA: dict[str, Any] = {
@@ -69,17 +69,10 @@ def run_smoke(args: argparse.Namespace) -> int:
     for seq in range(args.events):
         key = f"check-{seq}"
         value = serializer({"check_id": key, "sequence": seq}, ctx)
-        headers = {
-            "ce_specversion": "1.0",
-            "ce_id": str(uuid.uuid4()),
-            "ce_source": "choreograph-dev-smoke",
-            "ce_type": "dev.choreograph.smoke.SmokeChecked",
-            "ce_time": datetime.now(UTC).isoformat(),
-            "ce_subject": key,
-            "content-type": "application/avro",
-            "ce_correlationid": run,
-        }
-        producer.produce(topic, key=key.encode(), value=value, headers=list(headers.items()))
+        envelope = Envelope.new(
+            "dev.choreograph.smoke.SmokeChecked", "choreograph-dev-smoke", key, correlation_id=run
+        )
+        producer.produce(topic, key=key.encode(), value=value, headers=envelope.to_headers())
     producer.commit_transaction(30)
     print(f"smoke: committed {args.events} Avro events in one transaction")
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Message
 
 HeaderList = list[tuple[str, str | bytes | None]]
+
+
+def header(headers: Sequence[tuple[str, str | bytes | None]] | None, name: str) -> str | None:
+    """The first value of header `name`, as text (undecodable bytes replaced)."""
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +45,4 @@ class Record:
         return self.topic, self.partition
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name and value is not None:
-                return value.decode(errors="replace") if isinstance(value, bytes) else value
-        return None
+        return header(self.headers, name)

@@ -131,9 +131,6 @@ class Service:
         """Every store of a partition task, including the runtime's own timer stores."""
         return [*self._stores, TIMERS_STORE, TIMER_INDEX_STORE]
 
-    def user_stores(self) -> list[str]:
-        return list(self._stores)
-
     def changelog_topic(self, store: str) -> str:
         return f"{self.name}.{store}.changelog"
 

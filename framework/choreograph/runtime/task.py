@@ -15,19 +15,13 @@ from typing import Any
 from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, handling
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.runtime.context import Context, Output, RawEvent
+from choreograph.runtime.records import header
 from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
 from choreograph.state.store import Store
 
 BackendFactory = Callable[[str, int], Backend]
-
-
-def header(headers: Headers | None, name: str) -> str | None:
-    for key, value in headers or ():
-        if key == name and value is not None:
-            return value.decode() if isinstance(value, bytes) else value
-    return None
 
 
 class PartitionTask:

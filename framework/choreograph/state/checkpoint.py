@@ -50,6 +50,3 @@ class Checkpoint:
             with tmp.open("rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, self.path)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
