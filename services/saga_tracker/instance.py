@@ -25,10 +25,20 @@ StepStatus = Literal[
     "compensation_failed",
 ]
 InstanceStatus = Literal[
-    "running", "completed", "failed", "compensating", "compensated", "needs_manual_resolution"
+    "running",
+    "completed",
+    "failed",
+    "compensating",
+    "compensated",
+    "needs_manual_resolution",
+    "resolved",
 ]
 Severity = Literal["warning", "critical"]
-ENDED: frozenset[str] = frozenset({"completed", "failed", "compensated", "needs_manual_resolution"})
+Action = Literal["retry", "compensate", "resolve"]
+ACTIONS: tuple[Action, ...] = ("retry", "compensate", "resolve")
+ENDED: frozenset[str] = frozenset(
+    {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}
+)
 PROCESS = "process"  # deadline and incident name of the whole process
 
 
@@ -68,10 +78,18 @@ class Instance:
     steps: dict[str, StepState] = field(default_factory=dict)
     timeline: list[TimelineEntry] = field(default_factory=list)
     open_incidents: dict[str, Severity] = field(default_factory=dict)  # name -> raised severity
+    value: float | None = None  # the definition's value-at-risk field of the start event
 
     @property
     def ended(self) -> bool:
         return self.status in ENDED
+
+    @property
+    def at_risk(self) -> bool:
+        """Its business value is in doubt: alerting, being undone, or waiting for a human."""
+        if self.status in ("compensating", "needs_manual_resolution"):
+            return True
+        return not self.ended and bool(self.open_incidents)
 
 
 # -- effects ---------------------------------------------------------------------------------
@@ -89,8 +107,11 @@ class CancelDeadline:
 
 
 @dataclass(frozen=True)
-class SendCompensation:
+class SendCommand:
+    """Send a step's compensation command, or its retry command."""
+
     step: str
+    purpose: Literal["compensation", "retry"]
     command: str  # Avro full name of the command
     key: str  # business key the command is about
     reason: str
@@ -113,7 +134,11 @@ class ResolveIncident:
     severity: Severity
 
 
-Effect = SetDeadline | CancelDeadline | SendCompensation | RaiseIncident | ResolveIncident
+Effect = SetDeadline | CancelDeadline | SendCommand | RaiseIncident | ResolveIncident
+
+
+class ActionRefused(Exception):
+    """An operator action does not apply to the instance as it stands; says why."""
 
 
 class ProcessRules:
@@ -169,6 +194,8 @@ class ProcessRules:
                 matched = True
                 state.status = "compensated"
                 effects += [CancelDeadline(f"{step.name}.compensation")]
+                if f"{step.name}.compensation" in inst.open_incidents:  # a retry worked
+                    effects.append(self._resolve(inst, f"{step.name}.compensation"))
                 effects += self._maybe_compensated(inst, now)
         if kind in d.success and not inst.ended:
             matched = True
@@ -200,6 +227,7 @@ class ProcessRules:
                 inst, now, "timeout", step=step_name, note="compensation not confirmed in time"
             )
             inst.status, inst.ended_at = "needs_manual_resolution", now
+            inst.open_incidents[name] = "critical"
             return [
                 RaiseIncident(
                     name,
@@ -214,6 +242,97 @@ class ProcessRules:
             return []
         self._log(inst, now, "timeout", step=name, note=f"step deadline passed ({step.on_timeout})")
         return self._timeout(inst, step, step.on_timeout, now)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def refusal(self, inst: Instance, action: str, step: str | None) -> str | None:
+        """Why `action` does not apply to `inst` now; None when it does."""
+        if action == "retry":
+            if step is None or step not in inst.steps:
+                return f"retry needs one of the steps: {', '.join(inst.steps)}"
+            state = inst.steps[step]
+            if state.status == "compensation_failed":
+                return None
+            late = state.status == "running" and step in inst.open_incidents
+            if state.status in ("failed", "timed_out") or late:
+                if inst.status in ("running", "failed"):
+                    return None
+                return f"the instance is {inst.status}: its steps are being or were undone"
+            return f"step {step} is {state.status}: nothing to retry"
+        if action == "compensate":
+            if inst.status not in ("running", "failed"):
+                return f"the instance is {inst.status}"
+            if not any(
+                inst.steps[s.name].status == "completed" and s.compensation
+                for s in self.definition.steps
+            ):
+                return "no completed step has a compensation"
+            return None
+        if action == "resolve":
+            if inst.open_incidents or inst.status in ("needs_manual_resolution", "failed"):
+                return None
+            return f"the instance is {inst.status} with no open incident: nothing to resolve"
+        return f"unknown action {action!r}; use one of {', '.join(ACTIONS)}"
+
+    def act(
+        self,
+        inst: Instance,
+        action: str,
+        step: str | None,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> list[Effect]:
+        """Carry out an operator's action; raises ActionRefused when it does not apply."""
+        refused = self.refusal(inst, action, step)
+        if refused:
+            raise ActionRefused(refused)
+        what = f"{action} {step}" if action == "retry" else action
+        self._log(inst, now, "operator", step=step, note=f"{what} by {actor}: {reason}")
+        why = f"{what} requested by {actor}: {reason}"
+        if action == "retry":
+            assert step is not None
+            return self._retry(inst, self.steps[step], now, why)
+        if action == "compensate":
+            inst.failure_reason = inst.failure_reason or why
+            effects: list[Effect] = [CancelDeadline(PROCESS)]
+            for name, state in inst.steps.items():
+                if state.status == "running":
+                    state.status = "failed"
+                    effects.append(CancelDeadline(name))
+            inst.status = "running"  # so _compensate may start from a failed instance too
+            return effects + self._compensate(inst, now, why)
+        effects = [self._resolve(inst, name) for name in sorted(inst.open_incidents)]
+        if inst.status != "running":
+            inst.status, inst.ended_at = "resolved", now
+            self._log(inst, now, "status", note="resolved")
+            effects.append(CancelDeadline(PROCESS))
+            effects += [
+                CancelDeadline(f"{s}.compensation")
+                for s, st in inst.steps.items()
+                if st.status == "compensating"
+            ]
+        return effects
+
+    def _retry(self, inst: Instance, step: Step, now: datetime, why: str) -> list[Effect]:
+        state = inst.steps[step.name]
+        effects: list[Effect] = []
+        if state.status == "compensation_failed":
+            effects += self._send_compensation(inst, step, now, why)
+            inst.status, inst.ended_at = "compensating", None
+            return effects + self._maybe_compensated(inst, now)
+        if step.name in inst.open_incidents:
+            effects.append(self._resolve(inst, step.name))
+        if inst.status == "failed" and inst.deadline and inst.deadline > now:
+            effects.append(SetDeadline(PROCESS, inst.deadline))  # its end cancelled it
+        inst.status, inst.ended_at, inst.failure_reason = "running", None, None
+        effects += self._start_step(inst, step, now)
+        if step.retry is not None:
+            effects.append(
+                SendCommand(step.name, "retry", step.retry.command, inst.business_key, why)
+            )
+            self._log(inst, now, "retry", step=step.name, note=f"sent {step.retry.command}")
+        return effects
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -283,25 +402,30 @@ class ProcessRules:
         done.sort(key=lambda s: inst.steps[s.name].ended_at or now, reverse=True)
         effects: list[Effect] = []
         for step in done:
-            assert step.compensation is not None
-            state = inst.steps[step.name]
-            effects.append(
-                SendCompensation(step.name, step.compensation.command, inst.business_key, reason)
-            )
-            self._log(
-                inst, now, "compensation", step=step.name, note=f"sent {step.compensation.command}"
-            )
-            if step.compensation.completes_on:
-                state.status = "compensating"
-                if step.compensation.deadline:
-                    state.compensation_deadline = now + step.compensation.deadline
-                    effects.append(
-                        SetDeadline(f"{step.name}.compensation", state.compensation_deadline)
-                    )
-            else:
-                state.status = "compensated"  # nothing confirms it: sent is done
+            effects += self._send_compensation(inst, step, now, reason)
         inst.status = "compensating"
         return effects + self._maybe_compensated(inst, now)
+
+    def _send_compensation(
+        self, inst: Instance, step: Step, now: datetime, reason: str
+    ) -> list[Effect]:
+        assert step.compensation is not None
+        state = inst.steps[step.name]
+        command = step.compensation.command
+        effects: list[Effect] = [
+            SendCommand(step.name, "compensation", command, inst.business_key, reason)
+        ]
+        self._log(inst, now, "compensation", step=step.name, note=f"sent {command}")
+        if step.compensation.completes_on:
+            state.status = "compensating"
+            if step.compensation.deadline:
+                state.compensation_deadline = now + step.compensation.deadline
+                effects.append(
+                    SetDeadline(f"{step.name}.compensation", state.compensation_deadline)
+                )
+        else:
+            state.status = "compensated"  # nothing confirms it: sent is done
+        return effects
 
     def _maybe_compensated(self, inst: Instance, now: datetime) -> list[Effect]:
         if inst.status != "compensating":

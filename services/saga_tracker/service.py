@@ -5,34 +5,47 @@
 - The tracker reads the repartition topic, so all events of one process instance meet in one
   partition task; events that overtake their process's start event are parked until it comes.
   It advances instances (store `instances`, key `<correlation id>/<process>`),
-  turns deadlines into durable timers, sends compensation commands and publishes incidents to
-  `choreograph.alerts`. Malformed or unrelated records are counted and skipped.
+  turns deadlines into durable timers, sends compensation and retry commands, publishes incidents
+  to `choreograph.alerts` and a trace to `choreograph.traces` whenever an instance's status
+  changes. Operator actions arrive on the same topic, keyed by the instance they act on, and are
+  audited to `choreograph.audit`. Malformed or unrelated records are counted and skipped.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
+from choreograph.contracts.serde import SerdeError
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.service import Service
 from saga_tracker.codec import decode, encode
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import (
+    ActionRefused,
     CancelDeadline,
     Effect,
     Instance,
     ProcessRules,
     RaiseIncident,
     ResolveIncident,
-    SendCompensation,
+    SendCommand,
     SetDeadline,
+    step_latencies,
 )
+from saga_tracker.metrics import STATS, Snapshot, TrackerMetrics, contribution
 
 REPARTITION = "saga-tracker.repartition"
 INCIDENT = "dev.choreograph.Incident"
+TRACE = "dev.choreograph.ProcessTrace"
+AUDIT = "dev.choreograph.AuditEntry"
+ACTION = "dev.choreograph.OperatorAction"
+log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
 
 
@@ -63,14 +76,23 @@ def build_router(
 
 
 class Tracker:
-    """The tracker's handlers, over the definitions and the command and incident models."""
+    """The tracker's handlers, over the definitions and the command, incident and trace models."""
 
-    def __init__(self, definitions: Definitions, models: dict[str, type[Event]]) -> None:
+    def __init__(
+        self,
+        definitions: Definitions,
+        models: dict[str, type[Event]],
+        metrics: TrackerMetrics | None = None,
+    ) -> None:
         self.definitions = definitions
         self.models = models
+        self.metrics = metrics or TrackerMetrics()
 
     def on_event(self, ctx: Context, raw: RawEvent) -> None:
         envelope = raw.envelope
+        if envelope.type == ACTION:
+            self._operator_action(ctx, raw)
+            return
         if any(True for _ in ctx.store("instances").items(prefix=f"{ctx.key}/")):
             self._advance(ctx, envelope)
             return
@@ -80,8 +102,22 @@ class Tracker:
             return
         for rules in starting:
             inst, effects = rules.start(envelope, ctx.now)
-            self._settle(ctx, rules, inst, effects)
+            inst.value = self._value(ctx, raw, rules)
+            self._settle(ctx, rules, None, inst, effects)
         self._replay_parked(ctx)
+
+    def _value(self, ctx: Context, raw: RawEvent, rules: ProcessRules) -> float | None:
+        """The definition's value-at-risk field of the start event (the one body decoded)."""
+        field = rules.definition.value_at_risk
+        if not field:
+            return None
+        try:
+            event = ctx.decode(raw, self.models.get(raw.envelope.type))
+        except SerdeError as err:
+            log.warning("value of %s unreadable: %s", raw.envelope.correlation_id, err)
+            return None
+        value = getattr(event, field, None)
+        return float(value) if isinstance(value, (int, float, Decimal)) else None
 
     def _advance(self, ctx: Context, envelope: Envelope) -> None:
         """Apply an event to every instance of this correlation id, each on its own version."""
@@ -89,7 +125,8 @@ class Tracker:
             inst = decode(raw_inst)
             pinned = self.definitions.pinned(inst.process, inst.version)
             if pinned is not None and not inst.ended:
-                self._settle(ctx, pinned, inst, pinned.apply(inst, envelope, ctx.now))
+                before = Snapshot.of(inst)
+                self._settle(ctx, pinned, before, inst, pinned.apply(inst, envelope, ctx.now))
 
     def _park(self, ctx: Context, envelope: Envelope) -> None:
         """Events of one process come from several topics and can overtake its start event:
@@ -119,10 +156,53 @@ class Tracker:
         inst = decode(raw_inst)
         rules = self.definitions.pinned(inst.process, inst.version)
         if rules is not None:
-            self._settle(ctx, rules, inst, rules.deadline_passed(inst, payload["name"], ctx.now))
+            before = Snapshot.of(inst)
+            effects = rules.deadline_passed(inst, payload["name"], ctx.now)
+            self._settle(ctx, rules, before, inst, effects)
+
+    def _operator_action(self, ctx: Context, raw: RawEvent) -> None:
+        try:
+            action = ctx.decode(raw, self.models[ACTION])
+        except SerdeError as err:
+            log.warning("unreadable operator action skipped: %s", err)
+            self.metrics.actions.labels("unknown", "invalid").inc()
+            return
+        kind, step = str(action.action).lower(), action.step
+        raw_inst = ctx.store("instances").get(f"{action.correlation_id}/{action.process}")
+        inst = decode(raw_inst) if raw_inst is not None else None
+        rules = self.definitions.pinned(inst.process, inst.version) if inst else None
+        if inst is None or rules is None:
+            refused = f"no instance {action.correlation_id} of {action.process}"
+        else:
+            before = Snapshot.of(inst)
+            try:
+                effects = rules.act(inst, kind, step, action.actor, action.reason, ctx.now)
+                self._settle(ctx, rules, before, inst, effects)
+                refused = ""
+            except ActionRefused as err:
+                refused = str(err)
+        outcome = "REFUSED" if refused else "APPLIED"
+        self.metrics.actions.labels(kind, outcome.lower()).inc()
+        audit_entry(
+            ctx,
+            self.models,
+            action_id=action.action_id,
+            action=kind,
+            target=action.correlation_id,
+            step=step,
+            actor=action.actor,
+            role="operator",
+            outcome=outcome,
+            detail=refused or action.reason,
+        )
 
     def _settle(
-        self, ctx: Context, rules: ProcessRules, inst: Instance, effects: list[Effect]
+        self,
+        ctx: Context,
+        rules: ProcessRules,
+        before: Snapshot | None,
+        inst: Instance,
+        effects: list[Effect],
     ) -> None:
         key = f"{inst.correlation_id}/{inst.process}"
         for effect in effects:
@@ -131,17 +211,35 @@ class Tracker:
                 ctx.schedule(timer, effect.at, {"instance": key, "name": effect.name})
             elif isinstance(effect, CancelDeadline):
                 ctx.cancel(timer)
-            elif isinstance(effect, SendCompensation):
-                self._compensate(ctx, rules, inst, effect)
+            elif isinstance(effect, SendCommand):
+                self._command(ctx, rules, inst, effect)
             elif isinstance(effect, (RaiseIncident, ResolveIncident)):
                 self._incident(ctx, rules, inst, effect)
         ctx.store("instances").put(key, encode(inst))
+        self.metrics.observe(rules, before, inst, effects)
+        self._count(ctx, inst, before)
+        if before is None or before.status != inst.status:
+            ctx.emit(self.models[TRACE].from_avro(trace_record(inst)), key=inst.correlation_id)
 
-    def _compensate(
-        self, ctx: Context, rules: ProcessRules, inst: Instance, effect: SendCompensation
+    def _count(self, ctx: Context, inst: Instance, before: Snapshot | None) -> None:
+        """Keep the partition's open-instance and value totals (the gauges) in step."""
+        after = contribution(inst)
+        was = before.open if before else (0, 0.0, 0.0)
+        if after == was:
+            return
+        stats = ctx.store(STATS)
+        row = stats.get(inst.process) or {"open": 0, "in_flight": 0.0, "at_risk": 0.0}
+        row["open"] += after[0] - was[0]
+        row["in_flight"] += after[1] - was[1]
+        row["at_risk"] += after[2] - was[2]
+        stats.put(inst.process, row)
+
+    def _command(
+        self, ctx: Context, rules: ProcessRules, inst: Instance, effect: SendCommand
     ) -> None:
         step = rules.steps[effect.step]
-        assert step.compensation is not None
+        template = step.compensation if effect.purpose == "compensation" else step.retry
+        assert template is not None
         values = {
             "business_key": inst.business_key,
             "reason": effect.reason,
@@ -149,7 +247,7 @@ class Tracker:
             "process": inst.process,
             "step": step.name,
         }
-        payload = {k: v.format(**values) for k, v in step.compensation.payload.items()}
+        payload = {k: v.format(**values) for k, v in template.payload.items()}
         ctx.emit(self.models[effect.command].from_avro(payload), key=effect.key)
 
     def _incident(
@@ -178,15 +276,64 @@ class Tracker:
         ctx.emit(self.models[INCIDENT].from_avro(incident), key=inst.correlation_id)
 
 
+def trace_record(inst: Instance) -> dict[str, Any]:
+    """An instance as a `dev.choreograph.ProcessTrace` record."""
+    latencies = step_latencies(inst)
+    return {
+        "correlation_id": inst.correlation_id,
+        "process": inst.process,
+        "version": inst.version,
+        "business_key": inst.business_key,
+        "status": inst.status,
+        "started_at": inst.started_at,
+        "ended_at": inst.ended_at,
+        "failure_reason": inst.failure_reason,
+        "value": inst.value,
+        "open_incidents": sorted(inst.open_incidents),
+        "steps": [
+            {
+                "step": name,
+                "status": s.status,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "latency_ms": int(latencies[name].total_seconds() * 1000)
+                if name in latencies
+                else None,
+            }
+            for name, s in inst.steps.items()
+        ],
+        "timeline": [
+            {
+                "at": e.at,
+                "kind": e.kind,
+                "event_type": e.event_type,
+                "event_id": e.event_id,
+                "causation_id": e.causation_id,
+                "source": e.source,
+                "step": e.step,
+                "note": e.note,
+            }
+            for e in inst.timeline
+        ],
+    }
+
+
+def audit_entry(ctx: Context, models: dict[str, type[Event]], **fields: Any) -> None:
+    """Record what became of an operator action on `choreograph.audit`."""
+    entry = {"audit_id": str(uuid.uuid4()), "recorded_by": ctx.service, "at": ctx.now, **fields}
+    ctx.emit(models[AUDIT].from_avro(entry), key=fields["target"])
+
+
 def build_tracker(
     definitions: Definitions,
     models: dict[str, type[Event]],
     *,
     name: str = "saga-tracker",
     repartition: str = REPARTITION,
+    metrics: TrackerMetrics | None = None,
 ) -> Service:
-    tracker = Service(name, [repartition], stores=["instances", "parked"], malformed="skip")
-    logic = Tracker(definitions, models)
+    tracker = Service(name, [repartition], stores=["instances", "parked", STATS], malformed="skip")
+    logic = Tracker(definitions, models, metrics)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
     tracker.timer("parked:expire")(logic.on_parked_expired)

@@ -4,9 +4,12 @@
     GET /api/instances/<correlation id>                  one trace (JSON)
     GET /traces                                          the list as a web page
     GET /traces/<correlation id>                         one trace as a web page
+    POST /api/instances/<correlation id>/actions         {"action": "retry|compensate|resolve",
+                                                          "step": ..., "reason": ...}
 
 Reads committed tracker state (what a restart would restore), so it never shows work a
-transaction may still abort.
+transaction may still abort. Reading needs a viewer or operator token (unless reads are open);
+acting needs an operator token, and every request to act is audited (see `actions`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from saga_tracker.access import Access
+from saga_tracker.actions import ActionDesk
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, step_latencies
 
@@ -65,13 +70,27 @@ def trace(inst: Instance) -> dict[str, Any]:
 
 
 class TraceServer:
-    def __init__(self, instances: InstanceSource, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        instances: InstanceSource,
+        *,
+        access: Access | None = None,
+        desk: ActionDesk | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        """Without `access`, reads are open and nobody may act; without `desk`, no actions."""
         self.instances = instances
+        self.access = access or Access({}, open_reads=True)
+        self.desk = desk
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.route(self)
+
+            def do_POST(self) -> None:
+                owner.act(self)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -92,8 +111,15 @@ class TraceServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def find(self, correlation_id: str) -> Instance | None:
-        return next((i for i in self.instances() if i.correlation_id == correlation_id), None)
+    def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
+        return next(
+            (
+                i
+                for i in self.instances()
+                if i.correlation_id == correlation_id and process in (None, i.process)
+            ),
+            None,
+        )
 
     def filtered(self, query: dict[str, list[str]]) -> list[Instance]:
         wanted = {k: v[0] for k, v in query.items() if k in ("process", "status", "business_key")}
@@ -104,6 +130,12 @@ class TraceServer:
         url = urlsplit(request.path)
         parts = [unquote(p) for p in url.path.strip("/").split("/") if p]
         query = parse_qs(url.query)
+        header = request.headers.get("Authorization")
+        principal = self.access.who(header)
+        if not self.access.allows(principal, "read"):
+            if header is None or principal is None:
+                return _unauthorized(request)
+            return _send_json(request, 403, {"error": "this token may not read traces"})
         if parts == ["api", "instances"]:
             return _send_json(request, 200, [summary(i) for i in self.filtered(query)])
         if parts == ["traces"]:
@@ -118,6 +150,36 @@ class TraceServer:
                 return _send_json(request, 200, trace(inst))
             return _send_html(request, 200, _trace_page(inst))
         return _send_json(request, 404, {"error": "not found"})
+
+    def act(self, request: BaseHTTPRequestHandler) -> None:
+        parts = [unquote(p) for p in urlsplit(request.path).path.strip("/").split("/") if p]
+        if len(parts) != 4 or parts[:2] != ["api", "instances"] or parts[3] != "actions":
+            return _send_json(request, 404, {"error": "not found"})
+        if self.desk is None:
+            return _send_json(request, 503, {"error": "operator actions are not enabled"})
+        length = int(request.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(request.rfile.read(min(length, 64 * 1024)) or b"null")
+        except ValueError:
+            body = None
+        header = request.headers.get("Authorization")
+        principal = self.access.who(header)
+        process = body.get("process") if isinstance(body, dict) else None
+        found = self.find(parts[2], process if isinstance(process, str) else None)
+        reply = self.desk.request(principal, parts[2], body, found)
+        if reply.status == 401:
+            return _unauthorized(request)
+        return _send_json(request, reply.status, reply.body)
+
+
+def _unauthorized(request: BaseHTTPRequestHandler) -> None:
+    body = json.dumps({"error": "a valid bearer token is needed"}).encode()
+    request.send_response(401)
+    request.send_header("WWW-Authenticate", 'Bearer realm="saga-tracker"')
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, kind: str) -> None:

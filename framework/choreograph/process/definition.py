@@ -68,13 +68,18 @@ class Owners(_Strict):
     )
 
 
-class Compensation(_Strict):
-    command: str = Field(description="command event type sent to undo the step")
+class Command(_Strict):
+    """A command the tracker sends, built from a payload template."""
+
+    command: str = Field(description="command event type")
     payload: dict[str, str] = Field(
         default_factory=dict,
         description="command fields; values may use {business_key}, {reason}, "
         "{correlation_id}, {process} and {step}",
     )
+
+
+class Compensation(Command):
     deadline: Duration | None = Field(None, description="time the compensation has to complete")
     completes_on: list[str] = Field(default_factory=list, description="events confirming it")
 
@@ -91,6 +96,9 @@ class Step(_Strict):
     deadline: Duration | None = None
     on_timeout: Outcome = "alert"
     compensation: Compensation | None = None
+    retry: Command | None = Field(
+        None, description="command an operator's retry sends to run the step again"
+    )
 
 
 class ProcessDefinition(_Strict):
@@ -103,6 +111,9 @@ class ProcessDefinition(_Strict):
     on_timeout: Outcome = "alert"
     success: list[str] = Field(min_length=1)
     failure: list[str] = Field(default_factory=list)
+    sla: Duration | None = Field(
+        None, description="target time to completion; defaults to the process deadline"
+    )
     value_at_risk: str | None = Field(None, description="numeric field of the start event")
     steps: list[Step] = Field(min_length=1)
 

@@ -1,7 +1,7 @@
 """Checks of process definitions against the contracts in schemas/avro and against each other.
 
-Rules: every event type named exists as a contract; compensation commands exist, go to a
-`.commands` topic, and their payload templates fill every required field with known placeholders;
+Rules: every event type named exists as a contract; compensation and retry commands exist, go to
+a `.commands` topic, and their payload templates fill every required field with known placeholders;
 step names are unique; a step that compensates on timeout has something to compensate; step
 deadlines fit in the process deadline; the value-at-risk field is a number of the start event;
 the file is named `<name>.v<version>.yaml`; no name and version is defined twice; an event that
@@ -84,6 +84,9 @@ class _Linter:
                 )
                 for j, name in enumerate(step.compensation.completes_on):
                     self.event(f"{at}/compensation/completes_on/{j}", name)
+            if step.retry is not None:
+                self.command(f"{at}/retry/command", step.retry.command)
+                self.payload(f"{at}/retry/payload", step.retry.command, step.retry.payload)
             if step.on_timeout == "compensate" and not any(
                 s.compensation for s in d.steps[: i + 1]
             ):
@@ -133,7 +136,7 @@ class _Linter:
             if name not in fields:
                 self.add(
                     f"{pointer}/{name}",
-                    "compensation-payload",
+                    "command-payload",
                     f"{command} has no field {name}",
                     f"use fields of {command}: {', '.join(fields)}",
                 )
@@ -141,7 +144,7 @@ class _Linter:
             if name not in payload and not f.has_default:
                 self.add(
                     pointer,
-                    "compensation-payload",
+                    "command-payload",
                     f"{command} needs {name}, which the payload does not give",
                     f'add {name}: "{{business_key}}" (or {{reason}}, {{correlation_id}}...)',
                 )
@@ -151,7 +154,7 @@ class _Linter:
             except (KeyError, IndexError, ValueError) as err:
                 self.add(
                     f"{pointer}/{name}",
-                    "compensation-payload",
+                    "command-payload",
                     f"template {template!r} uses an unknown placeholder: {err}",
                     "use {business_key}, {reason}, {correlation_id}, {process} or {step}",
                 )

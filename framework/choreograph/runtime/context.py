@@ -79,6 +79,11 @@ class Context:
         """Send a record on unchanged (value and headers) under a new key: a repartition."""
         self.outputs.append(Output(topic, key.encode(), raw.value, raw.headers, None, raw.envelope))
 
+    def decode(self, raw: RawEvent, reader: type[Event] | None = None) -> Any:
+        """Decode a raw record's body when an envelope handler needs it after all: into `reader`,
+        else the model known for its writer, else a plain dict. Raises SerdeError."""
+        return self._task.serde.deserialize(raw.value, reader).event
+
     def schedule(
         self, name: str, at: datetime | timedelta, payload: dict[str, Any] | None = None
     ) -> None:

@@ -15,6 +15,37 @@ from pydantic import Field
 from choreograph.contracts.event import AvroRecord, Boolean, Bytes, Event, Int32, Int64, String
 
 
+class AuditOutcome(StrEnum):
+    """What became of the request."""
+    ACCEPTED = 'ACCEPTED'
+    APPLIED = 'APPLIED'
+    REFUSED = 'REFUSED'
+    DENIED = 'DENIED'
+    INVALID = 'INVALID'
+    UNKNOWN = 'UNKNOWN'
+
+
+class AuditEntry(Event):
+    """One operator request and what became of it; on choreograph.audit, never deleted."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.AuditEntry'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'choreograph.audit'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"AuditEntry","namespace":"dev.choreograph","doc":"One operator request and what became of it; on choreograph.audit, never deleted.","fields":[{"name":"audit_id","type":"string","doc":"Unique id of this entry."},{"name":"action_id","type":["null","string"],"default":null,"doc":"Operator action the entry is about, when one was issued."},{"name":"action","type":"string","doc":"retry, compensate or resolve, as asked."},{"name":"target","type":"string","doc":"Process instance (correlation id) acted on."},{"name":"step","type":["null","string"],"default":null,"doc":"Step named in the request, if any."},{"name":"actor","type":"string","doc":"Token holder who asked; \'anonymous\' without a valid token."},{"name":"role","type":["null","string"],"default":null,"doc":"Role of the token holder, if known."},{"name":"outcome","type":{"type":"enum","name":"AuditOutcome","doc":"What became of the request.","symbols":["ACCEPTED","APPLIED","REFUSED","DENIED","INVALID","UNKNOWN"],"default":"UNKNOWN"},"doc":"ACCEPTED by the API, APPLIED by the tracker, REFUSED as not applicable, DENIED for want of rights, INVALID as malformed."},{"name":"detail","type":"string","doc":"The reason given, or why it was refused."},{"name":"recorded_by","type":"string","doc":"Service that wrote the entry."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was recorded."}]}')
+
+    audit_id: String = Field(description='Unique id of this entry.')
+    action_id: None | String = Field(default=None, description='Operator action the entry is about, when one was issued.')
+    action: String = Field(description='retry, compensate or resolve, as asked.')
+    target: String = Field(description='Process instance (correlation id) acted on.')
+    step: None | String = Field(default=None, description='Step named in the request, if any.')
+    actor: String = Field(description="Token holder who asked; 'anonymous' without a valid token.")
+    role: None | String = Field(default=None, description='Role of the token holder, if known.')
+    outcome: AuditOutcome = Field(description='ACCEPTED by the API, APPLIED by the tracker, REFUSED as not applicable, DENIED for want of rights, INVALID as malformed.')
+    detail: String = Field(description='The reason given, or why it was refused.')
+    recorded_by: String = Field(description='Service that wrote the entry.')
+    at: datetime.datetime = Field(description='When it was recorded.')
+
+
 class IncidentStatus(StrEnum):
     """Raised or resolved."""
     RAISED = 'RAISED'
@@ -43,4 +74,79 @@ class Incident(Event):
     at: datetime.datetime = Field(description='When it was raised or resolved.')
 
 
-EVENTS: tuple[type[Event], ...] = (Incident,)
+class OperatorActionKind(StrEnum):
+    """What the operator asks for."""
+    RETRY = 'RETRY'
+    COMPENSATE = 'COMPENSATE'
+    RESOLVE = 'RESOLVE'
+    UNKNOWN = 'UNKNOWN'
+
+
+class OperatorAction(Event):
+    """An operator asks the saga tracker to retry a step, compensate or resolve a process instance; audited on choreograph.audit."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.OperatorAction'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'saga-tracker.repartition'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"OperatorAction","namespace":"dev.choreograph","doc":"An operator asks the saga tracker to retry a step, compensate or resolve a process instance; audited on choreograph.audit.","fields":[{"name":"action_id","type":"string","doc":"Unique id of the request, also in its audit entries."},{"name":"action","type":{"type":"enum","name":"OperatorActionKind","doc":"What the operator asks for.","symbols":["RETRY","COMPENSATE","RESOLVE","UNKNOWN"],"default":"UNKNOWN"},"doc":"What the operator asks for."},{"name":"correlation_id","type":"string","doc":"Process instance acted on."},{"name":"process","type":"string","doc":"Process definition name of the instance."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry, if any."},{"name":"actor","type":"string","doc":"Name of the token holder who asked."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."}]}')
+
+    action_id: String = Field(description='Unique id of the request, also in its audit entries.')
+    action: OperatorActionKind = Field(description='What the operator asks for.')
+    correlation_id: String = Field(description='Process instance acted on.')
+    process: String = Field(description='Process definition name of the instance.')
+    step: None | String = Field(default=None, description='Step to retry, if any.')
+    actor: String = Field(description='Name of the token holder who asked.')
+    reason: String = Field(description="Why, in the operator's words.")
+    requested_at: datetime.datetime = Field(description='When it was asked.')
+
+
+class TraceEntry(AvroRecord):
+    """One thing that happened to the instance."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.TraceEntry'
+
+    at: datetime.datetime = Field(description='When the tracker saw it.')
+    kind: String = Field(description='event, timeout, compensation, retry, operator or status.')
+    event_type: String = Field(description='Event type, for events.')
+    event_id: String = Field(description='Event id (ce_id), for events.')
+    causation_id: None | String = Field(default=None, description='Id of the event that caused it.')
+    source: String = Field(description='Service that published the event.')
+    step: None | String = Field(default=None, description='Step concerned.')
+    note: String = Field(description='What it meant to the instance.')
+
+
+class StepTrace(AvroRecord):
+    """One step of the instance."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.StepTrace'
+
+    step: String = Field(description='Step name.')
+    status: String = Field(description='Step status.')
+    started_at: None | datetime.datetime = Field(default=None, description='When it started.')
+    ended_at: None | datetime.datetime = Field(default=None, description='When it ended.')
+    latency_ms: None | Int64 = Field(default=None, description='How long it took, once ended.')
+
+
+class ProcessTrace(Event):
+    """A process instance's trace, published on choreograph.traces whenever its status changes (latest per key on the compacted topic)."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.ProcessTrace'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'choreograph.traces'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"ProcessTrace","namespace":"dev.choreograph","doc":"A process instance\'s trace, published on choreograph.traces whenever its status changes (latest per key on the compacted topic).","fields":[{"name":"correlation_id","type":"string","doc":"Process instance."},{"name":"process","type":"string","doc":"Process definition name."},{"name":"version","type":"int","doc":"Definition version the instance runs on."},{"name":"business_key","type":"string","doc":"Entity the process is about."},{"name":"status","type":"string","doc":"running, completed, failed, compensating, compensated, needs_manual_resolution or resolved."},{"name":"started_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When the start event was tracked."},{"name":"ended_at","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null,"doc":"When it ended, if it has."},{"name":"failure_reason","type":["null","string"],"default":null,"doc":"Why it failed, if it did."},{"name":"value","type":["null","double"],"default":null,"doc":"Business value of the instance (the definition\'s value-at-risk field)."},{"name":"open_incidents","type":{"type":"array","items":"string"},"doc":"Incidents raised and not yet resolved."},{"name":"steps","type":{"type":"array","items":{"type":"record","name":"StepTrace","doc":"One step of the instance.","fields":[{"name":"step","type":"string","doc":"Step name."},{"name":"status","type":"string","doc":"Step status."},{"name":"started_at","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null,"doc":"When it started."},{"name":"ended_at","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null,"doc":"When it ended."},{"name":"latency_ms","type":["null","long"],"default":null,"doc":"How long it took, once ended."}]}},"doc":"Steps in definition order."},{"name":"timeline","type":{"type":"array","items":{"type":"record","name":"TraceEntry","doc":"One thing that happened to the instance.","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When the tracker saw it."},{"name":"kind","type":"string","doc":"event, timeout, compensation, retry, operator or status."},{"name":"event_type","type":"string","doc":"Event type, for events."},{"name":"event_id","type":"string","doc":"Event id (ce_id), for events."},{"name":"causation_id","type":["null","string"],"default":null,"doc":"Id of the event that caused it."},{"name":"source","type":"string","doc":"Service that published the event."},{"name":"step","type":["null","string"],"default":null,"doc":"Step concerned."},{"name":"note","type":"string","doc":"What it meant to the instance."}]}},"doc":"Everything that happened, in order."}]}')
+
+    correlation_id: String = Field(description='Process instance.')
+    process: String = Field(description='Process definition name.')
+    version: Int32 = Field(description='Definition version the instance runs on.')
+    business_key: String = Field(description='Entity the process is about.')
+    status: String = Field(description='running, completed, failed, compensating, compensated, needs_manual_resolution or resolved.')
+    started_at: datetime.datetime = Field(description='When the start event was tracked.')
+    ended_at: None | datetime.datetime = Field(default=None, description='When it ended, if it has.')
+    failure_reason: None | String = Field(default=None, description='Why it failed, if it did.')
+    value: None | float = Field(default=None, description="Business value of the instance (the definition's value-at-risk field).")
+    open_incidents: list[String] = Field(description='Incidents raised and not yet resolved.')
+    steps: list[StepTrace] = Field(description='Steps in definition order.')
+    timeline: list[TraceEntry] = Field(description='Everything that happened, in order.')
+
+
+EVENTS: tuple[type[Event], ...] = (AuditEntry, Incident, OperatorAction, ProcessTrace,)

@@ -27,6 +27,17 @@ class ReleaseStock(Event):
     reason: String = Field(description='Why the stock is released.')
 
 
+class StockReleased(Event):
+    """Stock reserved for an order is available again (confirms a ReleaseStock)."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.inventory.StockReleased'
+    __avro_domain__: ClassVar[str] = 'inventory'
+    __avro_topic__: ClassVar[str] = 'inventory.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"StockReleased","namespace":"com.acme.inventory","doc":"Stock reserved for an order is available again (confirms a ReleaseStock).","fields":[{"name":"order_id","type":"string","doc":"Order whose reservation was released."}]}')
+
+    order_id: String = Field(description='Order whose reservation was released.')
+
+
 class StockReservationFailed(Event):
     """At least one line of the order could not be reserved."""
 
@@ -51,4 +62,4 @@ class StockReserved(Event):
     warehouse: String = Field(description='Warehouse holding the stock.')
 
 
-EVENTS: tuple[type[Event], ...] = (ReleaseStock, StockReservationFailed, StockReserved,)
+EVENTS: tuple[type[Event], ...] = (ReleaseStock, StockReleased, StockReservationFailed, StockReserved,)

@@ -41,6 +41,18 @@ class PaymentFailed(Event):
     reason: String = Field(description="Provider's decline reason.")
 
 
+class PaymentRefunded(Event):
+    """An authorised payment was given back (confirms a RefundPayment)."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.payments.PaymentRefunded'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"PaymentRefunded","namespace":"com.acme.payments","doc":"An authorised payment was given back (confirms a RefundPayment).","fields":[{"name":"order_id","type":"string","doc":"Order whose payment was refunded."},{"name":"reason","type":"string","doc":"Why it was refunded, as the command said."}]}')
+
+    order_id: String = Field(description='Order whose payment was refunded.')
+    reason: String = Field(description='Why it was refunded, as the command said.')
+
+
 class RefundPayment(Event):
     """Command: give back an authorised payment (compensation of the payment step)."""
 
@@ -53,4 +65,4 @@ class RefundPayment(Event):
     reason: String = Field(description='Why the refund is due.')
 
 
-EVENTS: tuple[type[Event], ...] = (PaymentAuthorized, PaymentFailed, RefundPayment,)
+EVENTS: tuple[type[Event], ...] = (PaymentAuthorized, PaymentFailed, PaymentRefunded, RefundPayment,)

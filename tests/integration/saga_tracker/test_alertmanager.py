@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,28 +15,11 @@ from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.engine import Engine
 from saga_tracker.definitions import command_and_incident_models
 from saga_tracker.notifier import build_notifier
+from tests.integration.saga_tracker.helpers import alerts, wait_for
 from tests.workload_harness import engine_thread
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
-
-
-def alerts(alertmanager_url: str, incident_id: str, active: bool) -> list[dict[str, Any]]:
-    query = f"filter=incident_id%3D%22{urllib.parse.quote(incident_id, safe='')}%22"
-    flags = (
-        "&active=true&silenced=false&inhibited=false&unprocessed=true"
-        if active
-        else "&active=false"
-    )
-    with urllib.request.urlopen(f"{alertmanager_url}/api/v2/alerts?{query}{flags}") as reply:
-        return json.load(reply)
-
-
-def wait_for(predicate: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_raised_then_resolved_incident_in_alertmanager(

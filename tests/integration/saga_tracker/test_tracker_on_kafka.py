@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
@@ -25,19 +24,20 @@ from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine
 from examples.contracts.inventory import StockReserved
 from examples.contracts.orders import OrderCompleted, OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
 from examples.contracts.shipping import ShipmentDispatched
 from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.service import build_router, build_tracker
 from saga_tracker.traces import TraceServer, committed_instances
-from tests.kafka_helpers import committed_consumer
+from tests.integration.saga_tracker.helpers import collect, wait_for
 from tests.workload_harness import engine_thread
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
-# The reference definition with the reservation and compensation deadlines cut to 2 s.
-DEFINITION = (REPO / "processes/order-fulfilment.v1.yaml").read_text().replace("10m", "2s")
+REFERENCE = (REPO / "processes/order-fulfilment.v1.yaml").read_text()
+# The reference definition with the reservation deadline cut to 2 s.
+DEFINITION = REFERENCE.replace("deadline: 10m\n    on_timeout", "deadline: 2s\n    on_timeout")
 
 
 def placed(key: str) -> OrderPlaced:
@@ -49,24 +49,6 @@ def placed(key: str) -> OrderPlaced:
         lines=[OrderLine(sku="s", quantity=1)],
         placed_at=T0,
     )
-
-
-def collect(
-    bootstrap: str, registry: str, topic: str, correlations: set[str], seconds: float
-) -> list[tuple[Envelope, Any]]:
-    consumer = committed_consumer(bootstrap, topic)
-    serde = AvroSerde(registry)
-    found = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.3)
-        if msg is None or msg.error() is not None:
-            continue
-        envelope = Envelope.from_headers(msg.headers())
-        if envelope.correlation_id in correlations:
-            found.append((envelope, serde.deserialize(msg.value()).event))
-    consumer.close()
-    return found
 
 
 def test_tracker_correlates_completes_compensates_and_survives_a_restart(
@@ -148,12 +130,26 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
                 {done, stuck, late},
                 seconds=3,
             )
+            for env, _ in refunds:  # payments confirms each refund, as its team would
+                key = env.subject
+                publisher.publish(
+                    PaymentRefunded(order_id=key, reason="refunded"),
+                    key,
+                    topic=topic["payments"],
+                    correlation_id=env.correlation_id,
+                )
+            publisher.flush()
             server = TraceServer(committed_instances(lambda: back.tasks.values())).start()
+            statuses: dict[str, str] = {}
+
+            def read_statuses() -> bool:
+                url = f"{server.url}/api/instances?process=order-fulfilment"
+                with urllib.request.urlopen(url) as r:
+                    statuses.update({i["correlation_id"]: i["status"] for i in json.load(r)})
+                return all(statuses.get(c) == "compensated" for c in (stuck, late))
+
             try:
-                with urllib.request.urlopen(
-                    f"{server.url}/api/instances?process=order-fulfilment"
-                ) as r:
-                    statuses = {i["correlation_id"]: i["status"] for i in json.load(r)}
+                wait_for(read_statuses, "both refunds to be confirmed", seconds=20)
             finally:
                 server.stop()
 

@@ -123,17 +123,17 @@ def edit(change: Any) -> str:
         ),
         (
             lambda d: d["steps"][0]["compensation"]["payload"].pop("reason"),
-            "compensation-payload",
+            "command-payload",
             "error",
         ),
         (
             lambda d: d["steps"][0]["compensation"]["payload"].update(colour="red"),
-            "compensation-payload",
+            "command-payload",
             "error",
         ),
         (
             lambda d: d["steps"][0]["compensation"]["payload"].update(reason="{why}"),
-            "compensation-payload",
+            "command-payload",
             "error",
         ),
     ],

@@ -14,7 +14,7 @@ from saga_tracker.instance import (
     ProcessRules,
     RaiseIncident,
     ResolveIncident,
-    SendCompensation,
+    SendCommand,
     SetDeadline,
     step_latencies,
 )
@@ -77,16 +77,20 @@ def test_step_timeout_compensates_completed_steps_only() -> None:
     inst, _ = started(rules)
     rules.apply(inst, ev(PAY + "PaymentAuthorized"), at(1))
     effects = rules.deadline_passed(inst, "reservation", at(11))
-    sends = [e for e in effects if isinstance(e, SendCompensation)]
+    sends = [e for e in effects if isinstance(e, SendCommand)]
     assert sends == [
-        SendCompensation("payment", PAY + "RefundPayment", "o-1", "step reservation timed out")
+        SendCommand(
+            "payment", "compensation", PAY + "RefundPayment", "o-1", "step reservation timed out"
+        )
     ]
     assert (
         RaiseIncident("reservation", "reservation", "critical", "step reservation timed out")
         in effects
     )
-    # RefundPayment lists no confirming event: sent counts as done.
-    assert inst.status == "compensated" and inst.failure_reason == "step reservation timed out"
+    assert SetDeadline("payment.compensation", at(21)) in effects
+    assert inst.status == "compensating" and inst.failure_reason == "step reservation timed out"
+    rules.apply(inst, ev(PAY + "PaymentRefunded"), at(12))
+    assert inst.status == "compensated"
     assert inst.steps["reservation"].status == "timed_out"
 
 
@@ -124,7 +128,7 @@ def test_failure_compensates_in_reverse_order_and_escalates_unconfirmed_compensa
     rules.apply(inst, ev("t.aDone"), at(1))
     rules.apply(inst, ev("t.bDone"), at(2))
     effects = rules.apply(inst, ev("t.cFailed"), at(3))
-    assert [e.command for e in effects if isinstance(e, SendCompensation)] == ["t.Undob", "t.Undoa"]
+    assert [e.command for e in effects if isinstance(e, SendCommand)] == ["t.Undob", "t.Undoa"]
     assert SetDeadline("a.compensation", at(8)) in effects and inst.status == "compensating"
     rules.apply(inst, ev("t.aUndone"), at(4))
     assert inst.steps["a"].status == "compensated" and inst.status == "compensating"

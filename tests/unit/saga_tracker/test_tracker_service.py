@@ -50,7 +50,11 @@ def test_completed_saga_leaves_no_incident(kit: TestKit) -> None:
         send(kit, f"com.acme.{kind}")
         kit.advance(timedelta(minutes=1))
     inst = instance(kit)
-    assert inst.status == "completed" and kit.outputs == []
+    traces = kit.emitted(topic="choreograph.traces")
+    assert inst.status == "completed" and len(kit.outputs) == len(traces)  # no command, no alert
+    assert [t.event.status for t in traces] == ["running", "completed"]
+    assert traces[-1].key == "c-1" and traces[-1].event.ended_at == inst.ended_at
+    assert [s.latency_ms for s in traces[-1].event.steps] == [60_000, 60_000, 60_000]
     assert kit.task.timers.next_deadline() is None  # every deadline cancelled
 
 
@@ -71,6 +75,8 @@ def test_timed_out_step_is_compensated_with_a_real_command_and_an_incident(kit: 
         "reservation",
     )
     assert alert.event.owner == "orders-oncall" and alert.key == "c-1"
+    assert instance(kit).status == "compensating"  # until payments confirms the refund
+    send(kit, "com.acme.payments.PaymentRefunded")
     assert instance(kit).status == "compensated"
     assert placed.correlation_id == "c-1"
 

@@ -1,0 +1,115 @@
+"""`saga-tracker run` starts the tracker; `saga-tracker token NAME --role R` makes an API token.
+
+Every option has a SAGA_TRACKER_* or CHOREOGRAPH_* environment variable, so the Helm chart sets
+them from values without building a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from choreograph.observability.logs import configure_json_logging
+from choreograph.runtime.config import ServiceConfig
+from saga_tracker.access import digest, new_token
+from saga_tracker.app import TrackerApp, TrackerSettings
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SAGA_TRACKER_{name}", default)
+
+
+def _env_or_none(name: str) -> str | None:
+    return os.environ.get(f"SAGA_TRACKER_{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saga-tracker", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run router, tracker, notifier and the trace API")
+    run.add_argument("--definitions", type=Path, default=Path(_env("DEFINITIONS", "processes")))
+    run.add_argument("--schemas", type=Path, default=Path(_env("SCHEMAS", "schemas/avro")))
+    run.add_argument(
+        "--inputs",
+        default=_env("INPUTS", "orders.events,payments.events,inventory.events,shipping.events"),
+        help="comma-separated domain topics to follow",
+    )
+    run.add_argument("--name", default=_env("NAME", "saga-tracker"))
+    run.add_argument("--http-host", default=_env("HTTP_HOST", "127.0.0.1"))
+    run.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", "8088")))
+    run.add_argument("--public-url", default=_env("PUBLIC_URL", ""))
+    run.add_argument("--tokens", type=Path, default=_env_or_none("TOKENS"))
+    run.add_argument(
+        "--open-reads",
+        action="store_true",
+        default=_env("OPEN_READS", "") in ("1", "true"),
+        help="let anyone read traces (acting still needs an operator token)",
+    )
+    run.add_argument(
+        "--alertmanager", default=os.environ.get("CHOREOGRAPH_ALERTMANAGER_URL") or None
+    )
+    run.add_argument("--metrics-port", type=int, default=_env_or_none("METRICS_PORT"))
+    run.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"))
+    run.add_argument(
+        "--auto-register-schemas",
+        action="store_true",
+        help="register contracts the tracker publishes (dev only; CI registers them otherwise)",
+    )
+    run.set_defaults(run=_run)
+    token = commands.add_parser("token", help="make a bearer token and its token-file line")
+    token.add_argument("name")
+    token.add_argument("--role", choices=["viewer", "operator"], required=True)
+    token.set_defaults(run=_token)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_json_logging()
+    config = ServiceConfig.from_env(
+        metrics_host=args.metrics_host, auto_register_schemas=args.auto_register_schemas
+    )
+    settings = TrackerSettings(
+        definitions=args.definitions,
+        schemas=args.schemas,
+        inputs=[t.strip() for t in args.inputs.split(",") if t.strip()],
+        config=config,
+        name=args.name,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        public_url=args.public_url,
+        tokens=args.tokens,
+        open_reads=args.open_reads,
+        alertmanager_url=args.alertmanager,
+        metrics_port=args.metrics_port,
+    )
+    app = TrackerApp(settings).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    print(f"saga tracker: traces at {app.public_url}/traces", flush=True)
+    while not done.wait(0.5) and not app.stopped.is_set():
+        pass
+    app.stop()
+    return 1 if app.failed.is_set() else 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    token = new_token()
+    print(f"token (give it to {args.name}, it is not stored): {token}")
+    print(f"token-file line: - {{name: {args.name}, role: {args.role}, sha256: {digest(token)}}}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Operator actions from the HTTP API to the tracker, each audited.
+
+A request that passes the checks becomes a `dev.choreograph.OperatorAction` on the tracker's
+repartition topic, keyed by the instance so it reaches the partition task that owns it, and an
+`ACCEPTED` entry on `choreograph.audit`, in one Kafka transaction: no action goes out without its
+audit entry. Requests that fail a check are audited too (`DENIED`, `INVALID`, `REFUSED`). The
+tracker checks again when it applies the action (the instance may have moved on) and audits
+`APPLIED` or `REFUSED`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Producer
+
+from choreograph.contracts.event import Event
+from choreograph.contracts.publisher import EventPublisher
+from choreograph.contracts.serde import AvroSerde
+from saga_tracker.access import Principal
+from saga_tracker.definitions import Definitions
+from saga_tracker.instance import ACTIONS, Instance
+from saga_tracker.service import ACTION, AUDIT
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+
+
+class ActionDesk:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        serde: AvroSerde,
+        definitions: Definitions,
+        models: dict[str, type[Event]],
+        *,
+        repartition: str,
+        transactional_id: str,
+        source: str = "saga-tracker-api",
+    ) -> None:
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "transactional.id": transactional_id,
+                "enable.idempotence": True,
+            }
+        )
+        producer.init_transactions(30)
+        self.publisher = EventPublisher(producer, serde, source)
+        self.producer = producer
+        self.definitions = definitions
+        self.models = models
+        self.repartition = repartition
+        self.source = source
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.producer.flush(10)
+
+    def request(
+        self,
+        principal: Principal | None,
+        correlation_id: str,
+        body: Any,
+        instance: Instance | None,
+    ) -> Reply:
+        """Check one request and, if it passes, send it on; every outcome is audited."""
+        fields = body if isinstance(body, dict) else {}
+        action = str(fields.get("action", ""))
+        step = fields.get("step")
+        reason = fields.get("reason")
+        actor = principal.name if principal else "anonymous"
+        audit = {
+            "action": action,
+            "target": correlation_id,
+            "step": step if isinstance(step, str) else None,
+            "actor": actor,
+            "role": principal.role if principal else None,
+        }
+        if principal is None:
+            self._audit(audit, "DENIED", "no valid bearer token")
+            return Reply(401, {"error": "a valid bearer token is needed"})
+        if not principal.may("act"):
+            self._audit(audit, "DENIED", "the operator role is needed")
+            return Reply(403, {"error": f"{actor} may read traces but not act on them"})
+        problem = _invalid(fields, action, step, reason)
+        if problem:
+            self._audit(audit, "INVALID", problem)
+            return Reply(400, {"error": problem})
+        if instance is None:
+            self._audit(audit, "REFUSED", "no such instance")
+            return Reply(404, {"error": f"no instance {correlation_id}"})
+        rules = self.definitions.pinned(instance.process, instance.version)
+        refused = (
+            rules.refusal(instance, action, step)
+            if rules
+            else f"definition {instance.process} v{instance.version} is no longer loaded"
+        )
+        if refused:
+            self._audit(audit, "REFUSED", refused)
+            return Reply(409, {"error": refused})
+        action_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        command = self.models[ACTION].from_avro(
+            {
+                "action_id": action_id,
+                "action": action.upper(),
+                "correlation_id": correlation_id,
+                "process": instance.process,
+                "step": step,
+                "actor": actor,
+                "reason": reason,
+                "requested_at": now,
+            }
+        )
+        with self._lock:
+            self.producer.begin_transaction()
+            try:
+                self.publisher.publish(
+                    command,
+                    correlation_id,
+                    topic=self.repartition,
+                    correlation_id=correlation_id,
+                )
+                self._publish_audit(audit, "ACCEPTED", str(reason), action_id, now)
+                self.producer.commit_transaction(30)
+            except Exception:
+                self.producer.abort_transaction(30)
+                raise
+        return Reply(202, {"action_id": action_id, "status": "accepted"})
+
+    def _audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
+        with self._lock:
+            self.producer.begin_transaction()
+            try:
+                self._publish_audit(audit, outcome, detail, None, datetime.now(UTC))
+                self.producer.commit_transaction(30)
+            except Exception:
+                self.producer.abort_transaction(30)
+                raise
+
+    def _publish_audit(
+        self,
+        audit: dict[str, Any],
+        outcome: str,
+        detail: str,
+        action_id: str | None,
+        now: datetime,
+    ) -> None:
+        entry = self.models[AUDIT].from_avro(
+            {
+                **audit,
+                "audit_id": str(uuid.uuid4()),
+                "action_id": action_id,
+                "outcome": outcome,
+                "detail": detail,
+                "recorded_by": self.source,
+                "at": now,
+            }
+        )
+        self.publisher.publish(entry, audit["target"], correlation_id=audit["target"])
+
+
+def _invalid(fields: dict[str, Any], action: str, step: Any, reason: Any) -> str | None:
+    if not fields:
+        return 'send a JSON object: {"action": "retry|compensate|resolve", "reason": "..."}'
+    if action not in ACTIONS:
+        return f"action must be one of {', '.join(ACTIONS)}"
+    if step is not None and not isinstance(step, str):
+        return "step must be a string"
+    if not isinstance(reason, str) or not reason.strip():
+        return "give a reason: it goes to the audit log"
+    unknown = set(fields) - {"action", "step", "reason", "process"}
+    if unknown:
+        return f"unknown fields: {', '.join(sorted(unknown))}"
+    return None

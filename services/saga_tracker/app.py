@@ -1,0 +1,167 @@
+"""The saga tracker as one deployable process: router, tracker, notifier, trace and action API,
+and one /metrics for all of them.
+
+Each part is a choreograph Engine in its own thread (the router and tracker exactly-once, the
+notifier at-least-once because it calls Alertmanager); the HTTP API reads the tracker's committed
+state. Stopping stops them all; one failing stops the rest, so the orchestrator restarts the pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from choreograph.contracts.serde import AvroSerde
+from choreograph.runtime.config import Guarantee, ServiceConfig
+from choreograph.runtime.engine import Engine
+from saga_tracker.access import Access
+from saga_tracker.actions import ActionDesk
+from saga_tracker.definitions import Definitions, command_and_incident_models
+from saga_tracker.metrics import OpenInstances, TrackerMetrics
+from saga_tracker.notifier import build_notifier
+from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
+from saga_tracker.traces import TraceServer, committed_instances
+
+log = logging.getLogger("saga_tracker")
+
+
+@dataclass
+class TrackerSettings:
+    definitions: Path
+    schemas: Path
+    inputs: list[str]
+    config: ServiceConfig
+    name: str = "saga-tracker"
+    repartition: str = REPARTITION
+    http_host: str = "127.0.0.1"
+    http_port: int = 8088
+    public_url: str = ""  # how on-call reaches the trace pages; defaults to the bound address
+    tokens: Path | None = None
+    open_reads: bool = False
+    alertmanager_url: str | None = None
+    metrics_port: int | None = None
+
+
+class MergedMetrics(Collector):
+    """Several engines' registries as one scrape: families of the same name are joined."""
+
+    def __init__(self, registries: list[CollectorRegistry]) -> None:
+        self.registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        joined: dict[str, Metric] = {}
+        for registry in self.registries:
+            for family in registry.collect():
+                if family.name not in joined:
+                    joined[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
+                joined[family.name].samples.extend(family.samples)
+        yield from joined.values()
+
+
+class TrackerApp:
+    def __init__(self, settings: TrackerSettings) -> None:
+        self.settings = s = settings
+        definitions = Definitions.load(s.definitions)
+        models = command_and_incident_models(s.schemas)
+        access = (
+            Access.load(s.tokens, open_reads=s.open_reads)
+            if s.tokens
+            else Access({}, open_reads=s.open_reads)
+        )
+        self.metrics = TrackerMetrics()
+        self.router = Engine(
+            build_router(definitions, s.inputs, name=f"{s.name}-router", repartition=s.repartition),
+            self._config("router"),
+        )
+        self.tracker = Engine(
+            build_tracker(
+                definitions, models, name=s.name, repartition=s.repartition, metrics=self.metrics
+            ),
+            self._config("tracker"),
+        )
+        self.metrics.register(self.tracker.metrics.registry)
+        self.tracker.metrics.registry.register(OpenInstances(lambda: self.tracker.tasks.values()))
+        self.engines = [self.router, self.tracker]
+        self.desk = ActionDesk(
+            s.config.bootstrap_servers,
+            AvroSerde(s.config.registry_url, auto_register=s.config.auto_register_schemas),
+            definitions,
+            models,
+            repartition=s.repartition,
+            transactional_id=f"{s.name}-api-{s.config.instance_id}",
+        )
+        self.server = TraceServer(
+            committed_instances(lambda: self.tracker.tasks.values()),
+            access=access,
+            desk=self.desk,
+            host=s.http_host,
+            port=s.http_port,
+        )
+        if s.alertmanager_url:
+            notifier = build_notifier(
+                models[INCIDENT],
+                s.alertmanager_url,
+                trace_url=f"{self.public_url}/traces",
+                name=f"{s.name}-notifier",
+            )
+            config = self._config("notifier").model_copy(
+                update={"guarantee": Guarantee.AT_LEAST_ONCE}
+            )
+            self.engines.append(Engine(notifier, config))
+        self.threads: list[threading.Thread] = []
+        self.failed = threading.Event()
+        self.stopped = threading.Event()
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.public_url.rstrip("/") or self.server.url
+
+    def _config(self, part: str) -> ServiceConfig:
+        base = self.settings.config
+        return base.model_copy(update={"state_dir": base.state_dir / part, "metrics_port": None})
+
+    def start(self) -> TrackerApp:
+        for engine in self.engines:
+            thread = threading.Thread(
+                target=self._run, args=(engine,), name=engine.service.name, daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        self.server.start()
+        if self.settings.metrics_port is not None:
+            scrape = CollectorRegistry()
+            scrape.register(MergedMetrics([e.metrics.registry for e in self.engines]))
+            start_http_server(
+                self.settings.metrics_port, addr=self.settings.config.metrics_host, registry=scrape
+            )
+        log.info("saga tracker up", extra={"traces": f"{self.public_url}/traces"})
+        return self
+
+    def _run(self, engine: Engine) -> None:
+        try:
+            engine.run()
+        except BaseException:
+            log.exception("%s failed; stopping the tracker", engine.service.name)
+            self.failed.set()
+            self.stop()
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        for engine in self.engines:
+            engine.stop()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        self.server.stop()
+        self.desk.close()
