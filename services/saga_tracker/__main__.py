@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     token = new_token()
     print(f"token (give it to {args.name}, it is not stored): {token}")
-    print(f"token-file line: - {{name: {args.name}, role: {args.role}, sha256: {digest(token)}}}")
+    print(f'token-file line: - {{name: {args.name}, role: {args.role}, sha256: "{digest(token)}"}}')
     return 0
 
 

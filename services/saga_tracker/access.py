@@ -4,8 +4,8 @@ Roles: `viewer` reads traces; `operator` also retries steps, compensates and res
 file holds SHA-256 digests, never tokens, so it can live in a Kubernetes secret or a repo:
 
     tokens:
-      - {name: alice, role: operator, sha256: 9f86d081...}
-      - {name: dashboards, role: viewer, sha256: 60303ae2...}
+      - {name: alice, role: operator, sha256: "9f86d081..."}
+      - {name: dashboards, role: viewer, sha256: "60303ae2..."}
 
 `choreograph tracker token NAME --role operator` prints a new token and its line for the file.
 """

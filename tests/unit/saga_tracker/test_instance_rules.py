@@ -188,3 +188,17 @@ def test_failed_step_with_fail_outcome_and_unknown_events() -> None:
     inst2, _ = rules_fail.start(ev("t.Started"), T0)
     effects = rules_fail.deadline_passed(inst2, PROCESS, at(1))
     assert inst2.status == "failed" and any(isinstance(e, RaiseIncident) for e in effects)
+
+
+def test_compensation_nothing_confirms_counts_as_done_once_sent() -> None:
+    rules = custom()
+    base = rules.definition.model_dump()
+    for step in base["steps"]:
+        step["compensation"]["completes_on"] = []
+    rules = ProcessRules(ProcessDefinition.model_validate(base))
+    inst, _ = rules.start(ev("t.Started"), T0)
+    rules.apply(inst, ev("t.aDone"), at(1))
+    effects = rules.apply(inst, ev("t.bFailed"), at(2))
+    assert [e.command for e in effects if isinstance(e, SendCommand)] == ["t.Undoa"]
+    assert not any(isinstance(e, SetDeadline) for e in effects)
+    assert inst.status == "compensated" and inst.steps["a"].status == "compensated"

@@ -84,3 +84,28 @@ def test_pages_render_and_escape(server: tuple[TraceServer, TestKit]) -> None:
         and "sent com.acme.payments.RefundPayment" in trace_page
     )
     assert "o-&lt;2&gt;" in trace_page and "o-<2>" not in trace_page  # business data is escaped
+
+
+def test_reads_need_a_token_when_tokens_are_configured(server: tuple[TraceServer, TestKit]) -> None:
+    from saga_tracker.access import Access, Principal, digest
+
+    _, kit = server
+    access = Access({digest("v"): Principal("victor", "viewer")})
+    srv = TraceServer(committed_instances(lambda: [kit.task]), access=access).start()
+    try:
+        request = urllib.request.Request(f"{srv.url}/api/instances")
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(request)
+        assert denied.value.code == 401
+        assert denied.value.headers["WWW-Authenticate"].startswith("Bearer")
+        request.add_header("Authorization", "Bearer v")
+        with urllib.request.urlopen(request) as reply:
+            assert {i["correlation_id"] for i in json.load(reply)} == {"done", "stuck"}
+        action = urllib.request.Request(
+            f"{srv.url}/api/instances/stuck/actions", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as disabled:
+            urllib.request.urlopen(action)
+        assert disabled.value.code == 503  # no action desk: actions are off
+    finally:
+        srv.stop()

@@ -1,0 +1,96 @@
+"""Tracker metrics: transitions counted as they happen, gauges from the committed stats store,
+and value at risk read from the start event's body."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry
+
+from choreograph.contracts.publisher import encode_event
+from choreograph.testing.testkit import TestKit
+from examples.contracts.orders import OrderLine, OrderPlaced
+from saga_tracker.metrics import OpenInstances, TrackerMetrics
+from saga_tracker.service import REPARTITION, build_tracker
+from tests.unit.saga_tracker.test_tracker_service import MODELS, T0, V1, definitions, send
+
+P = {"process": "order-fulfilment"}
+
+
+def setup() -> tuple[TestKit, CollectorRegistry]:
+    metrics = TrackerMetrics()
+    kit = TestKit(build_tracker(definitions(V1), MODELS, metrics=metrics), start=T0)
+    registry = CollectorRegistry()
+    metrics.register(registry)
+    registry.register(OpenInstances(lambda: [kit.task]))
+    return kit, registry
+
+
+def place(kit: TestKit, corr: str, total: str) -> None:
+    order = OrderPlaced(
+        order_id=corr,
+        customer_id="c",
+        customer_email="e@x",
+        total=Decimal(total),
+        lines=[OrderLine(sku="s", quantity=1)],
+        placed_at=T0,
+    )
+    _, value, envelope = encode_event(
+        kit.serde, order, corr, "shop", topic=REPARTITION, correlation_id=corr, now=kit.now
+    )
+    kit.deliver(REPARTITION, corr.encode(), value, envelope.to_headers())
+
+
+def test_value_in_flight_and_at_risk_follow_instances() -> None:
+    kit, registry = setup()
+    place(kit, "a", "120.50")
+    place(kit, "b", "30.00")
+    gauge = registry.get_sample_value
+    assert gauge("choreograph_saga_active_instances", P) == 2
+    assert gauge("choreograph_saga_value_in_flight", P) == 150.5
+    assert gauge("choreograph_saga_value_at_risk", P) == 0
+    for kind in ("payments.PaymentAuthorized", "inventory.StockReserved"):
+        send(kit, f"com.acme.{kind}", corr="a", key="a")
+    kit.advance(timedelta(hours=1, minutes=1))  # a's shipping is late: alert, value at risk
+    assert gauge("choreograph_saga_value_at_risk", P) == 120.5
+    # b was never paid: its payment timed out with nothing to undo, so it ended.
+    assert gauge("choreograph_saga_active_instances", P) == 1
+    assert gauge("choreograph_saga_value_in_flight", P) == 120.5
+    send(kit, "com.acme.shipping.ShipmentDispatched", corr="a", key="a")  # recovers
+    assert gauge("choreograph_saga_value_at_risk", P) == 0
+    send(kit, "com.acme.orders.OrderCompleted", corr="a", key="a")
+    assert gauge("choreograph_saga_active_instances", P) == 0
+    assert gauge("choreograph_saga_value_in_flight", P) == 0
+
+
+def test_durations_sla_timeouts_and_compensations_are_counted() -> None:
+    kit, registry = setup()
+    value = registry.get_sample_value
+    for kind in (
+        "orders.OrderPlaced",
+        "payments.PaymentAuthorized",
+        "inventory.StockReserved",
+        "shipping.ShipmentDispatched",
+        "orders.OrderCompleted",
+    ):
+        send(kit, f"com.acme.{kind}", corr="fast")
+        kit.advance(timedelta(minutes=1))
+    assert value("choreograph_saga_duration_seconds_count", {**P, "status": "completed"}) == 1
+    assert value("choreograph_saga_duration_seconds_sum", {**P, "status": "completed"}) == 240
+    assert value("choreograph_saga_sla_total", {**P, "met": "true"}) == 1
+    step = {**P, "step": "payment"}
+    assert value("choreograph_saga_step_seconds_count", step) == 1
+    send(kit, "com.acme.orders.OrderPlaced", corr="slow")
+    send(kit, "com.acme.payments.PaymentAuthorized", corr="slow")
+    kit.advance(timedelta(minutes=11))  # reservation times out: refund sent
+    kit.advance(timedelta(minutes=11))  # refund never confirmed: escalation
+    assert value("choreograph_saga_timeouts_total", {**P, "step": "reservation"}) == 1
+    sent = {**P, "step": "payment", "outcome": "sent"}
+    failed = {**P, "step": "payment", "outcome": "failed"}
+    assert value("choreograph_saga_compensations_total", sent) == 1
+    assert value("choreograph_saga_compensations_total", failed) == 1
+    assert value("choreograph_saga_incidents_total", {**P, "severity": "critical"}) == 2
+    assert value("choreograph_saga_sla_total", {**P, "met": "false"}) == 1
+    ended = {**P, "status": "needs_manual_resolution"}
+    assert value("choreograph_saga_duration_seconds_count", ended) == 1
