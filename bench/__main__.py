@@ -103,8 +103,10 @@ def measure(
     prefix: str,
     admin: AdminClient,
     state: Path,
+    source: str | None = None,
 ) -> float | None:
-    source, _ = topics(prefix)
+    """Events/s of `contender` over `source` (default: the workload's input topic)."""
+    source = source or topics(prefix)[0]
     slug = contender.slug
     group, sink = f"{prefix}-{slug}", f"{prefix}.{slug}.out"
     admin.create_topics([NewTopic(sink, num_partitions=args.partitions, replication_factor=1)])[

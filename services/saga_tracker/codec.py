@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -11,23 +10,53 @@ from saga_tracker.instance import Instance, StepState, TimelineEntry
 _TIMES = ("started_at", "ended_at", "deadline", "compensation_deadline", "at")
 
 
-def _dump(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_dump(v) for v in value]
-    return value
-
-
 def _times(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: datetime.fromisoformat(v) if k in _TIMES and v else v for k, v in raw.items()}
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def encode(inst: Instance) -> dict[str, Any]:
-    encoded: dict[str, Any] = _dump(asdict(inst))
-    return encoded
+    """Field by field: `dataclasses.asdict` deep-copies, and this runs for every tracked event."""
+    return {
+        "correlation_id": inst.correlation_id,
+        "process": inst.process,
+        "version": inst.version,
+        "business_key": inst.business_key,
+        "started_at": inst.started_at.isoformat(),
+        "status": inst.status,
+        "deadline": _iso(inst.deadline),
+        "ended_at": _iso(inst.ended_at),
+        "failure_reason": inst.failure_reason,
+        "steps": {
+            name: {
+                "name": s.name,
+                "status": s.status,
+                "started_at": _iso(s.started_at),
+                "ended_at": _iso(s.ended_at),
+                "deadline": _iso(s.deadline),
+                "compensation_deadline": _iso(s.compensation_deadline),
+            }
+            for name, s in inst.steps.items()
+        },
+        "timeline": [
+            {
+                "at": e.at.isoformat(),
+                "kind": e.kind,
+                "event_type": e.event_type,
+                "event_id": e.event_id,
+                "causation_id": e.causation_id,
+                "source": e.source,
+                "step": e.step,
+                "note": e.note,
+            }
+            for e in inst.timeline
+        ],
+        "open_incidents": dict(inst.open_incidents),
+        "value": inst.value,
+    }
 
 
 def decode(raw: dict[str, Any]) -> Instance:

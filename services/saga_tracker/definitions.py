@@ -24,6 +24,7 @@ class Definitions:
         for name, version in self.rules:
             latest[name] = max(version, latest.get(name, 0))
         self.latest = {name: self.rules[(name, version)] for name, version in latest.items()}
+        self.processes = sorted(latest)
 
     @classmethod
     def load(cls, folder: Path) -> Definitions:

@@ -183,8 +183,9 @@ class ProcessRules:
                 matched = True
                 state.status, state.ended_at = "failed", now
                 effects.append(CancelDeadline(step.name))
+                # A business failure the process foresaw: compensate, but page nobody.
                 effects += self._fail(
-                    inst, step, now, f"step {step.name} failed: {kind}", "compensate"
+                    inst, step, now, f"step {step.name} failed: {kind}", "compensate", page=False
                 )
             if (
                 step.compensation
@@ -378,14 +379,22 @@ class ProcessRules:
         return self._fail(inst, step, now, f"{what} timed out", outcome)
 
     def _fail(
-        self, inst: Instance, step: Step | None, now: datetime, reason: str, outcome: Outcome
+        self,
+        inst: Instance,
+        step: Step | None,
+        now: datetime,
+        reason: str,
+        outcome: Outcome,
+        *,
+        page: bool = True,
     ) -> list[Effect]:
+        """Fail the instance; `page` raises a critical incident (timeouts: something is stuck)."""
         if inst.ended or inst.status == "compensating":
             return []
         inst.failure_reason = reason
         effects: list[Effect] = []
         name = step.name if step else PROCESS
-        if name not in inst.open_incidents:
+        if page and name not in inst.open_incidents:
             inst.open_incidents[name] = "critical"
             effects.append(RaiseIncident(name, step.name if step else None, "critical", reason))
         if outcome == "fail":

@@ -7,8 +7,9 @@
   It advances instances (store `instances`, key `<correlation id>/<process>`),
   turns deadlines into durable timers, sends compensation and retry commands, publishes incidents
   to `choreograph.alerts` and a trace to `choreograph.traces` whenever an instance's status
-  changes. Operator actions arrive on the same topic, keyed by the instance they act on, and are
-  audited to `choreograph.audit`. Malformed or unrelated records are counted and skipped.
+  changes after its start. Operator actions arrive on the same topic, keyed by the instance
+  they act on, and are audited to `choreograph.audit`. Malformed or unrelated records are
+  counted and skipped.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ class Tracker:
         if envelope.type == ACTION:
             self._operator_action(ctx, raw)
             return
-        if any(True for _ in ctx.store("instances").items(prefix=f"{ctx.key}/")):
-            self._advance(ctx, envelope)
+        found = self._instances(ctx)
+        if found:
+            self._advance(ctx, envelope, found)
             return
         starting = self.definitions.starting(envelope.type)
         if not starting:
@@ -112,17 +114,22 @@ class Tracker:
         if not field:
             return None
         try:
-            event = ctx.decode(raw, self.models.get(raw.envelope.type))
+            event = ctx.decode(raw)  # a plain dict: no model to build for one field
         except SerdeError as err:
             log.warning("value of %s unreadable: %s", raw.envelope.correlation_id, err)
             return None
-        value = getattr(event, field, None)
+        value = event.get(field) if isinstance(event, dict) else getattr(event, field, None)
         return float(value) if isinstance(value, (int, float, Decimal)) else None
 
-    def _advance(self, ctx: Context, envelope: Envelope) -> None:
+    def _instances(self, ctx: Context) -> list[Instance]:
+        """Instances of this correlation id: one lookup per process followed (no scan)."""
+        store = ctx.store("instances")
+        found = (store.get(f"{ctx.key}/{name}") for name in self.definitions.processes)
+        return [decode(raw) for raw in found if raw is not None]
+
+    def _advance(self, ctx: Context, envelope: Envelope, instances: list[Instance]) -> None:
         """Apply an event to every instance of this correlation id, each on its own version."""
-        for _, raw_inst in list(ctx.store("instances").items(prefix=f"{ctx.key}/")):
-            inst = decode(raw_inst)
+        for inst in instances:
             pinned = self.definitions.pinned(inst.process, inst.version)
             if pinned is not None and not inst.ended:
                 before = Snapshot.of(inst)
@@ -130,24 +137,25 @@ class Tracker:
 
     def _park(self, ctx: Context, envelope: Envelope) -> None:
         """Events of one process come from several topics and can overtake its start event:
-        keep them, in event time order, until the start arrives or the parking time is up."""
-        key = f"{ctx.key}/{envelope.time.isoformat()}/{envelope.id}"
-        ctx.store("parked").put(key, envelope_to_json(envelope))
+        keep them until the start arrives or the parking time is up. One entry per correlation
+        id, so that a start event costs one lookup to find out there is nothing parked."""
+        parked = ctx.store("parked")
+        waiting = parked.get(ctx.key) or []
+        parked.put(ctx.key, [*waiting, envelope_to_json(envelope)])
         ctx.schedule("parked:expire", ctx.now + PARKING_TIME)
 
     def _replay_parked(self, ctx: Context) -> None:
         parked = ctx.store("parked")
-        waiting = list(parked.items(prefix=f"{ctx.key}/"))  # keys sort by event time
-        for key, raw in waiting:
-            parked.delete(key)
-            self._advance(ctx, envelope_from_json(raw))
-        if waiting:
-            ctx.cancel("parked:expire")
+        waiting = [envelope_from_json(raw) for raw in parked.get(ctx.key) or []]
+        if not waiting:
+            return
+        parked.delete(ctx.key)
+        ctx.cancel("parked:expire")
+        for envelope in sorted(waiting, key=lambda e: (e.time, e.id)):  # in event time order
+            self._advance(ctx, envelope, self._instances(ctx))
 
     def on_parked_expired(self, ctx: Context, payload: dict[str, Any]) -> None:
-        parked = ctx.store("parked")
-        for key, _ in list(parked.items(prefix=f"{ctx.key}/")):
-            parked.delete(key)
+        ctx.store("parked").delete(ctx.key)
 
     def on_deadline(self, ctx: Context, payload: dict[str, Any]) -> None:
         raw_inst = ctx.store("instances").get(payload["instance"])
@@ -218,7 +226,7 @@ class Tracker:
         ctx.store("instances").put(key, encode(inst))
         self.metrics.observe(rules, before, inst, effects)
         self._count(ctx, inst, before)
-        if before is None or before.status != inst.status:
+        if before is not None and before.status != inst.status:  # not at start: on change
             ctx.emit(self.models[TRACE].from_avro(trace_record(inst)), key=inst.correlation_id)
 
     def _count(self, ctx: Context, inst: Instance, before: Snapshot | None) -> None:

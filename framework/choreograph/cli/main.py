@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import dev, dlq, processes, schemas
+from choreograph.cli import dev, dlq, new, processes, schemas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.register(groups)
     dlq.register(groups)
     processes.register(groups)
+    new.register(groups)
     return parser
 
 

@@ -55,6 +55,7 @@ log = logging.getLogger("choreograph.engine")
 TP = tuple[str, int]
 CHECKPOINT_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
+TIMER_CHECK_EVERY = 256  # records handled between checks for due timers
 
 
 @dataclass
@@ -175,7 +176,10 @@ class Engine:
     def step(self) -> None:
         messages = self.consumer.consume(self.config.max_batch, 0.05)
         now = self.clock()
-        for msg in messages:
+        for i, msg in enumerate(messages):
+            if i and i % TIMER_CHECK_EVERY == 0:  # deadlines do not wait for a whole batch
+                now = self.clock()
+                self._fire_timers(now)
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -190,7 +194,7 @@ class Engine:
             if task is not None:  # else revoked meanwhile
                 self._handle(task, msg, now)
         self._flush_counts()
-        self._fire_timers(now)
+        self._fire_timers(self.clock())
         self._resume_retries()
         tick = time.monotonic()
         if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
@@ -330,7 +334,7 @@ class Engine:
         task.end_message(ok=True)
         self.timer_failures.pop(ident, None)
         self._produce_outputs(outputs)
-        lateness = max(0.0, now.timestamp() - timer.deadline_ms / 1000)
+        lateness = max(0.0, self.clock().timestamp() - timer.deadline_ms / 1000)
         self.metrics.timer_lateness.labels(self.service.name).observe(lateness)
         self.metrics.timers_fired.labels(self.service.name).inc()
 

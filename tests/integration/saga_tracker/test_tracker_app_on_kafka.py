@@ -207,7 +207,6 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         until=lambda found: any(t["status"] == "compensated" for _, t in found),
     )
     assert [t["status"] for _, t in traces] == [
-        "running",
         "compensating",
         "needs_manual_resolution",
         "compensating",

@@ -202,3 +202,12 @@ def test_compensation_nothing_confirms_counts_as_done_once_sent() -> None:
     assert [e.command for e in effects if isinstance(e, SendCommand)] == ["t.Undoa"]
     assert not any(isinstance(e, SetDeadline) for e in effects)
     assert inst.status == "compensated" and inst.steps["a"].status == "compensated"
+
+
+def test_a_foreseen_step_failure_compensates_without_paging() -> None:
+    rules = custom()
+    inst, _ = rules.start(ev("t.Started"), T0)
+    rules.apply(inst, ev("t.aDone"), at(1))
+    effects = rules.apply(inst, ev("t.bFailed"), at(2))
+    assert not any(isinstance(e, RaiseIncident) for e in effects) and not inst.open_incidents
+    assert inst.failure_reason == "step b failed: t.bFailed" and inst.status == "compensating"

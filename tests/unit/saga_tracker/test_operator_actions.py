@@ -98,8 +98,7 @@ def test_operator_compensation_undoes_completed_steps_and_stops_running_ones() -
 def test_resolve_ends_an_escalated_instance_and_closes_its_incidents() -> None:
     rules, inst = escalated()
     effects = rules.act(inst, "resolve", None, "dave", "refunded by hand", at(30))
-    assert ResolveIncident("b.compensation", "b", "critical") in effects
-    assert ResolveIncident("c", "c", "critical") in effects
+    assert effects[0] == ResolveIncident("b.compensation", "b", "critical")
     assert inst.status == "resolved" and not inst.open_incidents and inst.ended
 
 

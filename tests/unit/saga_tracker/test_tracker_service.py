@@ -52,7 +52,7 @@ def test_completed_saga_leaves_no_incident(kit: TestKit) -> None:
     inst = instance(kit)
     traces = kit.emitted(topic="choreograph.traces")
     assert inst.status == "completed" and len(kit.outputs) == len(traces)  # no command, no alert
-    assert [t.event.status for t in traces] == ["running", "completed"]
+    assert [t.event.status for t in traces] == ["completed"]  # on change, not at start
     assert traces[-1].key == "c-1" and traces[-1].event.ended_at == inst.ended_at
     assert [s.latency_ms for s in traces[-1].event.steps] == [60_000, 60_000, 60_000]
     assert kit.task.timers.next_deadline() is None  # every deadline cancelled

@@ -1,0 +1,1 @@
+"""Bridges for teams on other stream processors; each needs its extra (`choreograph[faust]`)."""

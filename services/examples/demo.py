@@ -1,0 +1,349 @@
+"""`python -m examples.demo` (what `make demo` runs): the reference choreography, end to end.
+
+Registers the contracts, starts the four team services (orders, payments and inventory on
+choreograph, shipping as a Faust app) and the saga tracker as separate processes on the local
+stack, places a few hundred orders through the shop's EventPublisher (some declined, some out of
+stock, one whose payment never answers), follows them in the tracker's API and prints a summary
+and the trace page. Deadlines run 60 times faster than in processes/ so the stalled payment times
+out within the run. Exits 1 when what the tracker saw differs from what the orders were set up to
+do, so the demo doubles as an end-to-end check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from choreograph import AvroSerde, EventPublisher
+from choreograph.process.definition import ProcessDefinition, parse_definition
+from choreograph.testing.servers import Servers, resolve_servers
+from examples.contracts.orders import OrderLine, OrderPlaced
+from examples.payments.service import DECLINE_ABOVE, STALLED_CUSTOMER
+
+REPO = Path(__file__).resolve().parents[2]
+TOPICS = [
+    "orders.events",
+    "payments.events",
+    "inventory.events",
+    "shipping.events",
+    "payments.commands",
+    "inventory.commands",
+    "saga-tracker.repartition",
+]
+TEAMS = ("orders", "payments", "inventory")
+ENDED = {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    order_id: str
+    kind: str  # ok, declined, out_of_stock, stalled
+    order: OrderPlaced
+
+    @property
+    def expected(self) -> str:
+        return "completed" if self.kind == "ok" else "compensated"
+
+
+def plan(count: int, run: str, seed: int = 7) -> list[PlannedOrder]:
+    """Mostly good orders; about 8% declined, 7% out of stock, and exactly one stalled."""
+    rand = random.Random(seed)
+    orders = []
+    for i in range(count):
+        roll = rand.random()
+        kind = (
+            "stalled"
+            if i == count // 3
+            else "declined"
+            if roll < 0.08
+            else "out_of_stock"
+            if roll < 0.15
+            else "ok"
+        )
+        sku = "OOS-LAMP" if kind == "out_of_stock" else rand.choice(["MUG-1", "TEE-M", "BOOK-7"])
+        total = DECLINE_ABOVE + 500 if kind == "declined" else Decimal(rand.randint(5, 400))
+        order_id = f"ord-{run}-{i:04d}"
+        order = OrderPlaced(
+            order_id=order_id,
+            customer_id=STALLED_CUSTOMER if kind == "stalled" else f"c-{rand.randint(1, 90)}",
+            customer_email="shopper@example.com",
+            lines=[OrderLine(sku=sku, quantity=rand.randint(1, 3))],
+            total=total,
+            placed_at=datetime.now(UTC),
+        )
+        orders.append(PlannedOrder(order_id, kind, order))
+    return orders
+
+
+def accelerated(definition: ProcessDefinition, factor: float) -> dict[str, Any]:
+    """The definition with every duration divided by `factor`, as YAML-ready data."""
+
+    def scale(value: Any) -> Any:
+        if isinstance(value, timedelta):
+            return f"{max(1, round(value.total_seconds() / factor))}s"
+        if isinstance(value, dict):
+            return {k: scale(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [scale(v) for v in value]
+        return value
+
+    scaled: dict[str, Any] = scale(definition.model_dump())
+    return scaled
+
+
+def register_contracts(registry_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "choreograph.cli.main", "schemas", "register",
+         "--registry", registry_url, "--format", "json"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"registering contracts failed:\n{result.stdout}{result.stderr}")
+
+
+def create_topics(bootstrap: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [NewTopic(t, partitions, 1) for t in TOPICS if t not in existing]
+    wanted += [
+        NewTopic(t, 1, 1, config={"cleanup.policy": "compact"} if t == "choreograph.traces" else {})
+        for t in ("choreograph.alerts", "choreograph.traces", "choreograph.audit")
+        if t not in existing
+    ]
+    for future in admin.create_topics(wanted).values() if wanted else []:
+        with suppress(Exception):  # created meanwhile by another run
+            future.result(30)
+
+
+class Fleet:
+    """The team services and the tracker as child processes, with their logs in one folder."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            args, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.children.append((name, proc, log))
+
+    def check(self) -> None:
+        for name, proc, log in self.children:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited with {proc.returncode}; see {log.name}")
+
+    def stop(self) -> None:
+        for _, proc, _ in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, log in self.children:
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+@contextmanager
+def running(
+    servers: Servers, state: Path, definitions: Path, partitions: int, port: int
+) -> Iterator[Fleet]:
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    fleet = Fleet(logs)
+    base = {
+        "CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
+        "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
+        "CHOREOGRAPH_PARTITIONS": str(partitions),
+    }
+    try:
+        for team in TEAMS:
+            env = {**base, "CHOREOGRAPH_STATE_DIR": str(state / team)}
+            fleet.start(team, [sys.executable, "-m", f"examples.{team}"], env)
+        fleet.start(
+            "shipping",
+            [sys.executable, "-m", "examples.shipping", "worker", "--loglevel", "warning"],
+            {**base, "CHOREOGRAPH_STATE_DIR": str(state / "shipping")},
+        )
+        tracker = [
+            sys.executable, "-m", "saga_tracker", "run", "--definitions", str(definitions),
+            "--http-port", str(port), "--open-reads",
+        ]  # fmt: skip
+        if servers.alertmanager_url:
+            tracker += ["--alertmanager", servers.alertmanager_url]
+        fleet.start(
+            "saga-tracker", tracker, {**base, "CHOREOGRAPH_STATE_DIR": str(state / "tracker")}
+        )
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return json.load(reply)
+
+
+def wait_until_ready(admin: AdminClient, fleet: Fleet, api: str, seconds: float = 120) -> None:
+    groups = [*TEAMS, "shipping", "saga-tracker", "saga-tracker-router"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        fleet.check()
+        with suppress(Exception):
+            get_json(f"{api}/api/instances?process=none")
+            described = admin.describe_consumer_groups(groups)
+            states = {g: f.result(10) for g, f in described.items()}
+            if all(s.members and str(s.state).endswith("STABLE") for s in states.values()):
+                return
+        time.sleep(1)
+    raise SystemExit(f"services not ready after {seconds:.0f}s; logs in {fleet.logs}")
+
+
+def drive(publisher: EventPublisher, orders: list[PlannedOrder], rate: float) -> dict[str, str]:
+    """Place every order; returns correlation id -> order id."""
+    placed: dict[str, str] = {}
+    started = time.monotonic()
+    for i, planned in enumerate(orders, 1):
+        envelope = publisher.publish(planned.order, planned.order_id, topic="orders.events")
+        placed[envelope.correlation_id] = planned.order_id
+        behind = started + i / rate - time.monotonic()
+        if behind > 0:
+            time.sleep(behind)
+        if i % 50 == 0 or i == len(orders):
+            publisher.flush()
+            print(f"  placed {i}/{len(orders)} orders", flush=True)
+    return placed
+
+
+def follow(
+    api: str, placed: dict[str, str], fleet: Fleet, seconds: float
+) -> dict[str, dict[str, Any]]:
+    """Poll the tracker until every instance has ended; print progress as it goes."""
+    deadline = time.monotonic() + seconds
+    seen: dict[str, dict[str, Any]] = {}
+    last = ""
+    while time.monotonic() < deadline:
+        fleet.check()
+        for summary in get_json(f"{api}/api/instances?process=order-fulfilment"):
+            if summary["correlation_id"] in placed:
+                seen[summary["correlation_id"]] = summary
+        counts = Counter(s["status"] for s in seen.values())
+        line = f"  tracked {len(seen)}/{len(placed)}: " + ", ".join(
+            f"{n} {status}" for status, n in sorted(counts.items())
+        )
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if len(seen) == len(placed) and all(s["status"] in ENDED for s in seen.values()):
+            break
+        time.sleep(2)
+    return seen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=40, help="orders placed per second")
+    parser.add_argument("--speed", type=float, default=60, help="how much faster deadlines run")
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8088, help="tracker trace pages and API")
+    parser.add_argument("--state", type=Path, default=Path.home() / ".local/state/choreograph/demo")
+    parser.add_argument(
+        "--keep", action=argparse.BooleanOptionalAction, default=sys.stdin.isatty(),
+        help="keep everything running after the summary, until Enter (default on a terminal)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    run = uuid.uuid4().hex[:6]
+    servers = resolve_servers(REPO)
+    print(f"stack: Kafka {servers.bootstrap}, registry {servers.registry_url}, "
+          f"Alertmanager {servers.alertmanager_url or 'none'}")  # fmt: skip
+    print("registering contracts ...", flush=True)
+    register_contracts(servers.registry_url)
+    create_topics(servers.bootstrap, args.partitions)
+    definition = parse_definition(
+        (REPO / "processes/order-fulfilment.v1.yaml").read_text(), "order-fulfilment.v1.yaml"
+    ).definition
+    definitions = args.state / "processes"
+    definitions.mkdir(parents=True, exist_ok=True)
+    (definitions / "order-fulfilment.v1.yaml").write_text(
+        yaml.safe_dump(accelerated(definition, args.speed), sort_keys=False)
+    )
+    orders = plan(args.orders, run)
+    api = f"http://127.0.0.1:{args.port}"
+    with running(servers, args.state, definitions, args.partitions, args.port) as fleet:
+        print("starting orders, payments, inventory, shipping (Faust) and the saga tracker ...")
+        wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api)
+        publisher = EventPublisher(
+            {"bootstrap.servers": servers.bootstrap}, AvroSerde(servers.registry_url), "shop"
+        )
+        print(f"placing {len(orders)} orders at {args.rate:.0f}/s ...", flush=True)
+        placed = drive(publisher, orders, args.rate)
+        print("following them in the saga tracker ...", flush=True)
+        patience = definition.deadline.total_seconds() / args.speed if definition.deadline else 60
+        seen = follow(api, placed, fleet, seconds=60 + patience)
+        ok = summarize(orders, placed, seen, api)
+        if args.keep:
+            print("\neverything keeps running; press Enter to stop", flush=True)
+            with suppress(KeyboardInterrupt, EOFError):
+                input()
+    return 0 if ok else 1
+
+
+def summarize(
+    orders: list[PlannedOrder],
+    placed: dict[str, str],
+    seen: dict[str, dict[str, Any]],
+    api: str,
+) -> bool:
+    by_order = {placed[c]: s for c, s in seen.items()}
+    statuses = Counter(s["status"] for s in seen.values())
+    incidents = [s for s in seen.values() if s["open_incidents"]]
+    kinds = Counter(o.kind for o in orders)
+    wrong = [
+        (o.order_id, o.expected, by_order.get(o.order_id, {}).get("status", "not tracked"))
+        for o in orders
+        if by_order.get(o.order_id, {}).get("status") != o.expected
+    ]
+    print("\nsummary")
+    print(f"  orders placed      {len(orders)} ({kinds['ok']} good, {kinds['declined']} declined, "
+          f"{kinds['out_of_stock']} out of stock, {kinds['stalled']} stalled payment)")  # fmt: skip
+    print(f"  completed          {statuses['completed']}")
+    print(f"  compensated        {statuses['compensated']}")
+    other = {k: v for k, v in statuses.items() if k not in ("completed", "compensated")}
+    print(f"  other              {other or 'none'}")
+    print(f"  open incidents     {len(incidents)}")
+    for inst in incidents:
+        print(f"    {inst['business_key']}: {', '.join(inst['open_incidents'])} -> "
+              f"{api}/traces/{inst['correlation_id']}")  # fmt: skip
+    print(f"  trace pages        {api}/traces")
+    if wrong:
+        print(f"\n{len(wrong)} orders did not end as expected, e.g. {wrong[:3]}")
+        return False
+    print("\nevery order ended as expected")
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

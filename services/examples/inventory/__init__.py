@@ -1,0 +1,1 @@
+"""Team inventory: reserves and releases stock."""

@@ -1,0 +1,47 @@
+"""The inventory team's processor: remembers each order's lines, reserves them once the payment
+is authorised, and releases them when the saga tracker asks (`ReleaseStock`). SKUs starting with
+`OOS-` are out of stock."""
+
+from __future__ import annotations
+
+from choreograph import Context, Service
+from examples.contracts.inventory import (
+    ReleaseStock,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+)
+from examples.contracts.orders import OrderPlaced
+from examples.contracts.payments import PaymentAuthorized
+
+INPUTS = ["orders.events", "payments.events", "inventory.commands"]
+WAREHOUSE = "dc-north"
+
+
+def build(name: str = "inventory") -> Service:
+    service = Service(name, INPUTS, stores=["orders"])
+
+    @service.handle(OrderPlaced)
+    def remember(ctx: Context, event: OrderPlaced) -> None:
+        ctx.store("orders").put(ctx.key, {"skus": [line.sku for line in event.lines]})
+
+    @service.handle(PaymentAuthorized)
+    def reserve(ctx: Context, event: PaymentAuthorized) -> None:
+        order = ctx.store("orders").get(ctx.key)
+        if order is None:
+            raise LookupError(f"payment for unknown order {ctx.key}")  # retried, then DLQ
+        missing = [sku for sku in order["skus"] if sku.startswith("OOS-")]
+        if missing:
+            ctx.emit(StockReservationFailed(order_id=ctx.key, sku=missing[0]))
+            return
+        ctx.store("orders").put(ctx.key, {**order, "reserved": True})
+        ctx.emit(StockReserved(order_id=ctx.key, warehouse=WAREHOUSE))
+
+    @service.handle(ReleaseStock)
+    def release(ctx: Context, command: ReleaseStock) -> None:
+        order = ctx.store("orders").get(ctx.key) or {}
+        if order.get("reserved"):
+            ctx.store("orders").put(ctx.key, {**order, "reserved": False})
+        ctx.emit(StockReleased(order_id=ctx.key))  # released, or never held
+
+    return service

@@ -1,0 +1,1 @@
+"""Team orders: owns the order's outcome."""

@@ -1,0 +1,1 @@
+"""Team payments: authorises and refunds payments."""

@@ -1,0 +1,51 @@
+"""The payments team's processor: authorises each placed order's payment and carries out refunds
+the saga tracker asks for (`RefundPayment` on `payments.commands`), confirming each with
+`PaymentRefunded`.
+
+The payment provider is simulated so that the reference choreography shows every path: cards are
+declined above `DECLINE_ABOVE`, and the provider never answers for customer `STALLED_CUSTOMER`
+(the tracker's payment deadline catches it)."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+from choreograph import Context, Service
+from examples.contracts.orders import OrderPlaced
+from examples.contracts.payments import (
+    PaymentAuthorized,
+    PaymentFailed,
+    PaymentRefunded,
+    RefundPayment,
+)
+
+INPUTS = ["orders.events", "payments.commands"]
+DECLINE_ABOVE = Decimal("1000")
+STALLED_CUSTOMER = "c-stalled"
+
+
+def build(name: str = "payments") -> Service:
+    service = Service(name, INPUTS, stores=["payments"])
+
+    @service.handle(OrderPlaced)
+    def authorise(ctx: Context, event: OrderPlaced) -> None:
+        if event.customer_id == STALLED_CUSTOMER:
+            return  # the provider never answers
+        if event.total > DECLINE_ABOVE:
+            ctx.emit(PaymentFailed(order_id=ctx.key, reason="card declined: over the limit"))
+            return
+        payment_id = "pay-" + hashlib.sha256(ctx.key.encode()).hexdigest()[:12]
+        ctx.store("payments").put(ctx.key, {"payment_id": payment_id, "amount": str(event.total)})
+        ctx.emit(PaymentAuthorized(order_id=ctx.key, payment_id=payment_id, amount=event.total))
+
+    @service.handle(RefundPayment)
+    def refund(ctx: Context, command: RefundPayment) -> None:
+        payments = ctx.store("payments")
+        payment = payments.get(ctx.key)
+        if payment is not None and not payment.get("refunded"):
+            payments.put(ctx.key, {**payment, "refunded": True})  # money goes back once
+        # Confirmed every time, so a repeated command (an operator's retry) completes too.
+        ctx.emit(PaymentRefunded(order_id=ctx.key, reason=command.reason))
+
+    return service

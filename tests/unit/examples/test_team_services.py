@@ -1,0 +1,106 @@
+"""The reference team services, each in the in-memory TestKit: what every injected case does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from choreograph import TestKit
+from examples.contracts.inventory import (
+    ReleaseStock,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+)
+from examples.contracts.orders import (
+    CancelReason,
+    OrderCancelled,
+    OrderCompleted,
+    OrderLine,
+    OrderPlaced,
+)
+from examples.contracts.payments import (
+    PaymentAuthorized,
+    PaymentFailed,
+    PaymentRefunded,
+    RefundPayment,
+)
+from examples.contracts.shipping import ShipmentDispatched
+from examples.inventory.service import build as inventory
+from examples.orders.service import build as orders
+from examples.payments.service import STALLED_CUSTOMER
+from examples.payments.service import build as payments
+
+
+def order(key: str, total: str = "20", sku: str = "MUG-1", customer: str = "c-1") -> OrderPlaced:
+    return OrderPlaced(
+        order_id=key,
+        customer_id=customer,
+        customer_email="e@x",
+        lines=[OrderLine(sku=sku, quantity=1)],
+        total=Decimal(total),
+        placed_at=datetime(2026, 5, 1, tzinfo=UTC),
+    )
+
+
+def test_payments_authorises_declines_stalls_and_refunds() -> None:
+    kit = TestKit(payments())
+    placed = kit.send(order("o-1"), "o-1")
+    kit.send(order("o-2", total="1500"), "o-2")
+    kit.send(order("o-3", customer=STALLED_CUSTOMER), "o-3")
+    [authorised] = kit.emitted(PaymentAuthorized)
+    assert authorised.key == "o-1" and authorised.envelope.correlation_id == placed.correlation_id
+    assert authorised.event.amount == Decimal("20")
+    assert [e.key for e in kit.emitted(PaymentFailed)] == ["o-2"]
+    assert not [e for e in kit.outputs if e.key == "o-3"]  # the provider never answered
+    for _ in range(2):  # a repeated refund (an operator's retry) is confirmed again
+        kit.send(RefundPayment(order_id="o-1", reason="reservation failed"), "o-1")
+    assert [e.key for e in kit.emitted(PaymentRefunded)] == ["o-1", "o-1"]
+    assert kit.store("payments").get("o-1")["refunded"] is True
+
+
+def test_inventory_reserves_refuses_out_of_stock_and_releases() -> None:
+    kit = TestKit(inventory())
+    for key, sku in (("o-1", "MUG-1"), ("o-2", "OOS-LAMP")):
+        kit.send(order(key, sku=sku), key)
+        kit.send(PaymentAuthorized(order_id=key, payment_id="p", amount=Decimal(1)), key)
+    assert [e.event.warehouse for e in kit.emitted(StockReserved)] == ["dc-north"]
+    assert [e.event.sku for e in kit.emitted(StockReservationFailed)] == ["OOS-LAMP"]
+    kit.send(ReleaseStock(order_id="o-1", reason="shipping failed"), "o-1")
+    assert [e.key for e in kit.emitted(StockReleased)] == ["o-1"]
+    assert kit.store("orders").get("o-1")["reserved"] is False
+
+
+def test_inventory_retries_a_payment_that_overtook_its_order() -> None:
+    kit = TestKit(inventory())
+    kit.send(PaymentAuthorized(order_id="o-9", payment_id="p", amount=Decimal(1)), "o-9")
+    assert kit.attempts == [5] and len(kit.dead_letters) == 1  # retried, then dead-lettered
+    assert isinstance(kit.dead_letters[0].error, LookupError)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (PaymentFailed(order_id="o-1", reason="declined"), CancelReason.PAYMENT_FAILED),
+        (StockReservationFailed(order_id="o-1", sku="OOS-LAMP"), CancelReason.OUT_OF_STOCK),
+    ],
+)
+def test_orders_cancels_on_failure_once(event: object, reason: CancelReason) -> None:
+    kit = TestKit(orders())
+    kit.send(order("o-1"), "o-1")
+    kit.send(event, "o-1")  # type: ignore[arg-type]
+    kit.send(event, "o-1")  # type: ignore[arg-type]
+    [cancelled] = kit.events(OrderCancelled)
+    assert cancelled.reason == reason
+
+
+def test_orders_completes_when_the_parcel_leaves() -> None:
+    kit = TestKit(orders())
+    kit.send(order("o-1"), "o-1")
+    parcel = ShipmentDispatched(order_id="o-1", tracking_code="T", delivery_address="x")
+    kit.send(parcel, "o-1")
+    kit.send(parcel, "o-1")
+    assert [e.key for e in kit.emitted(OrderCompleted)] == ["o-1"]
+    assert kit.store("orders").get("o-1")["status"] == "completed"
