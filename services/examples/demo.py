@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import yaml
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 from choreograph import AvroSerde, EventPublisher
 from choreograph.process.definition import ProcessDefinition, parse_definition
@@ -121,9 +121,19 @@ def register_contracts(registry_url: str) -> None:
         raise SystemExit(f"registering contracts failed:\n{result.stdout}{result.stderr}")
 
 
-def create_topics(bootstrap: str, partitions: int) -> None:
+def create_topics(bootstrap: str, partitions: int) -> int:
+    """Create the topics; the co-partitioned ones all get the same partition count (existing
+    ones are grown to the largest). Returns that count."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=10).topics)
+    existing = {
+        name: len(meta.partitions) for name, meta in admin.list_topics(timeout=10).topics.items()
+    }
+    partitions = max([partitions, *(existing[t] for t in TOPICS if t in existing)])
+    grow = [
+        NewPartitions(t, partitions) for t in TOPICS if existing.get(t, partitions) < partitions
+    ]
+    for future in admin.create_partitions(grow).values() if grow else []:
+        future.result(30)
     wanted = [NewTopic(t, partitions, 1) for t in TOPICS if t not in existing]
     wanted += [
         NewTopic(t, 1, 1, config={"cleanup.policy": "compact"} if t == "choreograph.traces" else {})
@@ -133,6 +143,7 @@ def create_topics(bootstrap: str, partitions: int) -> None:
     for future in admin.create_topics(wanted).values() if wanted else []:
         with suppress(Exception):  # created meanwhile by another run
             future.result(30)
+    return partitions
 
 
 class Fleet:
@@ -184,7 +195,7 @@ def running(
             fleet.start(team, [sys.executable, "-m", f"examples.{team}"], env)
         fleet.start(
             "shipping",
-            [sys.executable, "-m", "examples.shipping", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "examples.shipping", "worker", "--loglevel", "warn"],
             {**base, "CHOREOGRAPH_STATE_DIR": str(state / "shipping")},
         )
         tracker = [
@@ -281,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Alertmanager {servers.alertmanager_url or 'none'}")  # fmt: skip
     print("registering contracts ...", flush=True)
     register_contracts(servers.registry_url)
-    create_topics(servers.bootstrap, args.partitions)
+    partitions = create_topics(servers.bootstrap, args.partitions)
     definition = parse_definition(
         (REPO / "processes/order-fulfilment.v1.yaml").read_text(), "order-fulfilment.v1.yaml"
     ).definition
@@ -292,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     orders = plan(args.orders, run)
     api = f"http://127.0.0.1:{args.port}"
-    with running(servers, args.state, definitions, args.partitions, args.port) as fleet:
+    with running(servers, args.state, definitions, partitions, args.port) as fleet:
         print("starting orders, payments, inventory, shipping (Faust) and the saga tracker ...")
         wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api)
         publisher = EventPublisher(

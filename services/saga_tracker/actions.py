@@ -36,7 +36,7 @@ class Reply:
 class ActionDesk:
     def __init__(
         self,
-        bootstrap_servers: str,
+        client: dict[str, Any],
         serde: AvroSerde,
         definitions: Definitions,
         models: dict[str, type[Event]],
@@ -46,11 +46,7 @@ class ActionDesk:
         source: str = "saga-tracker-api",
     ) -> None:
         producer = Producer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "transactional.id": transactional_id,
-                "enable.idempotence": True,
-            }
+            {**client, "transactional.id": transactional_id, "enable.idempotence": True}
         )
         producer.init_transactions(30)
         self.publisher = EventPublisher(producer, serde, source)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -92,8 +93,11 @@ class TrackerApp:
         self.tracker.metrics.registry.register(OpenInstances(lambda: self.tracker.tasks.values()))
         self.engines = [self.router, self.tracker]
         self.desk = ActionDesk(
-            s.config.bootstrap_servers,
-            AvroSerde(s.config.registry_url, auto_register=s.config.auto_register_schemas),
+            s.config.client_conf(),
+            AvroSerde(
+                SchemaRegistryClient(s.config.registry_conf()),
+                auto_register=s.config.auto_register_schemas,
+            ),
             definitions,
             models,
             repartition=s.repartition,

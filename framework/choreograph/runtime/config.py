@@ -48,8 +48,24 @@ class ServiceConfig(BaseModel):
     revoke_timeout_s: float = Field(
         10.0, gt=0, description="bound on the commit a revoke waits for"
     )
+    security: dict[str, Any] = Field(
+        default_factory=dict,
+        description="librdkafka security settings for every client (security.protocol, "
+        "sasl.mechanism, sasl.username, sasl.password, ssl.ca.location...)",
+    )
+    registry_user_info: str | None = Field(None, description="registry basic auth, user:password")
     consumer: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
+
+    def client_conf(self) -> dict[str, Any]:
+        """What every Kafka client of the service needs: brokers and security."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.security}
+
+    def registry_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"url": self.registry_url}
+        if self.registry_user_info:
+            conf["basic.auth.user.info"] = self.registry_user_info
+        return conf
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServiceConfig:
@@ -62,4 +78,24 @@ class ServiceConfig(BaseModel):
             "metrics_port": os.environ.get("CHOREOGRAPH_METRICS_PORT"),
             "group_protocol": os.environ.get("CHOREOGRAPH_GROUP_PROTOCOL"),
         }
+        security = {
+            setting: os.environ[variable]
+            for variable, setting in SECURITY_ENV.items()
+            if os.environ.get(variable)
+        }
+        if security:
+            env["security"] = security
+        env["registry_user_info"] = os.environ.get("CHOREOGRAPH_REGISTRY_USER_INFO")
         return cls(**{k: v for k, v in env.items() if v is not None}, **overrides)
+
+
+# Environment variables for Kafka security (SASL/TLS), as the Helm chart sets them from Secrets.
+SECURITY_ENV = {
+    "CHOREOGRAPH_SECURITY_PROTOCOL": "security.protocol",
+    "CHOREOGRAPH_SASL_MECHANISM": "sasl.mechanism",
+    "CHOREOGRAPH_SASL_USERNAME": "sasl.username",
+    "CHOREOGRAPH_SASL_PASSWORD": "sasl.password",
+    "CHOREOGRAPH_SSL_CA_LOCATION": "ssl.ca.location",
+    "CHOREOGRAPH_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+    "CHOREOGRAPH_SSL_KEY_LOCATION": "ssl.key.location",
+}

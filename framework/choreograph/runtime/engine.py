@@ -35,6 +35,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph.contracts.serde import AvroSerde
 from choreograph.observability.metrics import ServiceMetrics
@@ -79,7 +80,7 @@ class Engine:
         self.eos = config.guarantee is Guarantee.EXACTLY_ONCE
         self.metrics = ServiceMetrics(service.name)
         self.serde = AvroSerde(
-            config.registry_url,
+            SchemaRegistryClient(config.registry_conf()),
             models=service.models.values(),
             auto_register=config.auto_register_schemas,
         )
@@ -112,7 +113,7 @@ class Engine:
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
-        admin = AdminClient({"bootstrap.servers": self.config.bootstrap_servers})
+        admin = AdminClient(self.config.client_conf())
         ensure_service_topics(admin, self.service)
         self.producer = Producer(self._producer_conf())
         if self.eos:
@@ -145,7 +146,7 @@ class Engine:
 
     def _consumer_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.config.bootstrap_servers,
+            **self.config.client_conf(),
             "group.id": self.service.name,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -161,7 +162,7 @@ class Engine:
 
     def _producer_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.config.bootstrap_servers,
+            **self.config.client_conf(),
             "enable.idempotence": True,
             "linger.ms": 5,
             "compression.type": "lz4",
@@ -585,7 +586,7 @@ class Engine:
 
     def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
         started = time.monotonic()
-        restore({"bootstrap.servers": self.config.bootstrap_servers}, jobs)
+        restore(self.config.client_conf(), jobs)
         prefix = len(self.service.name) + 1
         for job in jobs:
             store = job.topic[prefix : -len(".changelog")]

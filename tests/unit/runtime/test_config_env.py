@@ -1,0 +1,40 @@
+"""Settings from CHOREOGRAPH_* variables, as the Helm charts set them: SASL/TLS and registry auth
+reach every Kafka and registry client."""
+
+from __future__ import annotations
+
+import pytest
+
+from choreograph import ServiceConfig
+
+
+def test_security_and_registry_auth_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHOREOGRAPH_BOOTSTRAP", "kafka-0:9093")
+    monkeypatch.setenv("CHOREOGRAPH_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("CHOREOGRAPH_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("CHOREOGRAPH_SASL_USERNAME", "payments")
+    monkeypatch.setenv("CHOREOGRAPH_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("CHOREOGRAPH_SSL_CA_LOCATION", "/etc/choreograph/tls/ca.crt")
+    monkeypatch.setenv("CHOREOGRAPH_REGISTRY_URL", "https://registry:8443/apis/ccompat/v7")
+    monkeypatch.setenv("CHOREOGRAPH_REGISTRY_USER_INFO", "payments:pw")
+    config = ServiceConfig.from_env()
+    assert config.client_conf() == {
+        "bootstrap.servers": "kafka-0:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "payments",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/choreograph/tls/ca.crt",
+    }
+    assert config.registry_conf() == {
+        "url": "https://registry:8443/apis/ccompat/v7",
+        "basic.auth.user.info": "payments:pw",
+    }
+
+
+def test_plaintext_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CHOREOGRAPH_SECURITY_PROTOCOL", "CHOREOGRAPH_REGISTRY_USER_INFO"):
+        monkeypatch.delenv(name, raising=False)
+    config = ServiceConfig.from_env(bootstrap_servers="b:9092")
+    assert config.client_conf() == {"bootstrap.servers": "b:9092"}
+    assert "basic.auth.user.info" not in config.registry_conf()
