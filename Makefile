@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint contracts bench format up down status prereqs venv clean
+.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -30,17 +30,21 @@ down:
 status:
 	@bash $(STACK) status
 
-demo: venv up
-	@echo "make demo: the reference choreography is not built yet; running the stack smoke scenario instead."
-	$(VENV)/bin/choreograph dev smoke
+# Chart validation tools (helm, promtool), installed when missing.
+tools:
+	@bash deploy/helm/tools.sh
 
-test: venv up
+# The reference choreography: four team services and the saga tracker on the local stack.
+demo: venv up
+	$(PY) -m examples.demo
+
+test: venv up tools
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv up
+integration: venv up tools
 	$(PY) -m pytest tests/integration tests/reliability
 
 lint: venv
@@ -66,6 +70,7 @@ bench: up
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
 	.venv-bench/bin/python -m bench
 	.venv-bench/bin/python -m bench.restore
+	.venv-bench/bin/python -m bench.tracker
 
 format: venv
 	$(VENV)/bin/ruff format .

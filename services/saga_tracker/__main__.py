@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--alertmanager", default=os.environ.get("CHOREOGRAPH_ALERTMANAGER_URL") or None
     )
     run.add_argument("--metrics-port", type=int, default=_env_or_none("METRICS_PORT"))
-    run.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"))
+    run.add_argument(
+        "--metrics-host", default=os.environ.get("CHOREOGRAPH_METRICS_HOST", "127.0.0.1")
+    )
     run.add_argument(
         "--auto-register-schemas",
         action="store_true",

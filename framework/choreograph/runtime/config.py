@@ -76,6 +76,7 @@ class ServiceConfig(BaseModel):
             "instance_id": os.environ.get("CHOREOGRAPH_INSTANCE_ID"),
             "state_dir": os.environ.get("CHOREOGRAPH_STATE_DIR"),
             "metrics_port": os.environ.get("CHOREOGRAPH_METRICS_PORT"),
+            "metrics_host": os.environ.get("CHOREOGRAPH_METRICS_HOST"),
             "group_protocol": os.environ.get("CHOREOGRAPH_GROUP_PROTOCOL"),
         }
         security = {
@@ -86,7 +87,7 @@ class ServiceConfig(BaseModel):
         if security:
             env["security"] = security
         env["registry_user_info"] = os.environ.get("CHOREOGRAPH_REGISTRY_USER_INFO")
-        return cls(**{k: v for k, v in env.items() if v is not None}, **overrides)
+        return cls(**{**{k: v for k, v in env.items() if v is not None}, **overrides})
 
 
 # Environment variables for Kafka security (SASL/TLS), as the Helm chart sets them from Secrets.

@@ -1,0 +1,175 @@
+"""The Helm charts render and validate: `helm lint --strict`, `helm template` under several value
+sets, every object against the Kubernetes schemas (strict), the alert rules through promtool, and
+every metric the rules and the dashboard query is one the services actually export.
+
+Tools come from `deploy/helm/tools.sh`, which `make test` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+from choreograph.observability.metrics import ServiceMetrics
+from saga_tracker.metrics import OpenInstances, TrackerMetrics
+
+REPO = Path(__file__).resolve().parents[3]
+CHARTS = REPO / "deploy/helm"
+K8S = "1.33.0"
+CRDS = {"PrometheusRule", "ServiceMonitor"}
+PROCESSES = [
+    "--set-file",
+    f"processes.order-fulfilment\\.v1\\.yaml={REPO}/processes/order-fulfilment.v1.yaml",
+]
+
+
+def tool(name: str) -> str:
+    cache = Path(os.environ.get("CHOREOGRAPH_CACHE", Path.home() / ".cache/choreograph"))
+    found = cache / "bin" / name if (cache / "bin" / name).exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is missing: run `bash deploy/helm/tools.sh` (make test does)")
+    return str(found)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("helm"), *args], capture_output=True, text=True, cwd=CHARTS)
+
+
+def render(chart: str, *values: str) -> list[dict[str, Any]]:
+    result = helm("template", "demo", chart, *values)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def validate(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        if doc["kind"] in CRDS:
+            continue  # checked on their own below
+        kubernetes_validate.validate(doc, K8S, strict=True)
+
+
+def exported_metrics() -> set[str]:
+    """Every sample name the runtime and the tracker can export."""
+    registry = CollectorRegistry()
+    runtime = ServiceMetrics("saga-tracker")
+    for family in runtime.registry.collect():
+        registry.register(_Fixed(family))
+    TrackerMetrics().register(registry)
+    registry.register(OpenInstances(lambda: []))
+    names: set[str] = set()
+    for line in generate_latest(registry).decode().splitlines():
+        match = re.match(r"# TYPE (\S+) (\S+)", line)
+        if match:
+            name, kind = match.groups()
+            names |= {
+                "counter": {name if name.endswith("_total") else f"{name}_total"},
+                "histogram": {f"{name}_bucket", f"{name}_count", f"{name}_sum"},
+            }.get(kind, {name})
+    return names
+
+
+class _Fixed:
+    def __init__(self, family: Any) -> None:
+        self.family = family
+
+    def collect(self) -> list[Any]:
+        return [self.family]
+
+
+def queried_metrics(text: str) -> set[str]:
+    return set(re.findall(r"\bchoreograph_[a-z_]+", text))
+
+
+@pytest.mark.parametrize("chart", ["team-processor", "saga-tracker"])
+def test_lint_strict(chart: str) -> None:
+    result = helm("lint", chart, "--strict", *PROCESSES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_team_processor_defaults_and_secured_cluster() -> None:
+    plain = render("team-processor")
+    validate(plain)
+    kinds = sorted(d["kind"] for d in plain)
+    assert kinds == ["PodDisruptionBudget", "Service", "StatefulSet"]
+    [sts] = [d for d in plain if d["kind"] == "StatefulSet"]
+    pod = sts["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["CHOREOGRAPH_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["CHOREOGRAPH_METRICS_HOST"]["value"] == "0.0.0.0"  # probes come from the kubelet
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+
+    secured = render(
+        "team-processor",
+        "--set", "kafka.securityProtocol=SASL_SSL",
+        "--set", "kafka.sasl.existingSecret=kafka-payments",
+        "--set", "kafka.tls.existingSecret=kafka-ca",
+        "--set", "kafka.registryAuth.existingSecret=registry-payments",
+        "--set", "metrics.serviceMonitor.enabled=true",
+    )  # fmt: skip
+    validate(secured)
+    [sts] = [d for d in secured if d["kind"] == "StatefulSet"]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CHOREOGRAPH_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-payments",
+        "key": "password",
+    }
+    assert env["CHOREOGRAPH_SSL_CA_LOCATION"]["value"] == "/etc/choreograph/tls/ca.crt"
+    assert {"name": "kafka-tls", "mountPath": "/etc/choreograph/tls", "readOnly": True} in (
+        container["volumeMounts"]
+    )
+    assert "ServiceMonitor" in {d["kind"] for d in secured}
+    assert not any("password" in json.dumps(d).lower() and "secretKeyRef" not in json.dumps(d)
+                   for d in secured if d["kind"] == "Secret")  # fmt: skip
+
+
+def test_missing_settings_are_refused_with_a_reason() -> None:
+    sasl = helm("template", "demo", "team-processor", "--set", "kafka.securityProtocol=SASL_SSL")
+    assert sasl.returncode != 0 and "kafka.sasl.existingSecret is required" in sasl.stderr
+    empty = helm("template", "demo", "saga-tracker")
+    assert empty.returncode != 0 and "processes is empty" in empty.stderr
+
+
+def test_saga_tracker_renders_with_alerts_and_dashboard(tmp_path: Path) -> None:
+    docs = render(
+        "saga-tracker", *PROCESSES,
+        "--set", "http.tokens.existingSecret=tracker-tokens",
+        "--set", "http.ingress.enabled=true",
+        "--set", "http.publicUrl=https://tracker.example.com",
+    )  # fmt: skip
+    validate(docs)
+    kinds = {d["kind"] for d in docs}
+    assert kinds >= {"StatefulSet", "ConfigMap", "Service", "Ingress", "PrometheusRule"}
+    [config] = [
+        d for d in docs if d["kind"] == "ConfigMap" and "processes" in d["metadata"]["name"]
+    ]
+    definition = yaml.safe_load(config["data"]["order-fulfilment.v1.yaml"])
+    assert definition["name"] == "order-fulfilment"
+
+    [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rule["spec"]))
+    check = subprocess.run(
+        [tool("promtool"), "check", "rules", str(rules_file)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert {"SagaCompensationFailed", "SagaDeadlinesLate", "SagaValueAtRiskHigh"} <= set(alerts)
+    assert all(r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"])
+
+    [board] = [d for d in docs if d["kind"] == "ConfigMap" and "dashboard" in d["metadata"]["name"]]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(board["data"]["saga-tracker.json"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    known = exported_metrics()
+    used = queried_metrics(" ".join(exprs)) | queried_metrics(yaml.safe_dump(rule["spec"]))
+    assert used and used <= known, f"not exported: {sorted(used - known)}"
