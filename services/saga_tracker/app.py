@@ -26,7 +26,7 @@ from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
 from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
-from saga_tracker.notifier import build_notifier
+from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
 from saga_tracker.traces import TraceServer, committed_instances
 
@@ -48,6 +48,7 @@ class TrackerSettings:
     open_reads: bool = False
     alertmanager_url: str | None = None
     metrics_port: int | None = None
+    alerts_topic: str = ALERTS_TOPIC
 
 
 class MergedMetrics(Collector):
@@ -85,7 +86,12 @@ class TrackerApp:
         )
         self.tracker = Engine(
             build_tracker(
-                definitions, models, name=s.name, repartition=s.repartition, metrics=self.metrics
+                definitions,
+                models,
+                name=s.name,
+                repartition=s.repartition,
+                metrics=self.metrics,
+                alerts_topic=s.alerts_topic,
             ),
             self._config("tracker"),
         )
@@ -116,6 +122,7 @@ class TrackerApp:
                 s.alertmanager_url,
                 trace_url=f"{self.public_url}/traces",
                 name=f"{s.name}-notifier",
+                topic=s.alerts_topic,
             )
             config = self._config("notifier").model_copy(
                 update={"guarantee": Guarantee.AT_LEAST_ONCE}

@@ -84,10 +84,12 @@ class Tracker:
         definitions: Definitions,
         models: dict[str, type[Event]],
         metrics: TrackerMetrics | None = None,
+        alerts_topic: str | None = None,
     ) -> None:
         self.definitions = definitions
         self.models = models
         self.metrics = metrics or TrackerMetrics()
+        self.alerts_topic = alerts_topic  # None: the Incident contract's topic
 
     def on_event(self, ctx: Context, raw: RawEvent) -> None:
         envelope = raw.envelope
@@ -281,7 +283,8 @@ class Tracker:
             else f"{effect.name} recovered",
             "at": ctx.now,
         }
-        ctx.emit(self.models[INCIDENT].from_avro(incident), key=inst.correlation_id)
+        event = self.models[INCIDENT].from_avro(incident)
+        ctx.emit(event, key=inst.correlation_id, topic=self.alerts_topic)
 
 
 def trace_record(inst: Instance) -> dict[str, Any]:
@@ -339,9 +342,10 @@ def build_tracker(
     name: str = "saga-tracker",
     repartition: str = REPARTITION,
     metrics: TrackerMetrics | None = None,
+    alerts_topic: str | None = None,
 ) -> Service:
     tracker = Service(name, [repartition], stores=["instances", "parked", STATS], malformed="skip")
-    logic = Tracker(definitions, models, metrics)
+    logic = Tracker(definitions, models, metrics, alerts_topic)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
     tracker.timer("parked:expire")(logic.on_parked_expired)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -55,6 +55,7 @@ def test_raised_then_resolved_incident_in_alertmanager(
         trace_url="http://tracker/traces",
         name=f"notifier-{uuid.uuid4().hex[:6]}",
         topic=topic,
+        repeat=timedelta(seconds=1),
     )
     config = ServiceConfig(
         bootstrap_servers=bootstrap_servers,
@@ -78,6 +79,15 @@ def test_raised_then_resolved_incident_in_alertmanager(
             alert["labels"]["severity"] == "critical" and alert["labels"]["step"] == "reservation"
         )
         assert alert["generatorURL"].endswith(base["correlation_id"])
+        # Still open: sent again, so Alertmanager does not let it expire.
+        first_update = alert["updatedAt"]
+        wait_for(
+            lambda: (
+                alerts(alertmanager_url, incident_id, active=True)[0]["updatedAt"] != first_update
+            ),
+            "the open incident to be sent again",
+            seconds=10,
+        )
         publisher.publish(
             Incident.from_avro({**base, "status": "RESOLVED", "at": datetime.now(UTC)}),
             base["correlation_id"],

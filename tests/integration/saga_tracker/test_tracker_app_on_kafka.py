@@ -98,6 +98,7 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         repartition=new_topic("saga-tracker.repartition", 2),
         http_port=0,
         tokens=tmp_path / "tokens.yaml",
+        alerts_topic=new_topic("choreograph.alerts"),
         alertmanager_url=alertmanager_url,
         metrics_port=metrics_port,
     )
