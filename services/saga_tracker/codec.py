@@ -18,6 +18,20 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def timeline_entry(e: TimelineEntry) -> dict[str, Any]:
+    """One timeline entry as a dict (its time left as a datetime)."""
+    return {
+        "at": e.at,
+        "kind": e.kind,
+        "event_type": e.event_type,
+        "event_id": e.event_id,
+        "causation_id": e.causation_id,
+        "source": e.source,
+        "step": e.step,
+        "note": e.note,
+    }
+
+
 def encode(inst: Instance) -> dict[str, Any]:
     """Field by field: `dataclasses.asdict` deep-copies, and this runs for every tracked event."""
     return {
@@ -41,19 +55,7 @@ def encode(inst: Instance) -> dict[str, Any]:
             }
             for name, s in inst.steps.items()
         },
-        "timeline": [
-            {
-                "at": e.at.isoformat(),
-                "kind": e.kind,
-                "event_type": e.event_type,
-                "event_id": e.event_id,
-                "causation_id": e.causation_id,
-                "source": e.source,
-                "step": e.step,
-                "note": e.note,
-            }
-            for e in inst.timeline
-        ],
+        "timeline": [{**timeline_entry(e), "at": e.at.isoformat()} for e in inst.timeline],
         "open_incidents": dict(inst.open_incidents),
         "value": inst.value,
     }

@@ -493,3 +493,8 @@ def step_latencies(inst: Instance) -> dict[str, timedelta]:
         for name, s in inst.steps.items()
         if s.started_at and s.ended_at
     }
+
+
+def step_latency_ms(inst: Instance) -> dict[str, int]:
+    """How long each finished step took, in whole milliseconds (API and trace records)."""
+    return {name: int(took.total_seconds() * 1000) for name, took in step_latencies(inst).items()}

@@ -25,7 +25,7 @@ from choreograph.contracts.event import Event
 from choreograph.contracts.serde import SerdeError
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.service import Service
-from saga_tracker.codec import decode, encode
+from saga_tracker.codec import decode, encode, timeline_entry
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import (
     ActionRefused,
@@ -37,7 +37,7 @@ from saga_tracker.instance import (
     ResolveIncident,
     SendCommand,
     SetDeadline,
-    step_latencies,
+    step_latency_ms,
 )
 from saga_tracker.metrics import STATS, Snapshot, TrackerMetrics, contribution
 
@@ -289,7 +289,7 @@ class Tracker:
 
 def trace_record(inst: Instance) -> dict[str, Any]:
     """An instance as a `dev.choreograph.ProcessTrace` record."""
-    latencies = step_latencies(inst)
+    latencies = step_latency_ms(inst)
     return {
         "correlation_id": inst.correlation_id,
         "process": inst.process,
@@ -307,25 +307,11 @@ def trace_record(inst: Instance) -> dict[str, Any]:
                 "status": s.status,
                 "started_at": s.started_at,
                 "ended_at": s.ended_at,
-                "latency_ms": int(latencies[name].total_seconds() * 1000)
-                if name in latencies
-                else None,
+                "latency_ms": latencies.get(name),
             }
             for name, s in inst.steps.items()
         ],
-        "timeline": [
-            {
-                "at": e.at,
-                "kind": e.kind,
-                "event_type": e.event_type,
-                "event_id": e.event_id,
-                "causation_id": e.causation_id,
-                "source": e.source,
-                "step": e.step,
-                "note": e.note,
-            }
-            for e in inst.timeline
-        ],
+        "timeline": [timeline_entry(e) for e in inst.timeline],
     }
 
 

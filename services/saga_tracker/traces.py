@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
 from saga_tracker.codec import decode, encode
-from saga_tracker.instance import Instance, step_latencies
+from saga_tracker.instance import Instance, step_latencies, step_latency_ms
 
 InstanceSource = Callable[[], Iterable[Instance]]
 
@@ -58,9 +58,7 @@ def summary(inst: Instance) -> dict[str, Any]:
 def trace(inst: Instance) -> dict[str, Any]:
     """Timeline, step latencies, the causation chain and why it failed, if it did."""
     data = encode(inst)
-    data["step_latency_ms"] = {
-        name: int(latency.total_seconds() * 1000) for name, latency in step_latencies(inst).items()
-    }
+    data["step_latency_ms"] = step_latency_ms(inst)
     data["causation"] = [
         {"event_id": e.event_id, "caused_by": e.causation_id, "type": e.event_type}
         for e in inst.timeline

@@ -6,7 +6,6 @@ status change is on `choreograph.traces`, and /metrics follows along."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +25,7 @@ from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
 from saga_tracker.access import digest
 from saga_tracker.app import TrackerApp, TrackerSettings
 from tests.integration.saga_tracker.helpers import alerts, collect, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -45,13 +45,6 @@ def call(url: str, token: str | None = None, body: dict[str, Any] | None = None)
             return reply.status, json.load(reply)
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def metric(url: str, name: str, **labels: str) -> float:

@@ -14,19 +14,20 @@ import pytest
 from choreograph.testing.testkit import TestKit
 from saga_tracker.service import build_tracker
 from saga_tracker.traces import TraceServer, committed_instances
-from tests.unit.saga_tracker.test_tracker_service import MODELS, T0, V1, definitions, send
+from tests.unit.saga_tracker.test_tracker_service import (
+    HAPPY_PATH,
+    MODELS,
+    T0,
+    V1,
+    definitions,
+    send,
+)
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[TraceServer, TestKit]]:
     kit = TestKit(build_tracker(definitions(V1), MODELS), start=T0)
-    for kind in (
-        "orders.OrderPlaced",
-        "payments.PaymentAuthorized",
-        "inventory.StockReserved",
-        "shipping.ShipmentDispatched",
-        "orders.OrderCompleted",
-    ):
+    for kind in HAPPY_PATH:
         send(kit, f"com.acme.{kind}", corr="done", key="o-1")
         kit.advance(timedelta(minutes=1))
     send(kit, "com.acme.orders.OrderPlaced", corr="stuck", key="o-<2>")

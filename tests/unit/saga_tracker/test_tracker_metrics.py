@@ -13,7 +13,14 @@ from choreograph.testing.testkit import TestKit
 from examples.contracts.orders import OrderLine, OrderPlaced
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.service import REPARTITION, build_tracker
-from tests.unit.saga_tracker.test_tracker_service import MODELS, T0, V1, definitions, send
+from tests.unit.saga_tracker.test_tracker_service import (
+    HAPPY_PATH,
+    MODELS,
+    T0,
+    V1,
+    definitions,
+    send,
+)
 
 P = {"process": "order-fulfilment"}
 
@@ -67,13 +74,7 @@ def test_value_in_flight_and_at_risk_follow_instances() -> None:
 def test_durations_sla_timeouts_and_compensations_are_counted() -> None:
     kit, registry = setup()
     value = registry.get_sample_value
-    for kind in (
-        "orders.OrderPlaced",
-        "payments.PaymentAuthorized",
-        "inventory.StockReserved",
-        "shipping.ShipmentDispatched",
-        "orders.OrderCompleted",
-    ):
+    for kind in HAPPY_PATH:
         send(kit, f"com.acme.{kind}", corr="fast")
         kit.advance(timedelta(minutes=1))
     assert value("choreograph_saga_duration_seconds_count", {**P, "status": "completed"}) == 1

@@ -39,14 +39,17 @@ def instance(kit: TestKit, corr: str = "c-1", process: str = "order-fulfilment")
     return decode(kit.store("instances").get(f"{corr}/{process}"))
 
 
+HAPPY_PATH = (
+    "orders.OrderPlaced",
+    "payments.PaymentAuthorized",
+    "inventory.StockReserved",
+    "shipping.ShipmentDispatched",
+    "orders.OrderCompleted",
+)
+
+
 def test_completed_saga_leaves_no_incident(kit: TestKit) -> None:
-    for kind in (
-        "orders.OrderPlaced",
-        "payments.PaymentAuthorized",
-        "inventory.StockReserved",
-        "shipping.ShipmentDispatched",
-        "orders.OrderCompleted",
-    ):
+    for kind in HAPPY_PATH:
         send(kit, f"com.acme.{kind}")
         kit.advance(timedelta(minutes=1))
     inst = instance(kit)
