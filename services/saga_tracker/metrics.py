@@ -11,7 +11,6 @@ SLA adherence in PromQL:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from choreograph.state.store import decode_value
 from saga_tracker.instance import ENDED, Effect, Instance, ProcessRules, RaiseIncident
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -155,7 +155,7 @@ class OpenInstances(Collector):
         totals: dict[str, list[float]] = {}
         for task in list(self.tasks()):
             for key, raw in task.stores[STATS].backend.scan():
-                row = json.loads(raw)
+                row = decode_value(raw)
                 total = totals.setdefault(key.decode(), [0, 0.0, 0.0])
                 total[0] += row["open"]
                 total[1] += row["in_flight"]

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from choreograph.state.store import decode_value
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
 from saga_tracker.codec import decode, encode
@@ -36,7 +37,7 @@ def committed_instances(tasks: Callable[[], Iterable[Any]]) -> InstanceSource:
     def read() -> Iterator[Instance]:
         for task in list(tasks()):
             for _, raw in task.stores["instances"].backend.scan():
-                yield decode(json.loads(raw))
+                yield decode(decode_value(raw))
 
     return read
 

@@ -7,13 +7,12 @@ scan yields timers in deadline order and stops at the first one not yet due. An 
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from choreograph.state.store import Store
+from choreograph.state.store import Store, decode_value, encode_value
 
 TIMERS_STORE = "__timers"
 TIMER_INDEX_STORE = "__timer_index"
@@ -43,9 +42,7 @@ class Timers:
 
     def schedule(self, key: str, name: str, deadline_ms: int, payload: dict[str, Any]) -> None:
         self.cancel(key, name)
-        self.timers.put_raw(
-            _timer_key(deadline_ms, key, name), json.dumps(payload, default=str).encode()
-        )
+        self.timers.put_raw(_timer_key(deadline_ms, key, name), encode_value(payload))
         self.index.put_raw(_index_key(key, name), _DEADLINE.pack(deadline_ms))
 
     def cancel(self, key: str, name: str) -> bool:
@@ -69,7 +66,7 @@ class Timers:
                 return
             (deadline,) = _DEADLINE.unpack_from(raw_key)
             key, _, name = raw_key[_DEADLINE.size :].partition(b"\x00")
-            yield Timer(deadline, key.decode(), name.decode(), json.loads(raw_value))
+            yield Timer(deadline, key.decode(), name.decode(), decode_value(raw_value))
 
     def next_deadline(self) -> int | None:
         for raw_key, _ in self.timers.scan_raw():
