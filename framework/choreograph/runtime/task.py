@@ -123,6 +123,8 @@ class PartitionTask:
     def end_message(self, ok: bool) -> None:
         for store in self._store_list:
             store.end_message(ok)
+        if not ok:
+            self.timers.reset_floor()
 
     def changelog_writes(self) -> Iterator[tuple[str, bytes, bytes | None]]:
         for name, store in self.stores.items():
@@ -136,6 +138,7 @@ class PartitionTask:
     def aborted(self) -> None:
         for store in self.stores.values():
             store.aborted()
+        self.timers.reset_floor()
 
     def close(self) -> None:
         for store in self.stores.values():

@@ -39,8 +39,17 @@ class Timers:
     def __init__(self, timers: Store, index: Store) -> None:
         self.timers = timers
         self.index = index
+        # No pending timer has a deadline below the floor, so a scan for due timers starts there
+        # instead of at the beginning, where fired and cancelled timers leave RocksDB tombstones
+        # that every seek would otherwise step over again. Only lowered by scheduling, raised by
+        # scans, and reset when writes are dropped (a dropped cancel brings a timer back).
+        self._floor = 0
+
+    def reset_floor(self) -> None:
+        self._floor = 0
 
     def schedule(self, key: str, name: str, deadline_ms: int, payload: dict[str, Any]) -> None:
+        self._floor = min(self._floor, deadline_ms)
         self.cancel(key, name)
         self.timers.put_raw(_timer_key(deadline_ms, key, name), encode_value(payload))
         self.index.put_raw(_index_key(key, name), _DEADLINE.pack(deadline_ms))
@@ -61,12 +70,19 @@ class Timers:
     def due(self, now_ms: int, limit: int = 1000) -> Iterator[Timer]:
         """Timers with deadline <= now, earliest first; never one that is not yet due."""
         stop = _DEADLINE.pack(now_ms + 1)
-        for n, (raw_key, raw_value) in enumerate(self.timers.scan_raw(b"", stop)):
+        found = False
+        for n, (raw_key, raw_value) in enumerate(
+            self.timers.scan_raw(_DEADLINE.pack(self._floor), stop)
+        ):
             if n >= limit:
                 return
             (deadline,) = _DEADLINE.unpack_from(raw_key)
+            if not found:
+                found, self._floor = True, deadline  # nothing pending between floor and here
             key, _, name = raw_key[_DEADLINE.size :].partition(b"\x00")
             yield Timer(deadline, key.decode(), name.decode(), decode_value(raw_value))
+        if not found:
+            self._floor = max(self._floor, now_ms + 1)  # nothing pending up to now
 
     def next_deadline(self) -> int | None:
         for raw_key, _ in self.timers.scan_raw():

@@ -91,3 +91,33 @@ def test_missing_or_corrupt_checkpoint_means_full_restore(tmp_path: Path) -> Non
     assert cp.read() is None
     cp.path.write_text("{not json")
     assert cp.read() is None
+
+
+def test_due_scans_start_at_the_floor_yet_never_miss_a_timer() -> None:
+    timers = Timers(Store("t", 0, MemoryBackend()), Store("i", 0, MemoryBackend()))
+    timers.schedule("k1", "a", 1_000, {})
+    timers.schedule("k2", "a", 5_000, {})
+    assert [t.key for t in timers.due(2_000)] == ["k1"]
+    timers.fired(next(iter(timers.due(2_000))))
+    assert list(timers.due(3_000)) == []  # floor moves past the fired one
+    timers.schedule("k3", "a", 100, {})  # a deadline already past: below the floor
+    assert [t.key for t in timers.due(3_000)] == ["k3"]
+
+
+def test_a_dropped_cancel_brings_its_timer_back_to_the_scan() -> None:
+    timer_store = Store("t", 0, MemoryBackend())
+    index = Store("i", 0, MemoryBackend())
+    timers = Timers(timer_store, index)
+    timers.schedule("k1", "a", 1_000, {})
+    timer_store.end_message(ok=True)
+    index.end_message(ok=True)
+    timer_store.committed()
+    index.committed()
+    timers.cancel("k1", "a")  # in an open transaction...
+    timer_store.end_message(ok=True)
+    index.end_message(ok=True)
+    assert list(timers.due(2_000)) == []  # ...the scan moves the floor past it
+    timer_store.aborted()  # ...and then the transaction is aborted
+    index.aborted()
+    timers.reset_floor()  # what PartitionTask.aborted does
+    assert [t.key for t in timers.due(2_000)] == ["k1"]
