@@ -201,7 +201,7 @@ _STYLE = (
     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
     ".failed,.needs_manual_resolution,.compensation_failed{color:#b00}.completed{color:#070}"
-    ".compensated,.compensating,.timed_out{color:#a60}"
+    ".compensated,.compensating,.timed_out{color:#a60}.resolved{color:#555}"
 )
 
 
@@ -241,9 +241,16 @@ def _trace_page(inst: Instance) -> str:
     failure = (
         f"<p class='failed'>{html.escape(inst.failure_reason)}</p>" if inst.failure_reason else ""
     )
+    incidents = ", ".join(
+        f"<span class='{'failed' if severity == 'critical' else 'timed_out'}'>"
+        f"{html.escape(name)} ({severity})</span>"
+        for name, severity in sorted(inst.open_incidents.items())
+    )
+    paging = f"<p>open incidents: {incidents}</p>" if incidents else ""
+    value = f", value {inst.value:,.2f}" if inst.value is not None else ""
     body = (
-        f"<p>{html.escape(inst.process)} v{inst.version}, key {html.escape(inst.business_key)}, "
-        f"<span class='{inst.status}'>{inst.status}</span></p>{failure}"
+        f"<p>{html.escape(inst.process)} v{inst.version}, key {html.escape(inst.business_key)}"
+        f"{value}, <span class='{inst.status}'>{inst.status}</span></p>{failure}{paging}"
         f"<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>took</th></tr>{steps}</table>"
         "<h2>Timeline</h2><table><tr><th>at</th><th>what</th><th>event</th><th>step</th>"
         f"<th>source</th><th>note</th></tr>{timeline}</table>"

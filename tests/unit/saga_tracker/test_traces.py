@@ -85,6 +85,7 @@ def test_pages_render_and_escape(server: tuple[TraceServer, TestKit]) -> None:
         and "sent com.acme.payments.RefundPayment" in trace_page
     )
     assert "o-&lt;2&gt;" in trace_page and "o-<2>" not in trace_page  # business data is escaped
+    assert "open incidents: <span class='failed'>reservation (critical)</span>" in trace_page
 
 
 def test_reads_need_a_token_when_tokens_are_configured(server: tuple[TraceServer, TestKit]) -> None:
