@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -96,6 +97,35 @@ def committed(admin: AdminClient, group: str, topic: str, partitions: int) -> in
     return sum(max(tp.offset, 0) for tp in result.topic_partitions)
 
 
+def committed_rate(
+    admin: AdminClient,
+    group: str,
+    topic: str,
+    partitions: int,
+    total: int,
+    timeout: float,
+    alive: Callable[[], bool] = lambda: True,
+) -> tuple[float | None, str]:
+    """Events/s of `group` over `topic`, from its committed offsets sampled every 100 ms, from
+    its first commit to the one that reaches `total`. Without a rate, says why: "exited",
+    "one sample" (finished too fast to measure) or "timeout"."""
+    first_at = first_count = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return None, "exited"
+        done = committed(admin, group, topic, partitions)
+        now = time.monotonic()
+        if done and first_at is None:
+            first_at, first_count = now, done
+        if done >= total:
+            if first_at is None or first_count is None or now - first_at < 0.5:
+                return None, "one sample"
+            return (done - first_count) / (now - first_at), ""
+        time.sleep(0.1)
+    return None, "timeout"
+
+
 def measure(
     contender: Contender,
     args: argparse.Namespace,
@@ -148,25 +178,23 @@ def measure(
     log = (state / f"{slug}.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        first_at = first_count = None
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-5:]
-                print(f"  {contender.name}: exited with {proc.returncode}:", *tail, sep="\n    ")
-                return None
-            done = committed(admin, group, source, args.partitions)
-            now = time.monotonic()
-            if done and first_at is None:
-                first_at, first_count = now, done
-            if done >= args.events:
-                if first_at is None or now - first_at < 0.5 or first_count is None:
-                    print(f"  {contender.name}: finished within one sample; raise --events")
-                    return None
-                return (done - first_count) / (now - first_at)
-            time.sleep(0.1)
-        print(f"  {contender.name}: did not finish in {args.timeout}s; see {log.name}")
-        return None
+        rate, why = committed_rate(
+            admin,
+            group,
+            source,
+            args.partitions,
+            args.events,
+            args.timeout,
+            alive=lambda: proc.poll() is None,
+        )
+        if why == "exited":
+            tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-5:]
+            print(f"  {contender.name}: exited with {proc.returncode}:", *tail, sep="\n    ")
+        elif why == "one sample":
+            print(f"  {contender.name}: finished within one sample; raise --events")
+        elif why == "timeout":
+            print(f"  {contender.name}: did not finish in {args.timeout}s; see {log.name}")
+        return rate
     finally:
         proc.kill()
         proc.wait(10)

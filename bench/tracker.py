@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.__main__ import Contender, committed, measure
+from bench.__main__ import Contender, committed_rate, measure
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import parse_definition
@@ -129,19 +129,18 @@ def run_tracker(
     admin = AdminClient({"bootstrap.servers": servers[0]})
     total = args.cohort * 2 + args.open
     thread.start()
-    rate = None
     try:
-        first_at = first_count = None
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            done = committed(admin, service.name, topic, args.partitions)
-            now = time.monotonic()
-            if done and first_at is None:
-                first_at, first_count = now, done
-            if done >= total and first_at is not None and first_count is not None:
-                rate = (done - first_count) / max(now - first_at, 1e-9)
-                break
-            time.sleep(0.1)
+        rate, why = committed_rate(
+            admin,
+            service.name,
+            topic,
+            args.partitions,
+            total,
+            args.timeout,
+            alive=thread.is_alive,
+        )
+        if why:
+            print(f"saga tracker: no rate ({why})")
         fired_by = time.monotonic() + args.deadline + 30
         while time.monotonic() < fired_by:  # every cohort deadline has to fire
             buckets = lateness_buckets(engine)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -116,27 +118,24 @@ class ActionDesk:
                 "requested_at": now,
             }
         )
-        with self._lock:
-            self.producer.begin_transaction()
-            try:
-                self.publisher.publish(
-                    command,
-                    correlation_id,
-                    topic=self.repartition,
-                    correlation_id=correlation_id,
-                )
-                self._publish_audit(audit, "ACCEPTED", str(reason), action_id, now)
-                self.producer.commit_transaction(30)
-            except Exception:
-                self.producer.abort_transaction(30)
-                raise
+        with self._transaction():
+            self.publisher.publish(
+                command, correlation_id, topic=self.repartition, correlation_id=correlation_id
+            )
+            self._publish_audit(audit, "ACCEPTED", str(reason), action_id, now)
         return Reply(202, {"action_id": action_id, "status": "accepted"})
 
     def _audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
+        with self._transaction():
+            self._publish_audit(audit, outcome, detail, None, datetime.now(UTC))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One Kafka transaction at a time for what the block publishes; aborted on error."""
         with self._lock:
             self.producer.begin_transaction()
             try:
-                self._publish_audit(audit, outcome, detail, None, datetime.now(UTC))
+                yield
                 self.producer.commit_transaction(30)
             except Exception:
                 self.producer.abort_transaction(30)
