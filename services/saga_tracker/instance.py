@@ -85,6 +85,11 @@ class Instance:
         return self.status in ENDED
 
     @property
+    def undoing(self) -> bool:
+        """A compensation was sent and its confirmation may still come, even after escalating."""
+        return any(s.status in ("compensating", "compensation_failed") for s in self.steps.values())
+
+    @property
     def at_risk(self) -> bool:
         """Its business value is in doubt: alerting, being undone, or waiting for a human."""
         if self.status in ("compensating", "needs_manual_resolution"):
@@ -167,19 +172,25 @@ class ProcessRules:
     # -- events --------------------------------------------------------------------------------
 
     def apply(self, inst: Instance, envelope: Envelope, now: datetime) -> list[Effect]:
-        """Advance `inst` by one event of the process; events it does not know change nothing."""
+        """Advance `inst` by one event of the process; events it does not know change nothing.
+        An ended instance only takes the confirmation of an undo it still waits for."""
         kind, d = envelope.type, self.definition
         effects: list[Effect] = []
         matched = False
+        live = not inst.ended
         for step in d.steps:
             state = inst.steps[step.name]
-            if kind in step.starts_on and state.status == "pending":
+            if live and kind in step.starts_on and state.status == "pending":
                 matched = True
                 effects += self._start_step(inst, step, now)
-            if kind in step.completes_on and state.status in ("pending", "running", "timed_out"):
+            if (
+                live
+                and kind in step.completes_on
+                and state.status in ("pending", "running", "timed_out")
+            ):
                 matched = True
                 effects += self._complete_step(inst, step, now)
-            if kind in step.fails_on and state.status in ("pending", "running"):
+            if live and kind in step.fails_on and state.status in ("pending", "running"):
                 matched = True
                 state.status, state.ended_at = "failed", now
                 effects.append(CancelDeadline(step.name))
@@ -190,14 +201,10 @@ class ProcessRules:
             if (
                 step.compensation
                 and kind in step.compensation.completes_on
-                and state.status == "compensating"
+                and state.status in ("compensating", "compensation_failed")
             ):
                 matched = True
-                state.status = "compensated"
-                effects += [CancelDeadline(f"{step.name}.compensation")]
-                if f"{step.name}.compensation" in inst.open_incidents:  # a retry worked
-                    effects.append(self._resolve(inst, f"{step.name}.compensation"))
-                effects += self._maybe_compensated(inst, now)
+                effects += self._compensation_confirmed(inst, step, now)
         if kind in d.success and not inst.ended:
             matched = True
             effects += self._end(inst, now, "completed")
@@ -205,7 +212,7 @@ class ProcessRules:
             matched = True
             inst.failure_reason = inst.failure_reason or f"process failed: {kind}"
             effects += self._end(inst, now, "failed")
-        if matched or kind == d.start:
+        if matched or (live and kind == d.start):
             self._log(inst, now, "event", envelope, step=self._step_of(kind))
         return effects
 
@@ -213,21 +220,19 @@ class ProcessRules:
 
     def deadline_passed(self, inst: Instance, name: str, now: datetime) -> list[Effect]:
         """A deadline set by an earlier effect has passed (the tracker's timer fired)."""
-        if inst.ended:
-            return []
-        if name == PROCESS:
-            self._log(inst, now, "timeout", note="process deadline passed")
-            return self._timeout(inst, None, self.definition.on_timeout, now)
         if name.endswith(".compensation"):
+            # Each undo in doubt escalates on its own, even after another one already did.
             step_name = name.removesuffix(".compensation")
             state = inst.steps[step_name]
-            if state.status != "compensating":
+            undoing = inst.status in ("compensating", "needs_manual_resolution")
+            if state.status != "compensating" or not undoing:
                 return []
             state.status = "compensation_failed"
             self._log(
                 inst, now, "timeout", step=step_name, note="compensation not confirmed in time"
             )
-            inst.status, inst.ended_at = "needs_manual_resolution", now
+            if inst.status != "needs_manual_resolution":
+                inst.status, inst.ended_at = "needs_manual_resolution", now
             inst.open_incidents[name] = "critical"
             return [
                 RaiseIncident(
@@ -237,6 +242,11 @@ class ProcessRules:
                     f"compensation of {step_name} did not complete: manual resolution needed",
                 )
             ]
+        if inst.ended:
+            return []
+        if name == PROCESS:
+            self._log(inst, now, "timeout", note="process deadline passed")
+            return self._timeout(inst, None, self.definition.on_timeout, now)
         step = self.steps[name]
         state = inst.steps[name]
         if state.status != "running":
@@ -435,6 +445,23 @@ class ProcessRules:
         else:
             state.status = "compensated"  # nothing confirms it: sent is done
         return effects
+
+    def _compensation_confirmed(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+        """The undo happened; after its deadline it still counts, as a late step completion does:
+        the refund was made, so its incident is resolved and the instance may end compensated."""
+        state = inst.steps[step.name]
+        late = state.status == "compensation_failed"
+        state.status = "compensated"
+        name = f"{step.name}.compensation"
+        effects: list[Effect] = [CancelDeadline(name)]
+        if name in inst.open_incidents:  # it escalated: a retry worked, or the undo was slow
+            effects.append(self._resolve(inst, name))
+        if late:
+            self._log(inst, now, "status", step=step.name, note="compensated after its deadline")
+            stuck = any(s.status == "compensation_failed" for s in inst.steps.values())
+            if inst.status == "needs_manual_resolution" and not stuck:
+                inst.status, inst.ended_at = "compensating", None
+        return effects + self._maybe_compensated(inst, now)
 
     def _maybe_compensated(self, inst: Instance, now: datetime) -> list[Effect]:
         if inst.status != "compensating":

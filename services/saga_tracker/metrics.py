@@ -128,7 +128,10 @@ class TrackerMetrics:
             if state.status == "completed" and state.started_at and state.ended_at:
                 seconds = (state.ended_at - state.started_at).total_seconds()
                 self.step_seconds.labels(process, name).observe(seconds)
-            elif state.status == "compensated" and was.get(name) == "compensating":
+            elif state.status == "compensated" and was.get(name) in (
+                "compensating",
+                "compensation_failed",
+            ):
                 self.compensations.labels(process, name, "completed").inc()
             elif state.status == "compensation_failed":
                 self.compensations.labels(process, name, "failed").inc()

@@ -133,7 +133,7 @@ class Tracker:
         """Apply an event to every instance of this correlation id, each on its own version."""
         for inst in instances:
             pinned = self.definitions.pinned(inst.process, inst.version)
-            if pinned is not None and not inst.ended:
+            if pinned is not None and (not inst.ended or inst.undoing):
                 before = Snapshot.of(inst)
                 self._settle(ctx, pinned, before, inst, pinned.apply(inst, envelope, ctx.now))
 

@@ -29,8 +29,14 @@ from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
-# Reservation and both compensations get 2 s.
-DEFINITION = (REPO / "processes/order-fulfilment.v1.yaml").read_text().replace("10m", "2s")
+# The reservation gets 2 s, both compensations 6 s: long enough for the test to confirm the
+# operator's retry well before that retry's own deadline.
+DEFINITION = (
+    (REPO / "processes/order-fulfilment.v1.yaml")
+    .read_text()
+    .replace("      deadline: 10m", "      deadline: 6s")
+    .replace("    deadline: 10m", "    deadline: 2s")
+)
 OPERATOR, VIEWER = "operator-token-" + uuid.uuid4().hex, "viewer-token-" + uuid.uuid4().hex
 
 
@@ -119,7 +125,7 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         corr = first.correlation_id
         api = f"{app.public_url}/api/instances/{corr}"
 
-        # Reservation times out (2 s), the refund is sent and never confirmed (2 s): escalation.
+        # Reservation times out (2 s), the refund is sent and never confirmed (6 s): escalation.
         incident_id = f"{corr}/order-fulfilment/payment.compensation"
         wait_for(
             lambda: alerts(alertmanager_url, incident_id, active=True),
@@ -143,6 +149,12 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         assert refused == (409, {"error": "the instance is needs_manual_resolution"})
         status, accepted = call(f"{api}/actions", OPERATOR, retry)
         assert status == 202
+        wait_for(
+            lambda: call(api, VIEWER)[1]["status"] == "compensating", "the retry to be applied"
+        )
+        confirm = PaymentRefunded(order_id=key, reason="refunded")
+        publisher.publish(confirm, key, topic=topic["payments"], correlation_id=corr)
+        publisher.flush()
 
         refunds = collect(
             bootstrap_servers,
@@ -154,9 +166,6 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         )
         assert len(refunds) == 2  # the first one, then the operator's retry
         assert "retry payment requested by alice: PSP back up" in refunds[1][1]["reason"]
-        confirm = PaymentRefunded(order_id=key, reason="refunded")
-        publisher.publish(confirm, key, topic=topic["payments"], correlation_id=corr)
-        publisher.flush()
         wait_for(lambda: call(api, VIEWER)[1]["status"] == "compensated", "the refund to land")
         wait_for(
             lambda: not alerts(alertmanager_url, incident_id, active=True),

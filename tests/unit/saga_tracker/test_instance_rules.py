@@ -145,6 +145,44 @@ def test_failure_compensates_in_reverse_order_and_escalates_unconfirmed_compensa
     assert rules.deadline_passed(inst, PROCESS, at(200)) == []  # ended: nothing more fires
 
 
+def test_a_compensation_confirmed_after_its_escalation_still_ends_compensated() -> None:
+    rules = custom()
+    inst, _ = rules.start(ev("t.Started"), T0)
+    rules.apply(inst, ev("t.aDone"), at(1))
+    rules.apply(inst, ev("t.bDone"), at(2))
+    rules.apply(inst, ev("t.cFailed"), at(3))
+    rules.deadline_passed(inst, "a.compensation", at(8))
+    rules.deadline_passed(inst, "b.compensation", at(8))
+    assert inst.status == "needs_manual_resolution"
+
+    # One late confirmation resolves its own incident; the other undo is still in doubt.
+    effects = rules.apply(inst, ev("t.bUndone"), at(9))
+    assert effects == [
+        CancelDeadline("b.compensation"),
+        ResolveIncident("b.compensation", "b", "critical"),
+    ]
+    assert inst.steps["b"].status == "compensated" and inst.status == "needs_manual_resolution"
+    assert list(inst.open_incidents) == ["a.compensation"]
+
+    effects = rules.apply(inst, ev("t.aUndone"), at(10))
+    assert ResolveIncident("a.compensation", "a", "critical") in effects
+    assert inst.status == "compensated" and inst.ended_at == at(10)
+    assert not inst.open_incidents and not inst.at_risk
+    notes = [e.note for e in inst.timeline if e.kind == "status"]
+    assert notes[-3:] == ["compensated after its deadline"] * 2 + ["compensated"]
+
+
+def test_a_late_confirmation_after_an_operator_resolved_keeps_resolved() -> None:
+    rules = custom()
+    inst, _ = rules.start(ev("t.Started"), T0)
+    rules.apply(inst, ev("t.aDone"), at(1))
+    rules.apply(inst, ev("t.bFailed"), at(2))
+    rules.deadline_passed(inst, "a.compensation", at(8))
+    rules.act(inst, "resolve", None, "alice", "refunded by hand", at(9))
+    assert rules.apply(inst, ev("t.aUndone"), at(10)) == [CancelDeadline("a.compensation")]
+    assert inst.status == "resolved" and inst.steps["a"].status == "compensated"
+
+
 def test_confirmed_compensations_end_compensated() -> None:
     rules = custom()
     inst, _ = rules.start(ev("t.Started"), T0)

@@ -95,3 +95,17 @@ def test_durations_sla_timeouts_and_compensations_are_counted() -> None:
     assert value("choreograph_saga_sla_total", {**P, "met": "false"}) == 1
     ended = {**P, "status": "needs_manual_resolution"}
     assert value("choreograph_saga_duration_seconds_count", ended) == 1
+
+
+def test_a_late_refund_counts_as_completed_and_clears_the_value_at_risk() -> None:
+    kit, registry = setup()
+    value = registry.get_sample_value
+    place(kit, "late", "80.00")
+    send(kit, "com.acme.payments.PaymentAuthorized", corr="late", key="late")
+    kit.advance(timedelta(minutes=22))  # reservation timed out, then the refund escalated
+    assert value("choreograph_saga_value_at_risk", P) == 80
+    send(kit, "com.acme.payments.PaymentRefunded", corr="late", key="late")
+    completed = {**P, "step": "payment", "outcome": "completed"}
+    assert value("choreograph_saga_compensations_total", completed) == 1
+    assert value("choreograph_saga_value_at_risk", P) == 0
+    assert value("choreograph_saga_active_instances", P) == 0

@@ -84,6 +84,24 @@ def test_timed_out_step_is_compensated_with_a_real_command_and_an_incident(kit: 
     assert placed.correlation_id == "c-1"
 
 
+def test_a_refund_confirmed_after_the_escalation_still_ends_the_saga(kit: TestKit) -> None:
+    send(kit, "com.acme.orders.OrderPlaced")
+    send(kit, "com.acme.payments.PaymentAuthorized")
+    kit.advance(timedelta(minutes=10, seconds=1))  # reservation times out: refund sent
+    kit.advance(timedelta(minutes=10, seconds=1))  # refund not confirmed in time: escalation
+    assert instance(kit).status == "needs_manual_resolution"
+    send(kit, "com.acme.payments.PaymentRefunded")  # the refund was only slow
+    inst = instance(kit)
+    # The escalation is resolved; the stuck reservation's page stays for on-call to close.
+    assert inst.status == "compensated" and list(inst.open_incidents) == ["reservation"]
+    alerts = [(e.event.status, e.event.step) for e in kit.emitted(topic="choreograph.alerts")]
+    assert alerts == [("RAISED", "reservation"), ("RAISED", "payment"), ("RESOLVED", "payment")]
+    statuses = [t.event.status for t in kit.emitted(topic="choreograph.traces")]
+    assert statuses == ["compensating", "needs_manual_resolution", "compensated"]
+    send(kit, "com.acme.inventory.StockReserved")  # an ended saga takes no more steps
+    assert instance(kit).steps["reservation"].status == "timed_out"
+
+
 def test_alert_then_recovery_resolves_the_incident(kit: TestKit) -> None:
     for kind in ("orders.OrderPlaced", "payments.PaymentAuthorized", "inventory.StockReserved"):
         send(kit, f"com.acme.{kind}")
