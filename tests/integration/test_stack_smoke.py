@@ -9,11 +9,18 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient, topic_record_subject_name_strategy
+from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.schema_registry import (
+    Schema,
+    SchemaRegistryClient,
+    topic_record_subject_name_strategy,
+)
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from choreograph.testing.servers import Servers
 from tests.kafka_helpers import committed_consumer
 
 ORDER_PLACED = {
@@ -116,3 +123,27 @@ def test_read_committed_consumer_sees_transactional_records_only_after_commit(
     seen = consume_all(bootstrap_servers, topic, expected=3)
     assert [m.value() for m in seen] == [b"v0", b"v1", b"v2"]
     assert all(m.key() != b"aborted" for m in seen)
+
+
+def test_the_registry_keeps_its_schemas_in_the_broker(
+    servers: Servers, registry_url: str, new_topic: Callable[..., str]
+) -> None:
+    """Records outlive a registry restart, so the schema ids they carry must too: the local
+    stack's registry journals to the broker (KafkaSQL) instead of keeping them in memory."""
+    if servers.origin.startswith("testcontainers"):
+        pytest.skip("the registry of testcontainers is not the local stack's")
+    subject = f"{new_topic('journal.check')}-com.acme.orders.OrderPlaced"
+    registry = SchemaRegistryClient({"url": registry_url})
+    schema_id = registry.register_schema(subject, Schema(json.dumps(ORDER_PLACED), "AVRO"))
+    journal = committed_consumer(servers.bootstrap, "_registry-journal")
+    found, deadline = False, datetime.now(UTC).timestamp() + 20
+    while not found and datetime.now(UTC).timestamp() < deadline:
+        msg = journal.poll(0.5)
+        if msg is not None and msg.error() is None and msg.value():
+            found = json.loads(msg.value()).get("artifactId") == subject
+    journal.close()
+    assert found, f"{subject} (id {schema_id}) is not in the registry's journal topic"
+    topic = ConfigResource(ConfigResource.Type.TOPIC, "_registry-journal")
+    admin = AdminClient({"bootstrap.servers": servers.bootstrap})
+    [kept] = admin.describe_configs([topic]).values()
+    assert kept.result(10)["retention.ms"].value == "-1"  # never expires under the records

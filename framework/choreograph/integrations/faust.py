@@ -16,20 +16,30 @@ following the event in hand (same correlation id, causation = its id, same trace
                 parent = bridge.envelope(event)
                 await bridge.send(dispatched, ShipmentDispatched(...), key, parent=parent)
 
+A record the codec cannot read (bytes that are not the wire format, a schema id the registry
+does not know) goes to the dead-letter topic `<source>.dlq` with the platform's `dlq_*` headers,
+so `choreograph dlq inspect|replay` work on it, and the agent carries on. Faust's own default is
+to raise into the agent, which stops it for good while the worker looks alive.
+
 Needs the `faust` extra (faust-streaming).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import faust
-from faust.types import AppT, EventT, TopicT
+from faust.types import AppT, EventT, Message, TopicT
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import encode_event
 from choreograph.contracts.serde import AvroSerde
+from choreograph.runtime.dlq import dead_letter_headers
+
+log = logging.getLogger("choreograph.faust")
 
 
 class AvroCodec(faust.Codec):
@@ -52,15 +62,80 @@ class AvroCodec(faust.Codec):
         return self.serde.serialize(obj, self.topic_name)
 
 
+class DeadLetteringTopic(faust.Topic):
+    """A Faust topic that sends the records it cannot decode to `dead_letters` and goes on.
+
+    Faust acknowledges such a record before it calls these hooks, so it is written to the
+    dead-letter topic (and waited for) before the agent moves past it."""
+
+    def __init__(self, *args: Any, dead_letters: str, service: str, **kwargs: Any) -> None:
+        self.dead_letters = dead_letters
+        self.service = service
+        self._declared = False
+        super().__init__(*args, **kwargs)
+
+    def _clone_args(self) -> Mapping[str, Any]:  # the agent iterates over a clone
+        return {**super()._clone_args(), "dead_letters": self.dead_letters, "service": self.service}
+
+    async def on_key_decode_error(self, exc: Exception, message: Message) -> None:
+        await self._dead_letter(exc, message)
+
+    async def on_value_decode_error(self, exc: Exception, message: Message) -> None:
+        await self._dead_letter(exc, message)
+
+    async def _dead_letter(self, exc: Exception, message: Message) -> None:
+        error = exc.__cause__ or exc  # Faust wraps the codec's SerdeError
+        headers = dead_letter_headers(
+            _header_list(message.headers),
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            service=self.service,
+            reason="contract",
+            error=error,
+            attempts=1,
+        )
+        if not self._declared:
+            await self.app.topic(self.dead_letters).maybe_declare()
+            self._declared = True
+        await self.app.producer.send_and_wait(
+            self.dead_letters,
+            message.key,
+            message.value,
+            partition=None,
+            timestamp=None,
+            headers=_as_bytes(headers),
+        )
+        log.warning(
+            "dead-lettered %s[%d]@%d to %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            self.dead_letters,
+            error,
+        )
+
+
 class FaustBridge:
     def __init__(self, serde: AvroSerde, source: str) -> None:
         self.serde = serde
         self.source = source
 
+    @property
+    def dead_letters(self) -> str:
+        """Where records the app cannot read go: `<source>.dlq`, as for platform services."""
+        return f"{self.source}.dlq"
+
     def topic(self, app: AppT, name: str, reader: type[Event] | None = None) -> TopicT:
-        """A Faust topic with UTF-8 business keys and contract values."""
-        return app.topic(
-            name, key_serializer="raw", value_serializer=AvroCodec(self.serde, name, reader)
+        """A Faust topic with UTF-8 business keys and contract values; records it cannot read
+        are dead-lettered instead of stopping the agent."""
+        return DeadLetteringTopic(
+            app,
+            topics=[name],
+            key_serializer="raw",
+            value_serializer=AvroCodec(self.serde, name, reader),
+            dead_letters=self.dead_letters,
+            service=self.source,
         )
 
     @staticmethod
@@ -83,6 +158,11 @@ class FaustBridge:
         headers = _as_bytes(envelope.to_headers())
         await topic.send(key=key.encode(), value=value, value_serializer="raw", headers=headers)
         return envelope
+
+
+def _header_list(headers: Any) -> list[tuple[str, str | bytes | None]]:
+    items = headers.items() if isinstance(headers, Mapping) else headers or []
+    return [(str(k), v) for k, v in items]
 
 
 def _as_bytes(headers: list[tuple[str, str | bytes | None]]) -> list[tuple[str, bytes]]:

@@ -594,7 +594,7 @@ class Engine:
                 0
             )
             self.metrics.restored.labels(self.service.name, store).inc(job.restored)
-            if job.restored:
+            if job.restored or job.cleared:
                 tasks[job.partition].stores[store].backend.flush()
                 self._checkpoint_file(store, job.partition).write(job.next_offset, synced=True)
         log.info(

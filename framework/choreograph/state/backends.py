@@ -15,6 +15,7 @@ class Backend(Protocol):
     def write(self, changes: Mapping[bytes, bytes | None]) -> None: ...
     def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
     def flush(self) -> None: ...
+    def clear(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -39,6 +40,9 @@ class MemoryBackend:
     def flush(self) -> None:
         pass
 
+    def clear(self) -> None:
+        self.data.clear()
+
     def close(self) -> None:
         pass
 
@@ -49,9 +53,12 @@ class RocksBackend:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.db = self._open()
+
+    def _open(self) -> Rdict:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        self.db = Rdict(str(path), options)
+        return Rdict(str(self.path), options)
 
     def get(self, key: bytes) -> bytes | None:
         value = self.db.get(key)
@@ -80,6 +87,11 @@ class RocksBackend:
 
     def close(self) -> None:
         self.db.close()
+
+    def clear(self) -> None:
+        """Drop every key: delete the files and open an empty database in their place."""
+        self.wipe()
+        self.db = self._open()
 
     def wipe(self) -> None:
         self.close()

@@ -7,6 +7,7 @@ stores and partitions that are already current.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from choreograph.state.backends import Backend
 
 BATCH = 10_000
+log = logging.getLogger("choreograph.restore")
 
 
 @dataclass
@@ -28,6 +30,7 @@ class RestoreJob:
     progress: Callable[[int, int], None] | None = None
     restored: int = 0
     next_offset: int = 0
+    cleared: bool = False  # local state was ahead of its changelog and was dropped
 
 
 def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float = 600.0) -> None:
@@ -53,6 +56,18 @@ def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: floa
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(job.topic, job.partition), timeout=30
             )
+            if job.from_offset is not None and job.from_offset > high:
+                # The checkpoint is past the changelog's end: the topic was deleted or the
+                # cluster reset, so the local state belongs to a history that is gone.
+                log.warning(
+                    "local state of %s[%d] is ahead of its changelog (%d > %d): restoring anew",
+                    job.topic,
+                    job.partition,
+                    job.from_offset,
+                    high,
+                )
+                job.backend.clear()
+                job.from_offset, job.cleared = None, True
             start = (
                 job.from_offset if job.from_offset is not None and job.from_offset >= low else None
             )

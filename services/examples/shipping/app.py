@@ -24,9 +24,15 @@ def tracking_code(order_id: str) -> str:
 
 
 def create_app(
-    bootstrap: str, registry_url: str, data_dir: str, partitions: int, name: str = "shipping"
+    bootstrap: str,
+    registry_url: str,
+    data_dir: str,
+    partitions: int,
+    name: str = "shipping",
+    inbound: str = "inventory.events",
+    outbound: str = "shipping.events",
 ) -> faust.App:
-    """`partitions`: those of inventory.events, which the `shipped` table must match."""
+    """`partitions`: those of `inbound`, which the `shipped` table must match."""
     app = faust.App(
         name,
         broker=f"kafka://{bootstrap}",
@@ -38,8 +44,8 @@ def create_app(
         topic_partitions=partitions,
     )
     bridge = FaustBridge(AvroSerde(registry_url, models=[StockReserved]), source=name)
-    reserved = bridge.topic(app, "inventory.events")
-    dispatched = bridge.topic(app, "shipping.events")
+    reserved = bridge.topic(app, inbound)
+    dispatched = bridge.topic(app, outbound)
     shipped = app.Table("shipped", default=bool)
 
     @app.agent(reserved)

@@ -1,0 +1,56 @@
+"""Restoring local state from a changelog on the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from choreograph.state.backends import RocksBackend
+from choreograph.state.restore import RestoreJob, restore
+
+pytestmark = pytest.mark.integration
+
+
+def test_local_state_ahead_of_its_changelog_is_dropped_and_restored_anew(
+    bootstrap_servers: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """After a cluster reset the checkpoint points past the new changelog's end; keeping the
+    local state would serve values from a history that no longer exists."""
+    changelog = new_topic("svc-store.changelog", 1, **{"cleanup.policy": "compact"})
+    producer = Producer({"bootstrap.servers": bootstrap_servers})
+    for key, value in ((b"a", b"1"), (b"b", b"2"), (b"a", b"3")):
+        producer.produce(changelog, key=key, value=value, partition=0)
+    producer.flush(10)
+    backend = RocksBackend(tmp_path / "store" / "0")
+    backend.write({b"ghost": b"from the old cluster", b"a": b"stale"})
+    job = RestoreJob(changelog, 0, backend, from_offset=99)
+
+    restore({"bootstrap.servers": bootstrap_servers}, [job])
+
+    assert dict(backend.scan()) == {b"a": b"3", b"b": b"2"}
+    assert (job.cleared, job.restored, job.next_offset) == (True, 3, 3)
+    backend.close()
+    reopened = RocksBackend(tmp_path / "store" / "0")  # the clearing is on disk, not in memory
+    assert reopened.get(b"ghost") is None and reopened.get(b"a") == b"3"
+    reopened.close()
+
+
+def test_a_current_checkpoint_restores_nothing(
+    bootstrap_servers: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    changelog = new_topic("svc-store.changelog", 1, **{"cleanup.policy": "compact"})
+    producer = Producer({"bootstrap.servers": bootstrap_servers})
+    producer.produce(changelog, key=b"a", value=b"1", partition=0)
+    producer.flush(10)
+    backend = RocksBackend(tmp_path / "store" / "0")
+    backend.write({b"a": b"1", b"local": b"kept"})
+    job = RestoreJob(changelog, 0, backend, from_offset=1)
+
+    restore({"bootstrap.servers": bootstrap_servers}, [job])
+
+    assert (job.cleared, job.restored) == (False, 0)
+    assert backend.get(b"local") == b"kept"
+    backend.close()
