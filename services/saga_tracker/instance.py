@@ -40,6 +40,8 @@ ENDED: frozenset[str] = frozenset(
     {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}
 )
 PROCESS = "process"  # deadline and incident name of the whole process
+# A step whose undo was sent and whose confirmation may still come, even after it escalated.
+UNDO_UNCONFIRMED: frozenset[str] = frozenset({"compensating", "compensation_failed"})
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Instance:
     @property
     def undoing(self) -> bool:
         """A compensation was sent and its confirmation may still come, even after escalating."""
-        return any(s.status in ("compensating", "compensation_failed") for s in self.steps.values())
+        return any(s.status in UNDO_UNCONFIRMED for s in self.steps.values())
 
     @property
     def at_risk(self) -> bool:
@@ -201,7 +203,7 @@ class ProcessRules:
             if (
                 step.compensation
                 and kind in step.compensation.completes_on
-                and state.status in ("compensating", "compensation_failed")
+                and state.status in UNDO_UNCONFIRMED
             ):
                 matched = True
                 effects += self._compensation_confirmed(inst, step, now)

@@ -20,7 +20,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from choreograph.state.store import decode_value
-from saga_tracker.instance import ENDED, Effect, Instance, ProcessRules, RaiseIncident
+from saga_tracker.instance import (
+    ENDED,
+    UNDO_UNCONFIRMED,
+    Effect,
+    Instance,
+    ProcessRules,
+    RaiseIncident,
+)
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 STATS = "stats"
@@ -128,10 +135,7 @@ class TrackerMetrics:
             if state.status == "completed" and state.started_at and state.ended_at:
                 seconds = (state.ended_at - state.started_at).total_seconds()
                 self.step_seconds.labels(process, name).observe(seconds)
-            elif state.status == "compensated" and was.get(name) in (
-                "compensating",
-                "compensation_failed",
-            ):
+            elif state.status == "compensated" and was.get(name) in UNDO_UNCONFIRMED:
                 self.compensations.labels(process, name, "completed").inc()
             elif state.status == "compensation_failed":
                 self.compensations.labels(process, name, "failed").inc()

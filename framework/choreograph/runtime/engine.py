@@ -570,8 +570,7 @@ class Engine:
             start = self._checkpoint_file(store, p).read()
             backend = RocksBackend(self._store_path(store, p))
             if start is None:  # no checkpoint: local files cannot be trusted, start empty
-                backend.wipe()
-                backend = RocksBackend(self._store_path(store, p))
+                backend.clear()
             gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(p))
 
             def progress(_done: int, left: int, gauge: Any = gauge) -> None:

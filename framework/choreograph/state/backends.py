@@ -90,9 +90,6 @@ class RocksBackend:
 
     def clear(self) -> None:
         """Drop every key: delete the files and open an empty database in their place."""
-        self.wipe()
-        self.db = self._open()
-
-    def wipe(self) -> None:
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+        self.db = self._open()
