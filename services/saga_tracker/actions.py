@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Producer
-
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
+from choreograph.runtime.transactions import Outcome, Transactions
 from saga_tracker.access import Principal
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import ACTIONS, Instance
 from saga_tracker.service import ACTION, AUDIT
+
+
+class Unavailable(Exception):
+    """The action could not be recorded now (the broker is away); nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,11 @@ class ActionDesk:
         transactional_id: str,
         source: str = "saga-tracker-api",
     ) -> None:
-        producer = Producer(
-            {**client, "transactional.id": transactional_id, "enable.idempotence": True}
+        self.txn = Transactions(
+            {**client, "transactional.id": transactional_id, "enable.idempotence": True},
+            name=source,
         )
-        producer.init_transactions(30)
-        self.publisher = EventPublisher(producer, serde, source)
-        self.producer = producer
+        self.serde = serde
         self.definitions = definitions
         self.models = models
         self.repartition = repartition
@@ -60,7 +62,7 @@ class ActionDesk:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self.producer.flush(10)
+        self.txn.close(10)
 
     def request(
         self,
@@ -69,7 +71,20 @@ class ActionDesk:
         body: Any,
         instance: Instance | None,
     ) -> Reply:
-        """Check one request and, if it passes, send it on; every outcome is audited."""
+        """Check one request and, if it passes, send it on; every outcome is audited. While the
+        broker is away nothing can be audited, so nothing is done: 503, try again."""
+        try:
+            return self._request(principal, correlation_id, body, instance)
+        except Unavailable as unavailable:
+            return Reply(503, {"error": str(unavailable)})
+
+    def _request(
+        self,
+        principal: Principal | None,
+        correlation_id: str,
+        body: Any,
+        instance: Instance | None,
+    ) -> Reply:
         fields = body if isinstance(body, dict) else {}
         action = str(fields.get("action", ""))
         step = fields.get("step")
@@ -118,31 +133,37 @@ class ActionDesk:
                 "requested_at": now,
             }
         )
-        with self._transaction():
-            self.publisher.publish(
+        with self._transaction() as publisher:
+            publisher.publish(
                 command, correlation_id, topic=self.repartition, correlation_id=correlation_id
             )
-            self._publish_audit(audit, "ACCEPTED", str(reason), action_id, now)
+            self._publish_audit(publisher, audit, "ACCEPTED", str(reason), action_id, now)
         return Reply(202, {"action_id": action_id, "status": "accepted"})
 
     def _audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
-        with self._transaction():
-            self._publish_audit(audit, outcome, detail, None, datetime.now(UTC))
+        with self._transaction() as publisher:
+            self._publish_audit(publisher, audit, outcome, detail, None, datetime.now(UTC))
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One Kafka transaction at a time for what the block publishes; aborted on error."""
+    def _transaction(self) -> Iterator[EventPublisher]:
+        """One Kafka transaction at a time for what the block publishes; aborted on error.
+        Raises `Unavailable` when the broker cannot take it now: nothing was published."""
         with self._lock:
-            self.producer.begin_transaction()
+            if not self.txn.ready(10):
+                raise Unavailable("the broker is unavailable; try again shortly")
+            self.txn.begin()
             try:
-                yield
-                self.producer.commit_transaction(30)
+                yield EventPublisher(self.txn.producer, self.serde, self.source)
             except Exception:
-                self.producer.abort_transaction(30)
+                self.txn.abort(30)
                 raise
+            outcome = self.txn.commit(30)
+            if outcome is not Outcome.COMMITTED:
+                raise Unavailable(f"the broker did not confirm the action ({outcome.value})")
 
     def _publish_audit(
         self,
+        publisher: EventPublisher,
         audit: dict[str, Any],
         outcome: str,
         detail: str,
@@ -160,7 +181,7 @@ class ActionDesk:
                 "at": now,
             }
         )
-        self.publisher.publish(entry, audit["target"], correlation_id=audit["target"])
+        publisher.publish(entry, audit["target"], correlation_id=audit["target"])
 
 
 def _invalid(fields: dict[str, Any], action: str, step: Any, reason: Any) -> str | None:

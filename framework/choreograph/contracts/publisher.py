@@ -6,6 +6,9 @@ for the edges where a process starts. It validates, encodes and wraps every even
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +16,9 @@ from confluent_kafka import Producer
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
-from choreograph.contracts.serde import AvroSerde
+from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
+
+log = logging.getLogger("choreograph.publisher")
 
 
 def topic_of(event: type[Event]) -> str:
@@ -48,12 +53,17 @@ class EventPublisher:
         producer: Producer | dict[str, Any],
         serde: AvroSerde,
         source: str,
+        *,
+        registry_wait_s: float = 30.0,
     ) -> None:
+        """`registry_wait_s` bounds how long `publish` waits for an unreachable schema registry
+        (it retries with back-off meanwhile) before it raises `RegistryUnavailable`."""
         if isinstance(producer, dict):
             producer = Producer({"enable.idempotence": True, "acks": "all", **producer})
         self.producer = producer
         self.serde = serde
         self.source = source
+        self.registry_wait_s = registry_wait_s
 
     def publish(
         self,
@@ -69,15 +79,34 @@ class EventPublisher:
         Without `parent` or `correlation_id` the event follows the event being handled, or, at
         the start of a process, becomes the first event of a new process instance.
         """
-        target, value, envelope = encode_event(
-            self.serde,
-            event,
-            key,
-            self.source,
-            topic=topic,
-            parent=parent,
-            correlation_id=correlation_id,
-        )
+        give_up = time.monotonic() + self.registry_wait_s
+        delay = 0.2
+        while True:
+            try:
+                target, value, envelope = encode_event(
+                    self.serde,
+                    event,
+                    key,
+                    self.source,
+                    topic=topic,
+                    parent=parent,
+                    correlation_id=correlation_id,
+                )
+                break
+            except RegistryUnavailable as unavailable:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    raise RegistryUnavailable(
+                        unavailable.url,
+                        f"no answer within {self.registry_wait_s:.0f} s "
+                        f"({unavailable.cause}); {event.__avro_name__} was not published",
+                    ) from unavailable
+                if delay == 0.2:
+                    log.warning(
+                        "schema registry unavailable; retrying", extra={"error": str(unavailable)}
+                    )
+                time.sleep(min(left, delay * (0.5 + random.random() / 2)))
+                delay = min(delay * 2, 5.0)
         self.producer.produce(target, key=key.encode(), value=value, headers=envelope.to_headers())
         self.producer.poll(0)
         return envelope

@@ -4,15 +4,23 @@ Value bytes: 0x00, 4-byte big-endian schema id, Avro binary (fastavro). The subj
 on a topic is `<topic>-<record full name>`, so one topic carries several event types. Writer schema
 ids and parsed schemas are cached; reading resolves the writer's version (possibly older) against
 the reader's model schema, so new code reads old data with defaults filled in.
+
+With a `cache_dir`, schemas and ids already seen are also kept on disk (ids are immutable in a
+registry), so a service restarted while the registry is away still reads and writes what it
+knew. A registry that cannot be reached, times out or fails (5xx) raises `RegistryUnavailable`:
+the record is not at fault, and the runtime pauses instead of dead-lettering it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -32,6 +40,81 @@ class SerdeError(Exception):
 
 class UnknownSubject(SerdeError):
     """Auto-registration is off and the registry has no such schema under the subject."""
+
+
+class RegistryUnavailable(Exception):
+    """The schema registry cannot be reached or failed to answer: an infrastructure fault, not a
+    fault of the record (so not a SerdeError)."""
+
+    def __init__(self, url: str, cause: BaseException | str) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(f"schema registry at {url} is unavailable: {_describe(cause)}")
+
+
+def _describe(cause: BaseException | str) -> str:
+    if isinstance(cause, str):
+        return cause
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
+def _registry_failure(url: str, err: Exception) -> Exception:
+    """Turn a registry client error into what it means here. 404 and other 4xx answers are about
+    the request; anything else (no answer, timeout, 5xx, 408, 429) is about the registry."""
+    if isinstance(err, SchemaRegistryError):
+        status = err.http_status_code
+        if 400 <= status < 500 and status not in (408, 429):
+            return err
+    return RegistryUnavailable(url, err)
+
+
+def registry_url_of(registry: SchemaRegistryClient) -> str:
+    rest = getattr(registry, "_rest_client", None)
+    urls = getattr(rest, "base_urls", None) or ["(unknown registry)"]
+    return str(urls[0])
+
+
+class SchemaCache:
+    """Schemas by id and ids by (subject, schema), on disk: what a registry said never changes."""
+
+    def __init__(self, folder: Path, registry_url: str) -> None:
+        digest = hashlib.sha256(registry_url.encode()).hexdigest()[:12]
+        self.folder = folder / digest
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "url").write_text(registry_url + "\n")
+
+    def schema(self, schema_id: int) -> str | None:
+        return self._read(self.folder / f"id-{schema_id}.avsc")
+
+    def put_schema(self, schema_id: int, schema: str) -> None:
+        self._write(self.folder / f"id-{schema_id}.avsc", schema)
+
+    def schema_id(self, subject: str, schema: str) -> int | None:
+        found = self._read(self._lookup(subject, schema))
+        return int(found) if found and found.isdigit() else None
+
+    def put_schema_id(self, subject: str, schema: str, schema_id: int) -> None:
+        self._write(self._lookup(subject, schema), str(schema_id))
+
+    def _lookup(self, subject: str, schema: str) -> Path:
+        key = hashlib.sha256(f"{subject}\n{schema}".encode()).hexdigest()
+        return self.folder / f"subject-{key}.id"
+
+    @staticmethod
+    def _read(path: Path) -> str | None:
+        try:
+            return path.read_text()
+        except OSError:
+            return None
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache: a disk that refuses only costs a registry call next time
 
 
 @dataclass(frozen=True)
@@ -61,10 +144,13 @@ class AvroSerde:
         *,
         models: Iterable[type[Event]] = (),
         auto_register: bool = False,
+        cache_dir: Path | None = None,
     ) -> None:
         self.registry = (
             SchemaRegistryClient({"url": registry}) if isinstance(registry, str) else registry
         )
+        self.url = registry if isinstance(registry, str) else registry_url_of(registry)
+        self.cache = SchemaCache(cache_dir, self.url) if cache_dir is not None else None
         self.auto_register = auto_register
         self._same_schema: dict[tuple[int, type[Event]], bool] = {}
         self._writer_raw: dict[int, dict[str, Any]] = {}
@@ -96,14 +182,23 @@ class AvroSerde:
         if found is not None:
             return found
         subject = subject_for(topic, model.__avro_name__)
-        schema = RegistrySchema(json.dumps(model.__avro_schema__), "AVRO")
+        text = json.dumps(model.__avro_schema__)
+        if self.cache is not None:
+            found = self.cache.schema_id(subject, text)
+            if found is not None:
+                self._ids[key] = found
+                return found
+        schema = RegistrySchema(text, "AVRO")
         try:
             if self.auto_register:
                 found = self.registry.register_schema(subject, schema)
             else:
                 found = self.registry.lookup_schema(subject, schema).schema_id
-        except SchemaRegistryError as err:
-            if err.http_status_code == 404:
+        except Exception as error:
+            err = _registry_failure(self.url, error)
+            if isinstance(err, RegistryUnavailable):
+                raise err from error
+            if isinstance(err, SchemaRegistryError) and err.http_status_code == 404:
                 raise UnknownSubject(
                     f"{model.__avro_name__} as defined here is not registered under subject "
                     f"{subject}; register it (`choreograph schemas register`) or enable "
@@ -113,6 +208,8 @@ class AvroSerde:
         if found is None:
             raise SerdeError(f"registry returned no schema id for {subject}")
         self._ids[key] = found
+        if self.cache is not None:
+            self.cache.put_schema_id(subject, text, found)
         return found
 
     def serialize(self, event: Event, topic: str) -> bytes:
@@ -132,11 +229,19 @@ class AvroSerde:
     def writer_schema(self, schema_id: int) -> tuple[str, Any]:
         found = self._writers.get(schema_id)
         if found is None:
-            try:
-                registered = self.registry.get_schema(schema_id)
-            except SchemaRegistryError as err:
-                raise SerdeError(f"schema id {schema_id} is unknown to the registry") from err
-            raw = json.loads(registered.schema_str or "null")
+            text = self.cache.schema(schema_id) if self.cache is not None else None
+            if text is None:
+                try:
+                    registered = self.registry.get_schema(schema_id)
+                except Exception as error:
+                    err = _registry_failure(self.url, error)
+                    if isinstance(err, RegistryUnavailable):
+                        raise err from error
+                    raise SerdeError(f"schema id {schema_id} is unknown to the registry") from err
+                text = registered.schema_str or "null"
+                if self.cache is not None:
+                    self.cache.put_schema(schema_id, text)
+            raw = json.loads(text)
             if not isinstance(raw, dict) or raw.get("type") != "record":
                 raise SerdeError(f"schema id {schema_id} is not an Avro record schema")
             name = (

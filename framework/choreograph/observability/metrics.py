@@ -87,6 +87,18 @@ class ServiceMetrics:
             ["service"],
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "choreograph_dependency_up",
+            "1 while a dependency (broker, registry) answers; 0 while partitions pause for it.",
+            ["service", "dependency"],
+            registry=r,
+        )
+        self.producer_rebuilds = Counter(
+            "choreograph_producer_rebuilds",
+            "Producers dropped (fenced, fatal error, stalled call) and replaced by a fresh one.",
+            ["service"],
+            registry=r,
+        )
         self.labels = labels
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

@@ -54,6 +54,12 @@ class ServiceConfig(BaseModel):
         "sasl.mechanism, sasl.username, sasl.password, ssl.ca.location...)",
     )
     registry_user_info: str | None = Field(None, description="registry basic auth, user:password")
+    registry_timeout_s: float = Field(
+        5.0, gt=0, description="bound on one registry request; the runtime retries, not the client"
+    )
+    infrastructure_backoff_max_s: float = Field(
+        10.0, gt=0, description="longest pause between retries while a dependency is away"
+    )
     consumer: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
 
@@ -62,7 +68,13 @@ class ServiceConfig(BaseModel):
         return {"bootstrap.servers": self.bootstrap_servers, **self.security}
 
     def registry_conf(self) -> dict[str, Any]:
-        conf: dict[str, Any] = {"url": self.registry_url}
+        conf: dict[str, Any] = {
+            "url": self.registry_url,
+            "timeout": self.registry_timeout_s,
+            "max.retries": 1,
+            "retries.wait.ms": 100,
+            "retries.max.wait.ms": 500,
+        }
         if self.registry_user_info:
             conf["basic.auth.user.info"] = self.registry_user_info
         return conf

@@ -65,6 +65,24 @@ def dead_letter_headers(
     ]
 
 
+def slim_dead_letter(
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, str | bytes | None]],
+    limit: int,
+) -> tuple[bytes | None, None, list[tuple[str, str | bytes | None]]]:
+    """A dead letter too large to copy: no value, and only the headers that say what and where it
+    was (`dlq_origin_*` point at the original, which stays on its topic until retention)."""
+    kept: list[tuple[str, str | bytes | None]] = [
+        (k, v) for k, v in headers if k.startswith(("dlq_", "ce_")) and len(v or b"") <= 4096
+    ]
+    kept.append(("dlq_value_omitted", str(len(value or b""))))
+    if key is not None and (limit <= 0 or len(key) > limit // 4):
+        kept.append(("dlq_key_omitted", str(len(key))))
+        key = None
+    return key, None, kept
+
+
 def summary(record: Record) -> dict[str, Any]:
     """What an operator needs to see of a dead letter."""
     return {

@@ -9,6 +9,15 @@ idempotent producer, flush, then offsets.
 Rebalancing is cooperative (or KIP-848 `group.protocol=consumer`): on revoke the open transaction
 is committed and only the revoked tasks close; on assign new tasks restore from their changelog,
 starting at their local checkpoint.
+
+Failures follow one policy (`errors.classify`): a dependency that is away pauses the affected
+partitions (or, for the broker, the whole loop) and is retried until it answers; a bad record is
+dead-lettered at once, as a headers-only letter when even its copy would be too large; a
+handler's own errors are retried a bounded number of times. Transactions belong to
+`Transactions`; every blocking client call here has a bound the watchdog enforces. A commit whose
+outcome is unknown rebuilds tasks from the changelog and offsets from the broker. Something that
+escapes the loop while a record is in hand leaves a poison marker, so the next process
+dead-letters that record instead of crashing on it again.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import random
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,25 +41,33 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from choreograph.contracts.serde import AvroSerde
+from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
-from choreograph.runtime.dlq import dead_letter_headers
-from choreograph.runtime.errors import goes_to_dlq_at_once
-from choreograph.runtime.records import HeaderList, Record
+from choreograph.runtime.dlq import dead_letter_headers, slim_dead_letter
+from choreograph.runtime.errors import Failure, RecordTooLarge, classify
+from choreograph.runtime.limits import RecordLimits, record_size
+from choreograph.runtime.records import Record
 from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
 from choreograph.runtime.timers import Timer
 from choreograph.runtime.topics import ensure_service_topics
+from choreograph.runtime.transactions import (
+    Outcome,
+    ProducerUnavailable,
+    Transactions,
+    unproducible,
+)
+from choreograph.runtime.watchdog import GRACE_S, Stalled, Watchdog
 from choreograph.state.backends import RocksBackend
 from choreograph.state.checkpoint import Checkpoint
+from choreograph.state.poison import Poison, PoisonMarks
 from choreograph.state.restore import RestoreJob, restore
 
 log = logging.getLogger("choreograph.engine")
@@ -57,6 +75,7 @@ TP = tuple[str, int]
 CHECKPOINT_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
 TIMER_CHECK_EVERY = 256  # records handled between checks for due timers
+RECONNECT_BOUND_S = 2.0  # one try at a fresh producer, between checks for SIGTERM
 
 
 @dataclass
@@ -65,6 +84,11 @@ class RetryState:
     attempts: int = 0
     resume_at: float = 0.0
     waiting: bool = False
+    away: int = 0  # consecutive pauses for a dependency: they count no attempt
+
+
+class Doomed(Exception):
+    """A record known to fail for good (it crashed a process, or cannot be produced on)."""
 
 
 class Engine:
@@ -83,7 +107,23 @@ class Engine:
             SchemaRegistryClient(config.registry_conf()),
             models=service.models.values(),
             auto_register=config.auto_register_schemas,
+            cache_dir=config.state_dir / service.name / "schemas",
         )
+        self.watchdog = Watchdog(service.name)
+        self.txn = Transactions(
+            self._producer_conf(),
+            name=service.name,
+            transactional=self.eos,
+            on_abort=lambda: self.metrics.aborts.labels(service.name).inc(),
+            on_rebuild=lambda _reason: self.metrics.producer_rebuilds.labels(service.name).inc(),
+        )
+        self.limits = RecordLimits(None, self._producer_conf())
+        self.doomed: dict[tuple[str, int, int], Doomed] = {}
+        self.started_at: dict[TP, int] = {}  # first offset handled since assignment
+        self.away: dict[str, float] = {}  # dependencies found unavailable, since when
+        self.recovering = False
+        self.abandoned = False
+        self._current: tuple[str, int, int] | None = None
         self.tasks: dict[int, PartitionTask] = {}
         self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
         self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
@@ -100,7 +140,6 @@ class Engine:
         self._pending_counts: dict[tuple[str, str], int] = {}
         self._timed: dict[str, Any] = {}
         self.consumer: Consumer
-        self.producer: Producer
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -114,10 +153,11 @@ class Engine:
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
         admin = AdminClient(self.config.client_conf())
-        ensure_service_topics(admin, self.service)
-        self.producer = Producer(self._producer_conf())
-        if self.eos:
-            self.producer.init_transactions(60)
+        if not self._wait_for_broker(lambda: ensure_service_topics(admin, self.service)):
+            return
+        self.limits.admin = admin
+        if not self._wait_for_broker(lambda: self.txn.ready(RECONNECT_BOUND_S) or None):
+            return
         self.consumer = Consumer(self._consumer_conf())
         self.consumer.subscribe(
             self.service.inputs,
@@ -129,20 +169,69 @@ class Engine:
         try:
             while not self.stopping.is_set():
                 self.step()
+        except BaseException as error:
+            self._leave_poison_marker(error)
+            raise
         finally:
             self._shutdown()
 
+    def _wait_for_broker(self, attempt: Callable[[], object]) -> bool:
+        """Start-up against a broker that may be away: retry `attempt` (which fails with a
+        KafkaException or returns False) until it works or the service is stopped."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                if attempt() is not False:
+                    self._available("broker")
+                    return True
+                problem: object = "no answer"
+            except KafkaException as exc:
+                problem = exc.args[0] if exc.args else exc
+            self._unavailable("broker", problem)
+            self.stopping.wait(delay * (0.5 + self._rand.random() / 2))
+            delay = min(delay * 2, self.config.infrastructure_backoff_max_s)
+        return False
+
     def _shutdown(self) -> None:
-        """Finish: commit what was processed, leave the group, write checkpoints, close."""
+        """Finish within `shutdown_timeout_s`, even with the broker away: commit what was
+        processed, leave the group, write checkpoints, close. A client call that does not return
+        in time is abandoned (`abandoned`), and the process should end without waiting for it."""
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.5)
+
+        if not self.recovering:
+            try:
+                self.commit(timeout=left() / 2)
+            except Exception:
+                log.exception(
+                    "final commit failed; the next owner reprocesses from the last commit"
+                )
         try:
-            self.commit(timeout=self.config.shutdown_timeout_s)
-        except KafkaException:
-            log.exception("final commit failed; the next owner reprocesses from the last commit")
-        self.consumer.close()  # revokes (and so checkpoints and closes) every remaining task
+            self.watchdog.call("consumer close", left(), self.consumer.close)
+        except Stalled:
+            log.warning("consumer did not close in time; leaving the group to its session timeout")
+        except KafkaException as exc:
+            log.warning("consumer close failed", extra={"error": str(exc)})
         for partition in list(self.tasks):
-            self._close_task(partition)
-        self.producer.flush(self.config.shutdown_timeout_s)
+            self._close_task(partition, clean=not self.recovering)
+        self.txn.close(left())
+        self.abandoned = self.watchdog.stalled_calls > 0 or self.txn.abandoned
         log.info("stopped", extra={"service": self.service.name})
+
+    def _leave_poison_marker(self, error: BaseException) -> None:
+        """Something escaped while a record was in hand: remember the record beside the
+        partition's checkpoints, so the next process dead-letters it instead of crashing."""
+        if self._current is None or isinstance(error, KeyboardInterrupt):
+            return
+        topic, partition, offset = self._current
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()[:2000]
+        PoisonMarks(self._partition_dir(partition)).add(Poison(topic, partition, offset, text))
+        log.critical(
+            "crashed on a record; it will be dead-lettered on restart",
+            extra={"topic": topic, "partition": partition, "offset": offset, "error": text},
+        )
 
     def _consumer_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -175,6 +264,31 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     def step(self) -> None:
+        if self.recovering:
+            self._recover()
+            return
+        if not self.txn.ready(RECONNECT_BOUND_S):
+            self._unavailable("broker", "no transactional producer could be initialised")
+            self.stopping.wait(0.2)
+            return
+        try:
+            self._consume_and_handle()
+            self._flush_counts()
+            self._fire_timers(self.clock())
+        except (ProducerUnavailable, Stalled) as error:
+            self._unavailable("broker", error)
+            self._abort_and_rewind()
+            return
+        finally:
+            self._current = None
+        self._resume_retries()
+        tick = time.monotonic()
+        if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
+            self.commit()
+        if tick - self.last_lag >= LAG_INTERVAL_S:
+            self._report_lag()
+
+    def _consume_and_handle(self) -> None:
         messages = self.consumer.consume(self.config.max_batch, 0.05)
         now = self.clock()
         for i, msg in enumerate(messages):
@@ -194,33 +308,44 @@ class Engine:
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
                 self._handle(task, msg, now)
-        self._flush_counts()
-        self._fire_timers(self.clock())
-        self._resume_retries()
-        tick = time.monotonic()
-        if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
-            self.commit()
-        if tick - self.last_lag >= LAG_INTERVAL_S:
-            self._report_lag()
 
     def _handle(self, task: PartitionTask, msg: Message, now: datetime) -> None:
+        topic, offset = msg.topic() or "", msg.offset() or 0
+        tp = (topic, task.partition)
+        if tp not in self.started_at:
+            self.started_at[tp] = offset
+        if self.doomed:
+            doomed = self.doomed.get((topic, task.partition, offset))
+            if doomed is not None:
+                self._dead_letter(Record.of(msg), "crashed", doomed, attempts=1)
+                return
+        self._current = (topic, task.partition, offset)
         started = time.perf_counter()
         try:
             headers = msg.headers()
             if isinstance(headers, dict):  # the client's producer-side form; consumers give lists
                 headers = list(headers.items())
             event_type, outcome, outputs = task.process(msg.key(), msg.value(), headers, now)
+            self._check_sizes(task, outputs)
         except Exception as error:
             task.end_message(ok=False)
             self._failed(Record.of(msg), error)
             return
         task.end_message(ok=True)
         if outputs:
-            self._produce_outputs(outputs)
-        tp = (msg.topic() or "", task.partition)
-        self.positions[tp] = (msg.offset() or 0) + 1
+            try:
+                self._produce_outputs(outputs)
+            except KafkaException as exc:
+                # Refused outright after part of its outputs went into the transaction: redo the
+                # transaction without it; it is dead-lettered when it comes round again.
+                self.doomed[(topic, task.partition, offset)] = Doomed(f"cannot produce: {exc}")
+                self._abort_and_rewind()
+                return
+        self.positions[tp] = offset + 1
         if self.retries:
             self.retries.pop(tp, None)
+        if self.away:
+            self._available("registry")
         self._count(event_type, outcome)
         if outcome == "ok":
             timer = self._timed.get(event_type)
@@ -229,6 +354,26 @@ class Engine:
                     self.service.name, event_type
                 )
             timer.observe(time.perf_counter() - started)
+
+    def _check_sizes(self, task: PartitionTask, outputs: list[Output]) -> None:
+        """Refuse, before anything is produced, a record whose outputs or state writes are
+        larger than their topics accept: it could never commit."""
+        for out in outputs:
+            if not self.limits.fits(out.topic, out.key, out.value, out.headers):
+                size = record_size(out.key, out.value, out.headers)
+                raise RecordTooLarge(
+                    f"output to {out.topic} is {size} bytes, over its limit of "
+                    f"{self.limits.limit(out.topic)}"
+                )
+        limit = self.limits.client_limit
+        for store in task.stores.values():
+            for key, value in store.message_writes().items():
+                if record_size(key, value, None) > limit:
+                    raise RecordTooLarge(
+                        f"state written to store {store.name!r} under {key[:80]!r} is "
+                        f"{record_size(key, value, None)} bytes, over the changelog limit of "
+                        f"{limit}"
+                    )
 
     def _count(self, event_type: str, outcome: str) -> None:
         """Count locally; `_flush_counts` publishes once per step (a metric update takes a lock)."""
@@ -250,46 +395,24 @@ class Engine:
         state = self.retries.get(tp)
         if state is None or state.offset != record.offset:
             state = self.retries[tp] = RetryState(record.offset)
+        kind = classify(error)
+        if kind is Failure.INFRASTRUCTURE:
+            state.away += 1
+            self._unavailable(_dependency(error), error)
+            delay = self._away_backoff(state.away)
+            self._pause(record, state, delay)
+            self._count(record.header("ce_type") or "unknown", "paused")
+            return
         state.attempts += 1
         event_type = record.header("ce_type") or "unknown"
-        at_once = goes_to_dlq_at_once(error)
-        if at_once or state.attempts >= self.config.retry.max_attempts:
-            reason = "contract" if at_once else "retries-exhausted"
-            self._begin()
-            headers = dead_letter_headers(
-                record.headers,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                service=self.service.name,
-                reason=reason,
-                error=error,
-                attempts=state.attempts,
-            )
-            self._produce(
-                self.service.dlq_topic, record.value, record.key, headers, record.partition
-            )
-            self.positions[tp] = record.offset + 1
-            self.retries.pop(tp, None)
-            self.metrics.dlq.labels(self.service.name, reason).inc()
-            self._count(event_type, "dlq")
-            log.warning(
-                "dead-lettered",
-                extra={
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "reason": reason,
-                    "error": repr(error),
-                    "attempts": state.attempts,
-                },
-            )
+        if kind is Failure.BAD_RECORD or state.attempts >= self.config.retry.max_attempts:
+            reason = "contract" if kind is Failure.BAD_RECORD else "retries-exhausted"
+            if isinstance(error, RecordTooLarge):
+                reason = "too-large"
+            self._dead_letter(record, reason, error, state.attempts)
             return
         delay = self.config.retry.backoff(state.attempts, self._rand.random())
-        state.resume_at, state.waiting = time.monotonic() + delay, True
-        partition = TopicPartition(record.topic, record.partition, record.offset)
-        self.consumer.pause([partition])
-        self.consumer.seek(partition)
+        self._pause(record, state, delay)
         self.metrics.retries.labels(self.service.name).inc()
         self._count(event_type, "retried")
         log.info(
@@ -304,12 +427,88 @@ class Engine:
             },
         )
 
+    def _away_backoff(self, pauses: int) -> float:
+        cap = min(self.config.infrastructure_backoff_max_s, 0.5 * 2.0 ** min(pauses - 1, 16))
+        return float(cap / 2 + self._rand.random() * cap / 2)
+
+    def _pause(self, record: Record, state: RetryState, delay: float) -> None:
+        state.resume_at, state.waiting = time.monotonic() + delay, True
+        partition = TopicPartition(record.topic, record.partition, record.offset)
+        self.consumer.pause([partition])
+        self.consumer.seek(partition)
+
+    def _dead_letter(self, record: Record, reason: str, error: Exception, attempts: int) -> None:
+        """Send `record` to the DLQ in the open transaction and move past it. A copy too large
+        for the DLQ becomes a headers-only letter that points at the original."""
+        tp = record.tp
+        self._begin()
+        headers = dead_letter_headers(
+            record.headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            service=self.service.name,
+            reason=reason,
+            error=error,
+            attempts=attempts,
+        )
+        key, value = record.key, record.value
+        dlq = self.service.dlq_topic
+        if not self.limits.fits(dlq, key, value, headers):
+            key, value, headers = slim_dead_letter(key, value, headers, self.limits.limit(dlq))
+        try:
+            self.txn.produce(dlq, value, key, headers, record.partition)
+        except KafkaException as exc:
+            if not unproducible(exc.args[0]):
+                raise
+            key, value, headers = slim_dead_letter(key, value, headers, 0)
+            self.txn.produce(dlq, value, key, headers, record.partition)
+        self.positions[tp] = record.offset + 1
+        self.retries.pop(tp, None)
+        self.metrics.dlq.labels(self.service.name, reason).inc()
+        self._count(record.header("ce_type") or "unknown", "dlq")
+        log.warning(
+            "dead-lettered",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": reason,
+                "error": repr(error),
+                "attempts": attempts,
+            },
+        )
+
     def _resume_retries(self) -> None:
         tick = time.monotonic()
         for (topic, partition), state in self.retries.items():
             if state.waiting and tick >= state.resume_at:
                 state.waiting = False
                 self.consumer.resume([TopicPartition(topic, partition)])
+
+    # -- dependencies ----------------------------------------------------------------------------
+
+    def _unavailable(self, dependency: str, problem: object) -> None:
+        """One log line and a gauge when a dependency goes away, not one per retry."""
+        if dependency in self.away:
+            return
+        self.away[dependency] = time.monotonic()
+        self.metrics.dependency_up.labels(self.service.name, dependency).set(0)
+        log.warning(
+            f"{dependency} unavailable; pausing until it answers",
+            extra={"dependency": dependency, "error": str(problem)},
+        )
+
+    def _available(self, dependency: str) -> None:
+        since = self.away.pop(dependency, None)
+        self.metrics.dependency_up.labels(self.service.name, dependency).set(1)
+        if since is not None:
+            log.warning(
+                f"{dependency} available again; resumed",
+                extra={"dependency": dependency, "away_s": round(time.monotonic() - since, 1)},
+            )
+
+    # -- timers ----------------------------------------------------------------------------------
 
     def _fire_timers(self, now: datetime) -> None:
         for partition, task in list(self.tasks.items()):
@@ -323,10 +522,16 @@ class Engine:
             return  # backing off after a failure
         try:
             outputs = task.fire(timer, now)
+            self._check_sizes(task, outputs)
         except Exception as error:
             task.end_message(ok=False)
-            attempts = (failed[0] if failed else 0) + 1
-            if attempts < self.config.retry.max_attempts:
+            attempts = failed[0] if failed else 0
+            if classify(error) is Failure.INFRASTRUCTURE:
+                self._unavailable(_dependency(error), error)
+                self.timer_failures[ident] = (attempts, time.monotonic() + self._away_backoff(3))
+                return
+            attempts += 1
+            if classify(error) is Failure.BUSINESS and attempts < self.config.retry.max_attempts:
                 delay = self.config.retry.backoff(attempts, self._rand.random())
                 self.timer_failures[ident] = (attempts, time.monotonic() + delay)
                 return  # due again after the back-off
@@ -362,7 +567,7 @@ class Engine:
             error=error,
             attempts=attempts,
         )
-        self._produce(self.service.dlq_topic, value, timer.key.encode(), headers, partition)
+        self.txn.produce(self.service.dlq_topic, value, timer.key.encode(), headers, partition)
         self.metrics.dlq.labels(self.service.name, "timer-failed").inc()
         log.error(
             "timer dead-lettered after repeated failures",
@@ -372,32 +577,7 @@ class Engine:
     # -- producing and committing --------------------------------------------------------------
 
     def _begin(self) -> None:
-        if self.eos and not self.txn_open:
-            self.producer.begin_transaction()
-            self.txn_open = True
-
-    def _produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: HeaderList | None = None,
-        partition: int | None = None,
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-    ) -> None:
-        # Under EOS a failed delivery fails the commit, so outputs need no callback of their own.
-        callback = on_delivery or (None if self.eos else self._delivered)
-        kwargs: dict[str, Any] = {"headers": headers}
-        if callback is not None:
-            kwargs["on_delivery"] = callback
-        if partition is not None:
-            kwargs["partition"] = partition
-        while True:
-            try:
-                self.producer.produce(topic, value, key, **kwargs)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        self.txn.begin()
 
     def _produce_outputs(self, outputs: list[Output]) -> None:
         if not outputs:
@@ -405,14 +585,14 @@ class Engine:
         self._begin()
         if not self.eos:
             for out in outputs:
-                self._produce(out.topic, out.value, out.key, out.headers)
+                self.txn.produce(out.topic, out.value, out.key, out.headers, None, self._delivered)
             return
-        produce = self.producer.produce  # hot path: no callback under EOS, no kwargs dict
+        produce = self.txn.producer.produce  # hot path: no callback under EOS, no kwargs dict
         for out in outputs:
             try:
                 produce(out.topic, out.value, out.key, headers=out.headers)
             except BufferError:
-                self._produce(out.topic, out.value, out.key, out.headers)
+                self.txn.produce(out.topic, out.value, out.key, out.headers)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -427,86 +607,77 @@ class Engine:
         self.changelog_next[key] = (msg.offset() or 0) + 1
         self.dirty_checkpoints.add(key)
 
-    def commit(self, timeout: float = 60.0) -> None:
+    def commit(self, timeout: float = 60.0) -> bool:
         """Commit outputs, changelog writes and offsets of every owned partition at once.
 
-        Bounded by `timeout`: past it the transaction is aborted (or, at-least-once, the offsets
-        are not committed) and the work is redone from the last commit, by this instance or by
-        the partitions' next owner."""
+        Bounded by about `timeout`. A failed commit is redone from the last commit: at once when
+        it is known not to have landed, after rebuilding from the broker's committed state when
+        its outcome is unknown. Returns whether it committed."""
         self.last_commit = time.monotonic()
         writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
-        if not writes and not self.positions and not self.txn_open:
+        if not writes and not self.positions and not self.txn.open:
             self._maybe_checkpoint()
-            return
+            return True
         started = time.perf_counter()
-        self._begin()
         last = {(store, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
-        for i, (partition, (store, key, value)) in enumerate(writes):
-            # Only the last write per changelog partition reports its offset: the checkpoint.
-            report = self._changelog_delivered if last[(store, partition)] == i else None
-            self._produce(
-                self.service.changelog_topic(store),
-                value,
-                key,
-                partition=partition,
-                on_delivery=report,
-            )
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
-        if self.eos:
-            if not self._commit_transaction(offsets, time.monotonic() + timeout):
-                return
-        else:
-            unsent = self.producer.flush(timeout)
-            if self._delivery_error is not None or unsent:
-                log.error(
-                    "delivery failed; reprocessing since the last commit",
-                    extra={"error": str(self._delivery_error), "unsent": unsent},
+        try:
+            self._begin()
+            for i, (partition, (store, key, value)) in enumerate(writes):
+                # Only the last write per changelog partition reports its offset: the checkpoint.
+                report: Callable[[KafkaError | None, Message], None] | None = None
+                if last[(store, partition)] == i:
+                    report = self._changelog_delivered
+                elif not self.eos:
+                    report = self._delivered
+                self.txn.produce(
+                    self.service.changelog_topic(store), value, key, None, partition, report
                 )
-                self._delivery_error = None
-                self._rewind()
-                return
-            if offsets:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.producer.poll(0)  # serve delivery reports: checkpoint offsets, at-least-once failures
+            if self.eos:
+                outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
+            else:
+                outcome = self._commit_at_least_once(offsets, timeout)
+        except (ProducerUnavailable, Stalled, KafkaException) as error:
+            self._unavailable("broker", error)
+            outcome = Outcome.UNKNOWN if self.txn.open else Outcome.ABORTED
+            self.txn.abort(timeout)
+        if outcome is Outcome.ABORTED:
+            self._rewind()
+            return False
+        if outcome is Outcome.UNKNOWN:
+            self._lose_work()
+            return False
+        self.txn.poll()  # serve delivery reports: checkpoint offsets, at-least-once failures
         for task in self.tasks.values():
             task.committed()
         self.committed_offsets.update(self.positions)
+        self._forget_poison(self.positions)
         self.positions.clear()
+        if self.away:
+            self._available("broker")
         self.metrics.commits.labels(self.service.name).inc()
         self.metrics.commit_seconds.labels(self.service.name).observe(time.perf_counter() - started)
         self._maybe_checkpoint()
-
-    def _commit_transaction(self, offsets: list[TopicPartition], deadline: float) -> bool:
-        def left() -> float:
-            return max(deadline - time.monotonic(), 0.1)
-
-        try:
-            if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), left()
-                )
-            while True:
-                try:
-                    self.producer.commit_transaction(left())
-                    break
-                except KafkaException as exc:
-                    if not exc.args[0].retriable() or time.monotonic() >= deadline:
-                        raise
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal() or not (error.txn_requires_abort() or error.retriable()):
-                raise
-            log.warning("transaction aborted", extra={"error": str(error)})
-            self._abort()
-            return False
-        self.txn_open = False
         return True
 
-    def _abort(self) -> None:
-        if self.eos and self.txn_open:
-            self.producer.abort_transaction(60)
-            self.txn_open = False
-            self.metrics.aborts.labels(self.service.name).inc()
+    def _commit_at_least_once(self, offsets: list[TopicPartition], timeout: float) -> Outcome:
+        outcome = self.txn.commit(timeout)
+        if outcome is Outcome.COMMITTED and self._delivery_error is not None:
+            log.error("delivery failed", extra={"error": str(self._delivery_error)})
+            outcome = Outcome.ABORTED
+        self._delivery_error = None
+        if outcome is not Outcome.COMMITTED:
+            return Outcome.ABORTED  # at-least-once: what was sent stays sent; redo the rest
+        if offsets:
+            self.watchdog.call(
+                "offset commit",
+                timeout + GRACE_S,
+                lambda: self.consumer.commit(offsets=offsets, asynchronous=False),
+            )
+        return outcome
+
+    def _abort_and_rewind(self) -> None:
+        self.txn.abort(self.config.revoke_timeout_s)
         self._rewind()
 
     def _rewind(self, leaving: frozenset[TP] = frozenset()) -> None:
@@ -516,21 +687,72 @@ class Engine:
             task.aborted()
         self.positions.clear()
         self.retries.clear()
+        self.timer_failures.clear()
         kept = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in leaving]
-        if not kept:
-            return
-        unknown = [tp for tp in kept if (tp.topic, tp.partition) not in self.committed_offsets]
-        from_broker = {
-            (tp.topic, tp.partition): tp.offset
-            for tp in (self.consumer.committed(unknown, timeout=30) if unknown else [])
-        }
         for tp in kept:
             key = (tp.topic, tp.partition)
-            offset = self.committed_offsets.get(key, from_broker.get(key, -1))
-            self.consumer.seek(
-                TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_BEGINNING)
+            offset = self.committed_offsets.get(key, self.started_at.get(key))
+            if offset is not None:  # else nothing of it was handled: its position is right
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        if kept:
+            self.consumer.resume(kept)
+
+    def _lose_work(self) -> None:
+        """The last commit may or may not have landed: local state and remembered offsets cannot
+        be trusted. Close every task without a checkpoint; `_recover` rebuilds them from the
+        changelog and seeks to the offsets the broker has, once a fresh producer is ready."""
+        log.warning("commit outcome unknown; rebuilding from the broker's committed state")
+        for partition in list(self.tasks):
+            self._close_task(partition, clean=False)
+        self.positions.clear()
+        self.retries.clear()
+        self.timer_failures.clear()
+        self.committed_offsets.clear()
+        self.started_at.clear()
+        self.recovering = True
+
+    def _recover(self) -> None:
+        if not self.txn.ready(RECONNECT_BOUND_S):
+            self.stopping.wait(0.2)
+            return
+        assignment = self.consumer.assignment()
+        try:
+            committed = (
+                self.watchdog.call("committed offsets", 15, self.consumer.committed, assignment, 10)
+                if assignment
+                else []
             )
-        self.consumer.resume(kept)
+            opened: dict[int, PartitionTask] = {}
+            jobs: list[RestoreJob] = []
+            for partition in sorted({tp.partition for tp in assignment}):
+                opened[partition], task_jobs = self._open_task(partition)
+                jobs += task_jobs
+            self._restore(opened, jobs)
+        except (KafkaException, Stalled) as error:
+            for task in locals().get("opened", {}).values():
+                task.close()
+            log.info("recovery waits for the broker", extra={"error": str(error)})
+            self.stopping.wait(1.0)
+            return
+        self.tasks.update(opened)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            if tp.offset >= 0:
+                self.committed_offsets[(tp.topic, tp.partition)] = tp.offset
+        if assignment:
+            self.consumer.resume(assignment)
+        self.recovering = False
+        self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
+        self._available("broker")
+        log.info("recovered", extra={"partitions": sorted(self.tasks)})
+
+    def _forget_poison(self, committed: dict[TP, int]) -> None:
+        """Poison markers whose records are now dead-lettered and committed are done."""
+        for topic, partition, offset in [k for k in self.doomed if (k[0], k[1]) in committed]:
+            if committed[(topic, partition)] > offset:
+                del self.doomed[(topic, partition, offset)]
+                PoisonMarks(self._partition_dir(partition)).remove(topic, offset)
 
     def _maybe_checkpoint(self) -> None:
         if time.monotonic() - self.last_checkpoint < CHECKPOINT_INTERVAL_S:
@@ -554,13 +776,14 @@ class Engine:
 
     # -- partitions ----------------------------------------------------------------------------
 
+    def _partition_dir(self, partition: int) -> Path:
+        return self.config.state_dir / self.service.name / str(partition)
+
     def _store_path(self, store: str, partition: int) -> Path:
-        return self.config.state_dir / self.service.name / str(partition) / store
+        return self._partition_dir(partition) / store
 
     def _checkpoint_file(self, store: str, partition: int) -> Checkpoint:
-        return Checkpoint(
-            self.config.state_dir / self.service.name / str(partition) / f"{store}.checkpoint"
-        )
+        return Checkpoint(self._partition_dir(partition) / f"{store}.checkpoint")
 
     def _open_task(self, partition: int) -> tuple[PartitionTask, list[RestoreJob]]:
         """Open the partition's stores; return the task and what to restore into it."""
@@ -581,6 +804,10 @@ class Engine:
             )
             return backend
 
+        for poison in PoisonMarks(self._partition_dir(partition)).read():
+            self.doomed[(poison.topic, poison.partition, poison.offset)] = Doomed(
+                f"a process crashed handling this record: {poison.error}"
+            )
         return PartitionTask(self.service, partition, open_backend, self.serde), jobs
 
     def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
@@ -605,18 +832,26 @@ class Engine:
             },
         )
 
-    def _close_task(self, partition: int) -> None:
+    def _close_task(self, partition: int, clean: bool = True) -> None:
+        """Close a partition's task. A clean close checkpoints its state; a dirty one (after a
+        commit of unknown outcome) leaves the last checkpoint, so the changelog tail is replayed
+        when the partition opens again."""
         task = self.tasks.pop(partition, None)
         if task is None:
             return
         for store in task.stores:
-            self._checkpoint(task, store, synced=True)
+            if clean:
+                self._checkpoint(task, store, synced=True)
+            else:
+                self.dirty_checkpoints.discard((store, partition))
         task.close()
         for key in [k for k in self.changelog_next if k[1] == partition]:
             del self.changelog_next[key]
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.recovering:  # `_recover` opens every assigned partition at once
+            return
         opened: dict[int, PartitionTask] = {}
         jobs: list[RestoreJob] = []
         for partition in sorted({tp.partition for tp in partitions} - set(self.tasks)):
@@ -630,7 +865,8 @@ class Engine:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.commit(timeout=self.config.revoke_timeout_s)  # the rebalance waits on this
+        if not self.recovering:
+            self.commit(timeout=self.config.revoke_timeout_s)  # the rebalance waits on this
         self._drop(partitions)
         log.info(
             "revoked", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
@@ -638,11 +874,9 @@ class Engine:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions are gone without a chance to commit: abort, and rewind what is kept."""
-        if self.eos and self.txn_open:
-            self.producer.abort_transaction(60)
-            self.txn_open = False
-            self.metrics.aborts.labels(self.service.name).inc()
-        self._rewind(leaving=frozenset((tp.topic, tp.partition) for tp in partitions))
+        self.txn.abort(self.config.revoke_timeout_s)
+        if not self.recovering:
+            self._rewind(leaving=frozenset((tp.topic, tp.partition) for tp in partitions))
         self._drop(partitions)
         log.warning(
             "lost", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
@@ -654,9 +888,12 @@ class Engine:
             self.positions.pop(tp, None)
             self.retries.pop(tp, None)
             self.committed_offsets.pop(tp, None)  # the next owner may move it on
+            self.started_at.pop(tp, None)
         still = {tp.partition for tp in self.consumer.assignment()} - {p for _, p in revoked}
         for partition in {p for _, p in revoked} - still:
             self._close_task(partition)
+            for key in [k for k in self.doomed if k[1] == partition]:
+                del self.doomed[key]
 
     def _report_lag(self) -> None:
         self.last_lag = time.monotonic()
@@ -669,3 +906,7 @@ class Engine:
                 self.metrics.lag.labels(self.service.name, tp.topic, str(tp.partition)).set(
                     high - tp.offset
                 )
+
+
+def _dependency(error: BaseException) -> str:
+    return "registry" if isinstance(error, RegistryUnavailable) else "broker"

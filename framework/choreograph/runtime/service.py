@@ -6,6 +6,8 @@ declaration in memory.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -143,4 +145,10 @@ class Service:
         from choreograph.runtime.config import ServiceConfig
         from choreograph.runtime.engine import Engine
 
-        Engine(self, config or ServiceConfig.from_env()).run()
+        engine = Engine(self, config or ServiceConfig.from_env())
+        engine.run()
+        if engine.abandoned:
+            # A client call was left blocked (the broker was away at shutdown): the client's own
+            # clean-up would wait for it past the shutdown bound, so end the process here.
+            logging.shutdown()
+            os._exit(0)

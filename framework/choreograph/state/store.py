@@ -98,6 +98,10 @@ class Store:
                 self._txn.update(self._msg)
             self._msg.clear()
 
+    def message_writes(self) -> dict[bytes, bytes | None]:
+        """Writes of the message being handled, before it ends."""
+        return self._msg
+
     def pending(self) -> dict[bytes, bytes | None]:
         """Writes of the open transaction, to produce to the changelog before committing."""
         return self._txn

@@ -26,10 +26,11 @@ def test_security_and_registry_auth_from_the_environment(monkeypatch: pytest.Mon
         "sasl.password": "s3cret",
         "ssl.ca.location": "/etc/choreograph/tls/ca.crt",
     }
-    assert config.registry_conf() == {
-        "url": "https://registry:8443/apis/ccompat/v7",
-        "basic.auth.user.info": "payments:pw",
-    }
+    registry = config.registry_conf()
+    assert registry["url"] == "https://registry:8443/apis/ccompat/v7"
+    assert registry["basic.auth.user.info"] == "payments:pw"
+    # One bounded request: the runtime pauses and retries, the client must not block the loop.
+    assert registry["timeout"] == 5.0 and registry["max.retries"] == 1
 
 
 def test_plaintext_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

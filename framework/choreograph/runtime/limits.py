@@ -1,0 +1,55 @@
+"""How large a record each topic accepts: the producer's own limit, lowered to the topic's
+`max.message.bytes` where the broker says so. Checked before producing, so a record that can never
+be written is dead-lettered for what it is instead of failing a whole transaction later."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
+
+RECORD_OVERHEAD = 512  # batch and record framing, on top of key, value and headers
+DEFAULT_CLIENT_LIMIT = 1_000_000  # librdkafka's message.max.bytes
+RETRY_LOOKUP_S = 30.0
+
+Headers = Iterable[tuple[str, str | bytes | None]] | None
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+    for name, header in headers or ():
+        size += len(name) + (len(header) if header is not None else 0) + 8
+    return size
+
+
+class RecordLimits:
+    def __init__(self, admin: AdminClient | None, producer_conf: dict[str, Any]) -> None:
+        self.admin = admin
+        self.client_limit = int(producer_conf.get("message.max.bytes", DEFAULT_CLIENT_LIMIT))
+        self._topics: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+
+    def limit(self, topic: str) -> int:
+        found = self._topics.get(topic)
+        if found is not None:
+            return found
+        if self.admin is None or time.monotonic() < self._retry_at.get(topic, 0.0):
+            return self.client_limit
+        try:
+            resource = ConfigResource(ResourceType.TOPIC, topic)
+            configs = self.admin.describe_configs([resource], request_timeout=5)[resource].result(5)
+            entry = configs.get("max.message.bytes")
+            topic_limit = int(entry.value) if entry is not None and entry.value else None
+        except Exception:  # unknown topic (auto-created later) or broker away: ask again later
+            self._retry_at[topic] = time.monotonic() + RETRY_LOOKUP_S
+            return self.client_limit
+        found = min(self.client_limit, topic_limit) if topic_limit else self.client_limit
+        self._topics[topic] = found
+        return found
+
+    def fits(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> bool:
+        return record_size(key, value, headers) <= self.limit(topic)
