@@ -7,6 +7,9 @@
 #   stack.sh down     stop what this script started (data is kept)
 #   stack.sh status   say what runs where; exit 0 only when every component is ready
 #   stack.sh clean    stop, then delete data and logs (downloads stay cached)
+#   stack.sh stop NAME / start NAME
+#                     stop or start one server (kafka, registry, alertmanager), data kept: for
+#                     fault tests and for trying what an outage looks like
 #
 # Downloads are cached in $CHOREOGRAPH_CACHE (default ~/.cache/choreograph); data, logs and pid
 # files live in $CHOREOGRAPH_STATE (default ~/.local/state/choreograph).
@@ -344,8 +347,29 @@ case "$cmd" in
       "$REGISTRY_STORAGE"
     say "data and logs removed from $STATE"
     ;;
+  stop | start)
+    name=${2:-}
+    case "$name" in
+      kafka | registry | alertmanager) ;;
+      *)
+        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager" >&2
+        exit 2
+        ;;
+    esac
+    if [ "$cmd" = stop ]; then
+      stop_one "$name"
+    else
+      require_tools
+      mkdir -p "$CACHE" "$STATE"
+      case "$name" in
+        kafka) start_kafka ;;
+        registry) start_registry ;;
+        alertmanager) start_alertmanager ;;
+      esac
+    fi
+    ;;
   *)
-    echo "usage: $(basename "$0") up|down|status|clean" >&2
+    echo "usage: $(basename "$0") up|down|status|clean|stop NAME|start NAME" >&2
     exit 2
     ;;
 esac

@@ -43,6 +43,15 @@ class Definitions:
     def event_types(self) -> set[str]:
         return {t for rules in self.rules.values() for t in rules.definition.event_types()}
 
+    def bodies_read(self) -> set[str]:
+        """Event types whose body the tracker reads: starts of processes with a value at risk.
+        Every other followed event is tracked from its envelope alone."""
+        return {
+            rules.definition.start
+            for rules in self.rules.values()
+            if rules.definition.value_at_risk
+        }
+
 
 def command_and_incident_models(schemas: Path) -> dict[str, type[Event]]:
     """Models for every contract: the tracker builds compensation commands and incidents."""

@@ -1,7 +1,8 @@
 """The saga tracker as two choreograph services.
 
 - The router reads the domain topics and repartitions every event a process definition mentions
-  by its correlation id (`saga-tracker.repartition`), from the envelope alone.
+  by its correlation id (`saga-tracker.repartition`), from the envelope alone. It copies the body
+  only where the tracker reads it, so no body, however large, can stop the router.
 - The tracker reads the repartition topic, so all events of one process instance meet in one
   partition task; events that overtake their process's start event are parked until it comes.
   It advances instances (store `instances`, key `<correlation id>/<process>`),
@@ -48,6 +49,9 @@ AUDIT = "dev.choreograph.AuditEntry"
 ACTION = "dev.choreograph.OperatorAction"
 log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
+# The router copies a body only where the tracker reads it (a start event's value at risk), and
+# only up to this size: a larger one is tracked from its envelope, without a value.
+MAX_FORWARDED_BODY = 256 * 1024
 
 
 def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
@@ -67,11 +71,14 @@ def build_router(
 ) -> Service:
     router = Service(name, inputs, malformed="skip")
     followed = definitions.event_types()
+    bodies = definitions.bodies_read()
 
     @router.handle_envelopes()
     def route(ctx: Context, raw: RawEvent) -> None:
-        if raw.envelope.type in followed:
-            ctx.forward(raw, repartition, key=raw.envelope.correlation_id)
+        if raw.envelope.type not in followed:
+            return
+        keep = raw.envelope.type in bodies and len(raw.value or b"") <= MAX_FORWARDED_BODY
+        ctx.forward(raw, repartition, key=raw.envelope.correlation_id, with_body=keep)
 
     return router
 
@@ -113,7 +120,7 @@ class Tracker:
     def _value(self, ctx: Context, raw: RawEvent, rules: ProcessRules) -> float | None:
         """The definition's value-at-risk field of the start event (the one body decoded)."""
         field = rules.definition.value_at_risk
-        if not field:
+        if not field or raw.value is None:  # no body: the router left a large one behind
             return None
         try:
             event = ctx.decode(raw)  # a plain dict: no model to build for one field

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from choreograph.runtime.dlq import read_dead_letters, replay, summary
+from choreograph.runtime.dlq import SkipRefused, read_dead_letters, replay, skip, summary
 from choreograph.testing.servers import BOOTSTRAP_ENV
 
 
@@ -27,6 +27,17 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         else:
             p.add_argument("--error-class", help="only records that failed with this exception")
             p.set_defaults(run=run_replay)
+    p = commands.add_parser(
+        "skip",
+        help="move a stopped service past one record, dead-lettering it first (audited)",
+    )
+    p.add_argument("--service", required=True, help="service name (its consumer group)")
+    p.add_argument("--bootstrap", default=os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092"))
+    p.add_argument("--topic", required=True)
+    p.add_argument("--partition", type=int, required=True)
+    p.add_argument("--offset", type=int, required=True, help="where the group stands now")
+    p.add_argument("--reason", required=True, help="why: it goes to the audit log")
+    p.set_defaults(run=run_skip)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -52,4 +63,25 @@ def run_replay(args: argparse.Namespace) -> int:
         args.bootstrap, f"{args.service}.dlq", error_class=args.error_class, limit=args.limit
     )
     print(f"replayed {replayed}, skipped {skipped}")
+    return 0
+
+
+def run_skip(args: argparse.Namespace) -> int:
+    try:
+        entry = skip(
+            {"bootstrap.servers": args.bootstrap},
+            args.service,
+            args.topic,
+            args.partition,
+            args.offset,
+            reason=args.reason,
+        )
+    except SkipRefused as refused:
+        print(f"dlq skip: {refused}")
+        return 1
+    print(json.dumps(entry))
+    print(
+        f"{args.service} moved past {args.topic}[{args.partition}]@{args.offset}; "
+        f"the record is in {entry['dead_letter']}"
+    )
     return 0

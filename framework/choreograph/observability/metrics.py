@@ -99,6 +99,12 @@ class ServiceMetrics:
             ["service"],
             registry=r,
         )
+        self.consumer_rebuilds = Counter(
+            "choreograph_consumer_rebuilds",
+            "Consumers that failed fatally (a fenced static member) and were replaced.",
+            ["service"],
+            registry=r,
+        )
         self.labels = labels
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

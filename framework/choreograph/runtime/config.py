@@ -44,6 +44,9 @@ class ServiceConfig(BaseModel):
     metrics_host: str = "127.0.0.1"
     auto_register_schemas: bool = False
     transaction_timeout_ms: int = 60_000
+    commit_timeout_s: float = Field(
+        10.0, gt=0, description="bound on one commit; past it the work is redone, not waited for"
+    )
     shutdown_timeout_s: float = 30.0
     revoke_timeout_s: float = Field(
         10.0, gt=0, description="bound on the commit a revoke waits for"

@@ -75,9 +75,11 @@ class Context:
         )
         return envelope
 
-    def forward(self, raw: RawEvent, topic: str, key: str) -> None:
-        """Send a record on unchanged (value and headers) under a new key: a repartition."""
-        self.outputs.append(Output(topic, key.encode(), raw.value, raw.headers, None, raw.envelope))
+    def forward(self, raw: RawEvent, topic: str, key: str, *, with_body: bool = True) -> None:
+        """Send a record on unchanged (value and headers) under a new key: a repartition.
+        `with_body=False` sends the envelope alone, for readers that need no more."""
+        value = raw.value if with_body else None
+        self.outputs.append(Output(topic, key.encode(), value, raw.headers, None, raw.envelope))
 
     def decode(self, raw: RawEvent, reader: type[Event] | None = None) -> Any:
         """Decode a raw record's body when an envelope handler needs it after all: into `reader`,

@@ -1,21 +1,34 @@
 """Dead-letter records: the original key, value and headers, plus where and why it failed.
 
-Inspect and replay are for operators (`choreograph dlq inspect|replay`): replay sends each record
-back to its origin topic unchanged but for a `dlq_replayed_from` header, and remembers how far it
-got in a consumer group of its own, so a replay can be run again without sending twice what it
-already sent.
+Inspect, replay and skip are for operators (`choreograph dlq inspect|replay|skip`). Skip moves a
+stopped service's consumer group past one record, dead-lettering it first: the way out when a
+record stops a service that the runtime could not protect (an older release, a bug). Replay sends
+each record back to its origin topic unchanged but for a `dlq_replayed_from` header, and remembers
+how far it got in a consumer group of its own, so a replay can be run again without sending twice
+what it already sent.
 """
 
 from __future__ import annotations
 
+import getpass
+import json
+import logging
 import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
+from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.records import HeaderList, Record
 
 DLQ_HEADERS = (
@@ -157,3 +170,110 @@ def replay(
             asynchronous=False,
         )
     return replayed, skipped
+
+
+audit_log = logging.getLogger("choreograph.audit")
+
+
+class SkipRefused(Exception):
+    """The skip would be unsafe or cannot be done; nothing was changed."""
+
+
+def skip(
+    client: dict[str, Any],
+    service: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    reason: str,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Dead-letter the record at `topic[partition]@offset` and move `service`'s consumer group
+    past it. Only while the group has no members (the service is stopped) and only when the group
+    stands exactly at that record, so nothing else is skipped. Returns the audit entry."""
+    admin = AdminClient(client)
+    group = admin.describe_consumer_groups([service])[service].result(30)
+    if group.members:
+        raise SkipRefused(
+            f"{service} has {len(group.members)} running member(s); stop the service first "
+            "(its offsets can only move while nobody consumes them)"
+        )
+    tp = TopicPartition(topic, partition)
+    listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(service, [tp])])
+    committed = listed[service].result(30).topic_partitions[0].offset
+    if committed != offset:
+        raise SkipRefused(
+            f"{service} stands at {topic}[{partition}]@{committed}, not @{offset}: skipping "
+            "would move it over other records too; give the offset it stands at"
+        )
+    record = _read_one(client, topic, partition, offset)
+    dlq = f"{service}.dlq"
+    headers = dead_letter_headers(
+        record.headers,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        service=service,
+        reason="skipped",
+        error=RuntimeError(f"skipped by an operator: {reason}"),
+        attempts=0,
+    )
+    key, value = record.key, record.value
+    limits = RecordLimits(admin, {})
+    if not limits.fits(dlq, key, value, headers):
+        key, value, headers = slim_dead_letter(key, value, headers, limits.limit(dlq))
+    producer = Producer({**client, "enable.idempotence": True})
+    producer.produce(dlq, value, key, headers=headers, partition=partition)
+    if producer.flush(30) != 0:
+        raise SkipRefused(f"the dead letter was not acknowledged by {dlq}; nothing was skipped")
+    moved = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(service, [TopicPartition(topic, partition, offset + 1)])]
+    )
+    moved[service].result(30)
+    entry = {
+        "action": "dlq-skip",
+        "service": service,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "actor": actor or getpass.getuser(),
+        "reason": reason,
+        "dead_letter": dlq,
+        "value_copied": value is not None,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    audit_log.warning("operator skipped a record", extra={"audit": json.dumps(entry)})
+    return entry
+
+
+def _read_one(client: dict[str, Any], topic: str, partition: int, offset: int) -> Record:
+    consumer = Consumer(
+        {
+            **client,
+            "group.id": f"choreograph-dlq-skip-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise SkipRefused(f"reading {topic}[{partition}]@{offset}: {err}")
+            if msg.offset() != offset:
+                raise SkipRefused(
+                    f"{topic}[{partition}] has no committed record at {offset} "
+                    f"(the next is at {msg.offset()})"
+                )
+            return Record.of(msg)
+        raise SkipRefused(f"no record at {topic}[{partition}]@{offset} within 30 s")
+    finally:
+        consumer.close()

@@ -87,6 +87,10 @@ class RetryState:
     away: int = 0  # consecutive pauses for a dependency: they count no attempt
 
 
+class ConsumerFailed(Exception):
+    """The consumer reported a fatal error: it must be replaced."""
+
+
 class Doomed(Exception):
     """A record known to fail for good (it crashed a process, or cannot be produced on)."""
 
@@ -123,6 +127,7 @@ class Engine:
         self.away: dict[str, float] = {}  # dependencies found unavailable, since when
         self.recovering = False
         self.abandoned = False
+        self._ignore_callbacks = False
         self._current: tuple[str, int, int] | None = None
         self.tasks: dict[int, PartitionTask] = {}
         self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
@@ -275,6 +280,9 @@ class Engine:
             self._consume_and_handle()
             self._flush_counts()
             self._fire_timers(self.clock())
+        except ConsumerFailed as failed:
+            self._rebuild_consumer(failed)
+            return
         except (ProducerUnavailable, Stalled) as error:
             self._unavailable("broker", error)
             self._abort_and_rewind()
@@ -284,7 +292,7 @@ class Engine:
         self._resume_retries()
         tick = time.monotonic()
         if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
-            self.commit()
+            self.commit(self.config.commit_timeout_s)
         if tick - self.last_lag >= LAG_INTERVAL_S:
             self._report_lag()
 
@@ -297,6 +305,8 @@ class Engine:
                 self._fire_timers(now)
             err = msg.error()
             if err is not None:
+                if err.fatal() or err.code() == KafkaError._FATAL:  # e.g. a fenced static member
+                    raise ConsumerFailed(str(err))
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error", extra={"error": str(err)})
                 continue
@@ -697,11 +707,43 @@ class Engine:
         if kept:
             self.consumer.resume(kept)
 
+    def _rebuild_consumer(self, failed: ConsumerFailed) -> None:
+        """A consumer that failed fatally never consumes again: abort what it started, close
+        its tasks, and join the group with a fresh consumer (restoring what it is assigned)."""
+        log.warning("consumer failed; a fresh one rejoins the group", extra={"error": str(failed)})
+        self.txn.abort(self.config.revoke_timeout_s)  # its offsets can no longer be committed
+        for task in self.tasks.values():
+            task.aborted()
+        for partition in list(self.tasks):
+            self._close_task(partition)
+        self.positions.clear()
+        self.retries.clear()
+        self.timer_failures.clear()
+        self.committed_offsets.clear()
+        self.started_at.clear()
+        self.doomed.clear()
+        old, self._ignore_callbacks = self.consumer, True
+        try:
+            self.watchdog.call("consumer close", 5.0, old.close)
+        except (Stalled, KafkaException, RuntimeError):
+            pass  # a fatal consumer may not close cleanly; it is not used again
+        finally:
+            self._ignore_callbacks = False
+        self.consumer = Consumer(self._consumer_conf())
+        self.consumer.subscribe(
+            self.service.inputs,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.metrics.consumer_rebuilds.labels(self.service.name).inc()
+
     def _lose_work(self) -> None:
         """The last commit may or may not have landed: local state and remembered offsets cannot
         be trusted. Close every task without a checkpoint; `_recover` rebuilds them from the
         changelog and seeks to the offsets the broker has, once a fresh producer is ready."""
         log.warning("commit outcome unknown; rebuilding from the broker's committed state")
+        self._unavailable("broker", "commit outcome unknown")
         for partition in list(self.tasks):
             self._close_task(partition, clean=False)
         self.positions.clear()
@@ -850,6 +892,8 @@ class Engine:
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._ignore_callbacks:
+            return
         if self.recovering:  # `_recover` opens every assigned partition at once
             return
         opened: dict[int, PartitionTask] = {}
@@ -865,6 +909,8 @@ class Engine:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._ignore_callbacks:
+            return
         if not self.recovering:
             self.commit(timeout=self.config.revoke_timeout_s)  # the rebalance waits on this
         self._drop(partitions)
@@ -873,6 +919,8 @@ class Engine:
         )
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._ignore_callbacks:
+            return
         """Partitions are gone without a chance to commit: abort, and rewind what is kept."""
         self.txn.abort(self.config.revoke_timeout_s)
         if not self.recovering:

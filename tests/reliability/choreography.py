@@ -1,0 +1,210 @@
+"""The reference choreography as real processes, for fault tests: start it, load it with orders,
+stop and start servers of the local stack under it, and check what every order became.
+
+Proof of an outcome comes from two places: the saga tracker's end state per order, and a
+read_committed count of every event per order on the domain topics (nothing lost, nothing
+written twice by an exactly-once service).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka.admin import AdminClient
+
+from choreograph import AvroSerde, EventPublisher
+from choreograph.process.definition import parse_definition
+from choreograph.runtime.records import header
+from choreograph.testing.servers import Servers
+from examples.demo import (
+    ENDED,
+    Fleet,
+    PlannedOrder,
+    accelerated,
+    create_topics,
+    get_json,
+    plan,
+    register_contracts,
+    running,
+    wait_until_ready,
+)
+from tests.kafka_helpers import committed_consumer
+from tests.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = REPO / "deploy/local/stack.sh"
+# Written by exactly-once services: every event type at most once per order. (shipping.events is
+# written by the Faust app, at-least-once, so it is judged by the tracker's outcome only.)
+EXACTLY_ONCE_TOPICS = ["orders.events", "payments.events", "inventory.events"]
+SPEED = 10  # deadlines 10x faster: the longest step deadline (15 min) is 90 s, past any outage
+
+
+def stack(command: str, name: str) -> float:
+    """Stop or start one server of the local stack; returns when it is done (ready)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", str(STACK), command, name], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return time.monotonic() - started
+
+
+def require_local_stack(servers: Servers) -> None:
+    if not servers.origin.startswith("local stack"):
+        pytest.skip(f"fault tests stop and start servers of the local stack, not {servers.origin}")
+
+
+@dataclass
+class Run:
+    servers: Servers
+    fleet: Fleet
+    api: str
+    run: str
+    orders: list[PlannedOrder]
+    placed: dict[str, str] = field(default_factory=dict)  # correlation id -> order id
+
+    def publisher(self) -> EventPublisher:
+        return EventPublisher(
+            {"bootstrap.servers": self.servers.bootstrap},
+            AvroSerde(self.servers.registry_url),
+            "shop",
+        )
+
+    def place(self, orders: list[PlannedOrder], rate: float) -> threading.Thread:
+        """Place `orders` at `rate` per second in the background (the load under a fault)."""
+        publisher = self.publisher()
+
+        def drive() -> None:
+            for i, planned in enumerate(orders):
+                envelope = publisher.publish(planned.order, planned.order_id, topic="orders.events")
+                self.placed[envelope.correlation_id] = planned.order_id
+                publisher.producer.poll(0)
+                time.sleep(1 / rate)
+                if i % 20 == 19:
+                    publisher.flush(120)
+            publisher.flush(120)
+
+        thread = threading.Thread(target=drive, daemon=True)
+        thread.start()
+        return thread
+
+    def outcomes(self, seconds: float) -> dict[str, str]:
+        """Order id -> tracker status, once every placed order has ended (or time is up)."""
+        deadline = time.monotonic() + seconds
+        statuses: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            self.fleet.check()  # no process of the choreography exited
+            try:
+                for summary in get_json(f"{self.api}/api/instances?process=order-fulfilment"):
+                    order = self.placed.get(summary["correlation_id"])
+                    if order is not None:
+                        statuses[order] = summary["status"]
+            except OSError:
+                pass  # the tracker's API may be busy restoring
+            if len(statuses) == len(self.orders) and all(s in ENDED for s in statuses.values()):
+                break
+            time.sleep(1)
+        return statuses
+
+    def assert_as_planned(self, statuses: dict[str, str]) -> None:
+        wrong = {
+            o.order_id: (o.expected, statuses.get(o.order_id, "not tracked"))
+            for o in self.orders
+            if statuses.get(o.order_id) != o.expected
+        }
+        assert not wrong, (
+            f"{len(wrong)} orders did not end as planned: {dict(list(wrong.items())[:5])}"
+        )
+
+    def assert_exactly_once(self) -> None:
+        """read_committed: per order, every event type at most once, and the ones the plan says."""
+        counts = committed_event_counts(self.servers.bootstrap, self.run)
+        twice = {
+            order: {t: n for t, n in types.items() if n > 1}
+            for order, types in counts.items()
+            if any(n > 1 for n in types.values())
+        }
+        assert not twice, f"events written more than once: {dict(list(twice.items())[:5])}"
+        for planned in self.orders:
+            types = counts.get(planned.order_id, Counter())
+            assert types["com.acme.orders.OrderPlaced"] == 1, (planned.order_id, types)
+            end = (
+                "com.acme.orders.OrderCompleted"
+                if planned.kind == "ok"
+                else "com.acme.orders.OrderCancelled"
+            )
+            assert types[end] == 1, (planned.order_id, planned.kind, types)
+
+
+def committed_event_counts(bootstrap: str, run: str) -> dict[str, Counter[str]]:
+    """Per order id of this run: how many committed records of each ce_type."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for topic in EXACTLY_ONCE_TOPICS:
+        consumer = committed_consumer(bootstrap, topic)
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 3:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            idle_since = time.monotonic()
+            key = (msg.key() or b"").decode(errors="replace")
+            if f"-{run}-" in key:
+                counts[key][header(msg.headers(), "ce_type") or "?"] += 1
+        consumer.close()
+    return counts
+
+
+@contextmanager
+def reference_choreography(
+    servers: Servers, state: Path, orders: int, seed: int = 11
+) -> Iterator[Run]:
+    """The four team services and the tracker, ready, with orders planned (none stalled: a
+    stalled payment only ends by its deadline, which would make the test as long as that)."""
+    register_contracts(servers.registry_url)
+    partitions = create_topics(servers.bootstrap, 3)
+    definition = parse_definition(
+        (REPO / "processes/order-fulfilment.v1.yaml").read_text(), "order-fulfilment.v1.yaml"
+    ).definition
+    definitions = state / "processes"
+    definitions.mkdir(parents=True, exist_ok=True)
+    (definitions / "order-fulfilment.v1.yaml").write_text(
+        yaml.safe_dump(accelerated(definition, SPEED), sort_keys=False)
+    )
+    run = uuid.uuid4().hex[:6]
+    planned = [o for o in plan(orders, run, seed) if o.kind != "stalled"]
+    port = free_port()
+    with running(servers, state, definitions, partitions, port) as fleet:
+        api = f"http://127.0.0.1:{port}"
+        wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api)
+        yield Run(servers, fleet, api, run, planned)
+
+
+def log_lines(fleet: Fleet, service: str, needle: str) -> list[str]:
+    return [
+        line for line in (fleet.logs / f"{service}.log").read_text().splitlines() if needle in line
+    ]
+
+
+def restart(fleet: Fleet, name: str, env: dict[str, Any]) -> None:
+    """SIGTERM one service of the fleet and start it again with the same command."""
+    for i, (child, proc, log) in enumerate(fleet.children):
+        if child == name:
+            proc.terminate()
+            assert proc.wait(60) == 0, f"{name} did not stop cleanly"
+            args = [str(a) for a in proc.args]  # type: ignore[union-attr]
+            log.close()
+            del fleet.children[i]
+            fleet.start(name, args, env)
+            return
+    raise AssertionError(f"no {name} in the fleet")
