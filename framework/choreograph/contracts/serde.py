@@ -210,6 +210,8 @@ class AvroSerde:
         self._ids[key] = found
         if self.cache is not None:
             self.cache.put_schema_id(subject, text, found)
+            if self.cache.schema(found) is None:  # what this id means, for reading it back
+                self.cache.put_schema(found, text)
         return found
 
     def serialize(self, event: Event, topic: str) -> bytes:

@@ -10,6 +10,18 @@ from typing import Protocol
 from rocksdict import Options, Rdict, WriteBatch
 
 
+class StateDiskError(OSError):
+    """Local state cannot be written: says which path and what to do."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(
+            f"state directory {path} cannot be written ({error}); free space on it, make it "
+            "writable, or point CHOREOGRAPH_STATE_DIR elsewhere: on restart the service restores "
+            "what it lacks from its changelogs, and nothing committed is lost"
+        )
+        self.path = path
+
+
 class Backend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
     def write(self, changes: Mapping[bytes, bytes | None]) -> None: ...
@@ -51,14 +63,20 @@ class RocksBackend:
     """One RocksDB per store and partition, in raw (bytes) mode, keys in byte order."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StateDiskError(path.parent, error) from error
         self.db = self._open()
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        return Rdict(str(self.path), options)
+        try:
+            return Rdict(str(self.path), options)
+        except Exception as error:  # rocksdict raises plain exceptions for I/O errors
+            raise StateDiskError(self.path, error) from error
 
     def get(self, key: bytes) -> bytes | None:
         value = self.db.get(key)
@@ -71,7 +89,10 @@ class RocksBackend:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self.db.write(batch)
+        try:
+            self.db.write(batch)
+        except Exception as error:
+            raise StateDiskError(self.path, error) from error
 
     def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         it = self.db.iter()
@@ -83,7 +104,10 @@ class RocksBackend:
     def flush(self) -> None:
         """Make applied writes durable before a checkpoint claims them: syncing the write-ahead
         log is enough (RocksDB replays it on open) and far cheaper than flushing memtables."""
-        self.db.flush_wal(True)
+        try:
+            self.db.flush_wal(True)
+        except Exception as error:
+            raise StateDiskError(self.path, error) from error
 
     def close(self) -> None:
         self.db.close()

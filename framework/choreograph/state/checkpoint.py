@@ -41,6 +41,14 @@ class Checkpoint:
         return None  # written unsynced before a machine restart: the state may be older
 
     def write(self, next_offset: int, synced: bool) -> None:
+        try:
+            self._write(next_offset, synced)
+        except OSError as error:
+            from choreograph.state.backends import StateDiskError
+
+            raise StateDiskError(self.path.parent, error) from error
+
+    def _write(self, next_offset: int, synced: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(
