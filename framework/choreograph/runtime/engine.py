@@ -163,13 +163,7 @@ class Engine:
         self.limits.admin = admin
         if not self._wait_for_broker(lambda: self.txn.ready(RECONNECT_BOUND_S) or None):
             return
-        self.consumer = Consumer(self._consumer_conf())
-        self.consumer.subscribe(
-            self.service.inputs,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._join_group()
         log.info("started", extra={"service": self.service.name, "eos": self.eos})
         try:
             while not self.stopping.is_set():
@@ -179,6 +173,15 @@ class Engine:
             raise
         finally:
             self._shutdown()
+
+    def _join_group(self) -> None:
+        self.consumer = Consumer(self._consumer_conf())
+        self.consumer.subscribe(
+            self.service.inputs,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
     def _wait_for_broker(self, attempt: Callable[[], object]) -> bool:
         """Start-up against a broker that may be away: retry `attempt` (which fails with a
@@ -729,13 +732,7 @@ class Engine:
             pass  # a fatal consumer may not close cleanly; it is not used again
         finally:
             self._ignore_callbacks = False
-        self.consumer = Consumer(self._consumer_conf())
-        self.consumer.subscribe(
-            self.service.inputs,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._join_group()
         self.metrics.consumer_rebuilds.labels(self.service.name).inc()
 
     def _lose_work(self) -> None:

@@ -58,7 +58,7 @@ def test_watchdog_returns_results_raises_errors_and_stops_waiting_at_its_bound()
         dog.call("divide", 1.0, lambda: 1 / 0)
     release = threading.Event()
     started = time.monotonic()
-    with pytest.raises(Stalled, match="hang did not return within 0.3 s"):
+    with pytest.raises(Stalled, match=r"hang did not return within 0\.3 s"):
         dog.call("hang", 0.3, release.wait)
     assert time.monotonic() - started < 1.0
     assert dog.stalled_calls == 1
@@ -81,7 +81,7 @@ class FailingRegistry(SchemaRegistryClient):  # type: ignore[misc]
 
 def test_registry_faults_are_infrastructure_and_unknown_ids_are_bad_records() -> None:
     down = AvroSerde(FailingRegistry(ConnectionRefusedError("refused")))
-    with pytest.raises(RegistryUnavailable, match="registry.invalid"):
+    with pytest.raises(RegistryUnavailable, match=r"registry\.invalid"):
         down.deserialize(b"\x00\x00\x00\x00\x07payload")
     with pytest.raises(RegistryUnavailable):
         AvroSerde(FailingRegistry(SchemaRegistryError(503, 50301, "busy"))).serialize(ORDER, "t")
