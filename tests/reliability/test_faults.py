@@ -1,6 +1,6 @@
-"""Faults an operator meets on a bad day, under load, on the real stack: the broker restarts, the
-schema registry goes away (and a service restarts meanwhile). Each asserts that every order ends exactly once and as planned, that
-no process exited, and how long recovery took."""
+"""Faults an operator meets on a bad day, under load, on the real stack: the broker restarts,
+the schema registry goes away (and a service restarts meanwhile). Each asserts that every order
+ends exactly once and as planned, that no process exited, and how long recovery took."""
 
 from __future__ import annotations
 
