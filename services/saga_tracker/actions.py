@@ -72,19 +72,7 @@ class ActionDesk:
         instance: Instance | None,
     ) -> Reply:
         """Check one request and, if it passes, send it on; every outcome is audited. While the
-        broker is away nothing can be audited, so nothing is done: 503, try again."""
-        try:
-            return self._request(principal, correlation_id, body, instance)
-        except Unavailable as unavailable:
-            return Reply(503, {"error": str(unavailable)})
-
-    def _request(
-        self,
-        principal: Principal | None,
-        correlation_id: str,
-        body: Any,
-        instance: Instance | None,
-    ) -> Reply:
+        broker is away nothing can be audited, so nothing is done: raises `Unavailable`."""
         fields = body if isinstance(body, dict) else {}
         action = str(fields.get("action", ""))
         step = fields.get("step")

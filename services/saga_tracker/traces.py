@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from choreograph.state.store import decode_value
 from saga_tracker.access import Access
-from saga_tracker.actions import ActionDesk
+from saga_tracker.actions import ActionDesk, Unavailable
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, step_latencies, step_latency_ms
 
@@ -165,7 +165,10 @@ class TraceServer:
         principal = self.access.who(header)
         process = body.get("process") if isinstance(body, dict) else None
         found = self.find(parts[2], process if isinstance(process, str) else None)
-        reply = self.desk.request(principal, parts[2], body, found)
+        try:
+            reply = self.desk.request(principal, parts[2], body, found)
+        except Unavailable as unavailable:  # nothing was sent: the operator tries again
+            return _send_json(request, 503, {"error": str(unavailable)})
         if reply.status == 401:
             return _unauthorized(request)
         return _send_json(request, reply.status, reply.body)

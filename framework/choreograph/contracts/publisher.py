@@ -80,7 +80,7 @@ class EventPublisher:
         the start of a process, becomes the first event of a new process instance.
         """
         give_up = time.monotonic() + self.registry_wait_s
-        delay = 0.2
+        delay, warned = 0.2, False
         while True:
             try:
                 target, value, envelope = encode_event(
@@ -101,10 +101,11 @@ class EventPublisher:
                         f"no answer within {self.registry_wait_s:.0f} s "
                         f"({unavailable.cause}); {event.__avro_name__} was not published",
                     ) from unavailable
-                if delay == 0.2:
+                if not warned:
                     log.warning(
                         "schema registry unavailable; retrying", extra={"error": str(unavailable)}
                     )
+                    warned = True
                 time.sleep(min(left, delay * (0.5 + random.random() / 2)))
                 delay = min(delay * 2, 5.0)
         self.producer.produce(target, key=key.encode(), value=value, headers=envelope.to_headers())

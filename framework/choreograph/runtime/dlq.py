@@ -96,6 +96,19 @@ def slim_dead_letter(
     return key, None, kept
 
 
+def fitting_dead_letter(
+    limits: RecordLimits,
+    dlq: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, str | bytes | None]],
+) -> tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]:
+    """The dead letter as it is when `dlq` accepts its size, else its headers-only form."""
+    if limits.fits(dlq, key, value, headers):
+        return key, value, headers
+    return slim_dead_letter(key, value, headers, limits.limit(dlq))
+
+
 def summary(record: Record) -> dict[str, Any]:
     """What an operator needs to see of a dead letter."""
     return {
@@ -219,10 +232,9 @@ def skip(
         error=RuntimeError(f"skipped by an operator: {reason}"),
         attempts=0,
     )
-    key, value = record.key, record.value
-    limits = RecordLimits(admin, {})
-    if not limits.fits(dlq, key, value, headers):
-        key, value, headers = slim_dead_letter(key, value, headers, limits.limit(dlq))
+    key, value, headers = fitting_dead_letter(
+        RecordLimits(admin, {}), dlq, record.key, record.value, headers
+    )
     producer = Producer({**client, "enable.idempotence": True})
     producer.produce(dlq, value, key, headers=headers, partition=partition)
     if producer.flush(30) != 0:

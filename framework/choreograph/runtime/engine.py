@@ -50,7 +50,7 @@ from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
-from choreograph.runtime.dlq import dead_letter_headers, slim_dead_letter
+from choreograph.runtime.dlq import dead_letter_headers, fitting_dead_letter, slim_dead_letter
 from choreograph.runtime.errors import Failure, RecordTooLarge, classify
 from choreograph.runtime.limits import RecordLimits, record_size
 from choreograph.runtime.records import Record
@@ -158,10 +158,10 @@ class Engine:
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
         admin = AdminClient(self.config.client_conf())
-        if not self._wait_for_broker(lambda: ensure_service_topics(admin, self.service)):
+        if not self._wait_for_broker(lambda: ensure_service_topics(admin, self.service) > 0):
             return
         self.limits.admin = admin
-        if not self._wait_for_broker(lambda: self.txn.ready(RECONNECT_BOUND_S) or None):
+        if not self._wait_for_broker(lambda: self.txn.ready(RECONNECT_BOUND_S)):
             return
         self._join_group()
         log.info("started", extra={"service": self.service.name, "eos": self.eos})
@@ -183,13 +183,13 @@ class Engine:
             on_lost=self._on_lost,
         )
 
-    def _wait_for_broker(self, attempt: Callable[[], object]) -> bool:
+    def _wait_for_broker(self, attempt: Callable[[], bool]) -> bool:
         """Start-up against a broker that may be away: retry `attempt` (which fails with a
         KafkaException or returns False) until it works or the service is stopped."""
         delay = 0.5
         while not self.stopping.is_set():
             try:
-                if attempt() is not False:
+                if attempt():
                     self._available("broker")
                     return True
                 problem: object = "no answer"
@@ -357,7 +357,7 @@ class Engine:
         self.positions[tp] = offset + 1
         if self.retries:
             self.retries.pop(tp, None)
-        if self.away:
+        if "registry" in self.away:
             self._available("registry")
         self._count(event_type, outcome)
         if outcome == "ok":
@@ -465,10 +465,10 @@ class Engine:
             error=error,
             attempts=attempts,
         )
-        key, value = record.key, record.value
         dlq = self.service.dlq_topic
-        if not self.limits.fits(dlq, key, value, headers):
-            key, value, headers = slim_dead_letter(key, value, headers, self.limits.limit(dlq))
+        key, value, headers = fitting_dead_letter(
+            self.limits, dlq, record.key, record.value, headers
+        )
         try:
             self.txn.produce(dlq, value, key, headers, record.partition)
         except KafkaException as exc:
@@ -539,12 +539,13 @@ class Engine:
         except Exception as error:
             task.end_message(ok=False)
             attempts = failed[0] if failed else 0
-            if classify(error) is Failure.INFRASTRUCTURE:
+            kind = classify(error)
+            if kind is Failure.INFRASTRUCTURE:
                 self._unavailable(_dependency(error), error)
                 self.timer_failures[ident] = (attempts, time.monotonic() + self._away_backoff(3))
                 return
             attempts += 1
-            if classify(error) is Failure.BUSINESS and attempts < self.config.retry.max_attempts:
+            if kind is Failure.BUSINESS and attempts < self.config.retry.max_attempts:
                 delay = self.config.retry.backoff(attempts, self._rand.random())
                 self.timer_failures[ident] = (attempts, time.monotonic() + delay)
                 return  # due again after the back-off
@@ -717,13 +718,7 @@ class Engine:
         self.txn.abort(self.config.revoke_timeout_s)  # its offsets can no longer be committed
         for task in self.tasks.values():
             task.aborted()
-        for partition in list(self.tasks):
-            self._close_task(partition)
-        self.positions.clear()
-        self.retries.clear()
-        self.timer_failures.clear()
-        self.committed_offsets.clear()
-        self.started_at.clear()
+        self._close_all(clean=True)
         self.doomed.clear()
         old, self._ignore_callbacks = self.consumer, True
         try:
@@ -741,35 +736,34 @@ class Engine:
         changelog and seeks to the offsets the broker has, once a fresh producer is ready."""
         log.warning("commit outcome unknown; rebuilding from the broker's committed state")
         self._unavailable("broker", "commit outcome unknown")
+        self._close_all(clean=False)
+        self.recovering = True
+
+    def _close_all(self, clean: bool) -> None:
+        """Close every task and forget all progress: what comes next starts from the broker's
+        committed offsets."""
         for partition in list(self.tasks):
-            self._close_task(partition, clean=False)
+            self._close_task(partition, clean=clean)
         self.positions.clear()
         self.retries.clear()
         self.timer_failures.clear()
         self.committed_offsets.clear()
         self.started_at.clear()
-        self.recovering = True
 
     def _recover(self) -> None:
         if not self.txn.ready(RECONNECT_BOUND_S):
             self.stopping.wait(0.2)
             return
         assignment = self.consumer.assignment()
+        opened: dict[int, PartitionTask] = {}
         try:
             committed = (
                 self.watchdog.call("committed offsets", 15, self.consumer.committed, assignment, 10)
                 if assignment
                 else []
             )
-            opened: dict[int, PartitionTask] = {}
-            jobs: list[RestoreJob] = []
-            for partition in sorted({tp.partition for tp in assignment}):
-                opened[partition], task_jobs = self._open_task(partition)
-                jobs += task_jobs
-            self._restore(opened, jobs)
+            opened = self._open_tasks({tp.partition for tp in assignment})
         except (KafkaException, Stalled) as error:
-            for task in locals().get("opened", {}).values():
-                task.close()
             log.info("recovery waits for the broker", extra={"error": str(error)})
             self.stopping.wait(1.0)
             return
@@ -849,6 +843,21 @@ class Engine:
             )
         return PartitionTask(self.service, partition, open_backend, self.serde), jobs
 
+    def _open_tasks(self, partitions: set[int]) -> dict[int, PartitionTask]:
+        """Open tasks for `partitions` and restore their stores, all in one restore."""
+        opened: dict[int, PartitionTask] = {}
+        jobs: list[RestoreJob] = []
+        for partition in sorted(partitions):
+            opened[partition], task_jobs = self._open_task(partition)
+            jobs += task_jobs
+        try:
+            self._restore(opened, jobs)
+        except BaseException:
+            for task in opened.values():
+                task.close()
+            raise
+        return opened
+
     def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
         started = time.monotonic()
         restore(self.config.client_conf(), jobs)
@@ -893,13 +902,7 @@ class Engine:
             return
         if self.recovering:  # `_recover` opens every assigned partition at once
             return
-        opened: dict[int, PartitionTask] = {}
-        jobs: list[RestoreJob] = []
-        for partition in sorted({tp.partition for tp in partitions} - set(self.tasks)):
-            opened[partition], task_jobs = self._open_task(partition)
-            jobs += task_jobs
-        self._restore(opened, jobs)
-        self.tasks.update(opened)
+        self.tasks.update(self._open_tasks({tp.partition for tp in partitions} - set(self.tasks)))
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
         log.info(
             "assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
