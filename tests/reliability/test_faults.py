@@ -1,15 +1,23 @@
 """Faults an operator meets on a bad day, under load, on the real stack: the broker restarts,
-the schema registry goes away (and a service restarts meanwhile). Each asserts that every order
-ends exactly once and as planned, that no process exited, and how long recovery took."""
+the schema registry goes away (and a service restarts meanwhile), someone publishes a record
+larger than the services can copy. Each asserts that every order ends exactly once and as
+planned, that no process exited, and how long recovery took."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
+from choreograph import AvroSerde, Envelope
+from choreograph.contracts.publisher import encode_event
+from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
+from examples.demo import get_json
+from tests.kafka_helpers import committed_consumer
 from tests.reliability.choreography import (
     log_lines,
     reference_choreography,
@@ -73,3 +81,53 @@ def test_registry_outage_with_a_service_restarted_meanwhile(
         run.fleet.check()
         payments_log = (run.fleet.logs / "payments.log").read_text()
         assert "dead-lettered" not in payments_log  # an outage is never a bad record
+
+
+def test_oversized_records_are_dead_lettered_and_nothing_stops(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """A valid order and a garbage record, each 1,010,000 bytes: the broker takes them (its limit
+    is 1,048,588), the services' producers could not copy them (limit 1,000,000)."""
+    require_local_stack(servers)
+    with reference_choreography(servers, tmp_path, orders=30) as run:
+        big = Producer({"bootstrap.servers": servers.bootstrap, "message.max.bytes": 2_000_000})
+        huge_id, junk_id = f"ord-{run.run}-huge", f"ord-{run.run}-junk"
+        huge = run.orders[0].order.model_copy(update={"customer_email": "x" * 1_010_000})
+        topic, value, envelope = encode_event(
+            AvroSerde(servers.registry_url), huge, huge_id, "shop", topic="orders.events"
+        )
+        big.produce(topic, value, huge_id.encode(), headers=envelope.to_headers())
+        junk = Envelope.new("com.acme.orders.OrderPlaced", "shop", junk_id)
+        big.produce(topic, os.urandom(1_010_000), junk_id.encode(), headers=junk.to_headers())
+        assert big.flush(30) == 0
+        started = time.monotonic()
+        run.place(run.orders, rate=15).join(60)
+        statuses = run.outcomes(seconds=180)
+        print(f"every later order ended {time.monotonic() - started:.1f} s after the large ones")
+        run.assert_as_planned(statuses)
+        run.assert_exactly_once()
+        run.fleet.check()
+        # Every reader of orders.events dead-lettered the garbage, as a headers-only letter.
+        for team in ("orders", "payments", "inventory"):
+            letters = dead_letters(servers.bootstrap, f"{team}.dlq", junk_id)
+            assert letters, f"{team} did not dead-letter the garbage record"
+            assert all(r.value is None and r.header("dlq_value_omitted") for r in letters), team
+            assert letters[0].header("dlq_origin_topic") == "orders.events"
+        # The tracker follows the large valid order from its envelope (the router left its body).
+        tracked = get_json(f"{run.api}/api/instances/{envelope.correlation_id}")
+        assert tracked, "the large order has no process instance"
+
+
+def dead_letters(bootstrap: str, topic: str, key: str) -> list[Record]:
+    consumer = committed_consumer(bootstrap, topic)
+    found: list[Record] = []
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 3:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error() is not None:
+            continue
+        idle_since = time.monotonic()
+        if msg.key() == key.encode():
+            found.append(Record.of(msg))
+    consumer.close()
+    return found
