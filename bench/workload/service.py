@@ -3,7 +3,8 @@
 Behaviours, chosen per input for reliability tests: `poison` always fails (exhausts retries, goes
 to the DLQ), `flaky` fails on its first attempt in this process, `timer` answers one second later
 from a durable timer instead of at once (one pending answer per key), `timer-poison` schedules a
-timer whose handler always fails.
+timer whose handler always fails, `crash` ends the process from inside the handler (as a bug that
+escapes every handler's error handling would).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def build(prefix: str, name: str | None = None, sink: str | None = None) -> Serv
 
     @service.handle(Tick)
     def on_tick(ctx: Context, event: Any) -> None:
+        if event.behaviour == "crash":
+            raise SystemExit(f"crash input {event.id}")
         if event.behaviour == "poison":
             raise RuntimeError(f"poison input {event.id}")
         if event.behaviour == "flaky" and event.id not in failed_once:

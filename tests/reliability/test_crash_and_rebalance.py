@@ -133,3 +133,26 @@ def test_frozen_instance_is_fenced_when_it_wakes_up_as_a_zombie(
     assert a.terminate() == 0 and b.terminate() == 0
     assert a.logged('"msg": "lost"')  # the scenario happened: a woke up without its partitions
     assert_exactly_once(ticks, tallies)
+
+
+def test_a_record_that_crashes_the_process_is_dead_lettered_after_the_restart(
+    prefix: str, endpoints: tuple[str, str], tmp_path: Path
+) -> None:
+    """No record stops a service for good: the crash leaves a poison marker beside the
+    checkpoints, and the restarted process dead-letters that record and goes on."""
+    source, sink = topics(prefix)
+    before, after = make_ticks(keys=4, per_key=25), make_ticks(keys=4, per_key=25, key_prefix="m")
+    crash = make_ticks(keys=1, per_key=1, behaviour="crash", key_prefix="c")
+    produce(endpoints[0], endpoints[1], source, before + crash + after)
+    first = ServiceProcess(prefix, "a", tmp_path, endpoints, protocol="classic")
+    assert first.proc.wait(120) != 0  # it crashed
+    assert first.logged("crashed on a record; it will be dead-lettered on restart")
+    marks = list(tmp_path.glob(f"{prefix}-tally/*/poison.json"))
+    assert len(marks) == 1
+    first.log.rename(first.log.with_suffix(".crashed.log"))
+    second = ServiceProcess(prefix, "a", tmp_path, endpoints, protocol="classic")
+    tallies = read_tallies(endpoints[0], endpoints[1], sink, len(before + after), timeout=120)
+    assert second.terminate() == 0
+    assert_exactly_once(before + after, tallies)
+    assert second.logged('"reason": "crashed"')
+    assert not marks[0].exists()  # removed once its dead letter was committed

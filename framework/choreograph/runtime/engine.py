@@ -284,14 +284,16 @@ class Engine:
             self._flush_counts()
             self._fire_timers(self.clock())
         except ConsumerFailed as failed:
+            self._current = None
             self._rebuild_consumer(failed)
             return
         except (ProducerUnavailable, Stalled) as error:
+            self._current = None
             self._unavailable("broker", error)
             self._abort_and_rewind()
             return
-        finally:
-            self._current = None
+        # `_handle` names the record in hand until its handling ends, so anything else that
+        # escapes while it is in hand leaves a poison marker for that record, and only for it.
         self._resume_retries()
         tick = time.monotonic()
         if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
@@ -341,6 +343,7 @@ class Engine:
             event_type, outcome, outputs = task.process(msg.key(), msg.value(), headers, now)
             self._check_sizes(task, outputs)
         except Exception as error:
+            self._current = None  # handled here: retried or dead-lettered, not a crash
             task.end_message(ok=False)
             self._failed(Record.of(msg), error)
             return
@@ -352,8 +355,10 @@ class Engine:
                 # Refused outright after part of its outputs went into the transaction: redo the
                 # transaction without it; it is dead-lettered when it comes round again.
                 self.doomed[(topic, task.partition, offset)] = Doomed(f"cannot produce: {exc}")
+                self._current = None
                 self._abort_and_rewind()
                 return
+        self._current = None
         self.positions[tp] = offset + 1
         if self.retries:
             self.retries.pop(tp, None)
