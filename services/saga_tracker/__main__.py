@@ -16,6 +16,7 @@ from pathlib import Path
 
 from choreograph.observability.logs import configure_json_logging
 from choreograph.runtime.config import ServiceConfig
+from choreograph.runtime.engine import end_if_abandoned
 from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
 
@@ -97,7 +98,9 @@ def _run(args: argparse.Namespace) -> int:
     while not done.wait(0.5) and not app.stopped.is_set():
         pass
     app.stop()
-    return 1 if app.failed.is_set() else 0
+    code = 1 if app.failed.is_set() else 0
+    end_if_abandoned(app.abandoned, code)
+    return code
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -165,6 +165,11 @@ class TrackerApp:
             self.failed.set()
             self.stop()
 
+    @property
+    def abandoned(self) -> bool:
+        """A part left a client call blocked, or did not stop in time: see `end_if_abandoned`."""
+        return any(e.abandoned for e in self.engines) or any(t.is_alive() for t in self.threads)
+
     def stop(self, timeout: float = 60) -> None:
         if self.stopped.is_set():
             return

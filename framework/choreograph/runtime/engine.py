@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import signal
 import threading
@@ -959,6 +960,15 @@ class Engine:
                 self.metrics.lag.labels(self.service.name, tp.topic, str(tp.partition)).set(
                     high - tp.offset
                 )
+
+
+def end_if_abandoned(abandoned: bool, code: int) -> None:
+    """After a stop: when a client call was left blocked (the broker was away at shutdown), the
+    clients' own clean-up at interpreter exit would wait for it past the shutdown bound, so the
+    process ends here instead, with `code`."""
+    if abandoned:
+        logging.shutdown()
+        os._exit(code)
 
 
 def _dependency(error: BaseException) -> str:

@@ -6,8 +6,6 @@ declaration in memory.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -143,12 +141,8 @@ class Service:
     def run(self, config: ServiceConfig | None = None) -> None:
         """Run until SIGTERM/SIGINT: consume, process, produce, commit."""
         from choreograph.runtime.config import ServiceConfig
-        from choreograph.runtime.engine import Engine
+        from choreograph.runtime.engine import Engine, end_if_abandoned
 
         engine = Engine(self, config or ServiceConfig.from_env())
         engine.run()
-        if engine.abandoned:
-            # A client call was left blocked (the broker was away at shutdown): the client's own
-            # clean-up would wait for it past the shutdown bound, so end the process here.
-            logging.shutdown()
-            os._exit(0)
+        end_if_abandoned(engine.abandoned, 0)
