@@ -211,7 +211,12 @@ start_kafka() {
 
 registry_url() { echo "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"; }
 
-registry_ready() { curl -sf -o /dev/null "$(registry_url)/subjects"; }
+# Ready by the registry's own check (storage included), not by the first answer of its API: with
+# KafkaSQL storage the API answers while the journal is still being replayed.
+registry_ready() {
+  curl -sf -o /dev/null "http://127.0.0.1:$REGISTRY_MGMT_PORT/health/ready" &&
+    curl -sf -o /dev/null "$(registry_url)/subjects"
+}
 
 start_registry() {
   if alive registry; then

@@ -73,13 +73,18 @@ class Run:
     run: str
     orders: list[PlannedOrder]
     placed: dict[str, str] = field(default_factory=dict)  # correlation id -> order id
+    _publisher: EventPublisher | None = None
 
     def publisher(self) -> EventPublisher:
-        return EventPublisher(
-            {"bootstrap.servers": self.servers.bootstrap},
-            AvroSerde(self.servers.registry_url),
-            "shop",
-        )
+        """The shop's one publisher, as a real shop keeps it: what it learnt from the registry
+        carries it through a registry outage."""
+        if self._publisher is None:
+            self._publisher = EventPublisher(
+                {"bootstrap.servers": self.servers.bootstrap},
+                AvroSerde(self.servers.registry_url),
+                "shop",
+            )
+        return self._publisher
 
     def place(self, orders: list[PlannedOrder], rate: float) -> threading.Thread:
         """Place `orders` at `rate` per second in the background (the load under a fault)."""

@@ -31,7 +31,9 @@ from tests.reliability.choreography import (
 )
 from tests.workload_harness import make_ticks, produce
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Each test bounds its own waits (ready, outcomes, restarts) and says what did not end; the
+# timeout is only the last resort above those bounds.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(720)]
 RECOVERY_S = 30  # processing resumes within this of the dependency returning
 
 

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,13 @@ def _registry_failure(url: str, err: Exception) -> Exception:
         if 400 <= status < 500 and status not in (408, 429):
             return err
     return RegistryUnavailable(url, err)
+
+
+# A registry that has just come back can answer before it has loaded its schemas (Apicurio's
+# KafkaSQL storage replays its journal): for this long after it was last unreachable, "not found"
+# counts as the outage going on. Past it, "not found" means not found again, so a record naming
+# an unknown schema is held up for this long at most.
+RECOVERY_WINDOW_S = 60.0
 
 
 def registry_url_of(registry: SchemaRegistryClient) -> str:
@@ -150,6 +158,7 @@ class AvroSerde:
             SchemaRegistryClient({"url": registry}) if isinstance(registry, str) else registry
         )
         self.url = registry if isinstance(registry, str) else registry_url_of(registry)
+        self._unreachable_at: float | None = None
         self.cache = SchemaCache(cache_dir, self.url) if cache_dir is not None else None
         self.auto_register = auto_register
         self._same_schema: dict[tuple[int, type[Event]], bool] = {}
@@ -167,6 +176,23 @@ class AvroSerde:
         namespace = model.__avro_name__.rsplit(".", 1)[0] if "." in model.__avro_name__ else ""
         for alias in model.__avro_schema__.get("aliases", []):
             self._readers[alias if "." in alias else f"{namespace}.{alias}"] = model
+
+    def _failure(self, error: Exception) -> Exception:
+        """What a registry error means, remembering when the registry was last unreachable."""
+        err = _registry_failure(self.url, error)
+        if isinstance(err, RegistryUnavailable):
+            self._unreachable_at = time.monotonic()
+            return err
+        if (
+            isinstance(err, SchemaRegistryError)
+            and err.http_status_code == 404
+            and self._unreachable_at is not None
+            and time.monotonic() - self._unreachable_at < RECOVERY_WINDOW_S
+        ):
+            return RegistryUnavailable(
+                self.url, f"answered {err} right after an outage; it may still be loading"
+            )
+        return err
 
     # -- encoding ------------------------------------------------------------------------------
 
@@ -195,7 +221,7 @@ class AvroSerde:
             else:
                 found = self.registry.lookup_schema(subject, schema).schema_id
         except Exception as error:
-            err = _registry_failure(self.url, error)
+            err = self._failure(error)
             if isinstance(err, RegistryUnavailable):
                 raise err from error
             if isinstance(err, SchemaRegistryError) and err.http_status_code == 404:
@@ -236,7 +262,7 @@ class AvroSerde:
                 try:
                     registered = self.registry.get_schema(schema_id)
                 except Exception as error:
-                    err = _registry_failure(self.url, error)
+                    err = self._failure(error)
                     if isinstance(err, RegistryUnavailable):
                         raise err from error
                     raise SerdeError(f"schema id {schema_id} is unknown to the registry") from err

@@ -155,3 +155,34 @@ def test_a_state_disk_that_refuses_writes_names_the_path(tmp_path: Path) -> None
     with pytest.raises(StateDiskError) as raised:
         RocksBackend(blocker / "0" / "orders")
     assert str(blocker) in str(raised.value) and "CHOREOGRAPH_STATE_DIR" in str(raised.value)
+
+
+class ComingBack(FailingRegistry):
+    """Unreachable at first, then up but answering "not found" while it loads its schemas."""
+
+    def __init__(self) -> None:
+        super().__init__(ConnectionRefusedError("refused"))
+        self.calls = 0
+
+    def get_schema(self, *_args: object, **_kwargs: object) -> object:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionRefusedError("refused")
+        raise SchemaRegistryError(404, 40403, "Schema 7 not found")
+
+
+def test_not_found_right_after_an_outage_is_still_the_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    serde = AvroSerde(ComingBack())
+    record = b"\x00\x00\x00\x00\x07payload"
+    with pytest.raises(RegistryUnavailable):
+        serde.deserialize(record)  # unreachable
+    with pytest.raises(RegistryUnavailable, match="may still be loading"):
+        serde.deserialize(record)  # back, not loaded: a pause, not a dead letter
+    monkeypatch.setattr("choreograph.contracts.serde.RECOVERY_WINDOW_S", 0.0)
+    with pytest.raises(SerdeError, match="unknown to the registry"):
+        serde.deserialize(record)  # past the window: not found means not found
+    never_away = AvroSerde(FailingRegistry(SchemaRegistryError(404, 40403, "Schema 7 not found")))
+    with pytest.raises(SerdeError):
+        never_away.deserialize(record)
