@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from choreograph import AvroSerde, EventPublisher
 from choreograph.process.definition import parse_definition
-from choreograph.runtime.records import header
+from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
 from examples.demo import (
     ENDED,
@@ -152,21 +152,29 @@ class Run:
             assert types[end] == 1, (planned.order_id, planned.kind, types)
 
 
-def committed_event_counts(bootstrap: str, run: str) -> dict[str, Counter[str]]:
-    """Per order id of this run: how many committed records of each ce_type."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for topic in EXACTLY_ONCE_TOPICS:
-        consumer = committed_consumer(bootstrap, topic)
+def committed_records(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Record]:
+    """Every committed record of `topic`, from the start until it has been quiet for `idle_s`."""
+    consumer = committed_consumer(bootstrap, topic)
+    try:
         idle_since = time.monotonic()
-        while time.monotonic() - idle_since < 3:
+        while time.monotonic() - idle_since < idle_s:
             msg = consumer.poll(0.5)
             if msg is None or msg.error() is not None:
                 continue
             idle_since = time.monotonic()
-            key = (msg.key() or b"").decode(errors="replace")
-            if f"-{run}-" in key:
-                counts[key][header(msg.headers(), "ce_type") or "?"] += 1
+            yield Record.of(msg)
+    finally:
         consumer.close()
+
+
+def committed_event_counts(bootstrap: str, run: str) -> dict[str, Counter[str]]:
+    """Per order id of this run: how many committed records of each ce_type."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for topic in EXACTLY_ONCE_TOPICS:
+        for record in committed_records(bootstrap, topic):
+            key = (record.key or b"").decode(errors="replace")
+            if f"-{run}-" in key:
+                counts[key][record.header("ce_type") or "?"] += 1
     return counts
 
 

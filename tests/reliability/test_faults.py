@@ -7,29 +7,24 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from bench.workload import topics
-from bench.workload.process import ServiceProcess
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from choreograph import AvroSerde, Envelope
 from choreograph.contracts.publisher import encode_event
 from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
 from examples.demo import get_json
-from tests.kafka_helpers import committed_consumer
 from tests.reliability.choreography import (
+    committed_records,
     log_lines,
     reference_choreography,
     require_local_stack,
     restart,
     stack,
 )
-from tests.workload_harness import make_ticks, produce
 
 # Each test bounds its own waits (ready, outcomes, restarts) and says what did not end; the
 # timeout is only the last resort above those bounds.
@@ -126,42 +121,4 @@ def test_oversized_records_are_dead_lettered_and_nothing_stops(
 
 
 def dead_letters(bootstrap: str, topic: str, key: str) -> list[Record]:
-    consumer = committed_consumer(bootstrap, topic)
-    found: list[Record] = []
-    idle_since = time.monotonic()
-    while time.monotonic() - idle_since < 3:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error() is not None:
-            continue
-        idle_since = time.monotonic()
-        if msg.key() == key.encode():
-            found.append(Record.of(msg))
-    consumer.close()
-    return found
-
-
-def test_sigterm_is_honoured_while_the_broker_is_away(
-    servers: Servers, admin: AdminClient, tmp_path: Path
-) -> None:
-    """Busy with a backlog when the broker goes: SIGTERM still ends the process, cleanly and
-    within the shutdown bound (30 s), although its commit and group leave cannot complete."""
-    require_local_stack(servers)
-    prefix = f"s{uuid.uuid4().hex[:8]}"
-    for topic in topics(prefix):
-        admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
-    endpoints = (servers.bootstrap, servers.registry_url)
-    produce(*endpoints, topics(prefix)[0], make_ticks(keys=50, per_key=200))
-    service = ServiceProcess(prefix, "a", tmp_path, endpoints)
-    deadline = time.monotonic() + 60
-    while not service.logged('"msg": "assigned"') and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stack("stop", "kafka")
-    try:
-        time.sleep(3)
-        started = time.monotonic()
-        code = service.terminate()
-        took = time.monotonic() - started
-    finally:
-        stack("start", "kafka")
-    print(f"stopped in {took:.1f} s with the broker away")
-    assert code == 0 and took < 30 + 5, (code, took)
+    return [r for r in committed_records(bootstrap, topic) if r.key == key.encode()]
