@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -147,3 +149,16 @@ def test_the_registry_keeps_its_schemas_in_the_broker(
     admin = AdminClient({"bootstrap.servers": servers.bootstrap})
     [kept] = admin.describe_configs([topic]).values()
     assert kept.result(10)["retention.ms"].value == "-1"  # never expires under the records
+
+
+def test_dev_smoke_commits_through_the_transaction_owner_and_reads_back(
+    servers: Servers,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "choreograph.cli.main", "dev", "smoke",
+         "--bootstrap", servers.bootstrap, "--registry", servers.registry_url, "--events", "7"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "committed 7 Avro events in one transaction" in done.stdout
+    assert "read back 7/7 events read_committed: OK" in done.stdout

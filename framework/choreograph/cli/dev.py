@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from choreograph.contracts.envelope import Envelope
+from choreograph.runtime.transactions import Outcome, Transactions
 from choreograph.testing.servers import BOOTSTRAP_ENV, REGISTRY_ENV
 
 SMOKE_SCHEMA: dict[str, Any] = {
@@ -40,7 +41,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def run_smoke(args: argparse.Namespace) -> int:
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
     from confluent_kafka.schema_registry import (
@@ -62,9 +63,13 @@ def run_smoke(args: argparse.Namespace) -> int:
         json.dumps(SMOKE_SCHEMA),
         conf={"subject.name.strategy": topic_record_subject_name_strategy},
     )
-    producer = Producer({"bootstrap.servers": args.bootstrap, "transactional.id": f"smoke-{run}"})
-    producer.init_transactions(30)
-    producer.begin_transaction()
+    txn = Transactions(
+        {"bootstrap.servers": args.bootstrap, "transactional.id": f"smoke-{run}"}, name="smoke"
+    )
+    if not txn.ready(30):
+        print(f"smoke: no transactional producer on {args.bootstrap} within 30 s")
+        return 1
+    txn.begin()
     ctx = SerializationContext(topic, MessageField.VALUE)
     for seq in range(args.events):
         key = f"check-{seq}"
@@ -72,8 +77,11 @@ def run_smoke(args: argparse.Namespace) -> int:
         envelope = Envelope.new(
             "dev.choreograph.smoke.SmokeChecked", "choreograph-dev-smoke", key, correlation_id=run
         )
-        producer.produce(topic, key=key.encode(), value=value, headers=envelope.to_headers())
-    producer.commit_transaction(30)
+        txn.produce(topic, value, key.encode(), envelope.to_headers())
+    outcome = txn.commit(30)
+    if outcome is not Outcome.COMMITTED:
+        print(f"smoke: the transaction was not committed ({outcome.value})")
+        return 1
     print(f"smoke: committed {args.events} Avro events in one transaction")
 
     consumer = Consumer(
