@@ -129,6 +129,8 @@ class Engine:
         self.recovering = False
         self.abandoned = False
         self._ignore_callbacks = False
+        self._consumer_failed: str | None = None  # a fatal consumer error, to replace it
+        self._rewound = False  # set when positions go back while a consumed batch is in hand
         self._current: tuple[str, int, int] | None = None
         self.tasks: dict[int, PartitionTask] = {}
         self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
@@ -221,8 +223,8 @@ class Engine:
             self.watchdog.call("consumer close", left(), self.consumer.close)
         except Stalled:
             log.warning("consumer did not close in time; leaving the group to its session timeout")
-        except KafkaException as exc:
-            log.warning("consumer close failed", extra={"error": str(exc)})
+        except Exception as exc:  # stopping goes on: the group notices at its session timeout
+            log.warning("consumer close failed", extra={"error": repr(exc)})
         for partition in list(self.tasks):
             self._close_task(partition, clean=not self.recovering)
         self.txn.close(left())
@@ -273,6 +275,15 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     def step(self) -> None:
+        if self._consumer_failed:
+            self._current = None
+            # The fresh consumer's assignment restores state, which a transaction left open by a
+            # dropped producer would hold up: a ready producer settles it first.
+            if self.txn.ready(RECONNECT_BOUND_S):
+                self._rebuild_consumer(ConsumerFailed(self._consumer_failed))
+            else:
+                self.stopping.wait(0.2)
+            return
         if self.recovering:
             self._recover()
             return
@@ -286,7 +297,7 @@ class Engine:
             self._fire_timers(self.clock())
         except ConsumerFailed as failed:
             self._current = None
-            self._rebuild_consumer(failed)
+            self._consumer_failed = str(failed)  # replaced at the next step
             return
         except (ProducerUnavailable, Stalled) as error:
             self._current = None
@@ -303,19 +314,22 @@ class Engine:
             self._report_lag()
 
     def _consume_and_handle(self) -> None:
+        self._rewound = False  # a rebalance callback inside consume may rewind, too
         messages = self.consumer.consume(self.config.max_batch, 0.05)
         now = self.clock()
         for i, msg in enumerate(messages):
-            if i and i % TIMER_CHECK_EVERY == 0:  # deadlines do not wait for a whole batch
-                now = self.clock()
-                self._fire_timers(now)
             err = msg.error()
-            if err is not None:
+            if err is not None:  # looked at even after a rewind: a fatal one must not be missed
                 if err.fatal() or err.code() == KafkaError._FATAL:  # e.g. a fenced static member
                     raise ConsumerFailed(str(err))
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error", extra={"error": str(err)})
                 continue
+            if self._rewound:  # positions went back: the rest of this batch comes again
+                continue
+            if i and i % TIMER_CHECK_EVERY == 0:  # deadlines do not wait for a whole batch
+                now = self.clock()
+                self._fire_timers(now)
             partition = msg.partition() or 0
             if self.retries:
                 state = self.retries.get((msg.topic() or "", partition))
@@ -347,6 +361,10 @@ class Engine:
             self._current = None  # handled here: retried or dead-lettered, not a crash
             task.end_message(ok=False)
             self._failed(Record.of(msg), error)
+            return
+        if self.limits.smallest < self.txn.batch_size and not self._fit_batches():
+            self._current = None
+            task.end_message(ok=False)  # the commit before it failed: it comes round again
             return
         task.end_message(ok=True)
         if outputs:
@@ -393,6 +411,18 @@ class Engine:
                         f"{record_size(key, value, None)} bytes, over the changelog limit of "
                         f"{limit}"
                     )
+
+    def _fit_batches(self) -> bool:
+        """A topic accepts less than the producer's batches may hold (its `max.message.bytes`
+        bounds a whole batch): commit what is open, then go on with a producer whose batches
+        fit. Returns whether the commit succeeded."""
+        if not self.commit(self.config.commit_timeout_s):
+            return False
+        size = self.limits.smallest - 1024  # room for the batch's own framing
+        log.info("producer batches lowered to fit a topic", extra={"batch_size": size})
+        self.txn.reconfigure(self.config.commit_timeout_s, **{"batch.size": size})
+        self.txn.ready(RECONNECT_BOUND_S)  # if not, producing says so and the step redoes it
+        return True
 
     def _count(self, event_type: str, outcome: str) -> None:
         """Count locally; `_flush_counts` publishes once per step (a metric update takes a lock)."""
@@ -611,7 +641,7 @@ class Engine:
         for out in outputs:
             try:
                 produce(out.topic, out.value, out.key, headers=out.headers)
-            except BufferError:
+            except (BufferError, KafkaException):  # the careful path waits or says why
                 self.txn.produce(out.topic, out.value, out.key, out.headers)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
@@ -708,6 +738,7 @@ class Engine:
         self.positions.clear()
         self.retries.clear()
         self.timer_failures.clear()
+        self._rewound = True
         kept = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in leaving]
         for tp in kept:
             key = (tp.topic, tp.partition)
@@ -733,6 +764,8 @@ class Engine:
             pass  # a fatal consumer may not close cleanly; it is not used again
         finally:
             self._ignore_callbacks = False
+        self._consumer_failed = None
+        self.recovering = False  # tasks are closed: the new assignment restores them
         self._join_group()
         self.metrics.consumer_rebuilds.labels(self.service.name).inc()
 
@@ -743,6 +776,7 @@ class Engine:
         log.warning("commit outcome unknown; rebuilding from the broker's committed state")
         self._unavailable("broker", "commit outcome unknown")
         self._close_all(clean=False)
+        self._rewound = True
         self.recovering = True
 
     def _close_all(self, clean: bool) -> None:

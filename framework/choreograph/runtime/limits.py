@@ -1,6 +1,9 @@
 """How large a record each topic accepts: the producer's own limit, lowered to the topic's
 `max.message.bytes` where the broker says so. Checked before producing, so a record that can never
-be written is dead-lettered for what it is instead of failing a whole transaction later."""
+be written is dead-lettered for what it is instead of failing a whole transaction later.
+
+The topic's limit also bounds a whole batch of records, so `smallest` tells the engine how large
+its producer's batches may be."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class RecordLimits:
         self.admin = admin
         self.client_limit = int(producer_conf.get("message.max.bytes", DEFAULT_CLIENT_LIMIT))
         self._topics: dict[str, int] = {}
+        self.smallest = self.client_limit  # the lowest limit of any topic written so far
         self._retry_at: dict[str, float] = {}
 
     def limit(self, topic: str) -> int:
@@ -49,6 +53,7 @@ class RecordLimits:
             return self.client_limit
         found = min(self.client_limit, topic_limit) if topic_limit else self.client_limit
         self._topics[topic] = found
+        self.smallest = min(self.smallest, found)
         return found
 
     def fits(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> bool:

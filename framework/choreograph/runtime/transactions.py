@@ -160,6 +160,12 @@ class Transactions:
                         f"{self.name}: the producer queue stayed full for {queue_wait_s:.0f} s"
                     ) from None
                 producer.poll(0.05)
+            except KafkaException as exc:
+                if unproducible(exc.args[0]):
+                    raise  # refused for what the record is
+                # Refused for the moment (a transaction in an error state, a fatal producer):
+                # the transaction is redone, the record is not at fault.
+                raise ProducerUnavailable(f"{self.name}: cannot produce now: {exc}") from exc
 
     def commit(
         self,
@@ -243,6 +249,20 @@ class Transactions:
 
     # -- housekeeping --------------------------------------------------------------------------
 
+    @property
+    def batch_size(self) -> int:
+        return int(self.conf.get("batch.size", DEFAULT_BATCH_SIZE))
+
+    def reconfigure(self, bound: float, **settings: Any) -> None:
+        """Continue with a producer built with `settings` (between transactions only): the
+        current one delivers what it holds and is closed; the next `ready` builds the new one,
+        whose initialisation fences the old one."""
+        if self.open:
+            raise RuntimeError(f"{self.name}: reconfigure between transactions only")
+        self.close(bound)
+        self.conf = {**self.conf, **settings}
+        self._initialised = not self.transactional
+
     def poll(self) -> None:
         if self._producer is not None:
             self._producer.poll(0)
@@ -262,6 +282,9 @@ class Transactions:
         """Whether a call was left blocked in the client: the process should end by `os._exit`
         rather than wait for the client's own clean-up."""
         return self.watchdog.stalled_calls > 0
+
+
+DEFAULT_BATCH_SIZE = 1_000_000  # librdkafka's batch.size
 
 
 def unproducible(error: KafkaError) -> bool:

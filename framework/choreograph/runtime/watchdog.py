@@ -33,11 +33,14 @@ class Watchdog:
         outcome: list[Any] = []
 
         def run() -> None:
+            # An outcome is recorded before `done`, whatever happens in between.
+            result: tuple[bool, Any] = (False, RuntimeError(f"{what} ended without an outcome"))
             try:
-                outcome.append((True, fn(*args)))
+                result = (True, fn(*args))
             except BaseException as error:  # handed to the caller below
-                outcome.append((False, error))
+                result = (False, error)
             finally:
+                outcome.append(result)
                 done.set()
 
         threading.Thread(target=run, name=f"{self.name}:{what}", daemon=True).start()

@@ -190,3 +190,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_an_output_over_its_topics_own_limit_is_dead_lettered_and_the_rest_flows(
+    bootstrap_servers: str, registry_url: str, admin: object, tmp_path: Path
+) -> None:
+    """The sink topic takes at most 4,000 bytes per record (its `max.message.bytes`, below the
+    producer's 1,000,000): a tick whose tally would be larger goes to the DLQ as `too-large`
+    before anything is produced, and every other tick is tallied exactly once."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    assert isinstance(admin, AdminClient)
+    name = f"t{uuid.uuid4().hex[:8]}"
+    source, sink = topics(name)
+    admin.create_topics([NewTopic(source, 2, 1)])[source].result(30)
+    admin.create_topics([NewTopic(sink, 2, 1, config={"max.message.bytes": "4000"})])[sink].result(
+        30
+    )
+    ticks = make_ticks(keys=5, per_key=20)
+    big = make_ticks(keys=1, per_key=1, key_prefix="big")[0].model_copy(update={"id": "x" * 6000})
+    produce(bootstrap_servers, registry_url, source, [*ticks[:50], big, *ticks[50:]])
+    with running_engine(name, tmp_path) as engine:
+        tallies = read_tallies(bootstrap_servers, registry_url, sink, len(ticks), timeout=90)
+        assert sample(engine, "choreograph_dlq_total", reason="too-large") == 1
+    assert_exactly_once(ticks, tallies)
+    [(_, dead)] = list(read_dead_letters(bootstrap_servers, f"{name}-tally.dlq"))
+    assert dead.key == b"big0" and dead.header("dlq_reason") == "too-large"
+    assert "over its limit of 4000" in (dead.header("dlq_error_message") or "")
