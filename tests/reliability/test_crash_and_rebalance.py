@@ -8,9 +8,11 @@ output and per-key counts and totals match the inputs.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +45,16 @@ def load_in_background(
 
 
 @pytest.fixture
-def prefix(admin: AdminClient) -> str:
+def prefix(admin: AdminClient) -> Iterator[str]:
+    """Topics of one test; afterwards any of its service processes still running are killed,
+    so a test that fails part-way leaves nothing behind."""
     name = f"r{uuid.uuid4().hex[:8]}"
     for topic in topics(name):
         admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[
             topic
         ].result(30)
-    return name
+    yield name
+    subprocess.run(["pkill", "-KILL", "-f", f"bench.workload.service --prefix {name} "])
 
 
 @pytest.fixture
