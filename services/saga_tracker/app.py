@@ -81,7 +81,13 @@ class TrackerApp:
         )
         self.metrics = TrackerMetrics()
         self.router = Engine(
-            build_router(definitions, s.inputs, name=f"{s.name}-router", repartition=s.repartition),
+            build_router(
+                definitions,
+                s.inputs,
+                name=f"{s.name}-router",
+                repartition=s.repartition,
+                metrics=self.metrics,
+            ),
             self._config("router"),
         )
         self.tracker = Engine(

@@ -52,12 +52,15 @@ def encode(inst: Instance) -> dict[str, Any]:
                 "ended_at": _iso(s.ended_at),
                 "deadline": _iso(s.deadline),
                 "compensation_deadline": _iso(s.compensation_deadline),
+                "reported": s.reported,
             }
             for name, s in inst.steps.items()
         },
         "timeline": [{**timeline_entry(e), "at": e.at.isoformat()} for e in inst.timeline],
         "open_incidents": dict(inst.open_incidents),
         "value": inst.value,
+        "reported": inst.reported,
+        "conflict": inst.conflict,
     }
 
 

@@ -42,6 +42,9 @@ ENDED: frozenset[str] = frozenset(
 PROCESS = "process"  # deadline and incident name of the whole process
 # A step whose undo was sent and whose confirmation may still come, even after it escalated.
 UNDO_UNCONFIRMED: frozenset[str] = frozenset({"compensating", "compensation_failed"})
+# The process failed and is being, or was, undone (for good: failing is one-way).
+UNDO_MODE: frozenset[str] = frozenset({"compensating", "compensated", "needs_manual_resolution"})
+CONFLICT = "conflict"  # incident: something no compensation undoes happened during an undo
 
 
 @dataclass
@@ -52,6 +55,7 @@ class StepState:
     ended_at: datetime | None = None
     deadline: datetime | None = None
     compensation_deadline: datetime | None = None
+    reported: str | None = None  # what the step's own events said last: completed or failed
 
 
 @dataclass
@@ -81,15 +85,12 @@ class Instance:
     timeline: list[TimelineEntry] = field(default_factory=list)
     open_incidents: dict[str, Severity] = field(default_factory=dict)  # name -> raised severity
     value: float | None = None  # the definition's value-at-risk field of the start event
+    reported: str | None = None  # the process's own outcome events: success or failure
+    conflict: str | None = None  # what cannot be undone although the process is being undone
 
     @property
     def ended(self) -> bool:
         return self.status in ENDED
-
-    @property
-    def undoing(self) -> bool:
-        """A compensation was sent and its confirmation may still come, even after escalating."""
-        return any(s.status in UNDO_UNCONFIRMED for s in self.steps.values())
 
     @property
     def at_risk(self) -> bool:
@@ -149,11 +150,25 @@ class ActionRefused(Exception):
 
 
 class ProcessRules:
-    """How instances of one definition version move."""
+    """How instances of one definition version move.
+
+    The outcome depends on which events arrived, not on the order they arrived in across topics
+    (see docs/saga-tracker.md, "Compensation semantics"). Two ideas make that so:
+
+    - Failing is one-way. A step failure, a failure event, a compensating timeout or an operator
+      puts the instance in undo mode for good; from then on every compensable step that is
+      known or suspected to have happened is undone, whenever that becomes known.
+    - Reports are facts, whenever they come. A step's success or failure updates the step even
+      after a timeout or after the instance ended, and the instance is re-evaluated: a late
+      success in undo mode means the undo is needed (and is sent again if it was confirmed
+      before the success was seen); a step that cannot be undone, or a success reported for the
+      process, while it is being undone is a conflict only a person can settle.
+    """
 
     def __init__(self, definition: ProcessDefinition) -> None:
         self.definition = definition
         self.steps = {s.name: s for s in definition.steps}
+        self.mentioned = definition.event_types()
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -175,48 +190,45 @@ class ProcessRules:
 
     def apply(self, inst: Instance, envelope: Envelope, now: datetime) -> list[Effect]:
         """Advance `inst` by one event of the process; events it does not know change nothing.
-        An ended instance only takes the confirmation of an undo it still waits for."""
+        Every event the process mentions is recorded on the timeline, late or not."""
         kind, d = envelope.type, self.definition
+        if kind not in self.mentioned or (kind == d.start and not self._reports(kind)):
+            return []
+        self._log(inst, now, "event", envelope, step=self._step_of(kind), note=self._lateness(inst))
         effects: list[Effect] = []
-        matched = False
-        live = not inst.ended
         for step in d.steps:
-            state = inst.steps[step.name]
-            if live and kind in step.starts_on and state.status == "pending":
-                matched = True
-                effects += self._start_step(inst, step, now)
-            if (
-                live
-                and kind in step.completes_on
-                and state.status in ("pending", "running", "timed_out")
-            ):
-                matched = True
-                effects += self._complete_step(inst, step, now)
-            if live and kind in step.fails_on and state.status in ("pending", "running"):
-                matched = True
-                state.status, state.ended_at = "failed", now
-                effects.append(CancelDeadline(step.name))
-                # A business failure the process foresaw: compensate, but page nobody.
-                effects += self._fail(
-                    inst, step, now, f"step {step.name} failed: {kind}", "compensate", page=False
-                )
-            if (
-                step.compensation
-                and kind in step.compensation.completes_on
-                and state.status in UNDO_UNCONFIRMED
-            ):
-                matched = True
+            if step.compensation and kind in step.compensation.completes_on:
                 effects += self._compensation_confirmed(inst, step, now)
-        if kind in d.success and not inst.ended:
-            matched = True
-            effects += self._end(inst, now, "completed")
-        if kind in d.failure and inst.status == "running":
-            matched = True
-            inst.failure_reason = inst.failure_reason or f"process failed: {kind}"
-            effects += self._end(inst, now, "failed")
-        if matched or (live and kind == d.start):
-            self._log(inst, now, "event", envelope, step=self._step_of(kind))
-        return effects
+        if inst.status == "resolved":
+            return effects  # a person closed it: what comes later is recorded, nothing more
+        for step in d.steps:
+            if kind in step.completes_on:
+                effects += self._step_succeeded(inst, step, now)
+            elif kind in step.fails_on:
+                effects += self._step_failed(inst, step, now, kind)
+        if kind in d.success:
+            effects += self._process_succeeded(inst, now, kind)
+        if kind in d.failure:
+            effects += self._process_failed(inst, now, kind)
+        for step in d.steps:
+            if kind in step.starts_on and inst.steps[step.name].status == "pending":
+                effects += self._start_step(inst, step, now)
+        return effects + self._reconcile(inst, now)
+
+    def _reports(self, kind: str) -> bool:
+        """Whether `kind` reports anything besides the start (a start event can do both)."""
+        d = self.definition
+        if kind in d.success or kind in d.failure:
+            return True
+        return any(
+            kind in (*s.starts_on, *s.completes_on, *s.fails_on)
+            or (s.compensation is not None and kind in s.compensation.completes_on)
+            for s in d.steps
+        )
+
+    @staticmethod
+    def _lateness(inst: Instance) -> str:
+        return f"arrived while {inst.status}" if inst.status != "running" else ""
 
     # -- deadlines -----------------------------------------------------------------------------
 
@@ -226,17 +238,14 @@ class ProcessRules:
             # Each undo in doubt escalates on its own, even after another one already did.
             step_name = name.removesuffix(".compensation")
             state = inst.steps[step_name]
-            undoing = inst.status in ("compensating", "needs_manual_resolution")
-            if state.status != "compensating" or not undoing:
+            if state.status != "compensating" or inst.status not in UNDO_MODE:
                 return []
             state.status = "compensation_failed"
             self._log(
                 inst, now, "timeout", step=step_name, note="compensation not confirmed in time"
             )
-            if inst.status != "needs_manual_resolution":
-                inst.status, inst.ended_at = "needs_manual_resolution", now
             inst.open_incidents[name] = "critical"
-            return [
+            effects: list[Effect] = [
                 RaiseIncident(
                     name,
                     step_name,
@@ -244,17 +253,23 @@ class ProcessRules:
                     f"compensation of {step_name} did not complete: manual resolution needed",
                 )
             ]
-        if inst.ended:
-            return []
+            return effects + self._reconcile(inst, now)
         if name == PROCESS:
+            if inst.status != "running":
+                return []
             self._log(inst, now, "timeout", note="process deadline passed")
             return self._timeout(inst, None, self.definition.on_timeout, now)
         step = self.steps[name]
         state = inst.steps[name]
-        if state.status != "running":
+        if state.status != "running" or inst.status not in ("running", *UNDO_MODE):
             return []
-        self._log(inst, now, "timeout", step=name, note=f"step deadline passed ({step.on_timeout})")
-        return self._timeout(inst, step, step.on_timeout, now)
+        outcome = step.on_timeout
+        if inst.status in UNDO_MODE:
+            if step.compensation is None:
+                return []  # nothing to undo: how late it is no longer matters
+            outcome = "compensate"  # the process is being undone: a step in doubt is undone
+        self._log(inst, now, "timeout", step=name, note=f"step deadline passed ({outcome})")
+        return self._timeout(inst, step, outcome, now)
 
     # -- operator actions ----------------------------------------------------------------------
 
@@ -276,10 +291,11 @@ class ProcessRules:
             if inst.status not in ("running", "failed"):
                 return f"the instance is {inst.status}"
             if not any(
-                inst.steps[s.name].status == "completed" and s.compensation
+                inst.steps[s.name].status in ("completed", "running", "timed_out")
+                and s.compensation
                 for s in self.definition.steps
             ):
-                return "no completed step has a compensation"
+                return "no step that happened or may have happened has a compensation"
             return None
         if action == "resolve":
             if inst.open_incidents or inst.status in ("needs_manual_resolution", "failed"):
@@ -307,14 +323,14 @@ class ProcessRules:
             assert step is not None
             return self._retry(inst, self.steps[step], now, why)
         if action == "compensate":
-            inst.failure_reason = inst.failure_reason or why
-            effects: list[Effect] = [CancelDeadline(PROCESS)]
-            for name, state in inst.steps.items():
+            effects: list[Effect] = []
+            for s in self.definition.steps:
+                state = inst.steps[s.name]
                 if state.status == "running":
-                    state.status = "failed"
-                    effects.append(CancelDeadline(name))
-            inst.status = "running"  # so _compensate may start from a failed instance too
-            return effects + self._compensate(inst, now, why)
+                    # Stopped by the operator: undone as if it happened, since it may have.
+                    state.status = "timed_out" if s.compensation else "failed"
+                    effects.append(CancelDeadline(s.name))
+            return effects + self._begin_undo(inst, now, why) + self._reconcile(inst, now)
         effects = [self._resolve(inst, name) for name in sorted(inst.open_incidents)]
         if inst.status != "running":
             inst.status, inst.ended_at = "resolved", now
@@ -332,8 +348,7 @@ class ProcessRules:
         effects: list[Effect] = []
         if state.status == "compensation_failed":
             effects += self._send_compensation(inst, step, now, why)
-            inst.status, inst.ended_at = "compensating", None
-            return effects + self._maybe_compensated(inst, now)
+            return effects + self._reconcile(inst, now)
         if step.name in inst.open_incidents:
             effects.append(self._resolve(inst, step.name))
         if inst.status == "failed" and inst.deadline and inst.deadline > now:
@@ -347,27 +362,73 @@ class ProcessRules:
             self._log(inst, now, "retry", step=step.name, note=f"sent {step.retry.command}")
         return effects
 
-    # -- internals -----------------------------------------------------------------------------
+    # -- what the steps report -----------------------------------------------------------------
 
     def _start_step(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
         state = inst.steps[step.name]
         state.status, state.started_at = "running", now
-        if step.deadline:
+        # While running, every step has a deadline; while undoing, only a step whose outcome
+        # decides an undo is waited for. An ended instance waits for nothing.
+        armed = inst.status == "running" or (inst.status in UNDO_MODE and step.compensation)
+        if step.deadline and armed:
             state.deadline = now + step.deadline
             return [SetDeadline(step.name, state.deadline)]
         return []
 
-    def _complete_step(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+    def _step_succeeded(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
         state = inst.steps[step.name]
-        late = state.status == "timed_out"
-        state.status, state.ended_at = "completed", now
-        state.started_at = state.started_at or now
+        if state.reported == "failed" and state.status == "failed":
+            return []  # it said it failed: a contradicting report is recorded, not acted on
+        state.reported = "completed"
         effects: list[Effect] = [CancelDeadline(step.name)]
-        if step.name in inst.open_incidents:  # it recovered after an alert
+        if state.status in ("pending", "running", "timed_out"):
+            if state.status == "timed_out":
+                self._log(inst, now, "status", step=step.name, note="completed after its deadline")
+            state.status, state.ended_at = "completed", now
+            state.started_at = state.started_at or now
+        elif state.status == "compensated":
+            # Undone before it was seen to happen: the undo may have found nothing to undo.
+            self._log(
+                inst, now, "status", step=step.name, note="happened after its undo: undo again"
+            )
+            state.status, state.ended_at = "completed", now
+        incident = inst.open_incidents.get(step.name)
+        if incident == "warning":  # it was late and recovered
             effects.append(self._resolve(inst, step.name))
-        if late:
-            self._log(inst, now, "status", step=step.name, note="completed after its deadline")
+        if inst.status == "failed" and not self._failed_steps(inst):
+            # Failed only because this step was late; it was not: the process goes on.
+            self._log(inst, now, "status", note="running: the late step completed")
+            inst.status, inst.ended_at, inst.failure_reason = "running", None, None
+            if inst.deadline and inst.deadline > now:
+                effects.append(SetDeadline(PROCESS, inst.deadline))
         return effects
+
+    def _step_failed(self, inst: Instance, step: Step, now: datetime, kind: str) -> list[Effect]:
+        state = inst.steps[step.name]
+        if state.reported == "completed" and state.status != "timed_out":
+            return []  # it said it completed: a contradicting report is recorded, not acted on
+        state.reported = "failed"
+        effects: list[Effect] = [CancelDeadline(step.name)]
+        if state.status in ("pending", "running", "timed_out"):
+            state.status, state.ended_at = "failed", now
+        if inst.status in ("running", "completed"):
+            # A business failure the process foresaw: undo, but page nobody.
+            effects += self._begin_undo(inst, now, f"step {step.name} failed: {kind}")
+        return effects
+
+    def _process_succeeded(self, inst: Instance, now: datetime, kind: str) -> list[Effect]:
+        inst.reported = "success"
+        if inst.status in ("running", "failed"):  # a failed instance had nothing undone
+            return self._end(inst, now, "completed")
+        return []  # in undo mode: a conflict, raised by _reconcile
+
+    def _process_failed(self, inst: Instance, now: datetime, kind: str) -> list[Effect]:
+        inst.reported = inst.reported or "failure"
+        if inst.status in ("running", "completed"):
+            return self._begin_undo(inst, now, f"process failed: {kind}")
+        return []
+
+    # -- deadlines and failures ----------------------------------------------------------------
 
     def _timeout(
         self, inst: Instance, step: Step | None, outcome: Outcome, now: datetime
@@ -386,46 +447,105 @@ class ProcessRules:
                     f"{what} is late for {inst.business_key}",
                 )
             ]
-        if step:
-            inst.steps[step.name].status = "timed_out"
-        return self._fail(inst, step, now, f"{what} timed out", outcome)
-
-    def _fail(
-        self,
-        inst: Instance,
-        step: Step | None,
-        now: datetime,
-        reason: str,
-        outcome: Outcome,
-        *,
-        page: bool = True,
-    ) -> list[Effect]:
-        """Fail the instance; `page` raises a critical incident (timeouts: something is stuck)."""
-        if inst.ended or inst.status == "compensating":
-            return []
-        inst.failure_reason = reason
+        # Nobody knows whether a step that did not report happened: it is in doubt.
+        doubtful = [step] if step else [s for s in self.definition.steps if s.compensation]
+        for s in doubtful:
+            if inst.steps[s.name].status == "running":
+                inst.steps[s.name].status = "timed_out"
         effects: list[Effect] = []
-        name = step.name if step else PROCESS
-        if page and name not in inst.open_incidents:
+        reason = f"{what} timed out"
+        if name not in inst.open_incidents:  # a timeout means something is stuck: page
             inst.open_incidents[name] = "critical"
             effects.append(RaiseIncident(name, step.name if step else None, "critical", reason))
+        if inst.status in UNDO_MODE:
+            return effects + self._reconcile(inst, now)
         if outcome == "fail":
+            inst.failure_reason = reason
             return effects + self._end(inst, now, "failed")
-        return effects + self._compensate(inst, now, reason)
+        return effects + self._begin_undo(inst, now, reason) + self._reconcile(inst, now)
 
-    def _compensate(self, inst: Instance, now: datetime, reason: str) -> list[Effect]:
-        """Undo completed steps, most recently completed first."""
-        done = [
-            s
-            for s in self.definition.steps
-            if inst.steps[s.name].status == "completed" and s.compensation is not None
-        ]
-        done.sort(key=lambda s: inst.steps[s.name].ended_at or now, reverse=True)
+    def _begin_undo(self, inst: Instance, now: datetime, reason: str) -> list[Effect]:
+        """Undo mode, for good: running steps nobody needs to wait for are let go."""
+        inst.failure_reason = inst.failure_reason or reason
+        inst.status, inst.ended_at = "compensating", None
+        self._log(inst, now, "status", note=f"compensating: {reason}")
+        effects: list[Effect] = [CancelDeadline(PROCESS)]
+        for step in self.definition.steps:
+            if step.compensation is None and inst.steps[step.name].status == "running":
+                effects.append(CancelDeadline(step.name))
+        return effects
+
+    def _reconcile(self, inst: Instance, now: datetime) -> list[Effect]:
+        """In undo mode: undo whatever happened or may have happened and is not undone yet,
+        raise a conflict for what cannot be undone, and say where the undo stands. In any mode:
+        settle incidents of timeouts whose step has since reported."""
         effects: list[Effect] = []
-        for step in done:
-            effects += self._send_compensation(inst, step, now, reason)
-        inst.status = "compensating"
-        return effects + self._maybe_compensated(inst, now)
+        if inst.status in UNDO_MODE:
+            to_undo = [
+                s
+                for s in self.definition.steps
+                if s.compensation and inst.steps[s.name].status in ("completed", "timed_out")
+            ]
+            order = list(self.steps)  # ties go to the later step: it started from the earlier
+            to_undo.sort(
+                key=lambda s: (self._last_moved(inst, s.name) or now, order.index(s.name)),
+                reverse=True,
+            )
+            for step in to_undo:
+                effects += self._send_compensation(inst, step, now, inst.failure_reason or "")
+            effects += self._conflict(inst, now)
+            stuck = inst.conflict is not None or any(
+                s.status == "compensation_failed" for s in inst.steps.values()
+            )
+            waiting = any(
+                inst.steps[s.name].status in ("running", "compensating")
+                for s in self.definition.steps
+                if s.compensation
+            )
+            status: InstanceStatus = (
+                "needs_manual_resolution" if stuck else "compensating" if waiting else "compensated"
+            )
+            if status != inst.status:
+                inst.status = status
+                inst.ended_at = now if status in ENDED else None
+                self._log(inst, now, "status", note=status)
+        for name, severity in list(inst.open_incidents.items()):
+            state = inst.steps.get(name)
+            settled = ("completed", "failed", "compensated")
+            if severity == "critical" and state and state.reported and state.status in settled:
+                effects.append(self._resolve(inst, name))  # its outcome is known and dealt with
+        return effects
+
+    def _conflict(self, inst: Instance, now: datetime) -> list[Effect]:
+        """What happened that no compensation can undo, while the process is being undone."""
+        if inst.conflict is not None:
+            return []
+        done = [
+            s.name
+            for s in self.definition.steps
+            if s.compensation is None and inst.steps[s.name].status == "completed"
+        ]
+        if done:
+            inst.conflict = f"step {done[0]} completed, and it has no compensation"
+        elif inst.reported == "success":
+            inst.conflict = "the process reported success"
+        else:
+            return []
+        summary = f"{inst.conflict}, but the process is being undone: manual resolution needed"
+        self._log(inst, now, "status", note=summary)
+        inst.open_incidents[CONFLICT] = "critical"
+        return [RaiseIncident(CONFLICT, None, "critical", summary)]
+
+    @staticmethod
+    def _failed_steps(inst: Instance) -> list[str]:
+        return [n for n, s in inst.steps.items() if s.status in ("failed", "timed_out")]
+
+    @staticmethod
+    def _last_moved(inst: Instance, name: str) -> datetime | None:
+        state = inst.steps[name]
+        return state.ended_at or state.started_at
+
+    # -- compensations -------------------------------------------------------------------------
 
     def _send_compensation(
         self, inst: Instance, step: Step, now: datetime, reason: str
@@ -450,8 +570,10 @@ class ProcessRules:
 
     def _compensation_confirmed(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
         """The undo happened; after its deadline it still counts, as a late step completion does:
-        the refund was made, so its incident is resolved and the instance may end compensated."""
+        the refund was made, so its incident is resolved."""
         state = inst.steps[step.name]
+        if state.status not in UNDO_UNCONFIRMED:
+            return []  # nothing of it is waiting: recorded on the timeline, nothing more
         late = state.status == "compensation_failed"
         state.status = "compensated"
         name = f"{step.name}.compensation"
@@ -460,17 +582,7 @@ class ProcessRules:
             effects.append(self._resolve(inst, name))
         if late:
             self._log(inst, now, "status", step=step.name, note="compensated after its deadline")
-            stuck = any(s.status == "compensation_failed" for s in inst.steps.values())
-            if inst.status == "needs_manual_resolution" and not stuck:
-                inst.status, inst.ended_at = "compensating", None
-        return effects + self._maybe_compensated(inst, now)
-
-    def _maybe_compensated(self, inst: Instance, now: datetime) -> list[Effect]:
-        if inst.status != "compensating":
-            return []
-        if any(s.status == "compensating" for s in inst.steps.values()):
-            return []
-        return self._end(inst, now, "compensated")
+        return effects
 
     def _end(self, inst: Instance, now: datetime, status: InstanceStatus) -> list[Effect]:
         inst.status, inst.ended_at = status, now
@@ -489,6 +601,8 @@ class ProcessRules:
     def _step_of(self, kind: str) -> str | None:
         for step in self.definition.steps:
             if kind in (*step.starts_on, *step.completes_on, *step.fails_on):
+                return step.name
+            if step.compensation and kind in step.compensation.completes_on:
                 return step.name
         return None
 

@@ -100,6 +100,13 @@ class TrackerMetrics:
             ["process", "severity"],
             registry=None,
         )
+        self.rejected = Counter(
+            "choreograph_saga_rejected_events",
+            "Records of followed event types the tracker refused to act on (their body cannot "
+            "be read, or is not the type its envelope claims); they are in the router's DLQ.",
+            ["event_type", "reason"],
+            registry=None,
+        )
         self.actions = Counter(
             "choreograph_saga_operator_actions",
             "Operator actions the tracker carried out or refused.",
@@ -115,6 +122,7 @@ class TrackerMetrics:
             self.compensations,
             self.sla,
             self.incidents,
+            self.rejected,
             self.actions,
         ):
             registry.register(metric)

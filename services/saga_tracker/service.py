@@ -1,8 +1,11 @@
 """The saga tracker as two choreograph services.
 
 - The router reads the domain topics and repartitions every event a process definition mentions
-  by its correlation id (`saga-tracker.repartition`), from the envelope alone. It copies the body
-  only where the tracker reads it, so no body, however large, can stop the router.
+  by its correlation id (`saga-tracker.repartition`). It first checks that the body is what the
+  envelope claims and can be read: a record the teams' services would dead-letter must not start,
+  advance or page for an instance, so it goes to the router's DLQ (counted in
+  `choreograph_saga_rejected_events`). It copies the body only where the tracker reads it, so no
+  body, however large, can stop the tracker.
 - The tracker reads the repartition topic, so all events of one process instance meet in one
   partition task; events that overtake their process's start event are parked until it comes.
   It advances instances (store `instances`, key `<correlation id>/<process>`),
@@ -23,7 +26,7 @@ from typing import Any
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
-from choreograph.contracts.serde import SerdeError
+from choreograph.contracts.serde import MislabelledRecord, SerdeError
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.service import Service
 from saga_tracker.codec import decode, encode, timeline_entry
@@ -68,15 +71,23 @@ def build_router(
     *,
     name: str = "saga-tracker-router",
     repartition: str = REPARTITION,
+    metrics: TrackerMetrics | None = None,
 ) -> Service:
     router = Service(name, inputs, malformed="skip")
     followed = definitions.event_types()
     bodies = definitions.bodies_read()
+    counts = metrics or TrackerMetrics()
 
     @router.handle_envelopes()
     def route(ctx: Context, raw: RawEvent) -> None:
         if raw.envelope.type not in followed:
             return
+        try:
+            ctx.decode(raw)  # the same check every service makes before acting on a record
+        except SerdeError as err:
+            reason = "mislabelled" if isinstance(err, MislabelledRecord) else "unreadable"
+            counts.rejected.labels(raw.envelope.type, reason).inc()
+            raise  # a bad record: dead-lettered at once, never tracked
         keep = raw.envelope.type in bodies and len(raw.value or b"") <= MAX_FORWARDED_BODY
         ctx.forward(raw, repartition, key=raw.envelope.correlation_id, with_body=keep)
 
@@ -137,10 +148,11 @@ class Tracker:
         return [decode(raw) for raw in found if raw is not None]
 
     def _advance(self, ctx: Context, envelope: Envelope, instances: list[Instance]) -> None:
-        """Apply an event to every instance of this correlation id, each on its own version."""
+        """Apply an event to every instance of this correlation id, each on its own version, late
+        or not: what a step reports after a timeout or after the end still counts."""
         for inst in instances:
             pinned = self.definitions.pinned(inst.process, inst.version)
-            if pinned is not None and (not inst.ended or inst.undoing):
+            if pinned is not None:
                 before = Snapshot.of(inst)
                 self._settle(ctx, pinned, before, inst, pinned.apply(inst, envelope, ctx.now))
 

@@ -172,13 +172,22 @@ class Envelope:
 
     @classmethod
     def from_headers(cls, headers: Headers | None) -> Envelope:
+        """Parse the CloudEvents and trace headers. Any other header is not read, whatever its
+        bytes: it belongs to someone else and travels on with the record untouched. A CloudEvents
+        extension (`ce_*`) that is not text is left out of `extensions` rather than failing."""
         values: dict[str, str] = {}
-        try:
-            for key, raw in headers or ():
-                if raw is not None:
-                    values[key] = raw.decode() if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError:
-            raise EnvelopeError(f"header {key} is not UTF-8") from None
+        for key, raw in headers or ():
+            if raw is None or not (key in _KNOWN or key.startswith("ce_")):
+                continue
+            if isinstance(raw, bytes):
+                try:
+                    values[key] = raw.decode()
+                except UnicodeDecodeError:
+                    if key in _KNOWN:
+                        raise EnvelopeError(f"header {key} is not UTF-8") from None
+                    continue
+            else:
+                values[key] = raw
         get = values.get
         if get("ce_specversion") != SPECVERSION or not (
             get("ce_id") and get("ce_source") and get("ce_type")
@@ -208,6 +217,17 @@ class Envelope:
 
     def with_extensions(self, **extra: str) -> Envelope:
         return replace(self, extensions={**self.extensions, **extra})
+
+
+def record_key(key: bytes | None) -> str:
+    """A record's key as text. Keys name business entities; bytes that are not UTF-8 cannot name
+    one, and no retry changes that: EnvelopeError, so the record is dead-lettered at once."""
+    if not key:
+        return ""
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        raise EnvelopeError(f"record key is not UTF-8: {key[:40]!r}") from None
 
 
 _handling: ContextVar[Envelope | None] = ContextVar("choreograph_handling", default=None)

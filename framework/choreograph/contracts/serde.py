@@ -39,6 +39,16 @@ class SerdeError(Exception):
     """An event cannot be encoded or decoded. Decoding failures go to the DLQ as they are."""
 
 
+class MislabelledRecord(SerdeError):
+    """The body's writer schema is not the event type its envelope claims (`ce_type`). Acting on
+    either would be acting on a lie, so the record goes to the DLQ with both names."""
+
+    def __init__(self, claimed: str, written: str) -> None:
+        self.claimed = claimed
+        self.written = written
+        super().__init__(f"ce_type says {claimed} but the body was written as {written}")
+
+
 class UnknownSubject(SerdeError):
     """Auto-registration is off and the registry has no such schema under the subject."""
 
@@ -289,15 +299,20 @@ class AvroSerde:
             self._same_schema[key] = same
         return same
 
-    def deserialize(self, data: bytes | None, reader: type[Event] | None = None) -> Decoded:
+    def deserialize(
+        self, data: bytes | None, reader: type[Event] | None = None, *, claimed: str | None = None
+    ) -> Decoded:
         """Decode a value; into `reader`, else the model registered for the writer's record name,
-        else into a plain dict in the writer's own shape."""
+        else into a plain dict in the writer's own shape. `claimed`: the event type the envelope
+        says this is; a body written as anything else raises MislabelledRecord."""
         if not data or len(data) < _HEADER.size:
             raise SerdeError("value too short for the Confluent wire format")
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
         writer_name, writer = self.writer_schema(schema_id)
+        if claimed is not None and claimed != writer_name:
+            raise MislabelledRecord(claimed, writer_name)
         model = reader or self._readers.get(writer_name)
         payload = io.BytesIO(data[_HEADER.size :])
         try:

@@ -83,8 +83,9 @@ class Context:
 
     def decode(self, raw: RawEvent, reader: type[Event] | None = None) -> Any:
         """Decode a raw record's body when an envelope handler needs it after all: into `reader`,
-        else the model known for its writer, else a plain dict. Raises SerdeError."""
-        return self._task.serde.deserialize(raw.value, reader).event
+        else the model known for its writer, else a plain dict. Raises SerdeError, and
+        MislabelledRecord when the body is not the type its envelope claims."""
+        return self._task.serde.deserialize(raw.value, reader, claimed=raw.envelope.type).event
 
     def schedule(
         self, name: str, at: datetime | timedelta, payload: dict[str, Any] | None = None

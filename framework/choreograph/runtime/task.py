@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, handling
+from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, handling, record_key
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.runtime.context import Context, Output, RawEvent
 from choreograph.runtime.records import header
@@ -54,31 +54,27 @@ class PartitionTask:
         """Run handlers for one record; return (event type, outcome, outputs).
 
         Outcome is "ok", "ignored" (nothing handles the type) or, for services that skip
-        malformed records, "malformed". Otherwise contract and decode errors raise.
+        malformed records, "malformed". Otherwise contract and decode errors raise: a record
+        whose body is not the type its envelope claims, or whose key is not text, is never
+        handed to a handler.
         """
         event_type = header(headers, "ce_type")
         if event_type is not None and not self.service.interested(event_type):
             return event_type, "ignored", []
-        skip_malformed = self.service.malformed == "skip"
         try:
             envelope = Envelope.from_headers(headers)
-        except EnvelopeError:
-            if skip_malformed:
+            event_type = envelope.type
+            event: Any = None
+            if self.service.decodes(event_type):
+                event = self.serde.deserialize(value, claimed=event_type).event
+            elif not self.service.envelope_handlers:
+                return event_type, "ignored", []
+            text_key = record_key(key)
+        except (EnvelopeError, SerdeError):
+            if self.service.malformed == "skip":
                 return event_type or "unknown", "malformed", []
             raise
-        event_type = envelope.type
-        event: Any = None
-        if self.service.decodes(event_type):
-            try:
-                decoded = self.serde.deserialize(value)
-            except SerdeError:
-                if skip_malformed:
-                    return event_type, "malformed", []
-                raise
-            event_type, event = decoded.writer_name, decoded.event
-        elif not self.service.envelope_handlers:
-            return event_type, "ignored", []
-        ctx = Context(self, (key or b"").decode(), envelope, now)
+        ctx = Context(self, text_key, envelope, now)
         with handling(envelope):
             if self.service.envelope_handlers:
                 raw = RawEvent(key, value, list(headers or ()), envelope)

@@ -2,6 +2,10 @@
 the saga tracker asks for (`RefundPayment` on `payments.commands`), confirming each with
 `PaymentRefunded`.
 
+A refund is safe whatever came before it: the saga tracker sends one for a payment that timed
+out, which may or may not have happened. Refunding an order that was never charged records the
+refund, so that an order arriving after it is declined rather than charged.
+
 The payment provider is simulated so that the reference choreography shows every path: cards are
 declined above `DECLINE_ABOVE`, and the provider never answers for customer `STALLED_CUSTOMER`
 (the tracker's payment deadline catches it)."""
@@ -30,6 +34,10 @@ def build(name: str = "payments") -> Service:
 
     @service.handle(OrderPlaced)
     def authorise(ctx: Context, event: OrderPlaced) -> None:
+        if (ctx.store("payments").get(ctx.key) or {}).get("refunded"):
+            # The refund overtook the order (the tracker gave up waiting): never charge it now.
+            ctx.emit(PaymentFailed(order_id=ctx.key, reason="refunded before it was charged"))
+            return
         if event.customer_id == STALLED_CUSTOMER:
             return  # the provider never answers
         if event.total > DECLINE_ABOVE:
@@ -43,7 +51,10 @@ def build(name: str = "payments") -> Service:
     def refund(ctx: Context, command: RefundPayment) -> None:
         payments = ctx.store("payments")
         payment = payments.get(ctx.key)
-        if payment is not None and not payment.get("refunded"):
+        if payment is None:
+            # Nothing charged yet: remember the refund, so the order is not charged later.
+            payments.put(ctx.key, {"payment_id": None, "refunded": True})
+        elif not payment.get("refunded"):
             payments.put(ctx.key, {**payment, "refunded": True})  # money goes back once
         # Confirmed every time, so a repeated command (an operator's retry) completes too.
         ctx.emit(PaymentRefunded(order_id=ctx.key, reason=command.reason))

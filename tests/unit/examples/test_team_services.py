@@ -61,6 +61,16 @@ def test_payments_authorises_declines_stalls_and_refunds() -> None:
     assert kit.store("payments").get("o-1")["refunded"] is True
 
 
+def test_a_refund_that_overtakes_its_order_keeps_the_order_from_being_charged() -> None:
+    kit = TestKit(payments())
+    kit.send(RefundPayment(order_id="o-9", reason="step payment timed out"), "o-9")
+    assert [e.key for e in kit.emitted(PaymentRefunded)] == ["o-9"]  # safe: nothing to refund
+    kit.send(order("o-9"), "o-9")
+    assert kit.emitted(PaymentAuthorized) == []
+    [declined] = kit.emitted(PaymentFailed)
+    assert declined.key == "o-9" and "refunded before" in declined.event.reason
+
+
 def test_inventory_reserves_refuses_out_of_stock_and_releases() -> None:
     kit = TestKit(inventory())
     for key, sku in (("o-1", "MUG-1"), ("o-2", "OOS-LAMP")):

@@ -84,13 +84,17 @@ def test_retrying_a_failed_step_reopens_a_failed_instance() -> None:
     assert SetDeadline(PROCESS, at(120)) in effects
 
 
-def test_operator_compensation_undoes_completed_steps_and_stops_running_ones() -> None:
+def test_operator_compensation_undoes_completed_steps_and_the_running_ones() -> None:
     rules = reference()
     inst, _ = started(rules)
     rules.apply(inst, ev(PAY + "PaymentAuthorized"), at(1))
     effects = rules.act(inst, "compensate", None, "carol", "customer called", at(3))
     assert CancelDeadline("reservation") in effects
-    assert [e.command for e in effects if isinstance(e, SendCommand)] == [PAY + "RefundPayment"]
+    # The running reservation may already have happened: it is undone too.
+    assert [e.command for e in effects if isinstance(e, SendCommand)] == [
+        INV + "ReleaseStock",
+        PAY + "RefundPayment",
+    ]
     assert inst.status == "compensating"
     assert "customer called" in (inst.failure_reason or "")
 
@@ -119,7 +123,6 @@ def test_resolve_on_a_running_instance_acknowledges_its_alerts_only() -> None:
         ("retry", None, "retry needs one of the steps: payment, reservation, shipping"),
         ("retry", "nope", "retry needs one of the steps"),
         ("retry", "payment", "step payment is running: nothing to retry"),
-        ("compensate", None, "no completed step has a compensation"),
         ("resolve", None, "nothing to resolve"),
         ("restart", None, "unknown action 'restart'"),
     ],
@@ -132,6 +135,15 @@ def test_actions_that_do_not_apply_are_refused_with_a_reason(
     with pytest.raises(ActionRefused, match=why.replace("(", r"\(")):
         rules.act(inst, action, step, "x", "y", at(1))
     assert not [e for e in inst.timeline if e.kind == "operator"]  # nothing recorded
+
+
+def test_compensating_with_nothing_that_may_have_happened_is_refused() -> None:
+    rules = reference()
+    inst, _ = started(rules)
+    inst.steps["payment"].status = "failed"  # as if reported, with the instance still running
+    assert rules.refusal(inst, "compensate", None) == (
+        "no step that happened or may have happened has a compensation"
+    )
 
 
 def test_compensating_twice_is_refused() -> None:

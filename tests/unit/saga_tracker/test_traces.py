@@ -34,6 +34,7 @@ def server() -> Iterator[tuple[TraceServer, TestKit]]:
     send(kit, "com.acme.payments.PaymentAuthorized", corr="stuck", key="o-<2>")
     kit.advance(timedelta(minutes=11))
     send(kit, "com.acme.payments.PaymentRefunded", corr="stuck", key="o-<2>")  # confirmed
+    send(kit, "com.acme.inventory.StockReleased", corr="stuck", key="o-<2>")  # confirmed
     srv = TraceServer(committed_instances(lambda: [kit.task])).start()
     yield srv, kit
     srv.stop()

@@ -60,10 +60,13 @@ def test_value_in_flight_and_at_risk_follow_instances() -> None:
     for kind in ("payments.PaymentAuthorized", "inventory.StockReserved"):
         send(kit, f"com.acme.{kind}", corr="a", key="a")
     kit.advance(timedelta(hours=1, minutes=1))  # a's shipping is late: alert, value at risk
-    assert gauge("choreograph_saga_value_at_risk", P) == 120.5
-    # b was never paid: its payment timed out with nothing to undo, so it ended.
+    # b's payment timed out: it may have happened, so its refund was sent, and escalated when
+    # nobody confirmed it. Both are at risk; b no longer counts as in flight.
+    assert gauge("choreograph_saga_value_at_risk", P) == 150.5
     assert gauge("choreograph_saga_active_instances", P) == 1
     assert gauge("choreograph_saga_value_in_flight", P) == 120.5
+    send(kit, "com.acme.payments.PaymentRefunded", corr="b", key="b")  # b undone after all
+    assert gauge("choreograph_saga_value_at_risk", P) == 120.5
     send(kit, "com.acme.shipping.ShipmentDispatched", corr="a", key="a")  # recovers
     assert gauge("choreograph_saga_value_at_risk", P) == 0
     send(kit, "com.acme.orders.OrderCompleted", corr="a", key="a")
@@ -84,14 +87,15 @@ def test_durations_sla_timeouts_and_compensations_are_counted() -> None:
     assert value("choreograph_saga_step_seconds_count", step) == 1
     send(kit, "com.acme.orders.OrderPlaced", corr="slow")
     send(kit, "com.acme.payments.PaymentAuthorized", corr="slow")
-    kit.advance(timedelta(minutes=11))  # reservation times out: refund sent
-    kit.advance(timedelta(minutes=11))  # refund never confirmed: escalation
-    assert value("choreograph_saga_timeouts_total", {**P, "step": "reservation"}) == 1
+    kit.advance(timedelta(minutes=11))  # reservation times out: refund and release sent
+    kit.advance(timedelta(minutes=11))  # neither confirmed: two escalations
+    # The reservation's own deadline, then its release's.
+    assert value("choreograph_saga_timeouts_total", {**P, "step": "reservation"}) == 2
     sent = {**P, "step": "payment", "outcome": "sent"}
     failed = {**P, "step": "payment", "outcome": "failed"}
     assert value("choreograph_saga_compensations_total", sent) == 1
     assert value("choreograph_saga_compensations_total", failed) == 1
-    assert value("choreograph_saga_incidents_total", {**P, "severity": "critical"}) == 2
+    assert value("choreograph_saga_incidents_total", {**P, "severity": "critical"}) == 3
     assert value("choreograph_saga_sla_total", {**P, "met": "false"}) == 1
     ended = {**P, "status": "needs_manual_resolution"}
     assert value("choreograph_saga_duration_seconds_count", ended) == 1
@@ -102,10 +106,12 @@ def test_a_late_refund_counts_as_completed_and_clears_the_value_at_risk() -> Non
     value = registry.get_sample_value
     place(kit, "late", "80.00")
     send(kit, "com.acme.payments.PaymentAuthorized", corr="late", key="late")
-    kit.advance(timedelta(minutes=22))  # reservation timed out, then the refund escalated
+    kit.advance(timedelta(minutes=22))  # reservation timed out, then refund and release escalated
     assert value("choreograph_saga_value_at_risk", P) == 80
     send(kit, "com.acme.payments.PaymentRefunded", corr="late", key="late")
     completed = {**P, "step": "payment", "outcome": "completed"}
     assert value("choreograph_saga_compensations_total", completed) == 1
+    assert value("choreograph_saga_value_at_risk", P) == 80  # the release is still in doubt
+    send(kit, "com.acme.inventory.StockReleased", corr="late", key="late")
     assert value("choreograph_saga_value_at_risk", P) == 0
     assert value("choreograph_saga_active_instances", P) == 0

@@ -78,8 +78,10 @@ def test_timed_out_step_is_compensated_with_a_real_command_and_an_incident(kit: 
         "reservation",
     )
     assert alert.event.owner == "orders-oncall" and alert.key == "c-1"
-    assert instance(kit).status == "compensating"  # until payments confirms the refund
+    assert instance(kit).status == "compensating"  # until refund and release are confirmed
+    assert [r.key for r in kit.emitted(topic="inventory.commands")] == ["o-1"]  # in doubt
     send(kit, "com.acme.payments.PaymentRefunded")
+    send(kit, "com.acme.inventory.StockReleased")
     assert instance(kit).status == "compensated"
     assert placed.correlation_id == "c-1"
 
@@ -87,19 +89,33 @@ def test_timed_out_step_is_compensated_with_a_real_command_and_an_incident(kit: 
 def test_a_refund_confirmed_after_the_escalation_still_ends_the_saga(kit: TestKit) -> None:
     send(kit, "com.acme.orders.OrderPlaced")
     send(kit, "com.acme.payments.PaymentAuthorized")
-    kit.advance(timedelta(minutes=10, seconds=1))  # reservation times out: refund sent
-    kit.advance(timedelta(minutes=10, seconds=1))  # refund not confirmed in time: escalation
+    kit.advance(timedelta(minutes=10, seconds=1))  # reservation times out: refund, release sent
+    kit.advance(timedelta(minutes=10, seconds=1))  # neither confirmed in time: escalations
     assert instance(kit).status == "needs_manual_resolution"
-    send(kit, "com.acme.payments.PaymentRefunded")  # the refund was only slow
+    send(kit, "com.acme.payments.PaymentRefunded")  # the undos were only slow
+    send(kit, "com.acme.inventory.StockReleased")
     inst = instance(kit)
-    # The escalation is resolved; the stuck reservation's page stays for on-call to close.
+    # The escalations are resolved; the stuck reservation's page stays until it reports.
     assert inst.status == "compensated" and list(inst.open_incidents) == ["reservation"]
     alerts = [(e.event.status, e.event.step) for e in kit.emitted(topic="choreograph.alerts")]
-    assert alerts == [("RAISED", "reservation"), ("RAISED", "payment"), ("RESOLVED", "payment")]
+    assert alerts == [
+        ("RAISED", "reservation"),
+        ("RAISED", "payment"),
+        ("RAISED", "reservation"),
+        ("RESOLVED", "payment"),
+        ("RESOLVED", "reservation"),
+    ]
     statuses = [t.event.status for t in kit.emitted(topic="choreograph.traces")]
     assert statuses == ["compensating", "needs_manual_resolution", "compensated"]
-    send(kit, "com.acme.inventory.StockReserved")  # an ended saga takes no more steps
-    assert instance(kit).steps["reservation"].status == "timed_out"
+    # The reservation reports at last: it happened, perhaps after its release was handled, so
+    # the release is sent again (releasing is safe to repeat) and the page waits for it.
+    send(kit, "com.acme.inventory.StockReserved")
+    inst = instance(kit)
+    assert inst.status == "compensating" and list(inst.open_incidents) == ["reservation"]
+    assert len(kit.emitted(topic="inventory.commands")) == 2
+    send(kit, "com.acme.inventory.StockReleased")
+    inst = instance(kit)
+    assert inst.status == "compensated" and not inst.open_incidents
 
 
 def test_alert_then_recovery_resolves_the_incident(kit: TestKit) -> None:
@@ -166,3 +182,47 @@ def test_parked_events_whose_start_never_comes_expire(kit: TestKit) -> None:
     assert len(list(kit.store("parked").items())) == 1
     kit.advance(timedelta(hours=1, seconds=1))
     assert list(kit.store("parked").items()) == []
+
+
+def _order_value(kit: TestKit) -> bytes:
+    from decimal import Decimal
+
+    from examples.contracts.orders import OrderLine, OrderPlaced
+
+    order = OrderPlaced(
+        order_id="o-1",
+        customer_id="c-1",
+        customer_email="a@example.com",
+        lines=[OrderLine(sku="MUG-1", quantity=1)],
+        total=Decimal("12.50"),
+        placed_at=T0,
+    )
+    return kit.serde.serialize(order, "orders.events")
+
+
+def test_the_router_tracks_nothing_from_a_record_the_services_would_dead_letter() -> None:
+    from examples.contracts.payments import RefundPayment
+    from saga_tracker.metrics import TrackerMetrics
+    from saga_tracker.service import build_router
+
+    metrics = TrackerMetrics()
+    kit = TestKit(build_router(definitions(V1), ["orders.events"], metrics=metrics), start=T0)
+    placed = Envelope.new("com.acme.orders.OrderPlaced", "shop", "o-1", now=T0)
+    refund = kit.serde.serialize(RefundPayment(order_id="o-1", reason="x"), "payments.commands")
+    kit.deliver("orders.events", b"o-1", b"\x00garbage", placed.to_headers())  # unreadable
+    kit.deliver("orders.events", b"o-1", refund, placed.to_headers())  # mislabelled
+    assert [letter.attempts for letter in kit.dead_letters] == [1, 1]
+    # A key that is not text is malformed, like a broken envelope: counted and skipped.
+    kit.deliver("orders.events", b"\xff", _order_value(kit), placed.to_headers())
+    assert kit.outcomes == ["malformed"]
+    assert kit.emitted(topic=REPARTITION) == []
+    counted = {
+        s.labels["reason"]: s.value
+        for s in metrics.rejected.collect()[0].samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {"unreadable": 1.0, "mislabelled": 1.0}
+
+    kit.deliver("orders.events", b"o-1", _order_value(kit), placed.to_headers())
+    [forwarded] = kit.emitted(topic=REPARTITION)
+    assert forwarded.key == placed.correlation_id
