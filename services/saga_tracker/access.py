@@ -4,18 +4,24 @@ Roles: `viewer` reads traces; `operator` also retries steps, compensates and res
 file holds SHA-256 digests, never tokens, so it can live in a Kubernetes secret or a repo:
 
     tokens:
-      - {name: alice, role: operator, sha256: "9f86d081..."}
+      - {name: alice, role: operator, sha256: "9f86d081...", expires: 2027-03-31T00:00:00Z}
       - {name: dashboards, role: viewer, sha256: "60303ae2..."}
 
-`choreograph tracker token NAME --role operator` prints a new token and its line for the file.
+`expires` is optional. The file is read again when it changes, so a token removed from it stops
+working at once, without a restart; a file that becomes unreadable admits nobody until fixed.
+`saga-tracker token NAME --role operator` prints a new token and its line for the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +44,7 @@ class _Token(BaseModel):
     name: str = Field(min_length=1)
     role: Role
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    expires: datetime | None = None
 
 
 class _TokenFile(BaseModel):
@@ -45,10 +52,14 @@ class _TokenFile(BaseModel):
     tokens: list[_Token]
 
 
+log = logging.getLogger("saga_tracker.access")
+
+
 @dataclass(frozen=True)
 class Principal:
     name: str
     role: Role
+    expires: datetime | None = None
 
     def may(self, right: str) -> bool:
         return right in RIGHTS[self.role]
@@ -66,35 +77,53 @@ class Access:
     """Bearer-token checks. Without any token configured nobody may act, and reading is open
     only when `open_reads` is set (a tracker on a private network behind its own proxy)."""
 
-    def __init__(self, tokens: dict[str, Principal], *, open_reads: bool = False) -> None:
+    def __init__(
+        self,
+        tokens: dict[str, Principal],
+        *,
+        open_reads: bool = False,
+        path: Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._by_digest = tokens
         self.open_reads = open_reads
+        self.path = path
+        self.clock = clock
+        self._seen = _stamp(path) if path else None
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path, *, open_reads: bool = False) -> Access:
-        try:
-            raw = yaml.safe_load(path.read_text())
-            parsed = _TokenFile.model_validate(raw)
-        except (OSError, yaml.YAMLError) as err:
-            raise AccessFileError(f"{path}: {err}") from err
-        except ValidationError as err:
-            problems = "; ".join(
-                f"{'/'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-            )
-            raise AccessFileError(f"{path}: {problems}") from err
-        names = [t.name for t in parsed.tokens]
-        if len(set(names)) != len(names):
-            raise AccessFileError(f"{path}: a token name is listed twice")
-        tokens = {t.sha256: Principal(t.name, t.role) for t in parsed.tokens}
-        return cls(tokens, open_reads=open_reads)
+        return cls(_read(path), open_reads=open_reads, path=path)
+
+    def _current(self) -> dict[str, Principal]:
+        """The tokens, read again if the file changed since it was last read."""
+        if self.path is None:
+            return self._by_digest
+        stamp = _stamp(self.path)
+        if stamp != self._seen:
+            with self._lock:
+                if stamp != self._seen:
+                    try:
+                        self._by_digest = _read(self.path)
+                        log.info("token file %s reloaded", self.path)
+                    except AccessFileError as err:
+                        self._by_digest = {}  # fail closed: nobody, rather than the revoked
+                        log.error("token file unusable, no token is accepted: %s", err)
+                    self._seen = stamp
+        return self._by_digest
 
     def who(self, authorization: str | None) -> Principal | None:
-        """The principal of an `Authorization: Bearer <token>` header, if the token is known."""
-        if not authorization or not authorization.startswith("Bearer "):
+        """The principal of an `Authorization: Bearer <token>` header, if the token is known
+        and not expired. The scheme is case-insensitive (RFC 9110)."""
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
             return None
-        presented = digest(authorization.removeprefix("Bearer ").strip())
-        for known, principal in self._by_digest.items():
+        presented = digest(credentials.strip())
+        for known, principal in self._current().items():
             if hmac.compare_digest(known, presented):
+                if principal.expires is not None and principal.expires <= self.clock():
+                    return None
                 return principal
         return None
 
@@ -102,3 +131,31 @@ class Access:
         if principal is None:
             return right == "read" and self.open_reads
         return principal.may(right)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def _read(path: Path) -> dict[str, Principal]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        parsed = _TokenFile.model_validate(raw)
+    except (OSError, yaml.YAMLError) as err:
+        raise AccessFileError(f"{path}: {err}") from err
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'/'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise AccessFileError(f"{path}: {problems}") from err
+    names = [t.name for t in parsed.tokens]
+    if len(set(names)) != len(names):
+        raise AccessFileError(f"{path}: a token name is listed twice")
+    for t in parsed.tokens:
+        if t.expires is not None and t.expires.tzinfo is None:
+            raise AccessFileError(f"{path}: tokens/{t.name}/expires needs a time zone (Z)")
+    return {t.sha256: Principal(t.name, t.role, t.expires) for t in parsed.tokens}

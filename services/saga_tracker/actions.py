@@ -3,8 +3,9 @@
 A request that passes the checks becomes a `dev.choreograph.OperatorAction` on the tracker's
 repartition topic, keyed by the instance so it reaches the partition task that owns it, and an
 `ACCEPTED` entry on `choreograph.audit`, in one Kafka transaction: no action goes out without its
-audit entry. Requests that fail a check are audited too (`DENIED`, `INVALID`, `REFUSED`). The
-tracker checks again when it applies the action (the instance may have moved on) and audits
+audit entry. Requests that fail a check are audited too: `REFUSED` at once; `DENIED` and
+`INVALID` are handed back to the API, which audits them per client and window (see `throttle`).
+The tracker checks again when it applies the action (the instance may have moved on) and audits
 `APPLIED` or `REFUSED`.
 """
 
@@ -33,9 +34,31 @@ class Unavailable(Exception):
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A request that failed a check of who asks or what was sent: audited by the caller."""
+
+    fields: dict[str, Any]
+    outcome: str  # DENIED or INVALID
+    detail: str
+
+
+@dataclass(frozen=True)
 class Reply:
     status: int
     body: dict[str, Any]
+    failure: Failure | None = None
+
+
+def audit_fields(
+    principal: Principal | None, correlation_id: str, action: str = "", step: Any = None
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "target": correlation_id,
+        "step": step if isinstance(step, str) else None,
+        "actor": principal.name if principal else "anonymous",
+        "role": principal.role if principal else None,
+    }
 
 
 class ActionDesk:
@@ -78,23 +101,20 @@ class ActionDesk:
         step = fields.get("step")
         reason = fields.get("reason")
         actor = principal.name if principal else "anonymous"
-        audit = {
-            "action": action,
-            "target": correlation_id,
-            "step": step if isinstance(step, str) else None,
-            "actor": actor,
-            "role": principal.role if principal else None,
-        }
+        audit = audit_fields(principal, correlation_id, action, step)
         if principal is None:
-            self._audit(audit, "DENIED", "no valid bearer token")
-            return Reply(401, {"error": "a valid bearer token is needed"})
+            why = "no valid bearer token"
+            return Reply(
+                401, {"error": "a valid bearer token is needed"}, Failure(audit, "DENIED", why)
+            )
         if not principal.may("act"):
-            self._audit(audit, "DENIED", "the operator role is needed")
-            return Reply(403, {"error": f"{actor} may read traces but not act on them"})
+            error = f"{actor} may read traces but not act on them"
+            return Reply(
+                403, {"error": error}, Failure(audit, "DENIED", "the operator role is needed")
+            )
         problem = _invalid(fields, action, step, reason)
         if problem:
-            self._audit(audit, "INVALID", problem)
-            return Reply(400, {"error": problem})
+            return Reply(400, {"error": problem}, Failure(audit, "INVALID", problem))
         if instance is None:
             self._audit(audit, "REFUSED", "no such instance")
             return Reply(404, {"error": f"no instance {correlation_id}"})
@@ -127,6 +147,10 @@ class ActionDesk:
             )
             self._publish_audit(publisher, audit, "ACCEPTED", str(reason), action_id, now)
         return Reply(202, {"action_id": action_id, "status": "accepted"})
+
+    def audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
+        """Record one entry on its own (raises `Unavailable` while the broker is away)."""
+        self._audit(audit, outcome, detail)
 
     def _audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
         with self._transaction() as publisher:

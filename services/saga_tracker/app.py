@@ -28,6 +28,7 @@ from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
+from saga_tracker.throttle import FailedAttempts
 from saga_tracker.traces import TraceServer, committed_instances
 
 log = logging.getLogger("saga_tracker")
@@ -49,6 +50,8 @@ class TrackerSettings:
     alertmanager_url: str | None = None
     metrics_port: int | None = None
     alerts_topic: str = ALERTS_TOPIC
+    failed_attempts_limit: int = 10  # per client and window, then 429
+    failed_attempts_window_s: float = 60.0
 
 
 class MergedMetrics(Collector):
@@ -121,6 +124,7 @@ class TrackerApp:
             desk=self.desk,
             host=s.http_host,
             port=s.http_port,
+            failures=FailedAttempts(s.failed_attempts_limit, s.failed_attempts_window_s),
         )
         if s.alertmanager_url:
             notifier = build_notifier(

@@ -10,12 +10,17 @@
 Reads committed tracker state (what a restart would restore), so it never shows work a
 transaction may still abort. Reading needs a viewer or operator token (unless reads are open);
 acting needs an operator token, and every request to act is audited (see `actions`).
+
+A request to act must say how long its body is (`Content-Length`, at most `MAX_BODY` bytes,
+checked before anything is read: 400, 411 or 413) and that it is JSON (415). Failed attempts are
+limited per client (see `throttle`): past the limit, 429 with `Retry-After`.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,11 +29,24 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from choreograph.state.store import decode_value
 from saga_tracker.access import Access
-from saga_tracker.actions import ActionDesk, Unavailable
+from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, step_latencies, step_latency_ms
+from saga_tracker.throttle import FailedAttempts
 
 InstanceSource = Callable[[], Iterable[Instance]]
+MAX_BODY = 16 * 1024  # an action is a few short fields
+_DRAIN_LIMIT = 16 * 1024 * 1024  # read and dropped after a 413, so the client sees the answer
+log = logging.getLogger("saga_tracker.traces")
+
+
+class Refusal(Exception):
+    """A request to act that is refused before its body is used: status and reason."""
+
+    def __init__(self, status: int, reason: str, *, unread: int = 0) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.unread = unread  # body bytes left on the connection
 
 
 def committed_instances(tasks: Callable[[], Iterable[Any]]) -> InstanceSource:
@@ -77,11 +95,14 @@ class TraceServer:
         desk: ActionDesk | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        failures: FailedAttempts | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions."""
         self.instances = instances
         self.access = access or Access({}, open_reads=True)
         self.desk = desk
+        self.failures = failures or FailedAttempts()
+        self._stopping = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,6 +117,7 @@ class TraceServer:
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.auditor = threading.Thread(target=self._audit_windows, daemon=True)
 
     @property
     def url(self) -> str:
@@ -104,11 +126,60 @@ class TraceServer:
 
     def start(self) -> TraceServer:
         self.thread.start()
+        self.auditor.start()
         return self
 
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self._stopping.set()
+        if self.auditor.is_alive():
+            self.auditor.join(5)
+        self.audit_closed_windows(all_windows=True)
+
+    def _audit_windows(self) -> None:
+        """One audit entry per client and window for the failed attempts not audited singly."""
+        while not self._stopping.wait(min(1.0, self.failures.window_s / 4)):
+            self.audit_closed_windows()
+
+    def audit_closed_windows(self, *, all_windows: bool = False) -> None:
+        for closed in self.failures.closed(all_windows=all_windows):
+            if self.desk is None or (not closed.unaudited and not closed.refused):
+                continue
+            counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(closed.unaudited.items()))
+            detail = (
+                f"from {closed.client} within {closed.seconds:.0f} s after the first: "
+                f"{counts or 'none'}; {closed.refused} refused unread (rate limited)"
+            )
+            outcome = "DENIED" if "DENIED" in closed.unaudited or closed.refused else "INVALID"
+            try:
+                self.desk.audit(audit_fields(None, "*", "*"), outcome, detail)
+            except Unavailable as err:
+                log.warning("failed attempts not audited (%s): %s", err, detail)
+
+    def _failed(
+        self, request: BaseHTTPRequestHandler, fields: dict[str, Any], outcome: str, detail: str
+    ) -> None:
+        """Count a failed attempt and audit it now if it should be (raises Unavailable)."""
+        client = request.client_address[0]
+        anonymous = fields.get("actor") == "anonymous"
+        if self.failures.failed(client, outcome, anonymous=anonymous) and self.desk is not None:
+            self.desk.audit(fields, outcome, f"{detail} (from {client})")
+
+    def _limited(self, request: BaseHTTPRequestHandler) -> bool:
+        wait = self.failures.retry_after(request.client_address[0])
+        if not wait:
+            return False
+        request.close_connection = True
+        body = json.dumps({"error": "too many failed attempts; try again later"}).encode()
+        request.send_response(429)
+        request.send_header("Retry-After", str(int(wait) + 1))
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(body)))
+        request.send_header("Connection", "close")
+        request.end_headers()
+        request.wfile.write(body)
+        return True
 
     def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
         return next(
@@ -126,6 +197,8 @@ class TraceServer:
         return sorted(found, key=lambda i: i.started_at, reverse=True)
 
     def route(self, request: BaseHTTPRequestHandler) -> None:
+        if self._limited(request):
+            return None
         url = urlsplit(request.path)
         parts = [unquote(p) for p in url.path.strip("/").split("/") if p]
         query = parse_qs(url.query)
@@ -133,6 +206,8 @@ class TraceServer:
         principal = self.access.who(header)
         if not self.access.allows(principal, "read"):
             if header is None or principal is None:
+                if header is not None:  # a token that is wrong: someone may be guessing
+                    self.failures.failed(request.client_address[0], "DENIED")  # not audited
                 return _unauthorized(request)
             return _send_json(request, 403, {"error": "this token may not read traces"})
         if parts == ["api", "instances"]:
@@ -152,26 +227,74 @@ class TraceServer:
 
     def act(self, request: BaseHTTPRequestHandler) -> None:
         parts = [unquote(p) for p in urlsplit(request.path).path.strip("/").split("/") if p]
+        if self._limited(request):
+            return None
         if len(parts) != 4 or parts[:2] != ["api", "instances"] or parts[3] != "actions":
+            request.close_connection = True
             return _send_json(request, 404, {"error": "not found"})
         if self.desk is None:
+            request.close_connection = True
             return _send_json(request, 503, {"error": "operator actions are not enabled"})
-        length = int(request.headers.get("Content-Length") or 0)
+        target = parts[2]
+        principal = self.access.who(request.headers.get("Authorization"))
         try:
-            body = json.loads(request.rfile.read(min(length, 64 * 1024)) or b"null")
-        except ValueError:
-            body = None
-        header = request.headers.get("Authorization")
-        principal = self.access.who(header)
-        process = body.get("process") if isinstance(body, dict) else None
-        found = self.find(parts[2], process if isinstance(process, str) else None)
-        try:
-            reply = self.desk.request(principal, parts[2], body, found)
+            try:
+                body = _json_body(request)
+            except Refusal as refusal:
+                self._failed(request, audit_fields(principal, target), "INVALID", str(refusal))
+                _drain(request, refusal.unread)
+                return _send_json(request, refusal.status, {"error": str(refusal)})
+            process = body.get("process") if isinstance(body, dict) else None
+            found = self.find(target, process if isinstance(process, str) else None)
+            reply = self.desk.request(principal, target, body, found)
+            if reply.failure is not None:
+                failure = reply.failure
+                self._failed(request, failure.fields, failure.outcome, failure.detail)
         except Unavailable as unavailable:  # nothing was sent: the operator tries again
             return _send_json(request, 503, {"error": str(unavailable)})
         if reply.status == 401:
             return _unauthorized(request)
         return _send_json(request, reply.status, reply.body)
+
+
+def _json_body(request: BaseHTTPRequestHandler) -> Any:
+    """The body of a request to act, checked before it is read; raises Refusal."""
+    if request.headers.get("Transfer-Encoding"):
+        raise Refusal(411, "send the body with a Content-Length, not chunked")
+    raw = request.headers.get("Content-Length")
+    if raw is None:
+        raise Refusal(411, "Content-Length is required")
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise Refusal(400, f"Content-Length must be a non-negative whole number, not {raw!r}")
+    length = int(text)
+    if length > MAX_BODY:
+        raise Refusal(413, f"the body may be at most {MAX_BODY} bytes", unread=length)
+    kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise Refusal(415, "send the body as application/json", unread=length)
+    try:
+        return json.loads(request.rfile.read(length) or b"null")
+    except ValueError:
+        return None  # not JSON: the desk says what to send
+
+
+def _drain(request: BaseHTTPRequestHandler, unread: int) -> None:
+    """Drop a refused body (up to a bound) so that the client reads the answer instead of a
+    reset connection; the connection is closed after the answer either way."""
+    request.close_connection = True
+    if unread <= 0:
+        return
+    left = min(unread, _DRAIN_LIMIT)
+    try:
+        request.connection.settimeout(2.0)
+        while left > 0:
+            chunk = request.rfile.read1(min(left, 64 * 1024))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except OSError:  # a timeout, or the client gave up
+        pass
 
 
 def _unauthorized(request: BaseHTTPRequestHandler) -> None:

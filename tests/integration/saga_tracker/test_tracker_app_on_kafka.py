@@ -20,6 +20,7 @@ import pytest
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.config import ServiceConfig
+from examples.contracts.inventory import StockReleased
 from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
 from saga_tracker.access import digest
@@ -137,7 +138,19 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         assert page["generatorURL"] == f"{app.public_url}/traces/{corr}"
         assert call(api, VIEWER)[1]["status"] == "needs_manual_resolution"
         assert metric(scrape, "choreograph_saga_value_at_risk", process="order-fulfilment") == 250
-        assert metric(scrape, "choreograph_saga_compensations_total", outcome="failed") == 1
+        # The timed-out reservation was in doubt: its release was sent too, and escalated too.
+        wait_for(
+            lambda: metric(scrape, "choreograph_saga_compensations_total", outcome="failed") == 2,
+            "both undos to escalate",
+        )
+        released = StockReleased(order_id=key)  # the release was only slow
+        publisher.publish(released, key, topic=topic["inventory"], correlation_id=corr)
+        publisher.flush()
+        wait_for(
+            lambda: call(api, VIEWER)[1]["steps"]["reservation"]["status"] == "compensated",
+            "the late release to count",
+        )
+        assert call(api, VIEWER)[1]["status"] == "needs_manual_resolution"  # the refund is not
 
         # Reading needs a token; acting needs the operator role and a reason.
         assert call(api)[0] == 401

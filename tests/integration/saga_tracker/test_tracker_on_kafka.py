@@ -22,7 +22,7 @@ from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import parse_definition
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine
-from examples.contracts.inventory import StockReserved
+from examples.contracts.inventory import StockReleased, StockReserved
 from examples.contracts.orders import OrderCompleted, OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
 from examples.contracts.shipping import ShipmentDispatched
@@ -123,6 +123,14 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
                 {done, stuck, late},
                 seconds=12,
             )
+            releases = collect(  # the timed-out reservations were in doubt: released too
+                bootstrap_servers,
+                registry_url,
+                "inventory.commands",
+                {done, stuck, late},
+                seconds=3,
+                until=lambda found: len(found) >= 2,
+            )
             alerts = collect(
                 bootstrap_servers,
                 registry_url,
@@ -136,6 +144,14 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
                     PaymentRefunded(order_id=key, reason="refunded"),
                     key,
                     topic=topic["payments"],
+                    correlation_id=env.correlation_id,
+                )
+            for env, _ in releases:  # and inventory each release
+                key = env.subject
+                publisher.publish(
+                    StockReleased(order_id=key),
+                    key,
+                    topic=topic["inventory"],
                     correlation_id=env.correlation_id,
                 )
             publisher.flush()
@@ -155,6 +171,7 @@ def test_tracker_correlates_completes_compensates_and_survives_a_restart(
 
     refunded = {env.correlation_id: event for env, event in refunds}
     assert set(refunded) == {stuck, late}  # A completed: nothing to compensate
+    assert {env.correlation_id for env, _ in releases} == {stuck, late}
     assert refunded[stuck]["order_id"] == f"B{run}"
     assert "reservation timed out" in refunded[stuck]["reason"]
     raised = {(env.correlation_id, ev["status"], ev["step"]) for env, ev in alerts}

@@ -64,3 +64,47 @@ def test_unusable_token_files_are_refused_with_the_reason(
 def test_missing_token_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AccessFileError, match="nope"):
         Access.load(tmp_path / "nope.yaml")
+
+
+def test_the_scheme_is_case_insensitive() -> None:
+    access = Access({digest("s"): Principal("a", "viewer")})
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert access.who(f"{scheme} s") == Principal("a", "viewer")
+    assert access.who("bearer") is None and access.who("Bearers s") is None
+
+
+def test_a_token_removed_from_the_file_stops_working_without_a_restart(tmp_path: Path) -> None:
+    line = lambda name, secret: f"  - {{name: {name}, role: operator, sha256: {digest(secret)}}}\n"  # noqa: E731
+    path = write(tmp_path, "tokens:\n" + line("alice", "a") + line("bob", "b"))
+    access = Access.load(path)
+    assert access.who("Bearer b") is not None
+    path.write_text("tokens:\n" + line("alice", "a"))
+    assert access.who("Bearer b") is None and access.who("Bearer a") is not None
+    path.write_text("tokens: [")  # broken: nobody gets in until it is fixed
+    assert access.who("Bearer a") is None
+    path.write_text("tokens:\n" + line("carol", "c"))
+    assert access.who("Bearer c") == Principal("carol", "operator")
+
+
+def test_tokens_may_expire(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    now = [datetime(2026, 6, 1, tzinfo=UTC)]
+    path = write(
+        tmp_path,
+        f"tokens:\n  - {{name: t, role: viewer, sha256: {digest('x')}, "
+        "expires: '2026-06-02T00:00:00Z'}\n",
+    )
+    access = Access(Access.load(path)._current(), path=path, clock=lambda: now[0])
+    assert access.who("Bearer x") is not None
+    now[0] = datetime(2026, 6, 2, tzinfo=UTC)
+    assert access.who("Bearer x") is None
+
+
+def test_an_expiry_without_a_time_zone_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"tokens:\n  - {{name: t, role: viewer, sha256: {digest('x')}, expires: 2026-06-02}}\n",
+    )
+    with pytest.raises(AccessFileError, match="time zone"):
+        Access.load(path)
