@@ -180,7 +180,7 @@ def committed_event_counts(bootstrap: str, run: str) -> dict[str, Counter[str]]:
 
 @contextmanager
 def reference_choreography(
-    servers: Servers, state: Path, orders: int, seed: int = 11
+    servers: Servers, state: Path, orders: int, seed: int = 11, speed: float = SPEED
 ) -> Iterator[Run]:
     """The four team services and the tracker, ready, with orders planned (none stalled: a
     stalled payment only ends by its deadline, which would make the test as long as that)."""
@@ -192,7 +192,7 @@ def reference_choreography(
     definitions = state / "processes"
     definitions.mkdir(parents=True, exist_ok=True)
     (definitions / "order-fulfilment.v1.yaml").write_text(
-        yaml.safe_dump(accelerated(definition, SPEED), sort_keys=False)
+        yaml.safe_dump(accelerated(definition, speed), sort_keys=False)
     )
     run = uuid.uuid4().hex[:6]
     planned = [o for o in plan(orders, run, seed) if o.kind != "stalled"]
@@ -203,18 +203,27 @@ def reference_choreography(
         yield Run(servers, fleet, api, run, planned)
 
 
+def pid_of(fleet: Fleet, name: str) -> int:
+    return next(proc.pid for child, proc, _ in fleet.children if child == name)
+
+
 def log_lines(fleet: Fleet, service: str, needle: str) -> list[str]:
     return [
         line for line in (fleet.logs / f"{service}.log").read_text().splitlines() if needle in line
     ]
 
 
-def restart(fleet: Fleet, name: str, env: dict[str, Any]) -> None:
-    """SIGTERM one service of the fleet and start it again with the same command."""
+def restart(fleet: Fleet, name: str, env: dict[str, Any], *, kill: bool = False) -> None:
+    """SIGTERM (or, with `kill`, SIGKILL) one service of the fleet and start it again with the
+    same command."""
     for i, (child, proc, log) in enumerate(fleet.children):
         if child == name:
-            proc.terminate()
-            assert proc.wait(60) == 0, f"{name} did not stop cleanly"
+            if kill:
+                proc.kill()
+                proc.wait(30)
+            else:
+                proc.terminate()
+                assert proc.wait(60) == 0, f"{name} did not stop cleanly"
             args = [str(a) for a in proc.args]  # type: ignore[union-attr]
             log.close()
             del fleet.children[i]
