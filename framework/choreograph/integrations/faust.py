@@ -33,10 +33,10 @@ from typing import Any
 import faust
 from faust.types import AppT, EventT, Message, TopicT
 
-from choreograph.contracts.envelope import Envelope
+from choreograph.contracts.envelope import Envelope, EnvelopeError, record_key
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import encode_event
-from choreograph.contracts.serde import AvroSerde
+from choreograph.contracts.serde import AvroSerde, MislabelledRecord, SerdeError
 from choreograph.runtime.dlq import dead_letter_headers
 
 log = logging.getLogger("choreograph.faust")
@@ -84,36 +84,43 @@ class DeadLetteringTopic(faust.Topic):
         await self._dead_letter(exc, message)
 
     async def _dead_letter(self, exc: Exception, message: Message) -> None:
-        error = exc.__cause__ or exc  # Faust wraps the codec's SerdeError
-        headers = dead_letter_headers(
-            _header_list(message.headers),
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            service=self.service,
-            reason="contract",
-            error=error,
-            attempts=1,
-        )
         if not self._declared:
             await self.app.topic(self.dead_letters).maybe_declare()
             self._declared = True
-        await self.app.producer.send_and_wait(
-            self.dead_letters,
-            message.key,
-            message.value,
-            partition=None,
-            timestamp=None,
-            headers=_as_bytes(headers),
-        )
-        log.warning(
-            "dead-lettered %s[%d]@%d to %s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            self.dead_letters,
-            error,
-        )
+        await dead_letter(self.app, self.dead_letters, self.service, exc, message)
+
+
+async def dead_letter(
+    app: AppT, dead_letters: str, service: str, exc: BaseException, message: Message
+) -> None:
+    """Write a consumed record to `dead_letters` with the reason, as platform services do."""
+    error = exc.__cause__ or exc  # Faust wraps the codec's SerdeError
+    headers = dead_letter_headers(
+        _header_list(message.headers),
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        service=service,
+        reason="contract",
+        error=error,
+        attempts=1,
+    )
+    await app.producer.send_and_wait(
+        dead_letters,
+        message.key,
+        message.value,
+        partition=None,
+        timestamp=None,
+        headers=_as_bytes(headers),
+    )
+    log.warning(
+        "dead-lettered %s[%d]@%d to %s: %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        dead_letters,
+        error,
+    )
 
 
 class FaustBridge:
@@ -137,6 +144,22 @@ class FaustBridge:
             dead_letters=self.dead_letters,
             service=self.source,
         )
+
+    async def admit(self, app: AppT, event: EventT[Any]) -> Envelope | None:
+        """The envelope of a consumed event, when the record is what it claims: a valid
+        envelope, a text key, and a body written as the type `ce_type` names. Otherwise the
+        record is dead-lettered and None returned, so the agent never acts on it."""
+        try:
+            envelope = self.envelope(event)
+            record_key(event.key if isinstance(event.key, bytes) else str(event.key).encode())
+            value = event.value
+            if isinstance(value, Event) and value.__avro_name__ != envelope.type:
+                raise MislabelledRecord(envelope.type, value.__avro_name__)
+        except (EnvelopeError, SerdeError) as error:
+            await app.topic(self.dead_letters).maybe_declare()
+            await dead_letter(app, self.dead_letters, self.source, error, event.message)
+            return None
+        return envelope
 
     @staticmethod
     def envelope(event: EventT[Any]) -> Envelope:

@@ -53,6 +53,9 @@ def create_app(
         async for event in stream.events():
             if not isinstance(event.value, StockReserved):
                 continue  # other inventory events are not shipping's business
+            envelope = await bridge.admit(app, event)
+            if envelope is None:
+                continue  # not what it claims: dead-lettered
             key = bridge.key(event)
             if shipped[key]:
                 continue
@@ -60,7 +63,7 @@ def create_app(
             parcel = ShipmentDispatched(
                 order_id=key, tracking_code=tracking_code(key), delivery_address="on file"
             )
-            await bridge.send(dispatched, parcel, key, parent=bridge.envelope(event))
+            await bridge.send(dispatched, parcel, key, parent=envelope)
 
     return app
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from choreograph.contracts.publisher import EventPublisher
+from choreograph.contracts.envelope import Envelope
+from choreograph.contracts.publisher import EventPublisher, encode_event
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.dlq import read_dead_letters, summary
 from examples.contracts.inventory import StockReserved
@@ -40,6 +41,13 @@ def test_unreadable_records_are_dead_lettered_and_the_agent_goes_on(
     serde = AvroSerde(registry_url, auto_register=True)
     serde.schema_id(outbound, ShipmentDispatched)  # what `choreograph schemas register` does
     publisher = EventPublisher({"bootstrap.servers": bootstrap_servers}, serde, "inv")
+    # A StockReserved body under StockReleased headers: shipping must not ship on a lie.
+    _, lie_value, _ = encode_event(
+        serde, StockReserved(order_id="o-lie", warehouse="dc"), "o-lie", "inv"
+    )
+    lie = Envelope.new("com.acme.inventory.StockReleased", "inv", "o-lie")
+    raw.produce(inbound, key=b"o-lie", value=lie_value, headers=lie.to_headers())
+    raw.flush(10)
     reserved = publisher.publish(
         StockReserved(order_id="o-1", warehouse="dc"), "o-1", topic=inbound
     )
@@ -86,9 +94,11 @@ def test_unreadable_records_are_dead_lettered_and_the_agent_goes_on(
     assert [(key, value) for key, value, _ in letters] == [
         (b"o-json", not_avro),
         (b"o-lost", unknown_id),
+        (b"o-lie", lie_value),
     ]  # unchanged, so a replay after the fix sends the same bytes
     for offset, (_, _, letter) in enumerate(letters):
         assert letter["origin_topic"] == inbound and letter["origin_offset"] == str(offset)
         assert letter["reason"] == "contract" and letter["service"] == name
     assert "unknown to the registry" in letters[1][2]["error_message"]
+    assert "ce_type says com.acme.inventory.StockReleased" in letters[2][2]["error_message"]
     assert "dead-lettered" in worker_log

@@ -255,3 +255,42 @@ def test_a_foreseen_step_failure_compensates_without_paging() -> None:
     effects = rules.apply(inst, ev("t.bFailed"), at(2))
     assert not any(isinstance(e, RaiseIncident) for e in effects) and not inst.open_incidents
     assert inst.failure_reason == "step b failed: t.bFailed" and inst.status == "compensating"
+
+
+def test_a_late_success_is_recorded_and_reopens_the_undo_until_confirmed_again() -> None:
+    rules = reference()
+    inst, _ = started(rules)
+    effects = rules.deadline_passed(inst, "payment", at(15))  # in doubt: refunded at once
+    assert [e.command for e in effects if isinstance(e, SendCommand)] == [PAY + "RefundPayment"]
+    rules.apply(inst, ev(PAY + "PaymentRefunded"), at(16))
+    assert inst.status == "compensated" and list(inst.open_incidents) == ["payment"]
+
+    # The payment happened after all, perhaps after the refund was handled: refund again, and
+    # keep the page until that refund is confirmed.
+    effects = rules.apply(inst, ev(PAY + "PaymentAuthorized"), at(17))
+    assert [e.command for e in effects if isinstance(e, SendCommand)] == [PAY + "RefundPayment"]
+    late = [e for e in inst.timeline if e.event_type == PAY + "PaymentAuthorized"]
+    assert late[0].note == "arrived while compensated"
+    assert inst.status == "compensating" and list(inst.open_incidents) == ["payment"]
+    effects = rules.apply(inst, ev(PAY + "PaymentRefunded"), at(18))
+    assert ResolveIncident("payment", "payment", "critical") in effects and not inst.open_incidents
+    # Inventory saw the payment too: the reservation may happen, so the undo waits for it.
+    assert inst.status == "compensating" and inst.steps["reservation"].status == "running"
+    effects = rules.apply(inst, ev(INV + "StockReserved"), at(19))
+    assert [e.command for e in effects if isinstance(e, SendCommand)] == [INV + "ReleaseStock"]
+    rules.apply(inst, ev(INV + "StockReleased"), at(20))
+    assert inst.status == "compensated" and not inst.open_incidents
+
+
+def test_a_late_success_of_a_step_that_failed_the_instance_lets_it_go_on() -> None:
+    rules = custom()
+    base = rules.definition.model_dump()
+    base["steps"][0]["on_timeout"] = "fail"
+    rules = ProcessRules(ProcessDefinition.model_validate(base))
+    inst, _ = rules.start(ev("t.Started"), T0)
+    rules.deadline_passed(inst, "a", at(10))
+    assert inst.status == "failed" and list(inst.open_incidents) == ["a"]
+    effects = rules.apply(inst, ev("t.aDone"), at(11))
+    assert inst.status == "running"
+    assert ResolveIncident("a", "a", "critical") in effects  # it reported: not stuck after all
+    assert inst.steps["b"].status == "running"  # the process goes on
