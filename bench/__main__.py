@@ -26,6 +26,7 @@ from confluent_kafka.cimpl import NewTopic
 from bench.workload import Tick, topics
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import AvroSerde
+from choreograph.runtime.partitioning import java_compatible
 from choreograph.testing.servers import resolve_servers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,9 @@ def load(bootstrap: str, registry: str, topic: str, events: int, keys: int) -> N
 
     serde = AvroSerde(registry, auto_register=True)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+        java_compatible(
+            {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+        )
     )
     for i in range(events):
         key = f"k{i % keys}"

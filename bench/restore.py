@@ -26,6 +26,7 @@ from bench.workload import Tallied, Tick, topics
 from bench.workload.process import ServiceProcess
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
+from choreograph.runtime.partitioning import java_compatible
 from choreograph.state.backends import RocksBackend
 from choreograph.state.checkpoint import Checkpoint
 from choreograph.state.restore import RestoreJob, restore
@@ -36,7 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def fill(bootstrap: str, changelog: str, keys: int, partitions: int) -> None:
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4"}
+        java_compatible(
+            {"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4"}
+        )
     )
     for i in range(keys):
         value = json.dumps({"count": 1, "total": i}, separators=(",", ":")).encode()

@@ -35,6 +35,7 @@ from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import parse_definition
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine
+from choreograph.runtime.partitioning import java_compatible
 from choreograph.testing.servers import resolve_servers
 from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized
@@ -51,7 +52,9 @@ def load(
     """Cohort first (a burst of deadlines), or spread evenly through the load."""
     serde = AvroSerde(registry, auto_register=True)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+        java_compatible(
+            {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+        )
     )
     placed_at = datetime.now(UTC)
 

@@ -8,6 +8,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from bench.contenders import contender_args
+from choreograph.runtime.partitioning import java_compatible
 
 
 def main() -> None:
@@ -21,7 +22,9 @@ def main() -> None:
         }
     )
     producer = Producer(
-        {"bootstrap.servers": args.bootstrap, "linger.ms": 5, "compression.type": "lz4"}
+        java_compatible(
+            {"bootstrap.servers": args.bootstrap, "linger.ms": 5, "compression.type": "lz4"}
+        )
     )
     consumer.subscribe([args.input])
     last = time.monotonic()

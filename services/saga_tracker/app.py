@@ -90,6 +90,7 @@ class TrackerApp:
                 name=f"{s.name}-router",
                 repartition=s.repartition,
                 metrics=self.metrics,
+                models=models,
             ),
             self._config("router"),
         )

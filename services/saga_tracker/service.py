@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from choreograph.contracts.envelope import Envelope
-from choreograph.contracts.event import Event
+from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.serde import MislabelledRecord, SerdeError
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.service import Service
@@ -72,24 +72,30 @@ def build_router(
     name: str = "saga-tracker-router",
     repartition: str = REPARTITION,
     metrics: TrackerMetrics | None = None,
+    models: dict[str, type[Event]] | None = None,
 ) -> Service:
+    """`models`: contracts to check JSON data of structured-mode events against (Avro bodies
+    are checked against their writer schema)."""
     router = Service(name, inputs, malformed="skip")
     followed = definitions.event_types()
     bodies = definitions.bodies_read()
     counts = metrics or TrackerMetrics()
+    contracts = models or {}
 
     @router.handle_envelopes()
     def route(ctx: Context, raw: RawEvent) -> None:
         if raw.envelope.type not in followed:
             return
-        try:
-            ctx.decode(raw)  # the same check every service makes before acting on a record
-        except SerdeError as err:
+        try:  # the same check every service makes before acting on a record
+            ctx.decode(raw, contracts.get(raw.envelope.type) if raw.data is not None else None)
+        except (SerdeError, ContractViolation) as err:
             reason = "mislabelled" if isinstance(err, MislabelledRecord) else "unreadable"
             counts.rejected.labels(raw.envelope.type, reason).inc()
             raise  # a bad record: dead-lettered at once, never tracked
         keep = raw.envelope.type in bodies and len(raw.value or b"") <= MAX_FORWARDED_BODY
-        ctx.forward(raw, repartition, key=raw.envelope.correlation_id, with_body=keep)
+        ctx.forward(
+            raw, repartition, key=raw.envelope.correlation_id, with_body=keep, resolved=True
+        )
 
     return router
 
@@ -277,7 +283,23 @@ class Tracker:
             "step": step.name,
         }
         payload = {k: v.format(**values) for k, v in template.payload.items()}
-        ctx.emit(self.models[effect.command].from_avro(payload), key=effect.key)
+        model = self.models[effect.command]
+        empty = unfilled(model, payload)
+        if empty or not effect.key:
+            # A command about nothing (a refund for order '') would do harm or nothing: withhold
+            # it and page, saying why; a person sends the right one.
+            fields = ", ".join(empty) or "its key"
+            name = f"{step.name}.{effect.purpose}"
+            summary = (
+                f"{effect.command} for step {step.name} not sent: {fields} would be empty "
+                f"(business key {inst.business_key!r}); manual resolution needed"
+            )
+            log.warning("%s: %s", inst.correlation_id, summary)
+            inst.open_incidents[name] = "critical"
+            self.metrics.incidents.labels(inst.process, "critical").inc()
+            self._incident(ctx, rules, inst, RaiseIncident(name, step.name, "critical", summary))
+            return
+        ctx.emit(model.from_avro(payload), key=effect.key)
 
     def _incident(
         self,
@@ -304,6 +326,19 @@ class Tracker:
         }
         event = self.models[INCIDENT].from_avro(incident)
         ctx.emit(event, key=inst.correlation_id, topic=self.alerts_topic)
+
+
+def unfilled(model: type[Event], payload: dict[str, Any]) -> list[str]:
+    """Required text fields of the command that the rendered payload leaves missing or blank."""
+    empty = []
+    for name, field in model.model_fields.items():
+        wire = field.alias or name
+        value = payload.get(wire, payload.get(name))
+        if field.is_required() and (
+            value is None or (isinstance(value, str) and not value.strip())
+        ):
+            empty.append(wire)
+    return empty
 
 
 def trace_record(inst: Instance) -> dict[str, Any]:

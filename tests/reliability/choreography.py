@@ -178,6 +178,16 @@ def committed_event_counts(bootstrap: str, run: str) -> dict[str, Counter[str]]:
     return counts
 
 
+def split_keys(bootstrap: str, topic: str, run: str) -> dict[str, set[int]]:
+    """Keys of this run found in more than one partition of `topic` (co-partitioning broken)."""
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for record in committed_records(bootstrap, topic):
+        key = (record.key or b"").decode(errors="replace")
+        if f"-{run}-" in key:
+            partitions[key].add(record.partition)
+    return {key: found for key, found in partitions.items() if len(found) > 1}
+
+
 @contextmanager
 def reference_choreography(
     servers: Servers, state: Path, orders: int, seed: int = 11, speed: float = SPEED

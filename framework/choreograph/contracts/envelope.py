@@ -40,6 +40,16 @@ _KNOWN = {
 }
 
 Headers = Sequence[tuple[str, bytes | str | None]]
+# RFC 3986 URI-reference: an optional scheme, then unreserved, reserved or %-encoded characters.
+_URI_REFERENCE = re.compile(
+    r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$"
+)
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
+_SOURCES_SEEN: set[str] = set()  # valid ones: a service sees few sources, checked once each
+_EXTENSIONS_SEEN: set[str] = {"correlationid", "causationid"}
 _SPEC_HEADER = ("ce_specversion", SPECVERSION.encode())
 _AVRO_HEADER = ("content-type", AVRO_CONTENT_TYPE.encode())
 
@@ -59,6 +69,20 @@ def _rfc3339(moment: datetime) -> bytes:
 
 class EnvelopeError(ValueError):
     """Headers are not a valid CloudEvents envelope."""
+
+
+def _parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp (`ce_time`); anything looser is refused."""
+    m = _RFC3339.match(text)
+    if m is None:
+        raise EnvelopeError(f"ce_time {text!r} is not RFC 3339")
+    day, clock, fraction, zone = m.groups()
+    micro = f".{(fraction + '000000')[:6]}" if fraction else ""
+    offset = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}")
+    except ValueError:
+        raise EnvelopeError(f"ce_time {text!r} is not RFC 3339") from None
 
 
 def new_traceparent(trace_id: str | None = None, sampled: bool = True) -> str:
@@ -171,23 +195,37 @@ class Envelope:
         return headers
 
     @classmethod
-    def from_headers(cls, headers: Headers | None) -> Envelope:
-        """Parse the CloudEvents and trace headers. Any other header is not read, whatever its
-        bytes: it belongs to someone else and travels on with the record untouched. A CloudEvents
-        extension (`ce_*`) that is not text is left out of `extensions` rather than failing."""
+    def from_headers(cls, headers: Headers | None, key: str | None = None) -> Envelope:
+        """Parse the CloudEvents and trace headers (binary content mode). Any other header is
+        not read, whatever its bytes: it belongs to someone else and travels on with the record
+        untouched. A CloudEvents extension (`ce_*`) that is not text is left out of
+        `extensions` rather than failing. `key`: the record's key, the last fallback for the
+        correlation id and the business key (see `from_attributes`)."""
         values: dict[str, str] = {}
-        for key, raw in headers or ():
-            if raw is None or not (key in _KNOWN or key.startswith("ce_")):
+        for name, raw in headers or ():
+            if raw is None or not (name in _KNOWN or name.startswith("ce_")):
                 continue
             if isinstance(raw, bytes):
                 try:
-                    values[key] = raw.decode()
+                    values[name] = raw.decode()
                 except UnicodeDecodeError:
-                    if key in _KNOWN:
-                        raise EnvelopeError(f"header {key} is not UTF-8") from None
+                    if name in _KNOWN:
+                        raise EnvelopeError(f"header {name} is not UTF-8") from None
                     continue
             else:
-                values[key] = raw
+                values[name] = raw
+        return cls.from_attributes(values, key)
+
+    @classmethod
+    def from_attributes(cls, values: dict[str, str], key: str | None = None) -> Envelope:
+        """An envelope from CloudEvents attributes named as Kafka headers (`ce_id`, ...),
+        validated as the CloudEvents 1.0 spec says: `ce_id` and `ce_type` non-empty, `ce_source`
+        a URI-reference, `ce_time` RFC 3339, extension names lower-case letters and digits.
+
+        Producers outside the platform may send only the required attributes. The process
+        instance (correlation id) is then, in this order: `ce_correlationid`, `ce_subject`, the
+        record key, `ce_id`; the business key (subject) is `ce_subject` when present (even
+        empty: a forwarding reader has resolved it), else the record key."""
         get = values.get
         if get("ce_specversion") != SPECVERSION or not (
             get("ce_id") and get("ce_source") and get("ce_type")
@@ -196,23 +234,40 @@ class Envelope:
             if missing:
                 raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
             raise EnvelopeError(f"unsupported ce_specversion {values['ce_specversion']!r}")
+        source = values["ce_source"]
+        if source not in _SOURCES_SEEN:
+            if not _URI_REFERENCE.match(source):
+                raise EnvelopeError(f"ce_source {source!r} is not a URI-reference")
+            if len(_SOURCES_SEEN) > 10_000:
+                _SOURCES_SEEN.clear()
+            _SOURCES_SEEN.add(source)
         raw_time = get("ce_time")
-        try:
-            when = datetime.fromisoformat(raw_time) if raw_time else datetime.now(UTC)
-        except ValueError:
-            raise EnvelopeError(f"ce_time {raw_time!r} is not RFC 3339") from None
+        when = _parse_time(raw_time) if raw_time else datetime.now(UTC)
+        extensions: dict[str, str] = {}
+        for name, value in values.items():
+            if name not in _KNOWN:
+                attribute = name[3:]
+                if attribute not in _EXTENSIONS_SEEN:
+                    if not _EXTENSION_NAME.match(attribute):
+                        raise EnvelopeError(
+                            f"CloudEvents extension name {attribute!r} must be lower-case "
+                            "letters and digits"
+                        )
+                    _EXTENSIONS_SEEN.add(attribute)
+                extensions[name] = value
+        subject = values["ce_subject"] if "ce_subject" in values else key or ""
         return cls(
             id=values["ce_id"],
-            source=values["ce_source"],
+            source=source,
             type=values["ce_type"],
-            subject=get("ce_subject", ""),
-            correlation_id=get("ce_correlationid") or values["ce_id"],
+            subject=subject,
+            correlation_id=get("ce_correlationid") or subject or values["ce_id"],
             time=when,
             causation_id=get("ce_causationid"),
             traceparent=get("traceparent"),
             tracestate=get("tracestate"),
             content_type=get("content-type", AVRO_CONTENT_TYPE),
-            extensions={k: v for k, v in values.items() if k not in _KNOWN},
+            extensions=extensions,
         )
 
     def with_extensions(self, **extra: str) -> Envelope:

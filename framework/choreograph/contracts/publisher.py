@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
 from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
+from choreograph.runtime.partitioning import java_compatible
 
 log = logging.getLogger("choreograph.publisher")
 
@@ -59,7 +60,9 @@ class EventPublisher:
         """`registry_wait_s` bounds how long `publish` waits for an unreachable schema registry
         (it retries with back-off meanwhile) before it raises `RegistryUnavailable`."""
         if isinstance(producer, dict):
-            producer = Producer({"enable.idempotence": True, "acks": "all", **producer})
+            producer = Producer(
+                java_compatible({"enable.idempotence": True, "acks": "all", **producer})
+            )
         self.producer = producer
         self.serde = serde
         self.source = source

@@ -164,7 +164,9 @@ class FaustBridge:
     @staticmethod
     def envelope(event: EventT[Any]) -> Envelope:
         """The envelope of a consumed Faust event (raises EnvelopeError without one)."""
-        return Envelope.from_headers(list((event.headers or {}).items()))
+        key = event.key
+        text = key.decode(errors="replace") if isinstance(key, bytes) else str(key or "")
+        return Envelope.from_headers(list((event.headers or {}).items()), text)
 
     @staticmethod
     def key(event: EventT[Any]) -> str:

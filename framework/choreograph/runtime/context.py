@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import encode_event
+from choreograph.contracts.structured import others
 from choreograph.state.store import Store
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class RawEvent:
     value: bytes | None
     headers: list[tuple[str, str | bytes | None]]
     envelope: Envelope
+    data: Any = None  # JSON data of a structured-mode event (then `value` is None)
 
 
 class Context:
@@ -75,16 +77,33 @@ class Context:
         )
         return envelope
 
-    def forward(self, raw: RawEvent, topic: str, key: str, *, with_body: bool = True) -> None:
+    def forward(
+        self,
+        raw: RawEvent,
+        topic: str,
+        key: str,
+        *,
+        with_body: bool = True,
+        resolved: bool = False,
+    ) -> None:
         """Send a record on unchanged (value and headers) under a new key: a repartition.
-        `with_body=False` sends the envelope alone, for readers that need no more."""
+        `with_body=False` sends the envelope alone, for readers that need no more.
+        `resolved=True` writes the CloudEvents headers as this service read them (with the
+        correlation id and subject it worked out from a minimal event and its key), so that a
+        reader of the new key sees the same; other headers go on as they came."""
         value = raw.value if with_body else None
-        self.outputs.append(Output(topic, key.encode(), value, raw.headers, None, raw.envelope))
+        headers = [*others(raw.headers), *raw.envelope.to_headers()] if resolved else raw.headers
+        self.outputs.append(Output(topic, key.encode(), value, headers, None, raw.envelope))
 
     def decode(self, raw: RawEvent, reader: type[Event] | None = None) -> Any:
         """Decode a raw record's body when an envelope handler needs it after all: into `reader`,
         else the model known for its writer, else a plain dict. Raises SerdeError, and
-        MislabelledRecord when the body is not the type its envelope claims."""
+        MislabelledRecord when the body is not the type its envelope claims. JSON data (from a
+        structured-mode event) is validated by `reader` or the service's model of its type, and
+        raises ContractViolation; without either it is returned as it came."""
+        if raw.value is None and raw.data is not None:
+            model = reader or self._task.service.models.get(raw.envelope.type)
+            return model.from_avro(raw.data) if model is not None else raw.data
         return self._task.serde.deserialize(raw.value, reader, claimed=raw.envelope.type).event
 
     def schedule(

@@ -29,6 +29,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from choreograph.runtime.limits import RecordLimits
+from choreograph.runtime.partitioning import java_compatible
 from choreograph.runtime.records import HeaderList, Record
 
 DLQ_HEADERS = (
@@ -162,7 +163,9 @@ def replay(
     bootstrap: str, dlq_topic: str, *, error_class: str | None = None, limit: int | None = None
 ) -> tuple[int, int]:
     """Send dead letters back to their origin topics; return (replayed, skipped)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        java_compatible({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    )
     replayed = skipped = 0
     group = f"{dlq_topic}.replay"
     for consumer, record in read_dead_letters(bootstrap, dlq_topic, group=group, limit=limit):
@@ -235,7 +238,7 @@ def skip(
     key, value, headers = fitting_dead_letter(
         RecordLimits(admin, {}), dlq, record.key, record.value, headers
     )
-    producer = Producer({**client, "enable.idempotence": True})
+    producer = Producer(java_compatible({**client, "enable.idempotence": True}))
     producer.produce(dlq, value, key, headers=headers, partition=partition)
     if producer.flush(30) != 0:
         raise SkipRefused(f"the dead letter was not acknowledged by {dlq}; nothing was skipped")

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, handling, record_key
+from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.serde import AvroSerde, SerdeError
+from choreograph.contracts.structured import is_structured, others, read_structured
 from choreograph.runtime.context import Context, Output, RawEvent
 from choreograph.runtime.records import header
 from choreograph.runtime.service import Service
@@ -62,22 +64,32 @@ class PartitionTask:
         if event_type is not None and not self.service.interested(event_type):
             return event_type, "ignored", []
         try:
-            envelope = Envelope.from_headers(headers)
+            text_key = record_key(key)
+            if is_structured(headers):
+                # Read as if it came in binary mode: body, CloudEvents headers, others as sent.
+                structured = read_structured(value, text_key)
+                envelope, value = structured.envelope, structured.body
+                headers = [*others(headers), *envelope.to_headers()]
+            else:
+                structured, envelope = None, Envelope.from_headers(headers, text_key)
             event_type = envelope.type
             event: Any = None
             if self.service.decodes(event_type):
-                event = self.serde.deserialize(value, claimed=event_type).event
+                if structured is not None and structured.body is None:
+                    event = self.service.models[event_type].from_avro(structured.data)
+                else:
+                    event = self.serde.deserialize(value, claimed=event_type).event
             elif not self.service.envelope_handlers:
                 return event_type, "ignored", []
-            text_key = record_key(key)
-        except (EnvelopeError, SerdeError):
+        except (EnvelopeError, SerdeError, ContractViolation):
             if self.service.malformed == "skip":
                 return event_type or "unknown", "malformed", []
             raise
         ctx = Context(self, text_key, envelope, now)
         with handling(envelope):
             if self.service.envelope_handlers:
-                raw = RawEvent(key, value, list(headers or ()), envelope)
+                data = structured.data if structured is not None and value is None else None
+                raw = RawEvent(key, value, list(headers or ()), envelope, data)
                 for envelope_handler in self.service.envelope_handlers:
                     envelope_handler(ctx, raw)
             if event is not None:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from choreograph.runtime.partitioning import java_compatible
 from choreograph.runtime.watchdog import GRACE_S, Stalled, Watchdog
 
 log = logging.getLogger("choreograph.transactions")
@@ -56,7 +57,7 @@ class Transactions:
         on_abort: Callable[[], None] | None = None,
         on_rebuild: Callable[[str], None] | None = None,
     ) -> None:
-        self.conf = conf
+        self.conf = java_compatible(conf)
         self.transactional = transactional
         self.name = name
         self.watchdog = Watchdog(name)

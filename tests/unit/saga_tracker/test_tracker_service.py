@@ -226,3 +226,31 @@ def test_the_router_tracks_nothing_from_a_record_the_services_would_dead_letter(
     kit.deliver("orders.events", b"o-1", _order_value(kit), placed.to_headers())
     [forwarded] = kit.emitted(topic=REPARTITION)
     assert forwarded.key == placed.correlation_id
+
+
+def test_a_minimal_start_event_is_tracked_under_its_key() -> None:
+    from saga_tracker.service import build_router
+
+    router = TestKit(build_router(definitions(V1), ["orders.events"]), start=T0)
+    minimal = [("ce_specversion", b"1.0"), ("ce_id", b"java-1"), ("ce_source", b"/java"),
+               ("ce_type", b"com.acme.orders.OrderPlaced"), ("x-java", b"\xfe")]  # fmt: skip
+    router.deliver("orders.events", b"o-9", _order_value(router), minimal)
+    [forwarded] = router.emitted(topic=REPARTITION)
+    assert forwarded.key == "o-9"
+    tracker = TestKit(build_tracker(definitions(V1), MODELS), start=T0)
+    tracker.deliver(REPARTITION, b"o-9", forwarded.value, forwarded.envelope.to_headers())
+    inst = instance(tracker, corr="o-9")
+    assert (inst.correlation_id, inst.business_key) == ("o-9", "o-9")
+
+
+def test_a_command_that_would_name_no_business_entity_is_withheld_and_pages(kit: TestKit) -> None:
+    nameless = Envelope.new("com.acme.orders.OrderPlaced", "java", "", correlation_id="c-1")
+    kit.deliver(REPARTITION, b"c-1", None, nameless.to_headers())
+    assert instance(kit).business_key == ""
+    kit.advance(timedelta(minutes=15, seconds=1))  # payment in doubt: its refund is due
+    assert kit.emitted(topic="payments.commands") == []  # not a refund of order ''
+    pages = [e.event for e in kit.emitted(topic="choreograph.alerts")]
+    [withheld] = [p for p in pages if "not sent" in p.summary]  # besides the timeout's page
+    assert withheld.severity == "critical" and withheld.step == "payment"
+    assert "order_id would be empty" in withheld.summary
+    assert "payment.compensation" in instance(kit).open_incidents
