@@ -255,7 +255,7 @@ class Envelope:
                         )
                     _EXTENSIONS_SEEN.add(attribute)
                 extensions[name] = value
-        subject = values["ce_subject"] if "ce_subject" in values else key or ""
+        subject = values.get("ce_subject", key or "")
         return cls(
             id=values["ce_id"],
             source=source,
