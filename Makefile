@@ -45,7 +45,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 integration: venv up tools
-	$(PY) -m pytest tests/integration tests/reliability
+	$(PY) -m pytest tests/integration tests/reliability tests/interop
 
 lint: venv
 	$(VENV)/bin/ruff check .
