@@ -8,6 +8,10 @@ clock: `advance()` moves time and fires due timers in deadline order.
     kit.send(OrderPlaced(...), key="o-1")
     kit.advance(timedelta(minutes=16))
     assert kit.emitted(type=RefundPayment)
+
+`TestKit(service, partitions=N)` runs N partition tasks and routes each record by its key with
+the production partitioner (murmur2, as the Java client), so state that a handler files under
+another key than the record's ends up where production would put it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from choreograph.machines.machine import Instance, StateMachine
 from choreograph.runtime.config import RetryPolicy
 from choreograph.runtime.context import Output
 from choreograph.runtime.errors import goes_to_dlq_at_once
+from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
 from choreograph.state.backends import MemoryBackend
@@ -65,14 +70,22 @@ class TestKit:
         start: datetime | None = None,
         retry: RetryPolicy | None = None,
         seed: int = 0,
+        partitions: int = 1,
     ) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
         self.service = service
         self.now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self.retry = retry or RetryPolicy()
         self._rand = random.Random(seed)
         registry = SchemaRegistryClient.new_client({"url": f"mock://testkit-{uuid.uuid4().hex}"})
         self.serde = AvroSerde(registry, models=service.models.values(), auto_register=True)
-        self.task = PartitionTask(service, 0, lambda _name, _p: MemoryBackend(), self.serde)
+        self.partitions = partitions
+        self.tasks = [
+            PartitionTask(service, p, lambda _name, _p: MemoryBackend(), self.serde)
+            for p in range(partitions)
+        ]
+        self.task = self.tasks[0]  # the only one, unless partitions > 1
         self.outputs: list[Emitted] = []
         self.dead_letters: list[DeadLetter] = []
         self.attempts: list[int] = []
@@ -105,21 +118,22 @@ class TestKit:
 
     def deliver(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         """Deliver raw bytes, e.g. to test what a malformed record does."""
+        task = self.task_for(key)
         attempt = 0
         while True:
             attempt += 1
             try:
-                _, outcome, outputs = self.task.process(key, value, headers, self.now)
+                _, outcome, outputs = task.process(key, value, headers, self.now)
             except Exception as error:
-                self.task.end_message(ok=False)
+                task.end_message(ok=False)
                 if goes_to_dlq_at_once(error) or attempt >= self.retry.max_attempts:
                     self.dead_letters.append(DeadLetter(topic, key, value, error, attempt))
                     self.attempts.append(attempt)
                     return
                 self.now += timedelta(seconds=self.retry.backoff(attempt, self._rand.random()))
                 continue
-            self.task.end_message(ok=True)
-            self.task.committed()
+            task.end_message(ok=True)
+            task.committed()
             self._collect(outputs)
             self.attempts.append(attempt)
             self.outcomes.append(outcome)
@@ -130,17 +144,26 @@ class TestKit:
     def advance(self, delta: timedelta) -> None:
         """Move virtual time forward, firing due timers in deadline order at their deadline."""
         target = self.now + delta
+        limit = int(target.timestamp() * 1000)
         while True:
-            deadline = self.task.timers.next_deadline()
-            if deadline is None or deadline > int(target.timestamp() * 1000):
+            due = [(t.timers.next_deadline(), t.partition, t) for t in self.tasks]
+            pending = [(d, p, t) for d, p, t in due if d is not None and d <= limit]
+            if not pending:
                 break
+            deadline, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
             self.now = max(self.now, datetime.fromtimestamp(deadline / 1000, tz=UTC))
-            for timer in self.task.due_timers(self.now):
-                outputs = self.task.fire(timer, self.now)
-                self.task.end_message(ok=True)
-                self.task.committed()
+            for timer in task.due_timers(self.now):
+                outputs = task.fire(timer, self.now)
+                task.end_message(ok=True)
+                task.committed()
                 self._collect(outputs)
         self.now = target
+
+    def task_for(self, key: bytes | str | None) -> PartitionTask:
+        """The partition task that owns `key`, as the production partitioner would choose."""
+        if self.partitions == 1 or not key:
+            return self.tasks[0]
+        return self.tasks[partition_for(key, self.partitions)]
 
     # -- inspection ----------------------------------------------------------------------------
 
@@ -170,9 +193,15 @@ class TestKit:
     def events(self, type: type[E]) -> list[E]:
         return [e.event for e in self.emitted(type) if isinstance(e.event, type)]
 
-    def store(self, name: str) -> Store:
-        return self.task.user_store(name)
+    def store(self, name: str, key: str | None = None) -> Store:
+        """Store `name` of the partition that owns `key` (of the only partition by default)."""
+        if key is None and self.partitions > 1:
+            raise ValueError(
+                f"with {self.partitions} partitions each has its own {name!r}: "
+                f"say whose, store({name!r}, key=...)"
+            )
+        return self.task_for(key).user_store(name)
 
     def state(self, machine: StateMachine, key: str) -> Instance | None:
-        raw: dict[str, Any] | None = self.task.user_store(machine.store_name).get(key)
+        raw: dict[str, Any] | None = self.task_for(key).user_store(machine.store_name).get(key)
         return None if raw is None else Instance(**raw)

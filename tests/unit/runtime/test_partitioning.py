@@ -35,3 +35,20 @@ def test_producers_get_the_java_compatible_partitioner_and_refuse_another() -> N
     assert java_compatible({"partitioner": "murmur2"})["partitioner"] == "murmur2"
     with pytest.raises(PartitionerConflict, match="consistent_random"):
         java_compatible({"partitioner": "consistent_random"})
+
+
+def test_the_testkit_routes_records_by_the_production_partitioner() -> None:
+    from choreograph import TestKit
+    from examples.payments.service import build as payments
+    from tests.unit.runtime.test_records_that_lie import ORDER
+
+    kit = TestKit(payments(), partitions=12)
+    for key in ("o-1", "ord-abc123-0001"):
+        kit.send(ORDER.model_copy(update={"order_id": key}), key=key)
+        owner = kit.task_for(key)
+        assert owner.partition == dict((k, p12) for k, _, _, p12 in KAFKA)[key]
+        assert kit.store("payments", key=key).get(key) is not None
+        others = [t for t in kit.tasks if t is not owner]
+        assert all(t.user_store("payments").get(key) is None for t in others)
+    with pytest.raises(ValueError, match="say whose"):
+        kit.store("payments")
