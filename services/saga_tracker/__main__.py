@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     while not done.wait(0.5) and not app.stopped.is_set():
         pass
     app.stop()
-    code = 1 if app.failed.is_set() else 0
+    code = 2 if app.misconfigured else 1 if app.failed.is_set() else 0
     end_if_abandoned(app.abandoned, code)
     return code
 

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.engine import Engine
+from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
 from saga_tracker.definitions import Definitions, command_and_incident_models
@@ -141,6 +142,7 @@ class TrackerApp:
             self.engines.append(Engine(notifier, config))
         self.threads: list[threading.Thread] = []
         self.failed = threading.Event()
+        self.misconfigured = False
         self.stopped = threading.Event()
 
     @property
@@ -171,6 +173,11 @@ class TrackerApp:
     def _run(self, engine: Engine) -> None:
         try:
             engine.run()
+        except ConfigurationError as err:  # set up wrong: one line that says what to change
+            log.error(str(err), extra={"part": engine.service.name})
+            self.misconfigured = True
+            self.failed.set()
+            self.stop()
         except BaseException:
             log.exception("%s failed; stopping the tracker", engine.service.name)
             self.failed.set()

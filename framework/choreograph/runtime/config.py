@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from choreograph.runtime.kafka_logs import KAFKA_LOG
+
 
 class Guarantee(StrEnum):
     EXACTLY_ONCE = "exactly_once"
@@ -60,6 +62,11 @@ class ServiceConfig(BaseModel):
     registry_timeout_s: float = Field(
         5.0, gt=0, description="bound on one registry request; the runtime retries, not the client"
     )
+    startup_broker_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a broker never reached within this at start-up is a wrong address: exit 2",
+    )
     infrastructure_backoff_max_s: float = Field(
         10.0, gt=0, description="longest pause between retries while a dependency is away"
     )
@@ -67,8 +74,9 @@ class ServiceConfig(BaseModel):
     producer: dict[str, Any] = Field(default_factory=dict)
 
     def client_conf(self) -> dict[str, Any]:
-        """What every Kafka client of the service needs: brokers and security."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.security}
+        """What every Kafka client of the service needs: brokers, security, and librdkafka's
+        log lines through Python logging (each said once a minute, see `kafka_logs`)."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.security, "logger": KAFKA_LOG}
 
     def registry_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {

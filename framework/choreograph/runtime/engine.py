@@ -52,7 +52,8 @@ from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
 from choreograph.runtime.dlq import dead_letter_headers, fitting_dead_letter, slim_dead_letter
-from choreograph.runtime.errors import Failure, RecordTooLarge, classify
+from choreograph.runtime.errors import BrokerUnreachable, Failure, RecordTooLarge, classify
+from choreograph.runtime.kafka_logs import SILENT
 from choreograph.runtime.limits import RecordLimits, record_size
 from choreograph.runtime.records import Record
 from choreograph.runtime.service import Service
@@ -160,6 +161,8 @@ class Engine:
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
+        if not self._first_contact():
+            return
         admin = AdminClient(self.config.client_conf())
         if not self._wait_for_broker(lambda: ensure_service_topics(admin, self.service) > 0):
             return
@@ -176,6 +179,29 @@ class Engine:
             raise
         finally:
             self._shutdown()
+
+    def _first_contact(self) -> bool:
+        """A broker that never answers at start-up is most likely a wrong address: say so in
+        one line and stop (BrokerUnreachable, exit 2) rather than retry in silence. Once it has
+        answered, a broker that goes away is a pause (`_wait_for_broker`)."""
+        bound = self.config.startup_broker_timeout_s
+        quiet: dict[str, Any] = {**self.config.client_conf(), "logger": SILENT}
+        probe = AdminClient(quiet)
+        deadline = time.monotonic() + bound
+        while not self.stopping.is_set():
+            try:
+                probe.list_topics(timeout=max(min(2.0, deadline - time.monotonic()), 0.2))
+                return True
+            except KafkaException as exc:
+                problem = exc.args[0] if exc.args else exc
+            if time.monotonic() >= deadline:
+                raise BrokerUnreachable(
+                    f"cannot reach a Kafka broker at {self.config.bootstrap_servers} "
+                    f"(CHOREOGRAPH_BOOTSTRAP) within {bound:.0f} s: {problem}; check the "
+                    "address, the port and that the broker is up"
+                )
+            self.stopping.wait(0.5)
+        return False
 
     def _join_group(self) -> None:
         self.consumer = Consumer(self._consumer_conf())

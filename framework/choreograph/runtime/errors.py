@@ -31,6 +31,10 @@ class ConfigurationError(Exception):
     """The service cannot start as configured (e.g. inputs not co-partitioned)."""
 
 
+class BrokerUnreachable(ConfigurationError):
+    """No broker answered at start-up: most likely a wrong address."""
+
+
 class RecordTooLarge(NonRetryableError):
     """An output of the record is larger than its topic accepts."""
 

@@ -6,6 +6,7 @@ declaration in memory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -142,7 +143,13 @@ class Service:
         """Run until SIGTERM/SIGINT: consume, process, produce, commit."""
         from choreograph.runtime.config import ServiceConfig
         from choreograph.runtime.engine import Engine, end_if_abandoned
+        from choreograph.runtime.errors import ConfigurationError
 
         engine = Engine(self, config or ServiceConfig.from_env())
-        engine.run()
+        try:
+            engine.run()
+        except ConfigurationError as err:
+            # A mistake in how the service is set up: one line that says what to change.
+            logging.getLogger("choreograph").error(str(err), extra={"service": self.name})
+            raise SystemExit(2) from None
         end_if_abandoned(engine.abandoned, 0)
