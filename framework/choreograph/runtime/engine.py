@@ -52,7 +52,11 @@ from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
 from choreograph.runtime.dlq import dead_letter_headers, fitting_dead_letter, slim_dead_letter
-from choreograph.runtime.errors import BrokerUnreachable, Failure, RecordTooLarge, classify
+from choreograph.runtime.errors import (
+    BrokerUnreachable,
+    FailurePolicy,
+    RecordTooLarge,
+)
 from choreograph.runtime.kafka_logs import SILENT
 from choreograph.runtime.limits import RecordLimits, record_size
 from choreograph.runtime.records import Record
@@ -116,6 +120,9 @@ class Engine:
             cache_dir=config.state_dir / service.name / "schemas",
         )
         self.watchdog = Watchdog(service.name)
+        self.failures = FailurePolicy(
+            config.retry.max_attempts, config.retry.backoff, config.infrastructure_backoff_max_s
+        )
         self.txn = Transactions(
             self._producer_conf(),
             name=service.name,
@@ -470,24 +477,19 @@ class Engine:
         state = self.retries.get(tp)
         if state is None or state.offset != record.offset:
             state = self.retries[tp] = RetryState(record.offset)
-        kind = classify(error)
-        if kind is Failure.INFRASTRUCTURE:
+        decision = self.failures.decide(error, state.attempts, state.away)
+        event_type = record.header("ce_type") or "unknown"
+        if decision.action == "pause":
             state.away += 1
             self._unavailable(_dependency(error), error)
-            delay = self._away_backoff(state.away)
-            self._pause(record, state, delay)
-            self._count(record.header("ce_type") or "unknown", "paused")
+            self._pause(record, state, decision.delay_s)
+            self._count(event_type, "paused")
             return
-        state.attempts += 1
-        event_type = record.header("ce_type") or "unknown"
-        if kind is Failure.BAD_RECORD or state.attempts >= self.config.retry.max_attempts:
-            reason = "contract" if kind is Failure.BAD_RECORD else "retries-exhausted"
-            if isinstance(error, RecordTooLarge):
-                reason = "too-large"
-            self._dead_letter(record, reason, error, state.attempts)
+        state.attempts = decision.attempts
+        if decision.action == "dead-letter":
+            self._dead_letter(record, decision.reason, error, state.attempts)
             return
-        delay = self.config.retry.backoff(state.attempts, self._rand.random())
-        self._pause(record, state, delay)
+        self._pause(record, state, decision.delay_s)
         self.metrics.retries.labels(self.service.name).inc()
         self._count(event_type, "retried")
         log.info(
@@ -497,14 +499,10 @@ class Engine:
                 "partition": record.partition,
                 "offset": record.offset,
                 "attempt": state.attempts,
-                "delay_s": round(delay, 3),
+                "delay_s": round(decision.delay_s, 3),
                 "error": repr(error),
             },
         )
-
-    def _away_backoff(self, pauses: int) -> float:
-        cap = min(self.config.infrastructure_backoff_max_s, 0.5 * 2.0 ** min(pauses - 1, 16))
-        return float(cap / 2 + self._rand.random() * cap / 2)
 
     def _pause(self, record: Record, state: RetryState, delay: float) -> None:
         state.resume_at, state.waiting = time.monotonic() + delay, True
@@ -601,17 +599,16 @@ class Engine:
         except Exception as error:
             task.end_message(ok=False)
             attempts = failed[0] if failed else 0
-            kind = classify(error)
-            if kind is Failure.INFRASTRUCTURE:
+            decision = self.failures.decide(error, attempts, pauses=2)
+            if decision.action == "pause":
                 self._unavailable(_dependency(error), error)
-                self.timer_failures[ident] = (attempts, time.monotonic() + self._away_backoff(3))
+            if decision.action != "dead-letter":  # due again after the back-off
+                self.timer_failures[ident] = (
+                    decision.attempts,
+                    time.monotonic() + decision.delay_s,
+                )
                 return
-            attempts += 1
-            if kind is Failure.BUSINESS and attempts < self.config.retry.max_attempts:
-                delay = self.config.retry.backoff(attempts, self._rand.random())
-                self.timer_failures[ident] = (attempts, time.monotonic() + delay)
-                return  # due again after the back-off
-            self._dead_letter_timer(partition, task, timer, error, attempts)
+            self._dead_letter_timer(partition, task, timer, error, decision.attempts)
             return
         task.end_message(ok=True)
         self.timer_failures.pop(ident, None)

@@ -7,12 +7,22 @@ Three kinds, three answers (the engine and the TestKit both decide through `clas
   until the dependency answers again. Never dead-lettered, never counted as an attempt.
 - bad record: the record cannot be read or cannot be written on (undecodable, envelope and body
   disagree, too large to produce). Retrying cannot help: dead-lettered at once.
+- programming: a mistake in the service's code (a TypeError, an undeclared store, a wrong
+  handler signature). In production it is handled as a business failure (nothing else can be
+  done with the record); the TestKit raises it at once in the test, with its traceback.
 - business: anything else a handler raises. Bounded retries, then the dead-letter topic.
+
+`FailurePolicy` turns a failure into what to do (pause, retry after a delay, dead-letter) for
+records and timers alike; the engine and the TestKit both ask it.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from confluent_kafka import KafkaException
 
@@ -39,9 +49,17 @@ class RecordTooLarge(NonRetryableError):
     """An output of the record is larger than its topic accepts."""
 
 
+class UndeclaredStore(KeyError):
+    """A handler asked for a store the service does not declare."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "undeclared store"
+
+
 class Failure(StrEnum):
     INFRASTRUCTURE = "infrastructure"
     BAD_RECORD = "bad-record"
+    PROGRAMMING = "programming"
     BUSINESS = "business"
 
 
@@ -50,6 +68,16 @@ BAD_RECORD: tuple[type[BaseException], ...] = (
     SerdeError,
     EnvelopeError,
     NonRetryableError,
+)
+PROGRAMMING: tuple[type[BaseException], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    ImportError,
+    AssertionError,
+    NotImplementedError,
+    RecursionError,
+    UndeclaredStore,
 )
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     RegistryUnavailable,
@@ -67,8 +95,51 @@ def classify(error: BaseException) -> Failure:
             return Failure.INFRASTRUCTURE
     if isinstance(error, BAD_RECORD):
         return Failure.BAD_RECORD
+    if isinstance(error, PROGRAMMING):
+        return Failure.PROGRAMMING
     return Failure.BUSINESS
 
 
-def goes_to_dlq_at_once(error: BaseException) -> bool:
-    return classify(error) is Failure.BAD_RECORD
+@dataclass(frozen=True)
+class Decision:
+    kind: Failure
+    action: Literal["pause", "retry", "dead-letter"]
+    delay_s: float = 0.0
+    reason: str = ""  # why it is dead-lettered: contract, too-large or retries-exhausted
+    attempts: int = 0  # attempts counted so far, this one included (pauses count none)
+
+
+class FailurePolicy:
+    """What to do about one failure of a record or a timer: the one place that decides."""
+
+    def __init__(
+        self,
+        max_attempts: int,
+        backoff: Callable[[int, float], float],
+        infrastructure_backoff_max_s: float,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.infrastructure_backoff_max_s = infrastructure_backoff_max_s
+        self.rand = rand or random.Random()
+
+    def decide(self, error: BaseException, attempts: int, pauses: int = 0) -> Decision:
+        """`attempts`: failed attempts counted before this one; `pauses`: consecutive pauses
+        for an unavailable dependency before this one."""
+        kind = classify(error)
+        if kind is Failure.INFRASTRUCTURE:
+            return Decision(kind, "pause", self.pause_s(pauses + 1), attempts=attempts)
+        attempts += 1
+        if kind is Failure.BAD_RECORD:
+            reason = "too-large" if isinstance(error, RecordTooLarge) else "contract"
+            return Decision(kind, "dead-letter", reason=reason, attempts=attempts)
+        if attempts >= self.max_attempts:
+            return Decision(kind, "dead-letter", reason="retries-exhausted", attempts=attempts)
+        delay = self.backoff(attempts, self.rand.random())
+        return Decision(kind, "retry", delay, attempts=attempts)
+
+    def pause_s(self, pauses: int) -> float:
+        """Bounded exponential back-off with jitter while a dependency is away."""
+        cap = min(self.infrastructure_backoff_max_s, 0.5 * 2.0 ** min(pauses - 1, 16))
+        return float(cap / 2 + self.rand.random() * cap / 2)

@@ -17,6 +17,7 @@ from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.contracts.structured import is_structured, others, read_structured
 from choreograph.runtime.context import Context, Output, RawEvent
+from choreograph.runtime.errors import UndeclaredStore
 from choreograph.runtime.records import header
 from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
@@ -44,7 +45,7 @@ class PartitionTask:
         try:
             return self.stores[name]
         except KeyError:
-            raise KeyError(
+            raise UndeclaredStore(
                 f"store {name!r} is not declared; add it with Service(..., stores=[{name!r}])"
             ) from None
 

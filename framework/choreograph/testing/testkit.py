@@ -20,7 +20,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -31,10 +31,11 @@ from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.machines.machine import Instance, StateMachine
 from choreograph.runtime.config import RetryPolicy
 from choreograph.runtime.context import Output
-from choreograph.runtime.errors import goes_to_dlq_at_once
+from choreograph.runtime.errors import Decision, Failure, FailurePolicy
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
+from choreograph.runtime.timers import Timer
 from choreograph.state.backends import MemoryBackend
 from choreograph.state.store import Store
 
@@ -71,13 +72,25 @@ class TestKit:
         retry: RetryPolicy | None = None,
         seed: int = 0,
         partitions: int = 1,
+        on_error: Literal["raise", "dead-letter"] = "raise",
+        retries_move_clock: bool = False,
     ) -> None:
+        """`on_error="raise"`: a mistake in the service's code (TypeError, undeclared store, wrong
+        handler signature...) fails the test at once with its traceback; `"dead-letter"` treats
+        it as production does (retries, then a dead letter). Other failures always follow the
+        runtime's failure policy. Retries are immediate unless `retries_move_clock`, which moves
+        virtual time by each back-off as production would wait."""
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.service = service
         self.now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self.retry = retry or RetryPolicy()
         self._rand = random.Random(seed)
+        self.on_error = on_error
+        self.retries_move_clock = retries_move_clock
+        self.failures = FailurePolicy(
+            self.retry.max_attempts, self.retry.backoff, 10.0, random.Random(seed)
+        )
         registry = SchemaRegistryClient.new_client({"url": f"mock://testkit-{uuid.uuid4().hex}"})
         self.serde = AvroSerde(registry, models=service.models.values(), auto_register=True)
         self.partitions = partitions
@@ -119,25 +132,38 @@ class TestKit:
     def deliver(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         """Deliver raw bytes, e.g. to test what a malformed record does."""
         task = self.task_for(key)
-        attempt = 0
+        attempts = 0
         while True:
-            attempt += 1
             try:
                 _, outcome, outputs = task.process(key, value, headers, self.now)
             except Exception as error:
                 task.end_message(ok=False)
-                if goes_to_dlq_at_once(error) or attempt >= self.retry.max_attempts:
-                    self.dead_letters.append(DeadLetter(topic, key, value, error, attempt))
-                    self.attempts.append(attempt)
+                decision = self._decide(error, attempts)
+                attempts = decision.attempts
+                if decision.action == "dead-letter":
+                    self.dead_letters.append(DeadLetter(topic, key, value, error, attempts))
+                    self.attempts.append(attempts)
                     return
-                self.now += timedelta(seconds=self.retry.backoff(attempt, self._rand.random()))
                 continue
             task.end_message(ok=True)
             task.committed()
             self._collect(outputs)
-            self.attempts.append(attempt)
+            self.attempts.append(attempts + 1)
             self.outcomes.append(outcome)
             return
+
+    def _decide(self, error: Exception, attempts: int) -> Decision:
+        """The runtime's decision, with the test's choices: programming errors raise, and
+        retries wait on the virtual clock only when asked to."""
+        decision = self.failures.decide(error, attempts)
+        if decision.kind is Failure.PROGRAMMING and self.on_error == "raise":
+            raise error
+        if decision.action == "pause":
+            # No dependency is away in memory: a service raising these itself is a mistake.
+            raise error
+        if decision.action == "retry" and self.retries_move_clock:
+            self.now += timedelta(seconds=decision.delay_s)
+        return decision
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -153,11 +179,33 @@ class TestKit:
             deadline, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
             self.now = max(self.now, datetime.fromtimestamp(deadline / 1000, tz=UTC))
             for timer in task.due_timers(self.now):
-                outputs = task.fire(timer, self.now)
-                task.end_message(ok=True)
-                task.committed()
-                self._collect(outputs)
+                self._fire(task, timer)
         self.now = target
+
+    def _fire(self, task: PartitionTask, timer: Timer) -> None:
+        """Fire one timer under the same policy as records: retried, then dead-lettered (the
+        timer leaves the store, as in production)."""
+        attempts = 0
+        while True:
+            try:
+                outputs = task.fire(timer, self.now)
+            except Exception as error:
+                task.end_message(ok=False)
+                decision = self._decide(error, attempts)
+                attempts = decision.attempts
+                if decision.action == "dead-letter":
+                    task.timers.fired(timer)
+                    task.end_message(ok=True)
+                    task.committed()
+                    self.dead_letters.append(
+                        DeadLetter(f"timer:{timer.name}", timer.key.encode(), None, error, attempts)
+                    )
+                    return
+                continue
+            task.end_message(ok=True)
+            task.committed()
+            self._collect(outputs)
+            return
 
     def task_for(self, key: bytes | str | None) -> PartitionTask:
         """The partition task that owns `key`, as the production partitioner would choose."""

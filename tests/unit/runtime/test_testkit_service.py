@@ -182,6 +182,18 @@ def test_retryable_errors_retry_with_backoff_and_leave_no_trace() -> None:
     assert [e.reason for e in kit.events(PaymentFailed)] == ["attempt 3"]
     assert kit.store("attempts").get("o-1") == 3
     assert kit.dead_letters == []
+    assert kit.now == T0  # retries are immediate: the test's clock is its own
+
+
+def test_retries_move_the_virtual_clock_when_the_test_asks() -> None:
+    kit = TestKit(
+        flaky_service(2),
+        start=T0,
+        retry=RetryPolicy(max_attempts=5, initial_backoff_s=1),
+        retries_move_clock=True,
+    )
+    kit.send(order(), key="o-1")
+    assert kit.attempts == [3]
     assert T0 + timedelta(seconds=1.5) <= kit.now <= T0 + timedelta(seconds=3)  # 0.5-1 s + 1-2 s
 
 
@@ -245,8 +257,8 @@ def test_undeclared_store_is_a_clear_error() -> None:
     service = Service("s", ["orders.events"])
     service.handle(OrderPlaced)(lambda ctx, e: ctx.store("nope"))
     kit = TestKit(service, retry=RetryPolicy(max_attempts=1))
-    kit.send(order(), key="k")
-    assert "store 'nope' is not declared" in str(kit.dead_letters[0].error)
+    with pytest.raises(KeyError, match="store 'nope' is not declared"):
+        kit.send(order(), key="k")
 
 
 def test_timer_handlers_can_serve_a_name_prefix() -> None:
