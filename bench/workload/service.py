@@ -25,7 +25,7 @@ def build(prefix: str, name: str | None = None, sink: str | None = None) -> Serv
     """The tally service reading `<prefix>.ticks`; name (group) and output topic overridable."""
     source, default_sink = topics(prefix)
     sink = sink or default_sink
-    service = Service(name or f"{prefix}-tally", [source], stores=["tallies"])
+    service = Service(name or f"{prefix}-tally", [source], outputs=[sink], stores=["tallies"])
     failed_once: set[str] = set()
 
     def tally(ctx: Context, event: Any) -> None:
@@ -40,7 +40,7 @@ def build(prefix: str, name: str | None = None, sink: str | None = None) -> Serv
             topic=sink,
         )
 
-    @service.handle(Tick)
+    @service.handle(Tick, topic=source)
     def on_tick(ctx: Context, event: Any) -> None:
         if event.behaviour == "crash":
             raise SystemExit(f"crash input {event.id}")

@@ -76,7 +76,7 @@ def build_router(
 ) -> Service:
     """`models`: contracts to check JSON data of structured-mode events against (Avro bodies
     are checked against their writer schema)."""
-    router = Service(name, inputs, malformed="skip")
+    router = Service(name, inputs, outputs=[repartition], malformed="skip")
     followed = definitions.event_types()
     bodies = definitions.bodies_read()
     counts = metrics or TrackerMetrics()
@@ -384,7 +384,21 @@ def build_tracker(
     metrics: TrackerMetrics | None = None,
     alerts_topic: str | None = None,
 ) -> Service:
-    tracker = Service(name, [repartition], stores=["instances", "parked", STATS], malformed="skip")
+    commands = {
+        models[c.command].__avro_topic__
+        for rules in definitions.rules.values()
+        for step in rules.definition.steps
+        for c in (step.compensation, step.retry)
+        if c is not None
+    }
+    written = {models[m].__avro_topic__ for m in (TRACE, AUDIT, INCIDENT)} | commands
+    tracker = Service(
+        name,
+        [repartition],
+        outputs=sorted(written | ({alerts_topic} if alerts_topic else set())),
+        stores=["instances", "parked", STATS],
+        malformed="skip",
+    )
     logic = Tracker(definitions, models, metrics, alerts_topic)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)

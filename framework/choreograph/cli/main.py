@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import dev, dlq, new, processes, schemas
+from choreograph.cli import check, dev, dlq, new, processes, schemas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.register(groups)
     processes.register(groups)
     new.register(groups)
+    check.register(groups)
     return parser
 
 

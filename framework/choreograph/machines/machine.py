@@ -1,6 +1,7 @@
 """StateMachine: explicit states, transitions on events with guards, per-state timeouts, terminal
-outcomes and compensation hooks. One instance per business key, persisted in a store of the
-service, so it survives restarts and moves with its partition.
+outcomes, actions on entering a state and on a timeout, and compensation hooks. One instance per
+business key, persisted in a store of the service, so it survives restarts and moves with its
+partition.
 
     payment = StateMachine("payment")
     payment.state("awaiting", timeout=timedelta(minutes=15), on_timeout="timed_out")
@@ -10,6 +11,13 @@ service, so it survives restarts and moves with its partition.
     @payment.on(OrderPlaced, source="new", target="awaiting")
     def start(ctx, event, data):
         return {"amount": str(event.total)}
+
+    @payment.on_timeout("awaiting")
+    def escalate(ctx, data):
+        ctx.emit(PaymentFailed(order_id=ctx.key, reason="no answer in 15 minutes"))
+
+The user's `data` holds only what actions return; the machine's own bookkeeping (state,
+states visited, which state timed out, what was compensated) is kept beside it on `Instance`.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from choreograph.runtime.context import Context
 Action = Callable[[Context, Any, dict[str, Any]], dict[str, Any] | None]
 Guard = Callable[[Any, dict[str, Any]], bool]
 Hook = Callable[[Context, dict[str, Any]], None]
+StateAction = Callable[[Context, dict[str, Any]], dict[str, Any] | None]
 Outcome = Literal["success", "failure"]
 
 
@@ -39,6 +48,8 @@ class StateSpec:
     on_timeout: str | None = None
     outcome: Outcome | None = None  # set for terminal states
     compensation: Hook | None = None
+    entered: StateAction | None = None  # runs on entering the state
+    expired: StateAction | None = None  # runs when the state's timeout fires, before leaving
 
 
 @dataclass
@@ -48,6 +59,7 @@ class Transition:
     target: str
     guard: Guard | None
     action: Action | None
+    timeout: Literal["restart", "cancel"] = "restart"
 
 
 @dataclass
@@ -57,6 +69,8 @@ class Instance:
     visited: list[str] = field(default_factory=list)
     seq: int = 0
     outcome: Outcome | None = None
+    timed_out_in: str | None = None  # the state whose timeout moved the instance, if one did
+    compensated: list[str] = field(default_factory=list)  # states undone, most recent first
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -65,6 +79,8 @@ class Instance:
             "visited": self.visited,
             "seq": self.seq,
             "outcome": self.outcome,
+            "timed_out_in": self.timed_out_in,
+            "compensated": self.compensated,
         }
 
 
@@ -97,11 +113,50 @@ class StateMachine:
         source: str | Iterable[str],
         target: str,
         guard: Guard | None = None,
+        timeout: Literal["restart", "cancel"] = "restart",
     ) -> Callable[[Action], Action]:
+        """A transition on `event_type` from `source` to `target`, decorating its action
+        (`action(ctx, event, data)` returns the new data, or None to keep it). Entering `target`
+        starts its timeout afresh (also on a self-transition: a restart); `timeout="cancel"`
+        enters it without one. Use `transition()` for one without an action."""
         sources = frozenset([source] if isinstance(source, str) else source)
 
         def register(action: Action) -> Action:
-            self.transitions.append(Transition(event_type, sources, target, guard, action))
+            self.transitions.append(Transition(event_type, sources, target, guard, action, timeout))
+            return action
+
+        return register
+
+    def transition(
+        self,
+        event_type: type[Event],
+        *,
+        source: str | Iterable[str],
+        target: str,
+        guard: Guard | None = None,
+        timeout: Literal["restart", "cancel"] = "restart",
+    ) -> StateMachine:
+        """A transition with no action of its own."""
+        sources = frozenset([source] if isinstance(source, str) else source)
+        self.transitions.append(Transition(event_type, sources, target, guard, None, timeout))
+        return self
+
+    def on_enter(self, state: str) -> Callable[[StateAction], StateAction]:
+        """Run `action(ctx, data)` on entering `state` (it may emit; it returns new data or
+        None)."""
+
+        def register(action: StateAction) -> StateAction:
+            self.states.setdefault(state, StateSpec(state)).entered = action
+            return action
+
+        return register
+
+    def on_timeout(self, state: str) -> Callable[[StateAction], StateAction]:
+        """Run `action(ctx, data)` when `state`'s timeout fires, before the instance moves to
+        the state's `on_timeout` target: the place to emit an escalation."""
+
+        def register(action: StateAction) -> StateAction:
+            self.states.setdefault(state, StateSpec(state)).expired = action
             return action
 
         return register
@@ -131,6 +186,11 @@ class StateMachine:
                     "outgoing transitions"
                 )
         for spec in self.states.values():
+            if spec.expired is not None and spec.timeout is None:
+                raise MachineDefinitionError(
+                    f"machine {self.name}: state {spec.name} has a timeout action but no "
+                    "timeout; declare it with .state(name, timeout=..., on_timeout=...)"
+                )
             if spec.on_timeout and spec.on_timeout not in known:
                 raise MachineDefinitionError(
                     f"machine {self.name}: state {spec.name} times out to unknown state "
@@ -173,21 +233,28 @@ class StateMachine:
                 if updated is not None:
                     data = updated
             inst.data = data
-            self._enter(ctx, inst, t.target)
+            self._enter(ctx, inst, t.target, start_timer=t.timeout == "restart")
             return t.target
         return None
 
-    def on_timeout(self, ctx: Context, payload: dict[str, Any]) -> str | None:
+    def timer_fired(self, ctx: Context, payload: dict[str, Any]) -> str | None:
+        """The runtime's entry for this machine's timer: run the state's timeout action, then
+        move to its `on_timeout` target."""
         inst = self.load(ctx)
         if inst is None or inst.state != payload.get("state") or inst.seq != payload.get("seq"):
             return None  # the instance moved on: a stale timer
-        target = self.states[inst.state].on_timeout
+        spec = self.states[inst.state]
+        target = spec.on_timeout
         assert target is not None
-        inst.data = {**inst.data, "timed_out_in": inst.state}
+        if spec.expired is not None:
+            updated = spec.expired(ctx, dict(inst.data))
+            if updated is not None:
+                inst.data = updated
+        inst.timed_out_in = inst.state
         self._enter(ctx, inst, target)
         return target
 
-    def _enter(self, ctx: Context, inst: Instance, target: str) -> None:
+    def _enter(self, ctx: Context, inst: Instance, target: str, start_timer: bool = True) -> None:
         leaving = self.states[inst.state]
         if leaving.timeout is not None:
             ctx.cancel(self.timer_name)
@@ -196,8 +263,12 @@ class StateMachine:
         inst.state = target
         inst.seq += 1
         spec = self.states[target]
-        if spec.timeout is not None:
+        if spec.timeout is not None and start_timer:
             ctx.schedule(self.timer_name, spec.timeout, {"state": target, "seq": inst.seq})
+        if spec.entered is not None:
+            updated = spec.entered(ctx, dict(inst.data))
+            if updated is not None:
+                inst.data = updated
         if spec.outcome is not None:
             inst.outcome = spec.outcome
             if spec.outcome == "failure":
@@ -210,7 +281,4 @@ class StateMachine:
             hook = self.states[name].compensation
             if hook is not None:
                 hook(ctx, inst.data)
-        inst.data = {
-            **inst.data,
-            "compensated": [s for s in reversed(inst.visited) if self.states[s].compensation],
-        }
+                inst.compensated.append(name)

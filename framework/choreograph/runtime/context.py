@@ -63,6 +63,8 @@ class Context:
     def emit(self, event: Event, key: str | None = None, topic: str | None = None) -> Envelope:
         """Publish `event` in this transaction; its envelope follows the event in hand."""
         key = key or self.key
+        service = self._task.service
+        service.check_output(topic or event.__avro_topic__, event.__avro_name__)
         target, value, envelope = encode_event(
             self._task.serde,
             event,
@@ -91,6 +93,7 @@ class Context:
         `resolved=True` writes the CloudEvents headers as this service read them (with the
         correlation id and subject it worked out from a minimal event and its key), so that a
         reader of the new key sees the same; other headers go on as they came."""
+        self._task.service.check_output(topic, f"a forwarded {raw.envelope.type}")
         value = raw.value if with_body else None
         headers = [*others(raw.headers), *raw.envelope.to_headers()] if resolved else raw.headers
         self.outputs.append(Output(topic, key.encode(), value, headers, None, raw.envelope))

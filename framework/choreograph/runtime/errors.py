@@ -49,6 +49,11 @@ class RecordTooLarge(NonRetryableError):
     """An output of the record is larger than its topic accepts."""
 
 
+class TopologyError(ValueError):
+    """A service's declaration does not add up: a handled type it never receives, an output it
+    does not declare, a name used twice. Says what to add, where."""
+
+
 class UndeclaredStore(KeyError):
     """A handler asked for a store the service does not declare."""
 
@@ -78,6 +83,7 @@ PROGRAMMING: tuple[type[BaseException], ...] = (
     NotImplementedError,
     RecursionError,
     UndeclaredStore,
+    TopologyError,
 )
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     RegistryUnavailable,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from choreograph.contracts.event import Event
+from choreograph.runtime.errors import TopologyError
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
 
 if TYPE_CHECKING:
@@ -30,17 +31,23 @@ class Service:
         name: str,
         inputs: Sequence[str],
         *,
+        outputs: Sequence[str] = (),
         stores: Sequence[str] = (),
         malformed: Literal["dlq", "skip"] = "dlq",
     ) -> None:
-        """`malformed="skip"` counts and skips records without a valid envelope or body instead
-        of dead-lettering them: for observers of other teams' topics, such as the saga tracker."""
+        """`inputs`: the topics it consumes; `outputs`: the topics it writes (emits and forwards
+        anywhere else fail at once, in tests as in production). `malformed="skip"` counts and
+        skips records without a valid envelope or body instead of dead-lettering them: for
+        observers of other teams' topics, such as the saga tracker."""
         if not inputs:
-            raise ValueError("a service needs at least one input topic")
+            raise TopologyError("a service needs at least one input topic")
+        if isinstance(inputs, str) or isinstance(outputs, str):
+            raise TopologyError("inputs and outputs are lists of topics, e.g. ['orders.events']")
         self.name = name
         self.malformed = malformed
         self.envelope_handlers: list[EnvelopeHandler] = []
         self.inputs = list(inputs)
+        self.outputs = list(outputs)
         self.models: dict[str, type[Event]] = {}
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
@@ -59,9 +66,13 @@ class Service:
         return name
 
     def handle(
-        self, event_type: type[E]
+        self, event_type: type[E], *, topic: str | None = None
     ) -> Callable[[Callable[[Context, E], None]], Callable[[Context, E], None]]:
-        """Register a handler for `event_type`, keyed by the record key (business key)."""
+        """Register a handler for `event_type`, keyed by the record key (business key).
+        `topic`: the input it arrives on, when that is not the contract's own topic (a
+        renamed or prefixed copy)."""
+
+        self._check_received(event_type, "a handler", topic)
 
         def register(fn: Callable[[Context, E], None]) -> Callable[[Context, E], None]:
             self.models[event_type.__avro_name__] = event_type
@@ -103,8 +114,37 @@ class Service:
             )
         return found
 
+    def _check_received(self, event_type: Any, what: str, topic: str | None = None) -> None:
+        """`event_type` is a contract this service can receive: on one of its inputs."""
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TopologyError(
+                f"{self.name}: {what} is registered for {event_type!r}, which is not a contract "
+                "event; pass a generated model class, e.g. service.handle(OrderPlaced)"
+            )
+        topic = topic or event_type.__avro_topic__
+        if topic and topic not in self.inputs:
+            raise TopologyError(
+                f"{self.name}: {what} for {event_type.__avro_name__} would never run: it is "
+                f"published on {topic}, which is not an input; add {topic!r} to "
+                f"Service({self.name!r}, inputs=[...])"
+            )
+
+    def check_output(self, topic: str, what: str) -> None:
+        if topic not in self.outputs:
+            raise TopologyError(
+                f"{self.name} writes {what} to {topic}, which is not among its outputs; "
+                f"declare it: Service({self.name!r}, ..., outputs=[..., {topic!r}])"
+            )
+
     def add_machine(self, machine: StateMachine) -> StateMachine:
+        if any(m.name == machine.name for m in self.machines):
+            raise TopologyError(
+                f"{self.name}: two state machines are named {machine.name!r}; they would share "
+                "one store. Give each its own name"
+            )
         machine.validate()
+        for model in machine.event_types():
+            self._check_received(model, f"state machine {machine.name}")
         self.machines.append(machine)
         self._machines_by_type.clear()
         for model in machine.event_types():

@@ -93,12 +93,15 @@ class PartitionTask:
                 raw = RawEvent(key, value, list(headers or ()), envelope, data)
                 for envelope_handler in self.service.envelope_handlers:
                     envelope_handler(ctx, raw)
+            acted = bool(self.service.envelope_handlers)
             if event is not None:
                 for handler in self.service.handlers.get(event_type, ()):
                     handler(ctx, event)
+                    acted = True
                 for machine in self.service.machines_for(event_type):
-                    machine.handle(ctx, event)
-        return event_type, "ok", ctx.outputs
+                    acted = machine.handle(ctx, event) is not None or acted
+        # A type only machines follow, that moved none of them, was not acted on.
+        return event_type, "ok" if acted else "ignored", ctx.outputs
 
     def fire(self, timer: Timer, now: datetime) -> list[Output]:
         """Run what a due timer triggers; its emits follow the event that scheduled it."""
@@ -119,7 +122,7 @@ class PartitionTask:
         handler = self.service.timer_handler(timer.name)
         with handling(parent) if parent else contextlib.nullcontext():
             if machine is not None:
-                machine.on_timeout(ctx, payload)
+                machine.timer_fired(ctx, payload)
             elif handler is not None:
                 handler(ctx, payload)
         return ctx.outputs

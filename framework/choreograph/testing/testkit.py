@@ -31,7 +31,7 @@ from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.machines.machine import Instance, StateMachine
 from choreograph.runtime.config import RetryPolicy
 from choreograph.runtime.context import Output
-from choreograph.runtime.errors import Decision, Failure, FailurePolicy
+from choreograph.runtime.errors import Decision, Failure, FailurePolicy, TopologyError
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
@@ -116,6 +116,13 @@ class TestKit:
         parent: Envelope | None = None,
     ) -> Envelope:
         """Deliver `event` as if another service had published it."""
+        if not isinstance(event, Event):
+            raise TypeError(
+                f"send() takes a contract event (a generated model instance), not "
+                f"{type(event).__name__}; e.g. kit.send(OrderPlaced(...), key='o-1')"
+            )
+        if not isinstance(key, str):
+            raise TypeError(f"the key is the business key as text, not {type(key).__name__}")
         target, value, envelope = encode_event(
             self.serde,
             event,
@@ -131,6 +138,12 @@ class TestKit:
 
     def deliver(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         """Deliver raw bytes, e.g. to test what a malformed record does."""
+        if topic not in self.service.inputs:
+            raise TopologyError(
+                f"{self.service.name} does not consume {topic}, so in production this record "
+                f"would never reach it; its inputs are {self.service.inputs}. Add {topic!r} to "
+                "the service's inputs, or send it where the service reads"
+            )
         task = self.task_for(key)
         attempts = 0
         while True:
@@ -169,6 +182,8 @@ class TestKit:
 
     def advance(self, delta: timedelta) -> None:
         """Move virtual time forward, firing due timers in deadline order at their deadline."""
+        if delta < timedelta(0):
+            raise ValueError(f"time only moves forward: advance({delta!r}) is negative")
         target = self.now + delta
         limit = int(target.timestamp() * 1000)
         while True:

@@ -19,7 +19,7 @@ WAREHOUSE = "dc-north"
 
 
 def build(name: str = "inventory") -> Service:
-    service = Service(name, INPUTS, stores=["orders"])
+    service = Service(name, INPUTS, outputs=["inventory.events"], stores=["orders"])
 
     @service.handle(OrderPlaced)
     def remember(ctx: Context, event: OrderPlaced) -> None:

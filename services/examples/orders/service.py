@@ -1,53 +1,58 @@
-"""The orders team's processor: it closes each order, completed when the parcel is dispatched and
-cancelled when payment or stock fails. Orders are placed by the shop (an EventPublisher at the
-edge); this service only reacts."""
+"""The orders team's processor: each order is a state machine, open from the moment it is placed
+until the parcel is dispatched (completed) or payment or stock fails (cancelled). An order still
+open after `open_for` is cancelled by its timeout action, so no order waits forever. Orders are
+placed by the shop (an EventPublisher at the edge); this service only reacts."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from choreograph import Context, Service
+from choreograph import Context, Service, StateMachine
 from examples.contracts.inventory import StockReservationFailed
 from examples.contracts.orders import CancelReason, OrderCancelled, OrderCompleted, OrderPlaced
 from examples.contracts.payments import PaymentFailed
 from examples.contracts.shipping import ShipmentDispatched
 
 INPUTS = ["orders.events", "payments.events", "inventory.events", "shipping.events"]
+OPEN_FOR = timedelta(hours=4)  # twice the order-fulfilment deadline
 
 
-def build(name: str = "orders") -> Service:
-    service = Service(name, INPUTS, stores=["orders"])
+def order_machine(open_for: timedelta = OPEN_FOR) -> StateMachine:
+    order = StateMachine("order")
+    order.state("open", timeout=open_for, on_timeout="cancelled")
+    order.terminal("completed")
+    order.terminal("cancelled", outcome="failure")
 
-    @service.handle(OrderPlaced)
-    def placed(ctx: Context, event: OrderPlaced) -> None:
-        ctx.store("orders").put(ctx.key, {"status": "placed", "total": str(event.total)})
+    @order.on(OrderPlaced, source="new", target="open")
+    def placed(ctx: Context, event: OrderPlaced, data: dict[str, Any]) -> dict[str, Any]:
+        return {"total": str(event.total)}
 
-    def close(ctx: Context, status: str) -> bool:
-        """Record the outcome once; a redelivered or late event changes nothing."""
-        orders = ctx.store("orders")
-        order = orders.get(ctx.key) or {}
-        if order.get("status") in ("completed", "cancelled"):
-            return False
-        orders.put(ctx.key, {**order, "status": status})
-        return True
+    # Outcomes can overtake the order itself (they come from other topics): "new" is a source.
+    @order.on(ShipmentDispatched, source=["new", "open"], target="completed")
+    def dispatched(ctx: Context, event: ShipmentDispatched, data: dict[str, Any]) -> None:
+        ctx.emit(OrderCompleted(order_id=ctx.key, completed_at=datetime.now(UTC)))
 
-    @service.handle(ShipmentDispatched)
-    def dispatched(ctx: Context, event: ShipmentDispatched) -> None:
-        if close(ctx, "completed"):
-            ctx.emit(OrderCompleted(order_id=ctx.key, completed_at=datetime.now(UTC)))
+    @order.on(PaymentFailed, source=["new", "open"], target="cancelled")
+    def declined(ctx: Context, event: PaymentFailed, data: dict[str, Any]) -> None:
+        cancel(ctx, CancelReason.PAYMENT_FAILED, event.reason)
 
-    @service.handle(PaymentFailed)
-    def declined(ctx: Context, event: PaymentFailed) -> None:
-        if close(ctx, "cancelled"):
-            reason = CancelReason.PAYMENT_FAILED
-            ctx.emit(OrderCancelled(order_id=ctx.key, reason=reason, detail=event.reason))
+    @order.on(StockReservationFailed, source=["new", "open"], target="cancelled")
+    def out_of_stock(ctx: Context, event: StockReservationFailed, data: dict[str, Any]) -> None:
+        cancel(ctx, CancelReason.OUT_OF_STOCK, f"{event.sku} is out of stock")
 
-    @service.handle(StockReservationFailed)
-    def out_of_stock(ctx: Context, event: StockReservationFailed) -> None:
-        if close(ctx, "cancelled"):
-            detail = f"{event.sku} is out of stock"
-            ctx.emit(
-                OrderCancelled(order_id=ctx.key, reason=CancelReason.OUT_OF_STOCK, detail=detail)
-            )
+    @order.on_timeout("open")
+    def expired(ctx: Context, data: dict[str, Any]) -> None:
+        cancel(ctx, CancelReason.TIMEOUT, f"still open after {open_for}")
 
+    return order
+
+
+def cancel(ctx: Context, reason: CancelReason, detail: str) -> None:
+    ctx.emit(OrderCancelled(order_id=ctx.key, reason=reason, detail=detail))
+
+
+def build(name: str = "orders", open_for: timedelta = OPEN_FOR) -> Service:
+    service = Service(name, INPUTS, outputs=["orders.events"])
+    service.add_machine(order_machine(open_for))
     return service

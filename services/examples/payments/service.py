@@ -30,7 +30,7 @@ STALLED_CUSTOMER = "c-stalled"
 
 
 def build(name: str = "payments") -> Service:
-    service = Service(name, INPUTS, stores=["payments"])
+    service = Service(name, INPUTS, outputs=["payments.events"], stores=["payments"])
 
     @service.handle(OrderPlaced)
     def authorise(ctx: Context, event: OrderPlaced) -> None:

@@ -113,4 +113,24 @@ def test_orders_completes_when_the_parcel_leaves() -> None:
     kit.send(parcel, "o-1")
     kit.send(parcel, "o-1")
     assert [e.key for e in kit.emitted(OrderCompleted)] == ["o-1"]
-    assert kit.store("orders").get("o-1")["status"] == "completed"
+    machine = kit.service.machines[0]
+    inst = kit.state(machine, "o-1")
+    assert inst is not None and (inst.state, inst.data) == ("completed", {"total": "20.00"})
+    assert kit.outcomes[-1] == "ignored"  # the repeated parcel moved nothing
+
+
+def test_an_order_still_open_after_its_time_is_cancelled_by_its_timeout_action() -> None:
+    from datetime import timedelta
+
+    kit = TestKit(orders(open_for=timedelta(hours=4)))
+    kit.send(order("o-1"), "o-1")
+    kit.advance(timedelta(hours=3, minutes=59))
+    assert kit.events(OrderCancelled) == []
+    kit.advance(timedelta(minutes=2))
+    [cancelled] = kit.events(OrderCancelled)
+    assert cancelled.reason == CancelReason.TIMEOUT
+    inst = kit.state(kit.service.machines[0], "o-1")
+    assert inst is not None and (inst.state, inst.timed_out_in) == ("cancelled", "open")
+    parcel = ShipmentDispatched(order_id="o-1", tracking_code="T", delivery_address="x")
+    kit.send(parcel, "o-1")  # too late: the order is closed
+    assert kit.events(OrderCompleted) == []

@@ -1,0 +1,70 @@
+"""`choreograph check module:attr ...`: build services as the runtime would and check how they
+are put together, for CI. A service's own construction checks handled types against its inputs
+and machines' names; this adds what needs the service whole: every input and output topic has a
+contract in the catalog, and every handled type is one of them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from choreograph.contracts.catalog import load_catalog
+from choreograph.runtime.errors import TopologyError
+from choreograph.runtime.service import Service
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser("check", help="check how services are put together (for CI)")
+    parser.add_argument(
+        "services", nargs="+", metavar="MODULE:ATTR", help="a Service, or a function building one"
+    )
+    parser.add_argument("--schemas", type=Path, default=Path("schemas/avro"))
+    parser.set_defaults(run=run_check)
+
+
+def load(spec: str) -> Service:
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    found: Any = getattr(module, attr or "build")
+    service = found() if callable(found) and not isinstance(found, Service) else found
+    if not isinstance(service, Service):
+        raise TopologyError(f"{spec} is not a Service nor a function that builds one")
+    return service
+
+
+def problems(service: Service, topics: set[str], contracts: set[str]) -> list[str]:
+    found = []
+    for topic in service.inputs + service.outputs:
+        if topics and topic not in topics and not topic.endswith(".repartition"):
+            found.append(f"{service.name}: no contract in the catalog is published on {topic}")
+    for name in service.models:
+        if contracts and name not in contracts:
+            found.append(f"{service.name}: handles {name}, which has no contract in the catalog")
+    return found
+
+
+def run_check(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.schemas) if args.schemas.is_dir() else None
+    topics = {c.topic for c in catalog.contracts.values()} if catalog else set()
+    contracts = set(catalog.contracts) if catalog else set()
+    failed = 0
+    for spec in args.services:
+        try:
+            service = load(spec)
+        except (TopologyError, ImportError, AttributeError, ValueError) as err:
+            print(f"{spec}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        found = problems(service, topics, contracts)
+        for problem in found:
+            print(problem, file=sys.stderr)
+        failed += bool(found)
+        if not found:
+            print(
+                f"ok  {service.name}: {len(service.inputs)} inputs, {len(service.outputs)} "
+                f"outputs, {len(service.models)} handled types, {len(service.machines)} machines"
+            )
+    return 1 if failed else 0

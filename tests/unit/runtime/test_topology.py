@@ -1,0 +1,90 @@
+"""Mistakes in how a service is put together fail where they are made, saying what to add."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from choreograph import Context, Service, StateMachine, TestKit
+from choreograph.runtime.errors import TopologyError
+from examples.contracts.orders import OrderPlaced
+from examples.contracts.payments import PaymentAuthorized, RefundPayment
+from tests.unit.runtime.test_records_that_lie import ORDER
+
+
+def test_a_handler_for_a_type_on_no_input_is_refused_naming_the_topic() -> None:
+    service = Service("loyalty", ["payments.events"])
+    with pytest.raises(TopologyError, match=r"add 'orders.events' to Service\('loyalty'"):
+        service.handle(OrderPlaced)
+
+
+def test_a_handler_for_something_that_is_not_a_contract_is_refused() -> None:
+    service = Service("loyalty", ["orders.events"])
+    with pytest.raises(TopologyError, match="not a contract event"):
+        service.handle(dict)  # type: ignore[type-var]
+
+
+def test_emitting_to_an_undeclared_output_fails_in_the_test() -> None:
+    service = Service("loyalty", ["orders.events"], outputs=["payments.events"])
+
+    @service.handle(OrderPlaced)
+    def refund(ctx: Context, event: OrderPlaced) -> None:
+        ctx.emit(RefundPayment(order_id=ctx.key, reason="x"))
+
+    kit = TestKit(service)
+    with pytest.raises(TopologyError, match=r"outputs=\[\.\.\., 'payments.commands'\]"):
+        kit.send(ORDER, key="o-1")
+
+
+def test_machines_are_checked_and_named_once() -> None:
+    service = Service("loyalty", ["orders.events"])
+    machine = StateMachine("points").terminal("done")
+    machine.on(PaymentAuthorized, source="new", target="done")(lambda ctx, e, data: None)
+    with pytest.raises(TopologyError, match=r"add 'payments\.events'"):
+        service.add_machine(machine)
+    twin = Service("loyalty", ["orders.events", "payments.events"])
+    twin.add_machine(machine)
+    with pytest.raises(TopologyError, match="two state machines are named 'points'"):
+        twin.add_machine(machine)
+
+
+def test_the_testkit_refuses_records_the_service_would_never_see() -> None:
+    service = Service("loyalty", ["orders.events"])
+    kit = TestKit(service)
+    with pytest.raises(TopologyError, match=r"does not consume payments\.events"):
+        kit.deliver("payments.events", b"k", b"", [])
+    with pytest.raises(TypeError, match="contract event"):
+        kit.send({"order_id": "o-1"}, key="o-1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="business key as text"):
+        kit.send(ORDER, key=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="only moves forward"):
+        kit.advance(timedelta(seconds=-1))
+
+
+def test_inputs_and_outputs_must_be_lists() -> None:
+    with pytest.raises(TopologyError, match="lists of topics"):
+        Service("loyalty", "orders.events")
+
+
+def test_choreograph_check_builds_services_and_reports_what_does_not_add_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from choreograph.cli.main import main
+
+    assert main(["check", "examples.payments.service:build"]) == 0
+    assert "ok  payments: 2 inputs, 1 outputs" in capsys.readouterr().out
+    assert main(["check", "tests.unit.runtime.test_topology:misbuilt"]) == 1
+    assert "add 'orders.events'" in capsys.readouterr().err
+    assert main(["check", "tests.unit.runtime.test_topology:unlisted"]) == 1
+    assert "no contract in the catalog is published on nowhere.events" in capsys.readouterr().err
+
+
+def misbuilt() -> Service:
+    service = Service("misbuilt", ["payments.events"])
+    service.handle(OrderPlaced)(lambda ctx, event: None)
+    return service
+
+
+def unlisted() -> Service:
+    return Service("unlisted", ["orders.events"], outputs=["nowhere.events"])
