@@ -32,7 +32,8 @@ def build_notifier(
     topic: str = ALERTS_TOPIC,
     repeat: timedelta = REPEAT,
 ) -> Service:
-    notifier = Service(name, [topic], stores=["firing"], malformed="skip")
+    notifier = Service(name, [topic], malformed="skip")
+    notifier.store("firing", keyed=False)  # by incident id, within the instance's partition
 
     def mirror(ctx: Context, incident: Any) -> None:
         record = incident.to_avro()

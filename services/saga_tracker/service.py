@@ -396,9 +396,13 @@ def build_tracker(
         name,
         [repartition],
         outputs=sorted(written | ({alerts_topic} if alerts_topic else set())),
-        stores=["instances", "parked", STATS],
+        stores=["parked"],
         malformed="skip",
     )
+    # Instances are filed under "<correlation id>/<process>" and stats per process: keys of this
+    # partition's own making, not business keys.
+    tracker.store("instances", keyed=False)
+    tracker.store(STATS, keyed=False)
     logic = Tracker(definitions, models, metrics, alerts_topic)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)

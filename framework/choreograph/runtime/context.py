@@ -58,7 +58,8 @@ class Context:
         return self._task.service.name
 
     def store(self, name: str) -> Store:
-        return self._task.user_store(name)
+        """Store `name` of this partition. Keyed stores check that each key belongs here."""
+        return self._task.keyed_store(name, self.key)
 
     def emit(self, event: Event, key: str | None = None, topic: str | None = None) -> Envelope:
         """Publish `event` in this transaction; its envelope follows the event in hand."""

@@ -141,6 +141,7 @@ class Engine:
         self._rewound = False  # set when positions go back while a consumed batch is in hand
         self._current: tuple[str, int, int] | None = None
         self.tasks: dict[int, PartitionTask] = {}
+        self.partition_count: int | None = None  # of the inputs, once checked
         self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
         self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
         self.retries: dict[TP, RetryState] = {}
@@ -171,7 +172,12 @@ class Engine:
         if not self._first_contact():
             return
         admin = AdminClient(self.config.client_conf())
-        if not self._wait_for_broker(lambda: ensure_service_topics(admin, self.service) > 0):
+
+        def topics_ready() -> bool:
+            self.partition_count = ensure_service_topics(admin, self.service)
+            return self.partition_count > 0
+
+        if not self._wait_for_broker(topics_ready):
             return
         self.limits.admin = admin
         if not self._wait_for_broker(lambda: self.txn.ready(RECONNECT_BOUND_S)):
@@ -388,7 +394,9 @@ class Engine:
             headers = msg.headers()
             if isinstance(headers, dict):  # the client's producer-side form; consumers give lists
                 headers = list(headers.items())
-            event_type, outcome, outputs = task.process(msg.key(), msg.value(), headers, now)
+            event_type, outcome, outputs = task.process(
+                msg.key(), msg.value(), headers, now, msg.topic()
+            )
             self._check_sizes(task, outputs)
         except Exception as error:
             self._current = None  # handled here: retried or dead-lettered, not a crash
@@ -904,7 +912,10 @@ class Engine:
             self.doomed[(poison.topic, poison.partition, poison.offset)] = Doomed(
                 f"a process crashed handling this record: {poison.error}"
             )
-        return PartitionTask(self.service, partition, open_backend, self.serde), jobs
+        task = PartitionTask(
+            self.service, partition, open_backend, self.serde, partitions=self.partition_count
+        )
+        return task, jobs
 
     def _open_tasks(self, partitions: set[int]) -> dict[int, PartitionTask]:
         """Open tasks for `partitions` and restore their stores, all in one restore."""

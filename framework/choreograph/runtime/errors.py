@@ -54,6 +54,10 @@ class TopologyError(ValueError):
     does not declare, a name used twice. Says what to add, where."""
 
 
+class ForeignKey(TopologyError):
+    """A handler touched keyed state of a key its partition does not own."""
+
+
 class UndeclaredStore(KeyError):
     """A handler asked for a store the service does not declare."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from choreograph.contracts.event import Event
 from choreograph.runtime.errors import TopologyError
@@ -23,6 +23,29 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[["Context", Any], None]
 TimerHandler = Callable[["Context", dict[str, Any]], None]
 EnvelopeHandler = Callable[["Context", "RawEvent"], None]
+
+
+class Rekeyed(Generic[E]):
+    """Handlers of an event type re-keyed by `Service.group_by`."""
+
+    def __init__(self, event_type: type[E], key: Callable[[E], str], topic: str) -> None:
+        self.event_type = event_type
+        self.key = key
+        self.topic = topic
+        self.handlers: list[Callable[[Context, E], None]] = []
+
+    def new_key(self, event: E) -> str:
+        found = self.key(event)
+        if not isinstance(found, str) or not found:
+            raise TopologyError(
+                f"group_by({self.event_type.__name__}) key function returned {found!r}; it must "
+                "return the new business key as non-empty text"
+            )
+        return found
+
+    def handle(self, fn: Callable[[Context, E], None]) -> Callable[[Context, E], None]:
+        self.handlers.append(fn)
+        return fn
 
 
 class Service:
@@ -48,6 +71,8 @@ class Service:
         self.envelope_handlers: list[EnvelopeHandler] = []
         self.inputs = list(inputs)
         self.outputs = list(outputs)
+        self.unkeyed: set[str] = set()
+        self.rekeyed: dict[str, Rekeyed[Any]] = {}
         self.models: dict[str, type[Event]] = {}
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
@@ -57,13 +82,60 @@ class Service:
         for store in stores:
             self.store(store)
 
-    def store(self, name: str) -> str:
-        """Declare a key-value store; its changelog topic is `<service>.<store>.changelog`."""
+    def store(self, name: str, *, keyed: bool = True) -> str:
+        """Declare a key-value store; its changelog topic is `<service>.<store>.changelog`.
+
+        A keyed store (the default) holds state per business key, so a handler may only touch
+        keys its partition owns: the record's key, or any key the production partitioner puts
+        in the same partition. Touching another raises ForeignKey (re-key first, with
+        `group_by`). `keyed=False` declares a per-partition store (counters, indexes) whose
+        keys are not business keys."""
         if name.startswith("__"):
             raise ValueError(f"store names starting with __ are reserved: {name}")
         if name not in self._stores:
             self._stores.append(name)
+        if not keyed:
+            self.unkeyed.add(name)
         return name
+
+    def group_by(
+        self, event_type: type[E], key: Callable[[E], str], *, name: str | None = None
+    ) -> Rekeyed[E]:
+        """Handle `event_type` under another key than the one it was published with (orders by
+        customer, say). Each event is forwarded, unchanged with its envelope (correlation,
+        causation, trace), to an internal topic `<service>.<name>.repartition` keyed by
+        `key(event)`, in the transaction that consumed it; the service reads that topic too, so
+        the re-keyed handlers run in the partition that owns the new key:
+
+            by_customer = service.group_by(OrderPlaced, key=lambda e: e.customer_id)
+
+            @by_customer.handle
+            def add_points(ctx: Context, event: OrderPlaced) -> None:
+                ...  # ctx.key is the customer id
+
+        The internal topic is created with the service's other topics, with as many partitions
+        as its inputs."""
+        self._check_received(event_type, f"group_by({event_type.__name__})")
+        label = name or f"{event_type.__name__.lower()}-by-key"
+        topic = f"{self.name}.{label}.repartition"
+        if topic in self.rekeyed:
+            raise TopologyError(
+                f"{self.name}: group_by named {label!r} twice; give each its own name="
+            )
+        rekeyed: Rekeyed[E] = Rekeyed(event_type, key, topic)
+        self.rekeyed[topic] = rekeyed
+        self.inputs.append(topic)
+        self.outputs.append(topic)
+        self.models[event_type.__avro_name__] = event_type
+        return rekeyed
+
+    def rekeyings(self, event_type: str) -> list[Rekeyed[Any]]:
+        return [r for r in self.rekeyed.values() if r.event_type.__avro_name__ == event_type]
+
+    @property
+    def external_inputs(self) -> list[str]:
+        """Inputs written by others (not the service's own repartition topics)."""
+        return [t for t in self.inputs if t not in self.rekeyed]
 
     def handle(
         self, event_type: type[E], *, topic: str | None = None

@@ -17,7 +17,8 @@ from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.contracts.structured import is_structured, others, read_structured
 from choreograph.runtime.context import Context, Output, RawEvent
-from choreograph.runtime.errors import UndeclaredStore
+from choreograph.runtime.errors import ForeignKey, UndeclaredStore
+from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.records import header
 from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
@@ -29,10 +30,17 @@ BackendFactory = Callable[[str, int], Backend]
 
 class PartitionTask:
     def __init__(
-        self, service: Service, partition: int, open_backend: BackendFactory, serde: AvroSerde
+        self,
+        service: Service,
+        partition: int,
+        open_backend: BackendFactory,
+        serde: AvroSerde,
+        partitions: int | None = None,
     ) -> None:
+        """`partitions`: how many the inputs have; keyed stores then check key ownership."""
         self.service = service
         self.partition = partition
+        self.partitions = partitions
         self.serde = serde
         self.stores = {
             name: Store(name, partition, open_backend(name, partition))
@@ -49,10 +57,23 @@ class PartitionTask:
                 f"store {name!r} is not declared; add it with Service(..., stores=[{name!r}])"
             ) from None
 
+    def keyed_store(self, name: str, record_key: str) -> Store:
+        """What a handler gets from `ctx.store(name)`: keyed stores refuse keys that belong to
+        another partition (their state would be split across partitions in production)."""
+        store = self.user_store(name)
+        if name in self.service.unkeyed or not self.partitions or self.partitions == 1:
+            return store
+        return OwnedStore(store, record_key, self.partitions, self.service.name)
+
     # -- processing ----------------------------------------------------------------------------
 
     def process(
-        self, key: bytes | None, value: bytes | None, headers: Headers | None, now: datetime
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        now: datetime,
+        topic: str | None = None,
     ) -> tuple[str, str, list[Output]]:
         """Run handlers for one record; return (event type, outcome, outputs).
 
@@ -94,12 +115,21 @@ class PartitionTask:
                 for envelope_handler in self.service.envelope_handlers:
                     envelope_handler(ctx, raw)
             acted = bool(self.service.envelope_handlers)
+            rekeyed = self.service.rekeyed.get(topic) if topic else None
+            if rekeyed is not None and event is not None:  # back from a group_by, re-keyed
+                for rekeyed_handler in rekeyed.handlers:
+                    rekeyed_handler(ctx, event)
+                return event_type, "ok", ctx.outputs
             if event is not None:
                 for handler in self.service.handlers.get(event_type, ()):
                     handler(ctx, event)
                     acted = True
                 for machine in self.service.machines_for(event_type):
                     acted = machine.handle(ctx, event) is not None or acted
+                for rekeying in self.service.rekeyings(event_type):
+                    raw_record = RawEvent(key, value, list(headers or ()), envelope)
+                    ctx.forward(raw_record, rekeying.topic, key=rekeying.new_key(event))
+                    acted = True
         # A type only machines follow, that moved none of them, was not acted on.
         return event_type, "ok" if acted else "ignored", ctx.outputs
 
@@ -155,3 +185,39 @@ class PartitionTask:
     def close(self) -> None:
         for store in self.stores.values():
             store.backend.close()
+
+
+class OwnedStore(Store):
+    """A keyed store as a handler sees it: keys must belong to this partition."""
+
+    def __init__(self, store: Store, record_key: str, partitions: int, service: str) -> None:
+        self.__dict__.update(store.__dict__)  # the same layers and backend, not a copy
+        self._record_key = record_key
+        self._partitions = partitions
+        self._service = service
+
+    def _check(self, key: str) -> None:
+        if key == self._record_key:
+            return
+        owner = partition_for(key, self._partitions)
+        if owner != self.partition:
+            raise ForeignKey(
+                f"{self._service}: store {self.name!r} touched key {key!r} while handling "
+                f"{self._record_key!r}; {key!r} belongs to partition {owner}, this is partition "
+                f"{self.partition}, so its state would be split across partitions. Re-key "
+                f"first: service.group_by(EventType, key=lambda e: ...) and keep this state in "
+                "its handlers, where ctx.key is the new key (or declare the store keyed=False "
+                "if its keys are not business keys)"
+            )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._check(key)
+        return super().get(key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self._check(key)
+        super().put(key, value)
+
+    def delete(self, key: str) -> None:
+        self._check(key)
+        super().delete(key)

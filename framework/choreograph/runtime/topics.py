@@ -23,7 +23,7 @@ def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 30)
 def ensure_service_topics(admin: AdminClient, service: Service, replication: int = -1) -> int:
     """Check inputs are co-partitioned; create compacted changelogs and the DLQ with as many
     partitions. Return the partition count."""
-    counts = partition_counts(admin, service.inputs)
+    counts = partition_counts(admin, service.external_inputs)
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{t}={n}" for t, n in counts.items())
         raise ConfigurationError(
@@ -35,12 +35,14 @@ def ensure_service_topics(admin: AdminClient, service: Service, replication: int
         service.changelog_topic(s): {"cleanup.policy": "compact"} for s in service.store_names()
     }
     wanted[service.dlq_topic] = {}
+    for topic in service.rekeyed:  # group_by: co-partitioned with the inputs by construction
+        wanted[topic] = {"cleanup.policy": "delete"}
     existing = partition_counts_if_exist(admin, list(wanted))
     for topic, have in existing.items():
         if topic != service.dlq_topic and have != n:
             raise ConfigurationError(
-                f"changelog {topic} has {have} partitions, inputs have {n}: changelog partition "
-                "must equal input partition"
+                f"{topic} has {have} partitions, inputs have {n}: a changelog or repartition "
+                "topic must have as many partitions as the inputs"
             )
     missing = [
         NewTopic(t, num_partitions=n, replication_factor=replication, config=cfg)

@@ -19,11 +19,43 @@ import orjson
 from choreograph.state.backends import Backend
 
 
+class UnstorableValue(TypeError):
+    """A value JSON cannot give back as it was (a set, a Decimal, a datetime, bytes...)."""
+
+
+def _refuse(value: Any) -> Any:
+    kind = type(value).__name__
+    hint = {
+        "set": "a sorted list",
+        "frozenset": "a sorted list",
+        "Decimal": "str(value), and Decimal(text) when reading",
+        "datetime": "value.isoformat(), and datetime.fromisoformat(text) when reading",
+        "date": "value.isoformat()",
+        "bytes": "value.hex() or base64",
+    }.get(kind, "dicts, lists, strings, numbers, booleans and None")
+    raise UnstorableValue(
+        f"a {kind} cannot be stored: state is JSON and would come back as something else; "
+        f"store {hint}"
+    )
+
+
+_STRICT = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 def encode_value(value: Any) -> bytes:
-    """Compact JSON; what JSON has no type for (Decimal, UUID...) is stored as its text.
-    orjson: every changed key of every store is encoded once per transaction, and the standard
-    encoder was the largest single cost of state-heavy services."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    """Compact JSON. A value JSON cannot round-trip is refused (UnstorableValue), never turned
+    into text that would read back as something else. orjson: every changed key of every store
+    is encoded once per transaction, and the standard encoder was the largest single cost of
+    state-heavy services."""
+    try:
+        return orjson.dumps(value, default=_refuse, option=_STRICT)
+    except orjson.JSONEncodeError as err:
+        cause = err.__cause__
+        if isinstance(cause, UnstorableValue):
+            raise cause from None
+        raise UnstorableValue(f"cannot be stored as JSON: {err}") from None
 
 
 def decode_value(raw: bytes) -> Any:

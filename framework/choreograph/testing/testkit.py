@@ -9,9 +9,10 @@ clock: `advance()` moves time and fires due timers in deadline order.
     kit.advance(timedelta(minutes=16))
     assert kit.emitted(type=RefundPayment)
 
-`TestKit(service, partitions=N)` runs N partition tasks and routes each record by its key with
-the production partitioner (murmur2, as the Java client), so state that a handler files under
-another key than the record's ends up where production would put it.
+The TestKit runs several partition tasks (`partitions`, 4 by default) and routes each record by
+its key with the production partitioner (murmur2, as the Java client), so a handler that files
+state under a key its partition does not own fails here as it would in production, and
+`group_by` re-keying goes through its internal topic as it does there.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
 from choreograph.runtime.timers import Timer
 from choreograph.state.backends import MemoryBackend
-from choreograph.state.store import Store
 
 E = TypeVar("E", bound=Event)
 
@@ -71,7 +71,7 @@ class TestKit:
         start: datetime | None = None,
         retry: RetryPolicy | None = None,
         seed: int = 0,
-        partitions: int = 1,
+        partitions: int = 4,
         on_error: Literal["raise", "dead-letter"] = "raise",
         retries_move_clock: bool = False,
     ) -> None:
@@ -95,10 +95,11 @@ class TestKit:
         self.serde = AvroSerde(registry, models=service.models.values(), auto_register=True)
         self.partitions = partitions
         self.tasks = [
-            PartitionTask(service, p, lambda _name, _p: MemoryBackend(), self.serde)
+            PartitionTask(
+                service, p, lambda _name, _p: MemoryBackend(), self.serde, partitions=partitions
+            )
             for p in range(partitions)
         ]
-        self.task = self.tasks[0]  # the only one, unless partitions > 1
         self.outputs: list[Emitted] = []
         self.dead_letters: list[DeadLetter] = []
         self.attempts: list[int] = []
@@ -148,7 +149,7 @@ class TestKit:
         attempts = 0
         while True:
             try:
-                _, outcome, outputs = task.process(key, value, headers, self.now)
+                _, outcome, outputs = task.process(key, value, headers, self.now, topic)
             except Exception as error:
                 task.end_message(ok=False)
                 decision = self._decide(error, attempts)
@@ -232,8 +233,12 @@ class TestKit:
 
     def _collect(self, outputs: list[Output]) -> None:
         """Decode what was produced, as a consumer would: by the writer's schema and, for events
-        the handler built, into their model."""
+        the handler built, into their model. Records for the service's own repartition topics
+        (`group_by`) are delivered to it, as the engine would consume them."""
         for out in outputs:
+            if out.topic in self.service.rekeyed:
+                self.deliver(out.topic, out.key, out.value, out.headers)
+                continue
             event: Event | dict[str, Any] | None
             if out.event is not None:
                 event = self.serde.deserialize(out.value, type(out.event)).event
@@ -256,15 +261,73 @@ class TestKit:
     def events(self, type: type[E]) -> list[E]:
         return [e.event for e in self.emitted(type) if isinstance(e.event, type)]
 
-    def store(self, name: str, key: str | None = None) -> Store:
-        """Store `name` of the partition that owns `key` (of the only partition by default)."""
-        if key is None and self.partitions > 1:
-            raise ValueError(
-                f"with {self.partitions} partitions each has its own {name!r}: "
-                f"say whose, store({name!r}, key=...)"
+    @property
+    def task(self) -> PartitionTask:
+        """The partition task, when there is one (`partitions=1`)."""
+        if self.partitions != 1:
+            raise AttributeError(
+                f"this TestKit runs {self.partitions} partition tasks: use kit.tasks, "
+                "kit.task_for(key), kit.store(name) or kit.next_deadline()"
             )
-        return self.task_for(key).user_store(name)
+        return self.tasks[0]
+
+    def next_deadline(self) -> int | None:
+        """The earliest pending timer over all partitions (epoch ms), if any."""
+        found = [d for d in (t.timers.next_deadline() for t in self.tasks) if d is not None]
+        return min(found) if found else None
+
+    def store(self, name: str) -> PartitionedStore:
+        """Store `name` over all partitions: each key is read from (and written to) the
+        partition that owns it."""
+        self.tasks[0].user_store(name)  # an undeclared store fails here, with its message
+        return PartitionedStore(name, self)
 
     def state(self, machine: StateMachine, key: str) -> Instance | None:
         raw: dict[str, Any] | None = self.task_for(key).user_store(machine.store_name).get(key)
         return None if raw is None else Instance(**raw)
+
+
+class PartitionedStore:
+    """A store of every partition task, as a test reads it: by key, from the owner."""
+
+    def __init__(self, name: str, kit: TestKit) -> None:
+        self.name = name
+        self.kit = kit
+
+    def _keyed(self) -> bool:
+        return self.name not in self.kit.service.unkeyed
+
+    def _task(self, key: str) -> PartitionTask:
+        if self._keyed() or self.kit.partitions == 1:
+            return self.kit.task_for(key)
+        raise ValueError(
+            f"{self.name!r} is a per-partition store (keyed=False): its keys do not say which "
+            "partition; use kit.tasks[p].user_store(name), or TestKit(..., partitions=1)"
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._keyed():
+            return self.kit.task_for(key).user_store(self.name).get(key, default)
+        for task in self.kit.tasks:  # a per-partition store: whichever partition has it
+            found = task.user_store(self.name).get(key)
+            if found is not None:
+                return found
+        return default
+
+    def put(self, key: str, value: Any) -> None:
+        """Write state as if a handler had (committed at once), e.g. to set up a test."""
+        task = self._task(key)
+        task.user_store(self.name).put(key, value)
+        task.end_message(ok=True)
+        task.committed()
+
+    def delete(self, key: str) -> None:
+        task = self._task(key)
+        task.user_store(self.name).delete(key)
+        task.end_message(ok=True)
+        task.committed()
+
+    def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        return sorted(
+            item for task in self.kit.tasks for item in task.user_store(self.name).items(prefix)
+        )

@@ -124,7 +124,7 @@ def test_leaving_a_state_cancels_its_timer(machine_kit: tuple[TestKit, StateMach
     kit.send(PaymentAuthorized(order_id="o-1", payment_id="p", amount=Decimal(1)), key="o-1")
     kit.advance(timedelta(hours=1))
     assert kit.state(m, "o-1").state == "authorized"
-    assert kit.task.timers.next_deadline() is None
+    assert kit.next_deadline() is None
 
 
 def test_failure_runs_compensations_of_completed_states(

@@ -136,7 +136,7 @@ def run(scenario: Scenario, pick: Callable[[list[str]], str]) -> dict[str, Any]:
         "raised": sorted(a.incident_id for a in alerts if a.status == "RAISED"),
         "open": sorted(inst.open_incidents),
         "parked": kit.store("parked").get("c-1"),
-        "deadline pending": kit.task.timers.next_deadline() is not None,
+        "deadline pending": kit.next_deadline() is not None,
     }
 
 

@@ -35,7 +35,7 @@ def server() -> Iterator[tuple[TraceServer, TestKit]]:
     kit.advance(timedelta(minutes=11))
     send(kit, "com.acme.payments.PaymentRefunded", corr="stuck", key="o-<2>")  # confirmed
     send(kit, "com.acme.inventory.StockReleased", corr="stuck", key="o-<2>")  # confirmed
-    srv = TraceServer(committed_instances(lambda: [kit.task])).start()
+    srv = TraceServer(committed_instances(lambda: kit.tasks)).start()
     yield srv, kit
     srv.stop()
 
@@ -94,7 +94,7 @@ def test_reads_need_a_token_when_tokens_are_configured(server: tuple[TraceServer
 
     _, kit = server
     access = Access({digest("v"): Principal("victor", "viewer")})
-    srv = TraceServer(committed_instances(lambda: [kit.task]), access=access).start()
+    srv = TraceServer(committed_instances(lambda: kit.tasks), access=access).start()
     try:
         request = urllib.request.Request(f"{srv.url}/api/instances")
         with pytest.raises(urllib.error.HTTPError) as denied:

@@ -30,7 +30,7 @@ def setup() -> tuple[TestKit, CollectorRegistry]:
     kit = TestKit(build_tracker(definitions(V1), MODELS, metrics=metrics), start=T0)
     registry = CollectorRegistry()
     metrics.register(registry)
-    registry.register(OpenInstances(lambda: [kit.task]))
+    registry.register(OpenInstances(lambda: kit.tasks))
     return kit, registry
 
 

@@ -58,7 +58,7 @@ def test_completed_saga_leaves_no_incident(kit: TestKit) -> None:
     assert [t.event.status for t in traces] == ["completed"]  # on change, not at start
     assert traces[-1].key == "c-1" and traces[-1].event.ended_at == inst.ended_at
     assert [s.latency_ms for s in traces[-1].event.steps] == [60_000, 60_000, 60_000]
-    assert kit.task.timers.next_deadline() is None  # every deadline cancelled
+    assert kit.next_deadline() is None  # every deadline cancelled
 
 
 def test_timed_out_step_is_compensated_with_a_real_command_and_an_incident(kit: TestKit) -> None:
@@ -131,7 +131,7 @@ def test_alert_then_recovery_resolves_the_incident(kit: TestKit) -> None:
 
 def test_instances_stay_on_the_version_they_started_with() -> None:
     v2 = V1.replace("version: 1", "version: 2").replace("deadline: 15m", "deadline: 5m")
-    kit = TestKit(build_tracker(definitions(V1, v2), MODELS), start=T0)
+    kit = TestKit(build_tracker(definitions(V1, v2), MODELS), start=T0, partitions=1)
     old = (
         definitions(V1)
         .starting("com.acme.orders.OrderPlaced")[0]
@@ -139,8 +139,7 @@ def test_instances_stay_on_the_version_they_started_with() -> None:
             0
         ]
     )
-    kit.store("instances").put("old/order-fulfilment", encode(old))
-    kit.task.committed()
+    kit.store("instances").put("old/order-fulfilment", encode(old))  # committed at once
     send(kit, "com.acme.orders.OrderPlaced", corr="new", key="o-new")
     send(kit, "com.acme.orders.OrderCompleted", corr="old", key="o-old")
     assert instance(kit, "new").version == 2 and instance(kit, "old").version == 1
