@@ -99,7 +99,12 @@ class Service:
         return name
 
     def group_by(
-        self, event_type: type[E], key: Callable[[E], str], *, name: str | None = None
+        self,
+        event_type: type[E],
+        key: Callable[[E], str],
+        *,
+        name: str | None = None,
+        topic: str | None = None,
     ) -> Rekeyed[E]:
         """Handle `event_type` under another key than the one it was published with (orders by
         customer, say). Each event is forwarded, unchanged with its envelope (correlation,
@@ -114,18 +119,18 @@ class Service:
                 ...  # ctx.key is the customer id
 
         The internal topic is created with the service's other topics, with as many partitions
-        as its inputs."""
-        self._check_received(event_type, f"group_by({event_type.__name__})")
+        as its inputs. `topic`: the input `event_type` arrives on, as for `handle`."""
+        self._check_received(event_type, f"group_by({event_type.__name__})", topic)
         label = name or f"{event_type.__name__.lower()}-by-key"
-        topic = f"{self.name}.{label}.repartition"
-        if topic in self.rekeyed:
+        internal = f"{self.name}.{label}.repartition"
+        if internal in self.rekeyed:
             raise TopologyError(
                 f"{self.name}: group_by named {label!r} twice; give each its own name="
             )
-        rekeyed: Rekeyed[E] = Rekeyed(event_type, key, topic)
-        self.rekeyed[topic] = rekeyed
-        self.inputs.append(topic)
-        self.outputs.append(topic)
+        rekeyed: Rekeyed[E] = Rekeyed(event_type, key, internal)
+        self.rekeyed[internal] = rekeyed
+        self.inputs.append(internal)
+        self.outputs.append(internal)
         self.models[event_type.__avro_name__] = event_type
         return rekeyed
 
