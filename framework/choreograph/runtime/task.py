@@ -53,6 +53,12 @@ class PartitionTask:
         try:
             return self.stores[name]
         except KeyError:
+            if name.startswith("machine."):
+                machine = name.removeprefix("machine.")
+                raise UndeclaredStore(
+                    f"state machine {machine!r} is not part of {self.service.name}; add it "
+                    f"with service.add_machine(...) rather than calling it from a handler"
+                ) from None
             raise UndeclaredStore(
                 f"store {name!r} is not declared; add it with Service(..., stores=[{name!r}])"
             ) from None

@@ -88,3 +88,27 @@ def misbuilt() -> Service:
 
 def unlisted() -> Service:
     return Service("unlisted", ["orders.events"], outputs=["nowhere.events"])
+
+
+def test_a_machine_used_without_add_machine_says_so() -> None:
+    machine = StateMachine("points").terminal("done")
+    machine.transition(OrderPlaced, source="new", target="done")
+    service = Service("loyalty", ["orders.events"])
+
+    @service.handle(OrderPlaced)
+    def by_hand(ctx: Context, event: OrderPlaced) -> None:
+        machine.handle(ctx, event)
+
+    with pytest.raises(KeyError, match=r"add it with service\.add_machine"):
+        TestKit(service).send(ORDER, key="o-1")
+
+
+def test_state_that_json_cannot_give_back_is_refused_with_the_fix() -> None:
+    service = Service("loyalty", ["orders.events"], stores=["seen"])
+
+    @service.handle(OrderPlaced)
+    def remember(ctx: Context, event: OrderPlaced) -> None:
+        ctx.store("seen").put(ctx.key, {"skus": {line.sku for line in event.lines}})
+
+    with pytest.raises(TypeError, match="a set cannot be stored.*sorted list"):
+        TestKit(service).send(ORDER, key="o-1")
