@@ -13,14 +13,22 @@ from choreograph.contracts.diagnostics import Diagnostic, render
 OK, BREAKING, UNREADABLE = 0, 1, 2
 
 
-def finish(diagnostics: Sequence[Diagnostic], unreadable: Sequence[Diagnostic], fmt: str) -> int:
+def finish(
+    diagnostics: Sequence[Diagnostic],
+    unreadable: Sequence[Diagnostic],
+    fmt: str,
+    compared: str = "",
+) -> int:
+    """`compared`: what was checked against what, said on a clean run (so a check that
+    compared nothing does not look like one that passed)."""
     everything = [*unreadable, *diagnostics]
-    if everything:
-        print(render(everything, fmt))
+    if everything or fmt == "json":
+        print(render(everything, fmt))  # JSON: `[]` when clean, so tools can always parse it
     if fmt == "text":
         errors = sum(d.severity == "error" for d in everything)
         warnings = sum(d.severity == "warning" for d in everything)
-        print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+        summary = f"{errors} error(s), {warnings} warning(s)"
+        print(f"{summary}; {compared}" if compared else summary, file=sys.stderr)
     if unreadable:
         return UNREADABLE
     return BREAKING if any(d.severity == "error" for d in diagnostics) else OK

@@ -119,14 +119,24 @@ def _parse_version(text: str) -> Schema:
 
 def run_check(args: argparse.Namespace) -> int:
     catalog, unreadable = _catalog(args.root)
+    compared: list[int] = [0, 0]  # contracts with history, earlier versions read
     if args.against:
-        found = _check_git(catalog, args.root, args.against)
+        found = _check_git(catalog, args.root, args.against, compared)
+        against = f"git history up to {args.against}"
     else:
-        found = _check_registry(catalog, args.registry)
-    return finish(found, unreadable, args.format)
+        found = _check_registry(catalog, args.registry, compared)
+        against = f"the registry at {args.registry}"
+    scope = "changed " if args.against else ""
+    summary = (
+        f"compared {compared[0]} {scope}contract(s) of {len(catalog.contracts)} with "
+        f"{compared[1]} earlier version(s) in {against}"
+    )
+    return finish(found, unreadable, args.format, summary)
 
 
-def _check_git(catalog: Catalog, root: Path, ref: str) -> list[Diagnostic]:
+def _check_git(
+    catalog: Catalog, root: Path, ref: str, compared: list[int] | None = None
+) -> list[Diagnostic]:
     try:
         repo = toplevel(root)
         folder = str(root.resolve().relative_to(repo))
@@ -155,6 +165,9 @@ def _check_git(catalog: Catalog, root: Path, ref: str) -> list[Diagnostic]:
                         f"version at {commit} is not valid Avro, skipped: {err}",
                     )
                 )
+        if compared is not None and previous:
+            compared[0] += 1
+            compared[1] += len(previous)
         found += compatibility_diagnostics(catalog, contract, previous)
     return found
 
@@ -179,7 +192,9 @@ def registered_versions(client, subject: str) -> list[tuple[int | str, Schema]]:
     return [(v, _parse_version(client.get_version(subject, v).schema.schema_str)) for v in versions]
 
 
-def _check_registry(catalog: Catalog, url: str) -> list[Diagnostic]:
+def _check_registry(
+    catalog: Catalog, url: str, compared: list[int] | None = None
+) -> list[Diagnostic]:
     client = _registry_client(url)
     found: list[Diagnostic] = []
     for contract in sorted(catalog.contracts.values(), key=lambda c: c.path):
@@ -195,6 +210,9 @@ def _check_registry(catalog: Catalog, url: str) -> list[Diagnostic]:
                     f"{contract.subject} is not registered yet",
                 )
             )
+        elif compared is not None:
+            compared[0] += 1
+            compared[1] += len(previous)
         found += compatibility_diagnostics(catalog, contract, previous)
     return found
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -72,6 +72,8 @@ class Incompatibility:
     writer_path: str
     strict: bool = False
     """Breaking here but accepted by registries that ignore logical types."""
+    reader_label: str = ""  # the reader's type (or field name) the problem is about
+    writer_label: str = ""  # the writer's
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,12 @@ class _Resolver:
     def _bad(
         self, rule: str, r: Schema, w: Schema, message: str, fix: str, strict: bool = False
     ) -> list[Incompatibility]:
-        return [Incompatibility(rule, message, fix, r.path or "/", w.path or "/", strict)]
+        return [
+            Incompatibility(
+                rule, message, fix, r.path or "/", w.path or "/", strict,
+                type_label(r), type_label(w),
+            )
+        ]  # fmt: skip
 
     def _check(self, r: Schema, w: Schema) -> list[Incompatibility]:
         if isinstance(w, Union):
@@ -232,6 +239,7 @@ class _Resolver:
                             f'{rf.name!r}, or list the old field name in its "aliases"',
                             rf.path,
                             w.path or "/",
+                            reader_label=rf.name,
                         )
                     )
                 continue
@@ -289,6 +297,28 @@ class _Resolver:
         return []
 
 
+def forward_fix(problem: Incompatibility, version: int | str) -> Incompatibility:
+    """A forward failure seen from the change: the reader is the previous version, the writer
+    the new file, so the fix is to what the new file does (the resolver speaks as the reader)."""
+    old, new = problem.reader_label, problem.writer_label
+    fixes = {
+        "type-mismatch": f"keep type {old}: consumers on version {version} read it as {old}; "
+        "to change a type, add a new field and deprecate this one",
+        "field-missing-default": f"keep field {old!r} in the new schema: consumers on version "
+        f"{version} require it. To remove it, first release a version that gives it a default, "
+        "then remove it once every consumer has upgraded",
+        "union-branch-unreadable": f"do not add {new} to the union: consumers on version "
+        f"{version} cannot read it; add a new field instead",
+        "union-missing-branch": f"keep the type among {old}: consumers on version {version} "
+        "read only those",
+        "enum-symbols-missing": "do not add symbols until consumers can cope: first release a "
+        'version of the enum with a "default" symbol, then add symbols',
+        "name-mismatch": f"keep the name {old}: consumers on version {version} look for it",
+    }
+    fix = fixes.get(problem.rule)
+    return replace(problem, fix=fix) if fix else problem
+
+
 def can_read(reader: Schema, writer: Schema) -> list[Incompatibility]:
     """Every reason `reader` cannot decode data written with `writer` (empty: it can)."""
     return _Resolver().check(reader, writer)
@@ -309,7 +339,9 @@ def check_compatibility(
         if mode.backward:
             findings += [Finding(p, "backward", version) for p in can_read(new, old)]
         if mode.forward:
-            findings += [Finding(p, "forward", version) for p in can_read(old, new)]
+            findings += [
+                Finding(forward_fix(p, version), "forward", version) for p in can_read(old, new)
+            ]
     if not include_strict:
         findings = [f for f in findings if not f.problem.strict]
     return findings

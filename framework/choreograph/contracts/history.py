@@ -28,7 +28,13 @@ def toplevel(path: Path) -> Path:
 
 def changed_since(repo: Path, ref: str, folder: str) -> list[str]:
     """.avsc files under `folder` changed or added since `ref`, committed or not (repo-relative)."""
-    _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitError:
+        raise GitError(
+            f"unknown git ref {ref!r}: give a commit, branch or tag this clone has "
+            "(in CI, fetch enough history, e.g. fetch-depth: 0)"
+        ) from None
     diffed = _git(repo, "diff", "--name-only", "--diff-filter=ACMR", ref, "--", folder).split()
     untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "--", folder).split()
     return sorted({p for p in diffed + untracked if p.endswith(".avsc")})

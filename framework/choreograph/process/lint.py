@@ -10,6 +10,7 @@ completes two steps is flagged.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import PurePath
 
 from choreograph.contracts.avro_model import Primitive, Union
@@ -30,13 +31,18 @@ class _Linter:
         line, col = self.loaded.where(pointer)
         self.found.append(Diagnostic(self.loaded.path, line, col, rule, severity, message, fix))
 
+    def suggest(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self.catalog.contracts), n=1, cutoff=0.6)
+        return f"did you mean {close[0]}? " if close else ""
+
     def event(self, pointer: str, name: str) -> None:
         if name not in self.catalog.contracts:
             self.add(
                 pointer,
                 "unknown-event",
                 f"no contract named {name} in {self.catalog.root}",
-                "use the full Avro name of a record in schemas/avro, or add the contract",
+                f"{self.suggest(name)}use the full Avro name of a record in schemas/avro, "
+                "or add the contract",
             )
 
     def run(self) -> list[Diagnostic]:
@@ -47,6 +53,13 @@ class _Linter:
                 "/name", "file-name", f"file should be named {expected}", f"rename it to {expected}"
             )
         self.event("/start", d.start)
+        if "on_timeout" in d.model_fields_set and d.deadline is None:
+            self.add(
+                "/on_timeout",
+                "timeout-without-deadline",
+                "the process has on_timeout but no deadline, so it can never time out",
+                "add a deadline (e.g. deadline: 2h), or remove on_timeout",
+            )
         for key in ("success", "failure"):
             for i, name in enumerate(getattr(d, key)):
                 self.event(f"/{key}/{i}", name)
@@ -62,6 +75,13 @@ class _Linter:
                     "give every step its own name",
                 )
             seen[step.name] = at
+            if "on_timeout" in step.model_fields_set and step.deadline is None:
+                self.add(
+                    f"{at}/on_timeout",
+                    "timeout-without-deadline",
+                    f"step {step.name} has on_timeout but no deadline, so it can never time out",
+                    "add a deadline to the step (e.g. deadline: 15m), or remove on_timeout",
+                )
             for key in ("starts_on", "completes_on", "fails_on"):
                 for j, name in enumerate(getattr(step, key)):
                     self.event(f"{at}/{key}/{j}", name)
@@ -116,15 +136,16 @@ class _Linter:
                 pointer,
                 "unknown-command",
                 f"no contract named {name} in {self.catalog.root}",
-                "add the command's contract under schemas/avro",
+                f"{self.suggest(name)}add the command's contract under schemas/avro",
             )
         elif not contract.topic.endswith(".commands"):
             self.add(
                 pointer,
                 "command-topic",
-                f"{name} is published to {contract.topic}",
-                f"set its topic to {contract.domain}.commands in schemas.yaml",
-                severity="warning",
+                f"{name} is published to {contract.topic}: the tracker would send a command on an "
+                "events topic, where every consumer would take it for something that happened",
+                f"use a command contract on {contract.domain}.commands (set its topic in "
+                "schemas.yaml)",
             )
 
     def payload(self, pointer: str, command: str, payload: dict[str, str]) -> None:

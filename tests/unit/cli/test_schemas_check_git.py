@@ -20,8 +20,63 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ContractRepo:
 
 
 def test_unchanged_contracts_pass(repo: ContractRepo, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "schemas", "check", "--against", "HEAD")
+    code, out, err = run_cli(capsys, "schemas", "check", "--against", "HEAD")
     assert (code, out) == (0, "")
+    assert "compared 0 changed contract(s) of 1 with 0 earlier version(s)" in err
+    code, out, _ = run_cli(capsys, "schemas", "check", "--against", "HEAD", "--format", "json")
+    assert (code, json.loads(out)) == (0, [])  # always parseable, even when clean
+
+
+def test_a_clean_run_says_what_it_compared(
+    repo: ContractRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.write(with_fields({"name": "note", "type": "string", "default": "", "doc": "d"}))
+    code, _, err = run_cli(capsys, "schemas", "check", "--against", "HEAD")
+    assert code == 0
+    assert "compared 1 changed contract(s) of 1 with 1 earlier version(s) in git history" in err
+
+
+def test_an_unknown_ref_is_one_line_and_exit_2(
+    repo: ContractRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "schemas", "check", "--against", "no-such-ref")
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "unknown git ref 'no-such-ref'" in err
+    assert "rev-parse" not in err
+
+
+@pytest.mark.parametrize(
+    ("old_field", "new_fields", "rule", "hint"),
+    [
+        (  # a widening breaks consumers still on the old version
+            {"name": "n", "type": "int", "doc": "d"},
+            [{"name": "n", "type": "long", "doc": "d"}],
+            "type-mismatch",
+            "keep type int: consumers on version",
+        ),
+        (  # removing a required field: the fix is not a default on a field that is gone
+            {"name": "n", "type": "int", "doc": "d"},
+            [],
+            "field-missing-default",
+            "keep field 'n' in the new schema",
+        ),
+    ],
+)
+def test_forward_failures_say_what_to_do_to_the_new_schema(
+    repo: ContractRepo,
+    capsys: pytest.CaptureFixture[str],
+    old_field: dict[str, object],
+    new_fields: list[dict[str, object]],
+    rule: str,
+    hint: str,
+) -> None:
+    repo.policy("default_compatibility: FORWARD\n")
+    repo.write(with_fields(old_field))
+    repo.commit("v2")
+    repo.write(with_fields(*new_fields))
+    code, out, _ = run_cli(capsys, "schemas", "check", "--against", "HEAD")
+    assert code == 1 and f"[{rule}]" in out, out
+    assert hint in out, out
 
 
 def test_added_required_field_is_breaking_with_location_rule_and_fix(

@@ -87,6 +87,19 @@ def edit(change: Any) -> str:
     return yaml.safe_dump(raw, sort_keys=False)
 
 
+def test_a_misspelt_event_gets_a_suggestion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    (folder / "order-fulfilment.v1.yaml").write_text(
+        edit(lambda d: d.update(start="com.acme.orders.OrderPlacd"))
+    )
+    monkeypatch.chdir(REPO)
+    assert main(["processes", "lint", "--root", str(folder)]) == 1
+    assert "did you mean com.acme.orders.OrderPlaced?" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("change", "rule", "severity"),
     [
@@ -106,7 +119,13 @@ def edit(change: Any) -> str:
                 command="com.acme.payments.PaymentFailed"
             ),
             "command-topic",
-            "warning",
+            "error",
+        ),
+        (lambda d: d["steps"][2].pop("deadline"), "timeout-without-deadline", "error"),
+        (
+            lambda d: (d.pop("deadline"), d.update(on_timeout="compensate")),
+            "timeout-without-deadline",
+            "error",
         ),
         (lambda d: d["steps"][2].update(name="payment"), "duplicate-step", "error"),
         (lambda d: d["steps"][2].update(deadline="3h"), "step-deadline-exceeds-process", "warning"),

@@ -110,5 +110,5 @@ def test_state_that_json_cannot_give_back_is_refused_with_the_fix() -> None:
     def remember(ctx: Context, event: OrderPlaced) -> None:
         ctx.store("seen").put(ctx.key, {"skus": {line.sku for line in event.lines}})
 
-    with pytest.raises(TypeError, match="a set cannot be stored.*sorted list"):
+    with pytest.raises(TypeError, match=r"a set cannot be stored.*sorted list"):
         TestKit(service).send(ORDER, key="o-1")
