@@ -1,7 +1,8 @@
 """`choreograph check module:attr ...`: build services as the runtime would and check how they
 are put together, for CI. A service's own construction checks handled types against its inputs
 and machines' names; this adds what needs the service whole: every input and output topic has a
-contract in the catalog, and every handled type is one of them."""
+contract in the catalog, every handled type is one of them, and every state machine its module
+defines is added to it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from choreograph.contracts.catalog import load_catalog
+from choreograph.machines.machine import StateMachine
 from choreograph.runtime.errors import TopologyError
 from choreograph.runtime.service import Service
 
@@ -25,14 +27,22 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser.set_defaults(run=run_check)
 
 
-def load(spec: str) -> Service:
+def load(spec: str) -> tuple[Service, list[str]]:
+    """The service, and problems only the module can show (machines defined, never added)."""
     module_name, _, attr = spec.partition(":")
     module = importlib.import_module(module_name)
     found: Any = getattr(module, attr or "build")
     service = found() if callable(found) and not isinstance(found, Service) else found
     if not isinstance(service, Service):
         raise TopologyError(f"{spec} is not a Service nor a function that builds one")
-    return service
+    added = {id(m) for m in service.machines}
+    forgotten = [
+        f"{service.name}: state machine {value.name!r} ({module_name}.{name}) is defined but "
+        "not added; service.add_machine(...) it, or it never runs"
+        for name, value in vars(module).items()
+        if isinstance(value, StateMachine) and id(value) not in added
+    ]
+    return service, forgotten
 
 
 def problems(service: Service, topics: set[str], contracts: set[str]) -> list[str]:
@@ -53,12 +63,12 @@ def run_check(args: argparse.Namespace) -> int:
     failed = 0
     for spec in args.services:
         try:
-            service = load(spec)
+            service, forgotten = load(spec)
         except (TopologyError, ImportError, AttributeError, ValueError) as err:
             print(f"{spec}: {err}", file=sys.stderr)
             failed += 1
             continue
-        found = problems(service, topics, contracts)
+        found = forgotten + problems(service, topics, contracts)
         for problem in found:
             print(problem, file=sys.stderr)
         failed += bool(found)

@@ -77,7 +77,9 @@ def test_choreograph_check_builds_services_and_reports_what_does_not_add_up(
     assert main(["check", "tests.unit.runtime.test_topology:misbuilt"]) == 1
     assert "add 'orders.events'" in capsys.readouterr().err
     assert main(["check", "tests.unit.runtime.test_topology:unlisted"]) == 1
-    assert "no contract in the catalog is published on nowhere.events" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no contract in the catalog is published on nowhere.events" in err
+    assert "state machine 'forgotten'" in err and "is defined but not added" in err
 
 
 def misbuilt() -> Service:
@@ -112,3 +114,6 @@ def test_state_that_json_cannot_give_back_is_refused_with_the_fix() -> None:
 
     with pytest.raises(TypeError, match=r"a set cannot be stored.*sorted list"):
         TestKit(service).send(ORDER, key="o-1")
+
+
+FORGOTTEN = StateMachine("forgotten").terminal("done")
