@@ -135,6 +135,8 @@ class Service:
         return rekeyed
 
     def rekeyings(self, event_type: str) -> list[Rekeyed[Any]]:
+        if not self.rekeyed:  # the common case, on the hot path
+            return []
         return [r for r in self.rekeyed.values() if r.event_type.__avro_name__ == event_type]
 
     @property
