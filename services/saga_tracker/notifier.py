@@ -55,6 +55,6 @@ def build_notifier(
         post_alerts(alertmanager_url, [alert])
         ctx.schedule(f"repeat:{payload['incident_id']}", repeat, payload)
 
-    notifier.handle(incident_model)(mirror)
+    notifier.handle(incident_model, topic=topic)(mirror)
     notifier.timer("repeat:*")(send_again)
     return notifier

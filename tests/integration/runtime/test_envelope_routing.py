@@ -34,7 +34,12 @@ def test_router_repartitions_by_correlation_id_without_decoding(
 ) -> None:
     orders, payments = new_topic("orders.events", 3), new_topic("payments.events", 3)
     repartition = new_topic("router.repartition", 3)
-    service = Service(f"router-{uuid.uuid4().hex[:6]}", [orders, payments], malformed="skip")
+    service = Service(
+        f"router-{uuid.uuid4().hex[:6]}",
+        [orders, payments],
+        outputs=[repartition],
+        malformed="skip",
+    )
 
     @service.handle_envelopes()
     def route(ctx: Context, raw: RawEvent) -> None:
