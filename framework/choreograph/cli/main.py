@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import check, dev, dlq, new, processes, schemas
+from choreograph.cli import check, dev, dlq, new, processes, replay, schemas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     processes.register(groups)
     new.register(groups)
     check.register(groups)
+    replay.register(groups)
     return parser
 
 

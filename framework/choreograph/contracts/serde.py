@@ -289,6 +289,11 @@ class AvroSerde:
             self._writer_raw[schema_id] = raw
         return found
 
+    def writer_schema_json(self, schema_id: int) -> Any:
+        """The writer schema of `schema_id` as JSON data (fetched and cached as for decoding)."""
+        self.writer_schema(schema_id)
+        return self._writer_raw[schema_id]
+
     def _same(self, schema_id: int, model: type[Event]) -> bool:
         """Writer and reader schemas are identical: decoding needs no schema resolution."""
         key = (schema_id, model)
