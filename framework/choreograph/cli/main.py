@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import check, dev, dlq, new, processes, replay, schemas
+from choreograph.cli import check, dev, dlq, new, processes, replay, schemas, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.register(groups)
     check.register(groups)
     replay.register(groups)
+    simulate.register(groups)
     return parser
 
 

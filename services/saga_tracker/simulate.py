@@ -1,0 +1,193 @@
+"""Simulate a process definition on captured traffic: the tracker's own instance rules, run in
+virtual time over each captured instance's events, under a candidate definition next to the
+current one. A deadline or step change is judged on real traffic before release.
+
+Only what was recorded is replayed: where the candidate would send a command the recorded run
+never sent, its confirmation is not invented, so such an instance shows what would be sent and
+where it would then wait.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+
+from choreograph.contracts.envelope import Envelope, EnvelopeError
+from choreograph.process.definition import ProcessDefinition
+from choreograph.replay.capture import Capture, CapturedRecord
+from saga_tracker.instance import (
+    CancelDeadline,
+    Effect,
+    ProcessRules,
+    RaiseIncident,
+    SendCommand,
+    SetDeadline,
+)
+
+
+@dataclass
+class Outcome:
+    status: str
+    timeouts: list[str] = field(default_factory=list)
+    compensations: list[str] = field(default_factory=list)
+    incidents: list[str] = field(default_factory=list)
+    value: float | None = None
+
+    @property
+    def at_risk(self) -> float:
+        risky = self.status in ("compensating", "needs_manual_resolution") or self.incidents
+        return (self.value or 0.0) if risky else 0.0
+
+
+@dataclass
+class Comparison:
+    correlation_id: str
+    current: Outcome | None
+    candidate: Outcome
+
+
+@dataclass
+class SimulationReport:
+    process: str
+    candidate_version: int
+    current_version: int | None
+    instances: list[Comparison]
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        def total(which: str) -> dict[str, float]:
+            outcomes = [getattr(c, which) for c in self.instances if getattr(c, which)]
+            return {
+                "instances": len(outcomes),
+                "timeouts": sum(len(o.timeouts) for o in outcomes),
+                "compensations": sum(len(o.compensations) for o in outcomes),
+                "incidents": sum(len(o.incidents) for o in outcomes),
+                "completed": sum(o.status == "completed" for o in outcomes),
+                "value_at_risk": sum(o.at_risk for o in outcomes),
+            }
+
+        return {"current": total("current"), "candidate": total("candidate")}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "process": self.process,
+            "candidate_version": self.candidate_version,
+            "current_version": self.current_version,
+            "instances": [asdict(c) for c in self.instances],
+            "totals": self.totals(),
+        }
+
+    def text(self) -> str:
+        cur = f"v{self.current_version}" if self.current_version else "(none)"
+        lines = [f"{self.process}: v{self.candidate_version} against {cur} on "
+                 f"{len(self.instances)} captured instance(s)"]  # fmt: skip
+        for c in self.instances:
+            now = _describe(c.current) if c.current else "-"
+            lines.append(f"  {c.correlation_id}: {now}  ->  {_describe(c.candidate)}")
+        totals = self.totals()
+        for key in ("completed", "timeouts", "compensations", "incidents", "value_at_risk"):
+            a, b = totals["current"][key], totals["candidate"][key]
+            lines.append(f"  {key:<14} {a:>10g} -> {b:<10g} ({b - a:+g})")
+        return "\n".join(lines)
+
+
+def _describe(outcome: Outcome) -> str:
+    parts = [outcome.status]
+    if outcome.timeouts:
+        parts.append("timed out at " + ", ".join(outcome.timeouts))
+    if outcome.compensations:
+        parts.append("sends " + ", ".join(outcome.compensations))
+    if outcome.incidents:
+        parts.append("pages " + ", ".join(outcome.incidents))
+    return "; ".join(parts)
+
+
+def _value(record: CapturedRecord, capture: Capture, field_name: str | None) -> float | None:
+    schema = capture.schemas.get(record.schema_id or -1)
+    if not field_name or schema is None or record.value is None:
+        return None
+    parsed = fastavro.parse_schema(json.loads(schema), named_schemas={})
+    body: Any = fastavro.schemaless_reader(io.BytesIO(record.value[5:]), parsed)
+    found = body.get(field_name) if isinstance(body, dict) else None
+    return float(found) if isinstance(found, (int, float, Decimal)) else None
+
+
+def run_instance(
+    rules: ProcessRules, records: list[CapturedRecord], capture: Capture, until: datetime
+) -> Outcome | None:
+    """The instance's outcome under `rules`, its events applied at their recorded times."""
+    d = rules.definition
+    followed = d.event_types()
+    events: list[tuple[datetime, Envelope, CapturedRecord]] = []
+    for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.offset)):
+        try:
+            envelope = Envelope.from_headers(record.headers)
+        except EnvelopeError:
+            continue
+        if envelope.type in followed:
+            at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+            events.append((at, envelope, record))
+    start = next((e for e in events if e[1].type == d.start), None)
+    if start is None:
+        return None
+    at, envelope, record = start
+    inst, effects = rules.start(envelope, at)
+    outcome = Outcome("running", value=_value(record, capture, d.value_at_risk))
+    deadlines: dict[str, datetime] = {}
+
+    def absorb(found: list[Effect]) -> None:
+        for effect in found:
+            if isinstance(effect, SetDeadline):
+                deadlines[effect.name] = effect.at
+            elif isinstance(effect, CancelDeadline):
+                deadlines.pop(effect.name, None)
+            elif isinstance(effect, SendCommand) and effect.purpose == "compensation":
+                outcome.compensations.append(f"{effect.command} ({effect.step})")
+            elif isinstance(effect, RaiseIncident):
+                outcome.incidents.append(f"{effect.name} ({effect.severity})")
+
+    def fire_until(moment: datetime) -> None:
+        while deadlines:
+            name, due = min(deadlines.items(), key=lambda item: item[1])
+            if due > moment:
+                return
+            del deadlines[name]
+            before = len([e for e in inst.timeline if e.kind == "timeout"])
+            absorb(rules.deadline_passed(inst, name, due))
+            if len([e for e in inst.timeline if e.kind == "timeout"]) > before:
+                outcome.timeouts.append(name)
+
+    absorb(effects)
+    for at, envelope, _ in events:
+        if envelope is start[1]:
+            continue
+        fire_until(at)
+        absorb(rules.apply(inst, envelope, at))
+    fire_until(until)
+    outcome.status = inst.status
+    return outcome
+
+
+def simulate(
+    capture: Capture, candidate: ProcessDefinition, current: ProcessDefinition | None = None
+) -> SimulationReport:
+    until = datetime.fromtimestamp(
+        max((r.timestamp for r in capture.records), default=0) / 1000, UTC
+    )
+    new_rules = ProcessRules(candidate)
+    old_rules = ProcessRules(current) if current else None
+    compared = []
+    for cid, records in sorted(capture.instances().items()):
+        new = run_instance(new_rules, records, capture, until)
+        if new is None:
+            continue  # its start event is not in the capture
+        old = run_instance(old_rules, records, capture, until) if old_rules else None
+        compared.append(Comparison(cid, old, new))
+    return SimulationReport(
+        candidate.name, candidate.version, current.version if current else None, compared
+    )
