@@ -17,6 +17,7 @@ from choreograph.cli.check import load
 from choreograph.contracts.serde import AvroSerde
 from choreograph.replay.capture import Capture, CaptureError, build_capture, select
 from choreograph.replay.run import ReplayReport
+from choreograph.replay.sandbox import publish
 from choreograph.replay.source import read_topics
 from choreograph.testing import replay
 
@@ -45,6 +46,14 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=os.environ.get("CHOREOGRAPH_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
     )
     cap.set_defaults(run=run_capture)
+    pub = commands.add_parser("publish", help="republish a capture into prefixed topics")
+    pub.add_argument("capture", type=Path)
+    pub.add_argument("--prefix", required=True, help="e.g. sandbox-42. (topics get it in front)")
+    pub.add_argument("--fresh-ids", action="store_true", help="new correlation ids per instance")
+    pub.add_argument(
+        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    pub.set_defaults(run=run_publish)
     run = commands.add_parser("run", help="replay a capture against a service's code")
     run.add_argument("capture", type=Path)
     run.add_argument("--service", required=True, metavar="MODULE:ATTR")
@@ -112,6 +121,17 @@ def run_capture(args: argparse.Namespace) -> int:
         f"\nwrote {len(capture.records)} record(s) of {len(capture.instances())} instance(s) to "
         f"{args.out} ({masked})", file=sys.stderr,
     )  # fmt: skip
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    try:
+        capture = Capture.read(args.capture)
+    except CaptureError as err:
+        print(f"choreograph replay: {err}", file=sys.stderr)
+        return 2
+    published, there = publish(capture, args.bootstrap, args.prefix, fresh_ids=args.fresh_ids)
+    print(f"published {published} record(s) under {args.prefix}*; {there} were there already")
     return 0
 
 
