@@ -5,22 +5,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
+from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import (
     DefinitionError,
     ProcessDefinition,
     load_definitions,
     parse_definition,
 )
-from choreograph.replay.capture import Capture, CaptureError
+from choreograph.replay.capture import Capture, CaptureError, build_capture, select
+from choreograph.replay.source import read_topics
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = groups.add_parser("simulate", help="run a process definition over a capture")
     parser.add_argument("definition", type=Path)
-    parser.add_argument("--capture", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--capture", type=Path)
+    source.add_argument("--topics", help="or read straight from these topics (comma-separated)")
+    parser.add_argument("--since", help="with --topics: RFC 3339 start of the time range")
+    parser.add_argument("--until", help="with --topics: RFC 3339 end of the time range")
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    parser.add_argument(
+        "--registry",
+        default=os.environ.get("CHOREOGRAPH_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
+    )
     parser.add_argument(
         "--current", type=Path, help="the definition to compare with (default: the highest "
         "earlier version of the same process beside the candidate)",
@@ -46,10 +61,25 @@ def run_simulate(args: argparse.Namespace) -> int:
                 and item.definition.version < candidate.version
             ]
             current = max(earlier, key=lambda d: d.version) if earlier else None
-        capture = Capture.read(args.capture)
+        capture = Capture.read(args.capture) if args.capture else _from_topics(args)
     except (OSError, DefinitionError, CaptureError) as err:
         print(f"choreograph simulate: {err}", file=sys.stderr)
         return 2
     report = simulate(capture, candidate, current)
     print(json.dumps(report.to_json(), indent=1) if args.format == "json" else report.text())
     return 0
+
+
+def _from_topics(args: argparse.Namespace) -> Capture:
+    """A capture of the time range, in memory (nothing written, so nothing to mask)."""
+    if not args.since:
+        raise CaptureError("--topics needs --since (and, optionally, --until)")
+    since = int(datetime.fromisoformat(args.since).timestamp() * 1000)
+    until = int(datetime.fromisoformat(args.until).timestamp() * 1000) if args.until else None
+    serde = AvroSerde(args.registry)
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()]
+    records = select(read_topics(args.bootstrap, topics, since_ms=since), since_ms=since,
+                     until_ms=until)  # fmt: skip
+    return build_capture(
+        records, lambda schema_id: json.dumps(serde.writer_schema_json(schema_id)), mask=False
+    )
