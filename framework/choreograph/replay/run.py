@@ -46,6 +46,8 @@ class InstanceReport:
     correlation_id: str
     records: int = 0
     emitted: list[str] = field(default_factory=list)  # "topic type key"
+    transitions: list[str] = field(default_factory=list)  # "machine key: from -> to"
+    timers: list[str] = field(default_factory=list)  # "name key at"
     dead_letters: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
 
@@ -77,6 +79,8 @@ class ReplayReport:
         for cid, inst in sorted(self.instances.items()):
             lines.append(f"instance {cid}: {inst.records} record(s) in")
             lines += [f"  emitted {e}" for e in inst.emitted]
+            lines += [f"  state {t}" for t in inst.transitions]
+            lines += [f"  timer {t}" for t in inst.timers]
             lines += [f"  dead letter: {d}" for d in inst.dead_letters]
             for d in inst.differences:
                 lines.append(f"  {d.kind}: {d.event_type} to {d.topic} key {d.key} "
@@ -131,6 +135,26 @@ def replay(capture: Capture, service: Service, *, partitions: int = 4) -> Replay
         return instances.setdefault(cid, InstanceReport(cid))
 
     by_cause: dict[str, str] = {}  # replayed output's causation id -> instance
+    by_key: dict[str, str] = {}  # entity key -> the instance it last took part in
+    states: dict[tuple[str, str], str] = {}
+
+    def observe() -> None:
+        """Machine states that moved, and timers that ran, since the last look."""
+        for key, cid in by_key.items():
+            for machine in service.machines:
+                found = kit.state(machine, key)
+                now = found.state if found else ""
+                was = states.get((machine.name, key), machine.initial)
+                if found and now != was:
+                    instances[cid].transitions.append(f"{machine.name} {key}: {was} -> {now}")
+                    states[(machine.name, key)] = now
+        for key, name, when in kit.fired[seen_timers[0] :]:
+            owner = by_key.get(key)
+            if owner is not None:
+                instances[owner].timers.append(f"{name} {key} {when.isoformat()}")
+        seen_timers[0] = len(kit.fired)
+
+    seen_timers = [0]
     fed = 0
     for record in records:
         if record.topic not in inputs:
@@ -138,7 +162,9 @@ def replay(capture: Capture, service: Service, *, partitions: int = 4) -> Replay
         moment = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         if moment > kit.now:
             kit.advance(moment - kit.now)
+            observe()
         report = instance(record)
+        by_key[(record.key or b"").decode(errors="replace")] = report.correlation_id
         report.records += 1
         letters = len(kit.dead_letters)
         kit.deliver(record.topic, record.key, _reframe(record.value, ids), record.headers)
@@ -148,6 +174,7 @@ def replay(capture: Capture, service: Service, *, partitions: int = 4) -> Replay
         event_id = record.header("ce_id")
         if event_id:
             by_cause[event_id] = report.correlation_id
+        observe()
     replayed = [e for e in kit.outputs if e.topic in produced]
     production = [
         r for r in records if r.topic in produced and r.header("ce_source") == service.name

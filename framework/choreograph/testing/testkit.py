@@ -104,6 +104,7 @@ class TestKit:
         self.dead_letters: list[DeadLetter] = []
         self.attempts: list[int] = []
         self.outcomes: list[str] = []  # per delivered record: ok, ignored or malformed
+        self.fired: list[tuple[str, str, datetime]] = []  # timers that ran: key, name, when
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -220,6 +221,7 @@ class TestKit:
                 continue
             task.end_message(ok=True)
             task.committed()
+            self.fired.append((timer.key, timer.name, self.now))
             self._collect(outputs)
             return
 

@@ -133,3 +133,27 @@ def test_changed_code_shows_what_it_would_do_differently() -> None:
     ]
     assert {d.causation_id for d in report.differences} == {capture.records[0].header("ce_id")}
     assert "2 difference(s) from production" in report.text()  # o-2 was declined anyway
+
+
+def test_a_replay_reports_state_transitions_and_timers_as_they_ran() -> None:
+    from examples.orders.service import build as orders
+
+    kit = TestKit(orders(open_for=timedelta(minutes=30)), start=T0)
+    records: list[CapturedRecord] = []
+    placed = order(7)
+    _, value, envelope = encode_event(
+        kit.serde, placed, "o-7", "shop", correlation_id="p-7", now=T0
+    )
+    ts = int(T0.timestamp() * 1000)
+    records.append(
+        CapturedRecord("orders.events", 0, 0, ts, b"o-7", value, _bytes(envelope.to_headers()))
+    )
+    registry = kit.serde.registry
+    capture = build_capture(records, lambda i: registry.get_schema(i).schema_str, mask=False)
+    later = CapturedRecord("shipping.events", 0, 0, ts + 3_600_000, b"o-x", None, [])
+    capture.records.append(later)  # an hour later: the order's timeout has fired by then
+    report = replay(capture, orders(open_for=timedelta(minutes=30)))
+    inst = report.instances["p-7"]
+    assert inst.transitions == ["order o-7: new -> open", "order o-7: open -> cancelled"]
+    assert [t.split()[0] for t in inst.timers] == ["machine.order.timeout"]
+    assert inst.emitted == ["orders.events com.acme.orders.OrderCancelled o-7"]
