@@ -82,6 +82,7 @@ CHECKPOINT_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
 TIMER_CHECK_EVERY = 256  # records handled between checks for due timers
 RECONNECT_BOUND_S = 2.0  # one try at a fresh producer, between checks for SIGTERM
+RECOVERY_STUCK_S = 15.0  # broker up, offsets still unreadable this long: replace the consumer
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Engine:
         self.abandoned = False
         self._ignore_callbacks = False
         self._consumer_failed: str | None = None  # a fatal consumer error, to replace it
+        self._recover_failing_since: float | None = None
         self._rewound = False  # set when positions go back while a consumed batch is in hand
         self._current: tuple[str, int, int] | None = None
         self.tasks: dict[int, PartitionTask] = {}
@@ -836,8 +838,20 @@ class Engine:
             opened = self._open_tasks({tp.partition for tp in assignment})
         except (KafkaException, Stalled) as error:
             log.info("recovery waits for the broker", extra={"error": str(error)})
+            # The producer is ready, so the broker answers: a consumer that still cannot fetch
+            # its group's offsets is stuck (a rebalance it cannot serve while recovering). A
+            # fresh consumer rejoins the group and restores what it is assigned.
+            first = self._recover_failing_since or time.monotonic()
+            self._recover_failing_since = first
+            if time.monotonic() - first > RECOVERY_STUCK_S:
+                self._recover_failing_since = None
+                self._rebuild_consumer(
+                    ConsumerFailed(f"no committed offsets for {RECOVERY_STUCK_S:.0f} s: {error}")
+                )
+                return
             self.stopping.wait(1.0)
             return
+        self._recover_failing_since = None
         self.tasks.update(opened)
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
