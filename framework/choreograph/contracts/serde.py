@@ -33,6 +33,14 @@ from choreograph.contracts.event import ContractViolation, Event
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+# A registry that hangs must not hang its caller: one bounded request, our own retries above it
+# (the same bounds ServiceConfig.registry_conf gives services).
+REGISTRY_CLIENT_DEFAULTS = {
+    "timeout": 5,
+    "max.retries": 1,
+    "retries.wait.ms": 100,
+    "retries.max.wait.ms": 500,
+}
 
 
 class SerdeError(Exception):
@@ -165,7 +173,9 @@ class AvroSerde:
         cache_dir: Path | None = None,
     ) -> None:
         self.registry = (
-            SchemaRegistryClient({"url": registry}) if isinstance(registry, str) else registry
+            SchemaRegistryClient({"url": registry, **REGISTRY_CLIENT_DEFAULTS})
+            if isinstance(registry, str)
+            else registry
         )
         self.url = registry if isinstance(registry, str) else registry_url_of(registry)
         self._unreachable_at: float | None = None
