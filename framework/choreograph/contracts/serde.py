@@ -33,10 +33,11 @@ from choreograph.contracts.event import ContractViolation, Event
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
-# A registry that hangs must not hang its caller: one bounded request, our own retries above it
-# (the same bounds ServiceConfig.registry_conf gives services).
+# A registry that hangs must not hang its caller: every request is bounded. Generous, since a
+# direct caller (a tool, a test harness) may not retry; services set their own tighter bound
+# (ServiceConfig.registry_conf) and pause and retry above it.
 REGISTRY_CLIENT_DEFAULTS = {
-    "timeout": 5,
+    "timeout": 30,
     "max.retries": 1,
     "retries.wait.ms": 100,
     "retries.max.wait.ms": 500,
