@@ -119,10 +119,9 @@ class StateMachine:
         (`action(ctx, event, data)` returns the new data, or None to keep it). Entering `target`
         starts its timeout afresh (also on a self-transition: a restart); `timeout="cancel"`
         enters it without one. Use `transition()` for one without an action."""
-        sources = frozenset([source] if isinstance(source, str) else source)
 
         def register(action: Action) -> Action:
-            self.transitions.append(Transition(event_type, sources, target, guard, action, timeout))
+            self._add(event_type, source, target, guard, action, timeout)
             return action
 
         return register
@@ -137,9 +136,20 @@ class StateMachine:
         timeout: Literal["restart", "cancel"] = "restart",
     ) -> StateMachine:
         """A transition with no action of its own."""
-        sources = frozenset([source] if isinstance(source, str) else source)
-        self.transitions.append(Transition(event_type, sources, target, guard, None, timeout))
+        self._add(event_type, source, target, guard, None, timeout)
         return self
+
+    def _add(
+        self,
+        event_type: type[Event],
+        source: str | Iterable[str],
+        target: str,
+        guard: Guard | None,
+        action: Action | None,
+        timeout: Literal["restart", "cancel"],
+    ) -> None:
+        sources = frozenset([source] if isinstance(source, str) else source)
+        self.transitions.append(Transition(event_type, sources, target, guard, action, timeout))
 
     def on_enter(self, state: str) -> Callable[[StateAction], StateAction]:
         """Run `action(ctx, data)` on entering `state` (it may emit; it returns new data or

@@ -4,24 +4,12 @@ two (dead-lettered at once, naming what is wrong); the third must not hide a val
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-
 from choreograph import TestKit
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import MislabelledRecord
-from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import RefundPayment
 from examples.payments.service import build as payments
-
-ORDER = OrderPlaced(
-    order_id="o-1",
-    customer_id="c-1",
-    customer_email="a@example.com",
-    lines=[OrderLine(sku="MUG-1", quantity=1)],
-    total=Decimal("12.50"),
-    placed_at=datetime(2026, 1, 1, tzinfo=UTC),
-)
+from tests.unit.runtime.test_failure_policy import ORDER  # the one order fixture
 
 
 def _placed_then_authorised(kit: TestKit) -> None:
