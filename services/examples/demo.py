@@ -180,8 +180,15 @@ class Fleet:
 
 @contextmanager
 def running(
-    servers: Servers, state: Path, definitions: Path, partitions: int, port: int
+    servers: Servers,
+    state: Path,
+    definitions: Path,
+    partitions: int,
+    port: int,
+    modules: dict[str, str] | None = None,
 ) -> Iterator[Fleet]:
+    """`modules`: a team's service run from another module (`python -m MODULE`), such as a
+    variant under test in place of the reference one."""
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(logs)
@@ -193,7 +200,8 @@ def running(
     try:
         for team in TEAMS:
             env = {**base, "CHOREOGRAPH_STATE_DIR": str(state / team)}
-            fleet.start(team, [sys.executable, "-m", f"examples.{team}"], env)
+            module = (modules or {}).get(team, f"examples.{team}")
+            fleet.start(team, [sys.executable, "-m", module], env)
         fleet.start(
             "shipping",
             [sys.executable, "-m", "examples.shipping", "worker", "--loglevel", "warn"],

@@ -29,6 +29,7 @@ def timeline_entry(e: TimelineEntry) -> dict[str, Any]:
         "source": e.source,
         "step": e.step,
         "note": e.note,
+        "origin": e.origin,
     }
 
 

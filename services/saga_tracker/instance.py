@@ -68,6 +68,7 @@ class TimelineEntry:
     source: str = ""
     step: str | None = None
     note: str = ""
+    origin: str = ""  # where the event was read, "topic/partition/offset", when known
 
 
 @dataclass
@@ -172,7 +173,10 @@ class ProcessRules:
 
     # -- start ---------------------------------------------------------------------------------
 
-    def start(self, envelope: Envelope, now: datetime) -> tuple[Instance, list[Effect]]:
+    def start(
+        self, envelope: Envelope, now: datetime, origin: str = ""
+    ) -> tuple[Instance, list[Effect]]:
+        """`origin`: where the start event was read, kept on the timeline (see TimelineEntry)."""
         d = self.definition
         inst = Instance(envelope.correlation_id, d.name, d.version, envelope.subject, now)
         inst.steps = {s.name: StepState(s.name) for s in d.steps}
@@ -180,7 +184,7 @@ class ProcessRules:
         if d.deadline:
             inst.deadline = now + d.deadline
             effects.append(SetDeadline(PROCESS, inst.deadline))
-        self._log(inst, now, "event", envelope, note="process started")
+        self._log(inst, now, "event", envelope, note="process started", origin=origin)
         for step in d.steps:
             if not step.starts_on:
                 effects += self._start_step(inst, step, now)
@@ -188,13 +192,17 @@ class ProcessRules:
 
     # -- events --------------------------------------------------------------------------------
 
-    def apply(self, inst: Instance, envelope: Envelope, now: datetime) -> list[Effect]:
+    def apply(
+        self, inst: Instance, envelope: Envelope, now: datetime, origin: str = ""
+    ) -> list[Effect]:
         """Advance `inst` by one event of the process; events it does not know change nothing.
-        Every event the process mentions is recorded on the timeline, late or not."""
+        Every event the process mentions is recorded on the timeline, late or not, with where
+        it was read (`origin`) when known."""
         kind, d = envelope.type, self.definition
         if kind not in self.mentioned or (kind == d.start and not self._reports(kind)):
             return []
-        self._log(inst, now, "event", envelope, step=self._step_of(kind), note=self._lateness(inst))
+        named, note = self._step_of(kind), self._lateness(inst)
+        self._log(inst, now, "event", envelope, step=named, note=note, origin=origin)
         effects: list[Effect] = []
         for step in d.steps:
             if step.compensation and kind in step.compensation.completes_on:
@@ -614,6 +622,7 @@ class ProcessRules:
         envelope: Envelope | None = None,
         step: str | None = None,
         note: str = "",
+        origin: str = "",
     ) -> None:
         inst.timeline.append(
             TimelineEntry(
@@ -625,6 +634,7 @@ class ProcessRules:
                 envelope.source if envelope else "",
                 step,
                 note,
+                origin,
             )
         )
 

@@ -27,7 +27,7 @@ from typing import Any
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.serde import MislabelledRecord, SerdeError
-from choreograph.runtime.context import Context, RawEvent
+from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
 from choreograph.runtime.service import Service
 from saga_tracker.codec import decode, encode, timeline_entry
 from saga_tracker.definitions import Definitions
@@ -57,12 +57,24 @@ PARKING_TIME = timedelta(hours=1)
 MAX_FORWARDED_BODY = 256 * 1024
 
 
-def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
-    return {k: v.decode() if isinstance(v, bytes) else v for k, v in envelope.to_headers()}
+def envelope_to_json(envelope: Envelope, origin: str = "") -> dict[str, Any]:
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in envelope.to_headers()}
+    return {**headers, REPARTITIONED_FROM: origin} if origin else headers
 
 
-def envelope_from_json(raw: dict[str, Any]) -> Envelope:
-    return Envelope.from_headers(list(raw.items()))
+def envelope_from_json(raw: dict[str, Any]) -> tuple[Envelope, str]:
+    """The envelope and where its record was read ("" when unknown)."""
+    origin = str(raw.get(REPARTITIONED_FROM) or "")
+    headers = [(k, v) for k, v in raw.items() if k != REPARTITIONED_FROM]
+    return Envelope.from_headers(headers), origin
+
+
+def origin_of(raw: RawEvent) -> str:
+    """Where the router read this event (its `repartitioned_from` header), "" when unknown."""
+    for name, value in raw.headers:
+        if name == REPARTITIONED_FROM and value is not None:
+            return value.decode() if isinstance(value, bytes) else value
+    return ""
 
 
 def build_router(
@@ -94,7 +106,12 @@ def build_router(
             raise  # a bad record: dead-lettered at once, never tracked
         keep = raw.envelope.type in bodies and len(raw.value or b"") <= MAX_FORWARDED_BODY
         ctx.forward(
-            raw, repartition, key=raw.envelope.correlation_id, with_body=keep, resolved=True
+            raw,
+            repartition,
+            key=raw.envelope.correlation_id,
+            with_body=keep,
+            resolved=True,
+            origin=True,  # the tracker keeps it on the timeline: captures read it, not scan
         )
 
     return router
@@ -120,16 +137,17 @@ class Tracker:
         if envelope.type == ACTION:
             self._operator_action(ctx, raw)
             return
+        origin = origin_of(raw)
         found = self._instances(ctx)
         if found:
-            self._advance(ctx, envelope, found)
+            self._advance(ctx, envelope, found, origin)
             return
         starting = self.definitions.starting(envelope.type)
         if not starting:
-            self._park(ctx, envelope)  # came before the event that starts its process
+            self._park(ctx, envelope, origin)  # came before the event that starts its process
             return
         for rules in starting:
-            inst, effects = rules.start(envelope, ctx.now)
+            inst, effects = rules.start(envelope, ctx.now, origin)
             inst.value = self._value(ctx, raw, rules)
             self._settle(ctx, rules, None, inst, effects)
         self._replay_parked(ctx)
@@ -153,22 +171,26 @@ class Tracker:
         found = (store.get(f"{ctx.key}/{name}") for name in self.definitions.processes)
         return [decode(raw) for raw in found if raw is not None]
 
-    def _advance(self, ctx: Context, envelope: Envelope, instances: list[Instance]) -> None:
+    def _advance(
+        self, ctx: Context, envelope: Envelope, instances: list[Instance], origin: str = ""
+    ) -> None:
         """Apply an event to every instance of this correlation id, each on its own version, late
         or not: what a step reports after a timeout or after the end still counts."""
         for inst in instances:
             pinned = self.definitions.pinned(inst.process, inst.version)
             if pinned is not None:
                 before = Snapshot.of(inst)
-                self._settle(ctx, pinned, before, inst, pinned.apply(inst, envelope, ctx.now))
+                self._settle(
+                    ctx, pinned, before, inst, pinned.apply(inst, envelope, ctx.now, origin)
+                )
 
-    def _park(self, ctx: Context, envelope: Envelope) -> None:
+    def _park(self, ctx: Context, envelope: Envelope, origin: str) -> None:
         """Events of one process come from several topics and can overtake its start event:
         keep them until the start arrives or the parking time is up. One entry per correlation
         id, so that a start event costs one lookup to find out there is nothing parked."""
         parked = ctx.store("parked")
         waiting = parked.get(ctx.key) or []
-        parked.put(ctx.key, [*waiting, envelope_to_json(envelope)])
+        parked.put(ctx.key, [*waiting, envelope_to_json(envelope, origin)])
         ctx.schedule("parked:expire", ctx.now + PARKING_TIME)
 
     def _replay_parked(self, ctx: Context) -> None:
@@ -178,8 +200,8 @@ class Tracker:
             return
         parked.delete(ctx.key)
         ctx.cancel("parked:expire")
-        for envelope in sorted(waiting, key=lambda e: (e.time, e.id)):  # in event time order
-            self._advance(ctx, envelope, self._instances(ctx))
+        for envelope, origin in sorted(waiting, key=lambda e: (e[0].time, e[0].id)):  # event time
+            self._advance(ctx, envelope, self._instances(ctx), origin)
 
     def on_parked_expired(self, ctx: Context, payload: dict[str, Any]) -> None:
         ctx.store("parked").delete(ctx.key)

@@ -1,7 +1,7 @@
 """Process traces over HTTP: list and filter instances, one instance's timeline, and a page.
 
     GET /api/instances?process=&status=&business_key=   summaries, newest first
-    GET /api/instances/<correlation id>                  one trace (JSON)
+    GET /api/instances/<correlation id>?process=         one trace (JSON)
     GET /traces                                          the list as a web page
     GET /traces/<correlation id>                         one trace as a web page
     POST /api/instances/<correlation id>/actions         {"action": "retry|compensate|resolve",
@@ -217,7 +217,7 @@ class TraceServer:
         if (len(parts) == 3 and parts[:2] == ["api", "instances"]) or (
             len(parts) == 2 and parts[0] == "traces"
         ):
-            inst = self.find(parts[-1])
+            inst = self.find(parts[-1], next(iter(query.get("process", [])), None))
             if inst is None:
                 return _send_json(request, 404, {"error": f"no instance {parts[-1]}"})
             if parts[0] == "api":

@@ -7,18 +7,23 @@ import argparse
 import json
 import os
 import sys
-import urllib.parse
-import urllib.request
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from choreograph.cli.check import load
 from choreograph.contracts.serde import AvroSerde
-from choreograph.replay.capture import Capture, CaptureError, build_capture, select
+from choreograph.replay.capture import (
+    Capture,
+    CapturedRecord,
+    CaptureError,
+    build_capture,
+    select,
+)
 from choreograph.replay.run import ReplayReport
 from choreograph.replay.sandbox import publish
-from choreograph.replay.source import read_topics
+from choreograph.replay.source import read_at, read_topics
+from choreograph.replay.tracker_query import TrackerQuery
 from choreograph.testing import replay
 
 EXPECTATIONS = ("no-differences", "differences", "no-dead-letters", "dead-letters")
@@ -28,15 +33,20 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser = groups.add_parser("replay", help="capture process instances and replay them")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cap = commands.add_parser("capture", help="write the records of chosen instances to a file")
-    cap.add_argument("--topics", required=True, help="comma-separated topics to read")
+    cap.add_argument(
+        "--topics",
+        help="comma-separated topics to scan (with --tracker: only for records no timeline holds)",
+    )
     cap.add_argument("--out", type=Path, required=True)
     cap.add_argument("--correlation-id", action="append", default=[], dest="ids")
     cap.add_argument("--tracker", help="saga tracker URL: choose instances by a query")
     cap.add_argument("--process")
     cap.add_argument("--status", help="e.g. failed, compensated, needs_manual_resolution")
     cap.add_argument("--business-key")
-    cap.add_argument("--since", help="RFC 3339 time: records from then on")
-    cap.add_argument("--until", help="RFC 3339 time: records up to then")
+    cap.add_argument(
+        "--since", help="RFC 3339 time: records from then on (with --tracker: instances started)"
+    )
+    cap.add_argument("--until", help="RFC 3339 time: records up to then (same)")
     cap.add_argument("--unmasked", action="store_true", help="keep PII fields as they are")
     cap.add_argument(
         "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
@@ -62,57 +72,91 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.set_defaults(run=run_replay)
 
 
-def _ms(text: str | None) -> int | None:
-    return None if text is None else int(datetime.fromisoformat(text).timestamp() * 1000)
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
-def tracker_instances(url: str, query: dict[str, str]) -> set[str]:
-    """Correlation ids the tracker's trace API lists for `query` (process, status, key)."""
-    wanted = {k: v for k, v in query.items() if v}
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/api/instances?{urllib.parse.urlencode(wanted)}"
+def _ms(when: datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp() * 1000)
+
+
+def _progress(topic: str, read: int, remaining: int) -> None:
+    print(f"\rscanning {topic}: {read} record(s) read", end="", file=sys.stderr)
+
+
+def _from_tracker(
+    args: argparse.Namespace, ids: set[str], topics: list[str]
+) -> list[CapturedRecord] | None:
+    """The chosen instances' records: those on their timelines read at the coordinates the
+    tracker keeps, plus a scan of `topics` (if any) for what no timeline holds, such as commands
+    or events no process definition mentions. None when there is nothing to capture."""
+    query = TrackerQuery(args.tracker, os.environ.get("CHOREOGRAPH_TRACKER_TOKEN"))
+    tracked = query.instances(
+        process=args.process,
+        status=args.status,
+        business_key=args.business_key,
+        started_since=_time(args.since),
+        started_until=_time(args.until),
     )
-    token = os.environ.get("CHOREOGRAPH_TRACKER_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=30) as reply:
-        listed: list[dict[str, Any]] = json.load(reply)
-    return {item["correlation_id"] for item in listed}
+    tracked += [query.instance(cid, args.process) for cid in sorted(ids)]
+    print(f"the tracker lists {len(tracked)} instance(s)", file=sys.stderr)
+    if not tracked:
+        return None
+    without = [t.correlation_id for t in tracked if not t.origins]
+    if without and not topics:
+        raise CaptureError(
+            f"{len(without)} timeline(s) hold no record coordinates (tracked by an older "
+            f"tracker), e.g. {without[0]}: add --topics to scan for their records"
+        )
+    origins = [o for t in tracked for o in t.origins]
+    records = list(read_at(args.bootstrap, origins))
+    print(f"read {len(records)} record(s) at their timelines' coordinates", file=sys.stderr)
+    if topics:
+        chosen = {t.correlation_id for t in tracked}
+        since = min(t.started_at for t in tracked)
+        seen = {(r.topic, r.partition, r.offset) for r in records}
+        scanned = read_topics(args.bootstrap, topics, since_ms=_ms(since), progress=_progress)
+        records += [
+            r for r in select(scanned, correlation_ids=chosen)
+            if (r.topic, r.partition, r.offset) not in seen
+        ]  # fmt: skip
+    return records
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    ids: set[str] | None = set(args.ids) or None
-    if args.tracker:
-        query = {"process": args.process, "status": args.status, "business_key": args.business_key}
-        found = tracker_instances(args.tracker, query)
-        print(f"the tracker lists {len(found)} instance(s)", file=sys.stderr)
-        ids = (ids or set()) | found
-        if not ids:
-            print("choreograph replay: nothing to capture", file=sys.stderr)
-            return 1
-    if ids is None and args.since is None:
+    ids: set[str] = set(args.ids)
+    topics = [t.strip() for t in (args.topics or "").split(",") if t.strip()]
+    if not args.tracker and not topics:
+        print("choreograph replay: name --topics to read, or a --tracker to ask", file=sys.stderr)
+        return 2
+    if not args.tracker and not ids and args.since is None:
         print(
             "choreograph replay: choose instances (--correlation-id, --tracker) or a time range "
             "(--since)", file=sys.stderr,
         )  # fmt: skip
         return 2
-    topics = [t.strip() for t in args.topics.split(",") if t.strip()]
     serde = AvroSerde(args.registry)
-
-    def progress(topic: str, read: int, remaining: int) -> None:
-        print(f"\rscanning {topic}: {read} record(s) read", end="", file=sys.stderr)
-
-    source = read_topics(args.bootstrap, topics, since_ms=_ms(args.since), progress=progress)
-    chosen = select(source, correlation_ids=ids, since_ms=_ms(args.since), until_ms=_ms(args.until))
     try:
+        if args.tracker:
+            found = _from_tracker(args, ids, topics)
+            if found is None:
+                print("choreograph replay: nothing to capture", file=sys.stderr)
+                return 1
+            chosen: Iterable[CapturedRecord] = found
+        else:
+            since = _ms(_time(args.since))
+            source = read_topics(args.bootstrap, topics, since_ms=since, progress=_progress)
+            chosen = select(
+                source, correlation_ids=ids or None, since_ms=since, until_ms=_ms(_time(args.until))
+            )
         capture = build_capture(
             chosen,
             lambda schema_id: json.dumps(serde.writer_schema_json(schema_id)),
             mask=not args.unmasked,
             secret=os.environ.get("CHOREOGRAPH_MASK_KEY", "").encode(),
-            source=f"{args.bootstrap} {','.join(topics)}",
+            source=f"{args.bootstrap} {args.tracker or ','.join(topics)}",
         )
-    except (CaptureError, ValueError) as err:
+    except (CaptureError, ValueError, OSError) as err:  # MissingRecords is a ValueError
         print(f"\nchoreograph replay: {err}", file=sys.stderr)
         return 2
     capture.write(args.out)

@@ -28,6 +28,31 @@ class Output:
     envelope: Envelope
 
 
+# Set by `forward(..., origin=True)`: where the forwarded record was read, "topic/partition/offset",
+# so that a reader of the new topic can go back to the original record without a scan.
+REPARTITIONED_FROM = "repartitioned_from"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read: its topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Origin:
+        """The inverse of str(); raises ValueError for anything else."""
+        topic, partition, offset = text.rsplit("/", 2)
+        if not topic:
+            raise ValueError(f"not topic/partition/offset: {text!r}")
+        return cls(topic, int(partition), int(offset))
+
+
 @dataclass(frozen=True)
 class RawEvent:
     """A record as consumed, for envelope handlers: the body stays encoded."""
@@ -37,6 +62,7 @@ class RawEvent:
     headers: list[tuple[str, str | bytes | None]]
     envelope: Envelope
     data: Any = None  # JSON data of a structured-mode event (then `value` is None)
+    origin: Origin | None = None  # where it was read (None where nothing was read: a test)
 
 
 class Context:
@@ -88,15 +114,20 @@ class Context:
         *,
         with_body: bool = True,
         resolved: bool = False,
+        origin: bool = False,
     ) -> None:
         """Send a record on unchanged (value and headers) under a new key: a repartition.
         `with_body=False` sends the envelope alone, for readers that need no more.
         `resolved=True` writes the CloudEvents headers as this service read them (with the
         correlation id and subject it worked out from a minimal event and its key), so that a
-        reader of the new key sees the same; other headers go on as they came."""
+        reader of the new key sees the same; other headers go on as they came.
+        `origin=True` adds a `repartitioned_from` header naming where the record was read."""
         self._task.service.check_output(topic, f"a forwarded {raw.envelope.type}")
         value = raw.value if with_body else None
         headers = [*others(raw.headers), *raw.envelope.to_headers()] if resolved else raw.headers
+        if origin and raw.origin is not None:
+            kept = [(k, v) for k, v in headers if k != REPARTITIONED_FROM]
+            headers = [*kept, (REPARTITIONED_FROM, str(raw.origin).encode())]
         self.outputs.append(Output(topic, key.encode(), value, headers, None, raw.envelope))
 
     def decode(self, raw: RawEvent, reader: type[Event] | None = None) -> Any:

@@ -397,7 +397,7 @@ class Engine:
             if isinstance(headers, dict):  # the client's producer-side form; consumers give lists
                 headers = list(headers.items())
             event_type, outcome, outputs = task.process(
-                msg.key(), msg.value(), headers, now, msg.topic()
+                msg.key(), msg.value(), headers, now, msg.topic(), offset
             )
             self._check_sizes(task, outputs)
         except Exception as error:

@@ -16,7 +16,7 @@ from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, han
 from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.contracts.structured import is_structured, others, read_structured
-from choreograph.runtime.context import Context, Output, RawEvent
+from choreograph.runtime.context import Context, Origin, Output, RawEvent
 from choreograph.runtime.errors import ForeignKey, UndeclaredStore
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.records import header
@@ -80,6 +80,7 @@ class PartitionTask:
         headers: Headers | None,
         now: datetime,
         topic: str | None = None,
+        offset: int | None = None,
     ) -> tuple[str, str, list[Output]]:
         """Run handlers for one record; return (event type, outcome, outputs).
 
@@ -117,7 +118,12 @@ class PartitionTask:
         with handling(envelope):
             if self.service.envelope_handlers:
                 data = structured.data if structured is not None and value is None else None
-                raw = RawEvent(key, value, list(headers or ()), envelope, data)
+                at = (
+                    None
+                    if topic is None or offset is None
+                    else Origin(topic, self.partition, offset)
+                )
+                raw = RawEvent(key, value, list(headers or ()), envelope, data, at)
                 for envelope_handler in self.service.envelope_handlers:
                     envelope_handler(ctx, raw)
             acted = bool(self.service.envelope_handlers)

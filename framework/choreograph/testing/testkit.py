@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -50,6 +50,7 @@ class Emitted:
     event: Event | dict[str, Any] | None
     envelope: Envelope
     value: bytes | None = None
+    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)  # as sent
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class TestKit:
         self.dead_letters: list[DeadLetter] = []
         self.attempts: list[int] = []
         self.outcomes: list[str] = []  # per delivered record: ok, ignored or malformed
+        self._next_offset: dict[tuple[str, int], int] = {}  # as a broker numbers what it takes
         self.fired: list[tuple[str, str, datetime]] = []  # timers that ran: key, name, when
 
     # -- input ---------------------------------------------------------------------------------
@@ -147,10 +149,12 @@ class TestKit:
                 "the service's inputs, or send it where the service reads"
             )
         task = self.task_for(key)
+        offset = self._next_offset.get((topic, task.partition), 0)
+        self._next_offset[(topic, task.partition)] = offset + 1
         attempts = 0
         while True:
             try:
-                _, outcome, outputs = task.process(key, value, headers, self.now, topic)
+                _, outcome, outputs = task.process(key, value, headers, self.now, topic, offset)
             except Exception as error:
                 task.end_message(ok=False)
                 decision = self._decide(error, attempts)
@@ -250,7 +254,9 @@ class TestKit:
                 except SerdeError:
                     event = None
             self.outputs.append(
-                Emitted(out.topic, out.key.decode(), event, out.envelope, out.value)
+                Emitted(
+                    out.topic, out.key.decode(), event, out.envelope, out.value, list(out.headers)
+                )
             )
 
     def emitted(self, type: type[E] | None = None, topic: str | None = None) -> list[Emitted]:

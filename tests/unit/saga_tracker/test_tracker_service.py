@@ -253,3 +253,45 @@ def test_a_command_that_would_name_no_business_entity_is_withheld_and_pages(kit:
     assert withheld.severity == "critical" and withheld.step == "payment"
     assert "order_id would be empty" in withheld.summary
     assert "payment.compensation" in instance(kit).open_incidents
+
+
+def test_the_timeline_keeps_where_each_event_was_read_even_when_it_was_parked() -> None:
+    """A capture reads an instance's records at these coordinates instead of scanning topics."""
+    from choreograph.runtime.context import REPARTITIONED_FROM, Origin
+    from saga_tracker.service import build_router
+
+    router = TestKit(
+        build_router(definitions(V1), ["orders.events", "payments.events"]), start=T0, partitions=1
+    )
+    placed = Envelope.new("com.acme.orders.OrderPlaced", "shop", "o-1", now=T0)
+    paid = Envelope.new(
+        "com.acme.payments.PaymentAuthorized", "pay", "o-1", correlation_id=placed.correlation_id,
+        now=T0 + timedelta(seconds=1),
+    )  # fmt: skip
+    from decimal import Decimal
+
+    from examples.contracts.payments import PaymentAuthorized
+
+    payment = router.serde.serialize(
+        PaymentAuthorized(
+            order_id="o-1", payment_id="p-1", amount=Decimal("12.50"), currency="EUR"
+        ),
+        "payments.events",
+    )
+    router.deliver("orders.events", b"o-1", b"", [])  # offset 0 of orders.events: malformed
+    router.deliver("payments.events", b"o-1", payment, paid.to_headers())  # offset 0
+    router.deliver("orders.events", b"o-1", _order_value(router), placed.to_headers())  # 1
+    forwarded = router.emitted(topic=REPARTITION)
+    origins = [dict(f.headers)[REPARTITIONED_FROM] for f in forwarded]
+    assert origins == [b"payments.events/0/0", b"orders.events/0/1"]
+
+    tracker = TestKit(build_tracker(definitions(V1), MODELS), start=T0)
+    for f in forwarded:  # the payment overtakes the order: parked, then applied with its origin
+        tracker.deliver(REPARTITION, f.key.encode(), f.value, f.headers)
+    inst = instance(tracker, corr=placed.correlation_id)
+    read = {e.event_type: Origin.parse(e.origin) for e in inst.timeline if e.kind == "event"}
+    assert read == {
+        "com.acme.orders.OrderPlaced": Origin("orders.events", 0, 1),
+        "com.acme.payments.PaymentAuthorized": Origin("payments.events", 0, 0),
+    }
+    assert decode(encode(inst)).timeline == inst.timeline  # stored with the instance
