@@ -27,6 +27,8 @@ from typing import Any
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.serde import MislabelledRecord, SerdeError
+from choreograph.governance.contracts_bound import DECISIONS_TOPIC
+from choreograph.governance.decisions import Kind, record_decision
 from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
 from choreograph.runtime.service import Service
 from saga_tracker.codec import decode, encode, timeline_entry
@@ -214,7 +216,14 @@ class Tracker:
         rules = self.definitions.pinned(inst.process, inst.version)
         if rules is not None:
             before = Snapshot.of(inst)
+            timeouts = sum(e.kind == "timeout" for e in inst.timeline)
             effects = rules.deadline_passed(inst, payload["name"], ctx.now)
+            if sum(e.kind == "timeout" for e in inst.timeline) > timeouts:
+                name = payload["name"]
+                timer = f"timer:deadline:{inst.process}:{name}"
+                self._decided(
+                    ctx, inst, before, "timeout", f"deadline {name} passed", trigger=timer
+                )
             self._settle(ctx, rules, before, inst, effects)
 
     def _operator_action(self, ctx: Context, raw: RawEvent) -> None:
@@ -234,6 +243,9 @@ class Tracker:
             before = Snapshot.of(inst)
             try:
                 effects = rules.act(inst, kind, step, action.actor, action.reason, ctx.now)
+                self._decided(ctx, inst, before, "operator-action",
+                              f"{kind}{f' {step}' if step else ''}: {action.reason}",
+                              actor=action.actor)  # fmt: skip
                 self._settle(ctx, rules, before, inst, effects)
                 refused = ""
             except ActionRefused as err:
@@ -263,6 +275,12 @@ class Tracker:
     ) -> None:
         key = f"{inst.correlation_id}/{inst.process}"
         for effect in effects:
+            if isinstance(effect, SendCommand):
+                what = f"sent {effect.command} for step {effect.step}: {effect.reason}"
+                self._decided(ctx, inst, before, effect.purpose, what)
+            elif isinstance(effect, RaiseIncident):
+                self._decided(ctx, inst, before, "escalation", effect.summary)
+        for effect in effects:
             timer = f"deadline:{inst.process}:{getattr(effect, 'name', '')}"
             if isinstance(effect, SetDeadline):
                 ctx.schedule(timer, effect.at, {"instance": key, "name": effect.name})
@@ -277,6 +295,33 @@ class Tracker:
         self._count(ctx, inst, before)
         if before is not None and before.status != inst.status:  # not at start: on change
             ctx.emit(self.models[TRACE].from_avro(trace_record(inst)), key=inst.correlation_id)
+
+    def _decided(
+        self,
+        ctx: Context,
+        inst: Instance,
+        before: Snapshot | None,
+        kind: Kind,
+        reason: str,
+        *,
+        actor: str | None = None,
+        trigger: str | None = None,
+    ) -> None:
+        """A decision record of the tracker's, in the transaction that carries its effect."""
+        record_decision(
+            ctx,
+            subject="process",
+            name=inst.process,
+            version=inst.version,
+            kind=kind,
+            from_state=before.status if before is not None else None,
+            to_state=inst.status,
+            trigger=trigger,
+            instance=inst.correlation_id,
+            actor=actor,
+            actor_kind="operator" if actor else "service",
+            reason=reason,
+        )
 
     def _count(self, ctx: Context, inst: Instance, before: Snapshot | None) -> None:
         """Keep the partition's open-instance and value totals (the gauges) in step."""
@@ -414,6 +459,7 @@ def build_tracker(
         if c is not None
     }
     written = {models[m].__avro_topic__ for m in (TRACE, AUDIT, INCIDENT)} | commands
+    written.add(DECISIONS_TOPIC)  # timeouts, compensations, escalations, operator actions
     tracker = Service(
         name,
         [repartition],

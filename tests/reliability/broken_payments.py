@@ -20,7 +20,7 @@ from examples.contracts.payments import (
     PaymentRefunded,
     RefundPayment,
 )
-from examples.payments.service import DECLINE_ABOVE, INPUTS
+from examples.payments.service import INPUTS, POLICIES
 
 BULK_FEE = {1: Decimal("0"), 2: Decimal("0.50")}  # the mistake: no entry for 3
 
@@ -39,14 +39,16 @@ def orders_it_breaks(order: OrderPlaced) -> bool:
 
 
 def build(name: str = "payments", bulk_fee: Callable[[int], Decimal] = broken_fee) -> Service:
-    service = Service(name, INPUTS, outputs=["payments.events"], stores=["payments"])
+    service = Service(
+        name, INPUTS, outputs=["payments.events"], stores=["payments"], policies=POLICIES
+    )
 
-    @service.handle(OrderPlaced)
+    @service.handle(OrderPlaced, policies=["payments.card-limit"])
     def authorise(ctx: Context, event: OrderPlaced) -> None:
         if (ctx.store("payments").get(ctx.key) or {}).get("refunded"):
             ctx.emit(PaymentFailed(order_id=ctx.key, reason="refunded before it was charged"))
             return
-        if event.total > DECLINE_ABOVE:
+        if not ctx.policy("payments.card-limit", event):
             ctx.emit(PaymentFailed(order_id=ctx.key, reason="card declined: over the limit"))
             return
         fees = sum(

@@ -18,6 +18,11 @@ partition.
 
 The user's `data` holds only what actions return; the machine's own bookkeeping (state,
 states visited, which state timed out, what was compensated) is kept beside it on `Instance`.
+
+A guard is a function, or the id of a policy (see choreograph.governance.policies), checked
+against the event's contract when the machine is added to its service. Every transition writes a
+decision record (`choreograph.decisions`) in the same transaction: states, trigger, every guard
+and policy evaluated on the way, the service that decided.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from choreograph.contracts.event import Event
+from choreograph.governance.decisions import RuleEvaluation, record_decision
 from choreograph.runtime.context import Context
+
+if TYPE_CHECKING:
+    from choreograph.governance.policies import BoundPolicy
 
 Action = Callable[[Context, Any, dict[str, Any]], dict[str, Any] | None]
 Guard = Callable[[Any, dict[str, Any]], bool]
@@ -57,9 +66,19 @@ class Transition:
     event_type: type[Event]
     sources: frozenset[str]
     target: str
-    guard: Guard | None
+    guard: Guard | str | None  # a function, or a policy id
     action: Action | None
     timeout: Literal["restart", "cancel"] = "restart"
+    policy: BoundPolicy | None = None  # the guard's policy, once bound to the service's
+
+    def allows(self, machine: str, event: Event, data: dict[str, Any]) -> RuleEvaluation | None:
+        """The guard's evaluation (None without a guard)."""
+        if self.policy is not None:
+            return self.policy.allows(event)[1]
+        if callable(self.guard):
+            name = getattr(self.guard, "__qualname__", repr(self.guard))
+            return RuleEvaluation(f"{machine}:{name}", "code", bool(self.guard(event, data)))
+        return None
 
 
 @dataclass
@@ -85,8 +104,10 @@ class Instance:
 
 
 class StateMachine:
-    def __init__(self, name: str, initial: str = "new") -> None:
+    def __init__(self, name: str, initial: str = "new", *, version: int = 1) -> None:
+        """`version`: named in every decision record; raise it when the machine's rules change."""
         self.name = name
+        self.version = version
         self.initial = initial
         self.states: dict[str, StateSpec] = {initial: StateSpec(initial)}
         self.transitions: list[Transition] = []
@@ -112,7 +133,7 @@ class StateMachine:
         *,
         source: str | Iterable[str],
         target: str,
-        guard: Guard | None = None,
+        guard: Guard | str | None = None,
         timeout: Literal["restart", "cancel"] = "restart",
     ) -> Callable[[Action], Action]:
         """A transition on `event_type` from `source` to `target`, decorating its action
@@ -132,7 +153,7 @@ class StateMachine:
         *,
         source: str | Iterable[str],
         target: str,
-        guard: Guard | None = None,
+        guard: Guard | str | None = None,
         timeout: Literal["restart", "cancel"] = "restart",
     ) -> StateMachine:
         """A transition with no action of its own."""
@@ -144,7 +165,7 @@ class StateMachine:
         event_type: type[Event],
         source: str | Iterable[str],
         target: str,
-        guard: Guard | None,
+        guard: Guard | str | None,
         action: Action | None,
         timeout: Literal["restart", "cancel"],
     ) -> None:
@@ -207,6 +228,14 @@ class StateMachine:
                     f"{spec.on_timeout!r}"
                 )
 
+    def bind_policies(self, policy: Callable[[str, type[Event], str], BoundPolicy]) -> None:
+        """Resolve guards that name a policy, through the service's `policy` (which raises, at
+        start-up, for a policy that is missing or reads another event)."""
+        for t in self.transitions:
+            if isinstance(t.guard, str):
+                where = f"machine {self.name}'s transition on {t.event_type.__name__}"
+                t.policy = policy(t.guard, t.event_type, where)
+
     @property
     def store_name(self) -> str:
         return f"machine.{self.name}"
@@ -236,8 +265,16 @@ class StateMachine:
         for t in self.transitions:
             if not isinstance(event, t.event_type) or inst.state not in t.sources:
                 continue
-            if t.guard is not None and not t.guard(event, data):
-                continue
+            if isinstance(t.guard, str) and t.policy is None:
+                raise TypeError(
+                    f"machine {self.name} names policy {t.guard!r} but was not added to a "
+                    "service with policies; service.add_machine(...) it"
+                )
+            evaluation = t.allows(self.name, event, data)
+            if evaluation is not None:
+                ctx.evaluated(evaluation)
+                if evaluation.result is not True:
+                    continue
             if t.action is not None:
                 updated = t.action(ctx, event, data)
                 if updated is not None:
@@ -245,6 +282,7 @@ class StateMachine:
             inst.data = data
             self._enter(ctx, inst, t.target, start_timer=t.timeout == "restart")
             return t.target
+        ctx.take_evaluations()  # guards that held nothing back: no decision was taken
         return None
 
     def timer_fired(self, ctx: Context, payload: dict[str, Any]) -> str | None:
@@ -261,11 +299,19 @@ class StateMachine:
             if updated is not None:
                 inst.data = updated
         inst.timed_out_in = inst.state
-        self._enter(ctx, inst, target)
+        self._enter(ctx, inst, target, trigger=f"timer:{self.timer_name}")
         return target
 
-    def _enter(self, ctx: Context, inst: Instance, target: str, start_timer: bool = True) -> None:
+    def _enter(
+        self,
+        ctx: Context,
+        inst: Instance,
+        target: str,
+        start_timer: bool = True,
+        trigger: str | None = None,
+    ) -> None:
         leaving = self.states[inst.state]
+        before = inst.state
         if leaving.timeout is not None:
             ctx.cancel(self.timer_name)
         if inst.state != self.initial or inst.seq:
@@ -284,6 +330,18 @@ class StateMachine:
             if spec.outcome == "failure":
                 self._compensate(ctx, inst)
         self._save(ctx, inst)
+        undone = f"compensated {', '.join(inst.compensated)}" if inst.compensated else ""
+        record_decision(
+            ctx,
+            subject="machine",
+            name=self.name,
+            version=self.version,
+            kind="timeout" if trigger else "transition",
+            from_state=before,
+            to_state=target,
+            trigger=trigger,
+            reason=undone if spec.outcome == "failure" else "",
+        )
 
     def _compensate(self, ctx: Context, inst: Instance) -> None:
         """Run compensation hooks of completed states, most recent first."""

@@ -13,6 +13,7 @@ from choreograph.contracts.structured import others
 from choreograph.state.store import Store
 
 if TYPE_CHECKING:
+    from choreograph.governance.decisions import RuleEvaluation
     from choreograph.runtime.task import PartitionTask
 
 
@@ -74,6 +75,8 @@ class Context:
         self.envelope = envelope
         self.now = now
         self.outputs: list[Output] = []
+        self._evaluations: list[RuleEvaluation] = []  # rules evaluated, for the next decision
+        self.decisions = 0  # decision records written in this handling
 
     @property
     def partition(self) -> int:
@@ -82,6 +85,33 @@ class Context:
     @property
     def service(self) -> str:
         return self._task.service.name
+
+    @property
+    def instance_id(self) -> str:
+        """Which running copy of the service handles this ("testkit" in the TestKit)."""
+        return self._task.instance_id
+
+    def evaluated(self, evaluation: RuleEvaluation) -> None:
+        """Note a rule evaluated while handling this record: the next decision record lists it."""
+        self._evaluations.append(evaluation)
+
+    def take_evaluations(self) -> list[RuleEvaluation]:
+        taken, self._evaluations = self._evaluations, []
+        return taken
+
+    def policy(self, policy_id: str, event: Event) -> bool:
+        """Evaluate one of the service's policies on `event` and record the evaluation as a
+        decision (on `choreograph.decisions`, with this handling's outputs). True when it
+        allows."""
+        from choreograph.governance.decisions import record_decision
+
+        bound = self._task.service.policy(policy_id, type(event), f"a handler of {self.service}")
+        allowed, evaluation = bound.allows(event)
+        self.evaluated(evaluation)
+        record_decision(
+            self, subject="handler", name=self.service, version=bound.source.version, kind="policy"
+        )
+        return allowed
 
     def store(self, name: str) -> Store:
         """Store `name` of this partition. Keyed stores check that each key belongs here."""

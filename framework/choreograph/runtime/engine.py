@@ -48,6 +48,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
+from choreograph.governance.decisions import actor_instance
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
@@ -927,7 +928,12 @@ class Engine:
                 f"a process crashed handling this record: {poison.error}"
             )
         task = PartitionTask(
-            self.service, partition, open_backend, self.serde, partitions=self.partition_count
+            self.service,
+            partition,
+            open_backend,
+            self.serde,
+            partitions=self.partition_count,
+            instance_id=actor_instance(),
         )
         return task, jobs
 

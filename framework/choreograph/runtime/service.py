@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from choreograph.contracts.event import Event
+from choreograph.governance.contracts_bound import DECISIONS_TOPIC
+from choreograph.governance.policies import BoundPolicy, PolicyBook, PolicyError
 from choreograph.runtime.errors import TopologyError
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
 
@@ -57,11 +60,16 @@ class Service:
         outputs: Sequence[str] = (),
         stores: Sequence[str] = (),
         malformed: Literal["dlq", "skip"] = "dlq",
+        policies: PolicyBook | str | Path | None = None,
     ) -> None:
         """`inputs`: the topics it consumes; `outputs`: the topics it writes (emits and forwards
         anywhere else fail at once, in tests as in production). `malformed="skip"` counts and
         skips records without a valid envelope or body instead of dead-lettering them: for
-        observers of other teams' topics, such as the saga tracker."""
+        observers of other teams' topics, such as the saga tracker. `policies`: the folder of
+        policy files (or a PolicyBook) its machine guards and handlers may name.
+
+        A service with state machines or policies also writes `choreograph.decisions`: the
+        decision records of its transitions and policy evaluations."""
         if not inputs:
             raise TopologyError("a service needs at least one input topic")
         if isinstance(inputs, str) or isinstance(outputs, str):
@@ -81,6 +89,27 @@ class Service:
         self._stores: list[str] = []
         for store in stores:
             self.store(store)
+        self.policies: PolicyBook | None = None
+        if policies is not None:
+            self.policies = policies if isinstance(policies, PolicyBook) else _load(policies)
+            self._writes_decisions()
+
+    def _writes_decisions(self) -> None:
+        if DECISIONS_TOPIC not in self.outputs:
+            self.outputs.append(DECISIONS_TOPIC)
+
+    def policy(self, policy_id: str, model: type[Event], where: str) -> BoundPolicy:
+        """Policy `policy_id` checked against `model`'s contract; TopologyError (a mistake in the
+        service, loud in its tests and at start-up) when it is missing or does not fit."""
+        if self.policies is None:
+            raise TopologyError(
+                f"{where} names policy {policy_id!r}, but service {self.name} has no policies; "
+                f"pass Service({self.name!r}, ..., policies='policies/')"
+            )
+        try:
+            return self.policies.bind(policy_id, model, where)
+        except PolicyError as err:
+            raise TopologyError(str(err)) from None
 
     def store(self, name: str, *, keyed: bool = True) -> str:
         """Declare a key-value store; its changelog topic is `<service>.<store>.changelog`.
@@ -145,13 +174,16 @@ class Service:
         return [t for t in self.inputs if t not in self.rekeyed]
 
     def handle(
-        self, event_type: type[E], *, topic: str | None = None
+        self, event_type: type[E], *, topic: str | None = None, policies: Sequence[str] = ()
     ) -> Callable[[Callable[[Context, E], None]], Callable[[Context, E], None]]:
         """Register a handler for `event_type`, keyed by the record key (business key).
         `topic`: the input it arrives on, when that is not the contract's own topic (a
-        renamed or prefixed copy)."""
+        renamed or prefixed copy). `policies`: those it evaluates with `ctx.policy`, checked
+        against the event's contract here, at start-up, rather than on the first record."""
 
         self._check_received(event_type, "a handler", topic)
+        for policy_id in policies:
+            self.policy(policy_id, event_type, f"{self.name}'s handler of {event_type.__name__}")
 
         def register(fn: Callable[[Context, E], None]) -> Callable[[Context, E], None]:
             self.models[event_type.__avro_name__] = event_type
@@ -224,6 +256,8 @@ class Service:
         machine.validate()
         for model in machine.event_types():
             self._check_received(model, f"state machine {machine.name}")
+        machine.bind_policies(self.policy)
+        self._writes_decisions()
         self.machines.append(machine)
         self._machines_by_type.clear()
         for model in machine.event_types():
@@ -272,3 +306,10 @@ class Service:
             logging.getLogger("choreograph").error(str(err), extra={"service": self.name})
             raise SystemExit(2) from None
         end_if_abandoned(engine.abandoned, 0)
+
+
+def _load(root: str | Path) -> PolicyBook:
+    try:
+        return PolicyBook.load(root)
+    except PolicyError as err:
+        raise TopologyError(str(err)) from None

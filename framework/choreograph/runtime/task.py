@@ -36,9 +36,12 @@ class PartitionTask:
         open_backend: BackendFactory,
         serde: AvroSerde,
         partitions: int | None = None,
+        instance_id: str = "testkit",
     ) -> None:
-        """`partitions`: how many the inputs have; keyed stores then check key ownership."""
+        """`partitions`: how many the inputs have; keyed stores then check key ownership.
+        `instance_id`: which running copy of the service this is, named in decision records."""
         self.service = service
+        self.instance_id = instance_id
         self.partition = partition
         self.partitions = partitions
         self.serde = serde

@@ -46,6 +46,44 @@ class AuditEntry(Event):
     at: datetime.datetime = Field(description='When it was recorded.')
 
 
+class RuleEvaluation(AvroRecord):
+    """One rule evaluated on the way to the decision."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.RuleEvaluation'
+
+    rule: String = Field(description="Policy id, or the guard's qualified name for a guard in code.")
+    version: String = Field(description="Policy version, or 'code' for a guard in code.")
+    result: String = Field(description='What it evaluated to, as JSON text.')
+    inputs: dict[str, String] = Field(description='Each field it read, as JSON text; fields tagged pii are masked.')
+
+
+class DecisionRecord(Event):
+    """Evidence of one decision about a process instance: what moved it, on which rules and data, and who decided. On choreograph.decisions, in the same transaction as the decision's effect."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.DecisionRecord'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'choreograph.decisions'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"DecisionRecord","namespace":"dev.choreograph","doc":"Evidence of one decision about a process instance: what moved it, on which rules and data, and who decided. On choreograph.decisions, in the same transaction as the decision\'s effect.","fields":[{"name":"decision_id","type":"string","doc":"Unique id of this record."},{"name":"correlation_id","type":"string","doc":"Process instance the decision belongs to."},{"name":"instance","type":"string","doc":"The machine instance (its business key), or the process instance (its correlation id)."},{"name":"subject","type":"string","doc":"machine, process (the saga tracker) or handler (a policy a handler evaluated)."},{"name":"name","type":"string","pii":false,"doc":"Machine or process name; for a handler, the service."},{"name":"version","type":"int","doc":"Version of the machine or process definition."},{"name":"kind","type":"string","doc":"transition, timeout, compensation, escalation, operator-action, approval or policy."},{"name":"from_state","type":["null","string"],"default":null,"doc":"State before, when the decision moved one."},{"name":"to_state","type":["null","string"],"default":null,"doc":"State after, when the decision moved one."},{"name":"trigger_event_id","type":["null","string"],"default":null,"doc":"ce_id of the event that triggered it; none for a timer."},{"name":"trigger_event_type","type":"string","doc":"ce_type of that event, or timer:<name> for a timer."},{"name":"rules","type":{"type":"array","items":{"type":"record","name":"RuleEvaluation","doc":"One rule evaluated on the way to the decision.","fields":[{"name":"rule","type":"string","doc":"Policy id, or the guard\'s qualified name for a guard in code."},{"name":"version","type":"string","doc":"Policy version, or \'code\' for a guard in code."},{"name":"result","type":"string","doc":"What it evaluated to, as JSON text."},{"name":"inputs","type":{"type":"map","values":"string"},"doc":"Each field it read, as JSON text; fields tagged pii are masked."}]}},"doc":"Rules evaluated, in order."},{"name":"actor","type":"string","doc":"Who decided: a service, or an operator\'s or approver\'s identity."},{"name":"actor_kind","type":"string","doc":"service, operator or approver."},{"name":"actor_instance","type":["null","string"],"default":null,"doc":"Which running instance of the service (host and process id)."},{"name":"reason","type":"string","default":"","doc":"Why, in words, when there is more to say."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was decided (the service\'s clock)."}]}')
+
+    decision_id: String = Field(description='Unique id of this record.')
+    correlation_id: String = Field(description='Process instance the decision belongs to.')
+    instance: String = Field(description='The machine instance (its business key), or the process instance (its correlation id).')
+    subject: String = Field(description='machine, process (the saga tracker) or handler (a policy a handler evaluated).')
+    name: String = Field(description='Machine or process name; for a handler, the service.')
+    version: Int32 = Field(description='Version of the machine or process definition.')
+    kind: String = Field(description='transition, timeout, compensation, escalation, operator-action, approval or policy.')
+    from_state: None | String = Field(default=None, description='State before, when the decision moved one.')
+    to_state: None | String = Field(default=None, description='State after, when the decision moved one.')
+    trigger_event_id: None | String = Field(default=None, description='ce_id of the event that triggered it; none for a timer.')
+    trigger_event_type: String = Field(description='ce_type of that event, or timer:<name> for a timer.')
+    rules: list[RuleEvaluation] = Field(description='Rules evaluated, in order.')
+    actor: String = Field(description="Who decided: a service, or an operator's or approver's identity.")
+    actor_kind: String = Field(description='service, operator or approver.')
+    actor_instance: None | String = Field(default=None, description='Which running instance of the service (host and process id).')
+    reason: String = Field(default='', description='Why, in words, when there is more to say.')
+    at: datetime.datetime = Field(description="When it was decided (the service's clock).")
+
+
 class IncidentStatus(StrEnum):
     """Raised or resolved."""
     RAISED = 'RAISED'
@@ -150,4 +188,4 @@ class ProcessTrace(Event):
     timeline: list[TraceEntry] = Field(description='Everything that happened, in order.')
 
 
-EVENTS: tuple[type[Event], ...] = (AuditEntry, Incident, OperatorAction, ProcessTrace,)
+EVENTS: tuple[type[Event], ...] = (AuditEntry, DecisionRecord, Incident, OperatorAction, ProcessTrace,)

@@ -7,13 +7,16 @@ out, which may or may not have happened. Refunding an order that was never charg
 refund, so that an order arriving after it is declined rather than charged.
 
 The payment provider is simulated so that the reference choreography shows every path: cards are
-declined above `DECLINE_ABOVE`, and the provider never answers for customer `STALLED_CUSTOMER`
-(the tracker's payment deadline catches it)."""
+declined above the limit of policy `payments.card-limit` (policies/payments/card-limit.yaml, so
+every decline has a decision record naming the policy's version and the total it read), and the
+provider never answers for customer `STALLED_CUSTOMER` (the tracker's payment deadline catches
+it)."""
 
 from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from pathlib import Path
 
 from choreograph import Context, Service
 from examples.contracts.orders import OrderPlaced
@@ -25,14 +28,17 @@ from examples.contracts.payments import (
 )
 
 INPUTS = ["orders.events", "payments.commands"]
-DECLINE_ABOVE = Decimal("1000")
+DECLINE_ABOVE = Decimal("1000")  # the limit in policies/payments/card-limit.yaml
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 STALLED_CUSTOMER = "c-stalled"
 
 
 def build(name: str = "payments") -> Service:
-    service = Service(name, INPUTS, outputs=["payments.events"], stores=["payments"])
+    service = Service(
+        name, INPUTS, outputs=["payments.events"], stores=["payments"], policies=POLICIES
+    )
 
-    @service.handle(OrderPlaced)
+    @service.handle(OrderPlaced, policies=["payments.card-limit"])
     def authorise(ctx: Context, event: OrderPlaced) -> None:
         if (ctx.store("payments").get(ctx.key) or {}).get("refunded"):
             # The refund overtook the order (the tracker gave up waiting): never charge it now.
@@ -40,7 +46,7 @@ def build(name: str = "payments") -> Service:
             return
         if event.customer_id == STALLED_CUSTOMER:
             return  # the provider never answers
-        if event.total > DECLINE_ABOVE:
+        if not ctx.policy("payments.card-limit", event):
             ctx.emit(PaymentFailed(order_id=ctx.key, reason="card declined: over the limit"))
             return
         payment_id = "pay-" + hashlib.sha256(ctx.key.encode()).hexdigest()[:12]

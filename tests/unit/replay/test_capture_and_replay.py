@@ -99,7 +99,8 @@ def test_the_same_code_reproduces_production_with_no_difference() -> None:
     assert report.fed == 3 and report.differences == [] and report.dead_letters == []
     assert sorted(report.instances) == ["p-0", "p-1", "p-2"]
     assert report.instances["p-1"].emitted == [
-        "payments.events com.acme.payments.PaymentFailed o-2"
+        "choreograph.decisions dev.choreograph.DecisionRecord o-2",  # payments.card-limit: false
+        "payments.events com.acme.payments.PaymentFailed o-2",
     ]
     assert "no difference from production" in report.text()
 
@@ -156,4 +157,8 @@ def test_a_replay_reports_state_transitions_and_timers_as_they_ran() -> None:
     inst = report.instances["p-7"]
     assert inst.transitions == ["order o-7: new -> open", "order o-7: open -> cancelled"]
     assert [t.split()[0] for t in inst.timers] == ["machine.order.timeout"]
-    assert inst.emitted == ["orders.events com.acme.orders.OrderCancelled o-7"]
+    assert inst.emitted == [
+        "choreograph.decisions dev.choreograph.DecisionRecord o-7",  # new -> open
+        "orders.events com.acme.orders.OrderCancelled o-7",
+        "choreograph.decisions dev.choreograph.DecisionRecord o-7",  # open -> cancelled
+    ]

@@ -31,7 +31,11 @@ def test_a_body_under_another_type_s_headers_is_dead_lettered_at_once_with_both_
     assert "com.acme.orders.OrderPlaced" in str(letter.error)
     assert "com.acme.payments.RefundPayment" in str(letter.error)
     assert not kit.store("payments").get("o-1").get("refunded")  # nothing acted on it
-    assert len(kit.outputs) == 1  # the authorisation of the real order only
+    # The authorisation of the real order only (and the decision record of its card limit).
+    assert [e.envelope.type for e in kit.outputs] == [
+        "dev.choreograph.DecisionRecord",
+        "com.acme.payments.PaymentAuthorized",
+    ]
 
 
 def test_a_body_whose_writer_the_service_has_no_model_for_is_not_counted_ok() -> None:

@@ -73,7 +73,7 @@ def test_choreograph_check_builds_services_and_reports_what_does_not_add_up(
     from choreograph.cli.main import main
 
     assert main(["check", "examples.payments.service:build"]) == 0
-    assert "ok  payments: 2 inputs, 1 outputs" in capsys.readouterr().out
+    assert "ok  payments: 2 inputs, 2 outputs" in capsys.readouterr().out  # and its decisions
     assert main(["check", "tests.unit.runtime.test_topology:misbuilt"]) == 1
     assert "add 'orders.events'" in capsys.readouterr().err
     assert main(["check", "tests.unit.runtime.test_topology:unlisted"]) == 1

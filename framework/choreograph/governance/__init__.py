@@ -1,0 +1,1 @@
+"""Governance: decision records, policies as code, approvals and least-privilege credentials."""
