@@ -62,6 +62,7 @@ contracts: venv
 	$(VENV)/bin/choreograph schemas lint
 	$(VENV)/bin/choreograph schemas codegen --check
 	$(VENV)/bin/choreograph processes lint
+	$(VENV)/bin/choreograph policies lint
 	$(VENV)/bin/choreograph check examples.orders.service examples.payments.service \
 		examples.inventory.service
 	@base=$${CONTRACTS_BASE:-$$(git rev-parse -q --verify HEAD~1 || true)}; \

@@ -50,6 +50,7 @@ TOPICS = [
     "payments.commands",
     "inventory.commands",
     "saga-tracker.repartition",
+    "choreograph.decisions",  # keyed like the domain topics; the tracker's router reads it
 ]
 TEAMS = ("orders", "payments", "inventory")
 ENDED = {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}

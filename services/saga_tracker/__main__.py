@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schemas", type=Path, default=Path(_env("SCHEMAS", "schemas/avro")))
     run.add_argument(
         "--inputs",
-        default=_env("INPUTS", "orders.events,payments.events,inventory.events,shipping.events"),
-        help="comma-separated domain topics to follow",
+        default=_env(
+            "INPUTS",
+            "orders.events,payments.events,inventory.events,shipping.events,choreograph.decisions",
+        ),
+        help="comma-separated domain topics to follow (and choreograph.decisions, to show the "
+        "services' decisions on each trace)",
     )
     run.add_argument("--name", default=_env("NAME", "saga-tracker"))
     run.add_argument("--http-host", default=_env("HTTP_HOST", "127.0.0.1"))

@@ -27,7 +27,7 @@ from typing import Any
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.serde import MislabelledRecord, SerdeError
-from choreograph.governance.contracts_bound import DECISIONS_TOPIC
+from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.governance.decisions import Kind, record_decision
 from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
 from choreograph.runtime.service import Service
@@ -52,6 +52,9 @@ INCIDENT = "dev.choreograph.Incident"
 TRACE = "dev.choreograph.ProcessTrace"
 AUDIT = "dev.choreograph.AuditEntry"
 ACTION = "dev.choreograph.OperatorAction"
+DECISION = "dev.choreograph.DecisionRecord"
+DECISIONS_STORE = "decisions"  # the services' decisions per correlation id, for traces
+MAX_DECISIONS_SHOWN = 200
 log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
 # The router copies a body only where the tracker reads it (a start event's value at risk), and
@@ -91,8 +94,8 @@ def build_router(
     """`models`: contracts to check JSON data of structured-mode events against (Avro bodies
     are checked against their writer schema)."""
     router = Service(name, inputs, outputs=[repartition], malformed="skip")
-    followed = definitions.event_types()
-    bodies = definitions.bodies_read()
+    followed = definitions.event_types() | {DECISION}
+    bodies = definitions.bodies_read() | {DECISION}  # shown on the trace: read by the tracker
     counts = metrics or TrackerMetrics()
     contracts = models or {}
 
@@ -139,6 +142,9 @@ class Tracker:
         if envelope.type == ACTION:
             self._operator_action(ctx, raw)
             return
+        if envelope.type == DECISION:
+            self._services_decision(ctx, raw)
+            return
         origin = origin_of(raw)
         found = self._instances(ctx)
         if found:
@@ -153,6 +159,31 @@ class Tracker:
             inst.value = self._value(ctx, raw, rules)
             self._settle(ctx, rules, None, inst, effects)
         self._replay_parked(ctx)
+
+    def _services_decision(self, ctx: Context, raw: RawEvent) -> None:
+        """A decision record of a team's service: kept beside the instance (by correlation id,
+        whether or not its start has come yet) for its trace. The tracker's own are on the
+        timeline already."""
+        if raw.envelope.source == ctx.service or raw.value is None:
+            return
+        try:
+            decision = ctx.decode(raw, model(DECISION)).to_avro()
+        except (SerdeError, ContractViolation) as err:
+            log.warning("unreadable decision record skipped: %s", err)
+            return
+        store = ctx.store(DECISIONS_STORE)
+        kept = store.get(ctx.key) or []
+        summary = {
+            "at": decision["at"].isoformat(),
+            "kind": decision["kind"],
+            "by": f"{decision['subject']} {decision['name']} v{decision['version']}",
+            "from": decision["from_state"],
+            "to": decision["to_state"],
+            "rules": [f"{r['rule']} v{r['version']} = {r['result']}" for r in decision["rules"]],
+            "actor": decision["actor"],
+            "reason": decision["reason"],
+        }
+        store.put(ctx.key, [*kept, summary][-MAX_DECISIONS_SHOWN:])
 
     def _value(self, ctx: Context, raw: RawEvent, rules: ProcessRules) -> float | None:
         """The definition's value-at-risk field of the start event (the one body decoded)."""
@@ -464,7 +495,7 @@ def build_tracker(
         name,
         [repartition],
         outputs=sorted(written | ({alerts_topic} if alerts_topic else set())),
-        stores=["parked"],
+        stores=["parked", DECISIONS_STORE],
         malformed="skip",
     )
     # Instances are filed under "<correlation id>/<process>" and stats per process: keys of this

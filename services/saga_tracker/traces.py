@@ -86,6 +86,24 @@ def trace(inst: Instance) -> dict[str, Any]:
     return data
 
 
+DecisionSource = Callable[[str], list[dict[str, Any]]]
+
+
+def committed_decisions(tasks: Callable[[], Iterable[Any]]) -> DecisionSource:
+    """The services' decision records kept for a correlation id, in the committed state."""
+
+    def read(correlation_id: str) -> list[dict[str, Any]]:
+        for task in list(tasks()):
+            store = task.stores.get("decisions")
+            raw = store.backend.get(correlation_id.encode()) if store is not None else None
+            if raw is not None:
+                found: list[dict[str, Any]] = decode_value(raw)
+                return found
+        return []
+
+    return read
+
+
 class TraceServer:
     def __init__(
         self,
@@ -96,9 +114,12 @@ class TraceServer:
         host: str = "127.0.0.1",
         port: int = 0,
         failures: FailedAttempts | None = None,
+        decisions: DecisionSource | None = None,
     ) -> None:
-        """Without `access`, reads are open and nobody may act; without `desk`, no actions."""
+        """Without `access`, reads are open and nobody may act; without `desk`, no actions.
+        `decisions`: the services' decision records per correlation id, shown on traces."""
         self.instances = instances
+        self.decisions = decisions or (lambda correlation_id: [])
         self.access = access or Access({}, open_reads=True)
         self.desk = desk
         self.failures = failures or FailedAttempts()
@@ -220,9 +241,10 @@ class TraceServer:
             inst = self.find(parts[-1], next(iter(query.get("process", [])), None))
             if inst is None:
                 return _send_json(request, 404, {"error": f"no instance {parts[-1]}"})
+            decided = self.decisions(inst.correlation_id)
             if parts[0] == "api":
-                return _send_json(request, 200, trace(inst))
-            return _send_html(request, 200, _trace_page(inst))
+                return _send_json(request, 200, {**trace(inst), "decisions": decided})
+            return _send_html(request, 200, _trace_page(inst, decided))
         return _send_json(request, 404, {"error": "not found"})
 
     def act(self, request: BaseHTTPRequestHandler) -> None:
@@ -350,7 +372,24 @@ def _list_page(instances: list[Instance]) -> str:
     return _page("Process instances", f"<table>{head}{rows}</table>")
 
 
-def _trace_page(inst: Instance) -> str:
+def _decisions_table(decisions: list[dict[str, Any]]) -> str:
+    if not decisions:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(d['at'])}</td><td>{html.escape(d['kind'])}</td>"
+        f"<td>{html.escape(d['by'])}</td>"
+        f"<td>{html.escape(str(d['from'] or ''))} &rarr; {html.escape(str(d['to'] or ''))}</td>"
+        f"<td>{html.escape('; '.join(d['rules']))}</td><td>{html.escape(d['actor'])}</td>"
+        f"<td>{html.escape(d['reason'])}</td></tr>"
+        for d in decisions
+    )
+    return (
+        "<h2>Decisions of the services</h2><table><tr><th>at</th><th>kind</th><th>by</th>"
+        f"<th>state</th><th>rules</th><th>actor</th><th>why</th></tr>{rows}</table>"
+    )
+
+
+def _trace_page(inst: Instance, decisions: list[dict[str, Any]] | None = None) -> str:
     latencies = step_latencies(inst)
     took = {name: f"{latency.total_seconds():.1f} s" for name, latency in latencies.items()}
     steps = "".join(
@@ -379,6 +418,6 @@ def _trace_page(inst: Instance) -> str:
         f"{value}, <span class='{inst.status}'>{inst.status}</span></p>{failure}{paging}"
         f"<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>took</th></tr>{steps}</table>"
         "<h2>Timeline</h2><table><tr><th>at</th><th>what</th><th>event</th><th>step</th>"
-        f"<th>source</th><th>note</th></tr>{timeline}</table>"
+        f"<th>source</th><th>note</th></tr>{timeline}</table>{_decisions_table(decisions or [])}"
     )
     return _page(f"Trace {inst.correlation_id}", body)

@@ -6,7 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreograph.cli import check, dev, dlq, new, processes, replay, schemas, simulate
+from choreograph.cli import (
+    audit,
+    check,
+    dev,
+    dlq,
+    new,
+    policies,
+    processes,
+    replay,
+    schemas,
+    simulate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.register(groups)
     dlq.register(groups)
     processes.register(groups)
+    policies.register(groups)
+    audit.register(groups)
     new.register(groups)
     check.register(groups)
     replay.register(groups)

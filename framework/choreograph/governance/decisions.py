@@ -9,11 +9,8 @@ decided and when. `choreograph audit show` prints an instance's records in order
 from __future__ import annotations
 
 import json
-import os
-import socket
 import uuid
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
@@ -54,12 +51,6 @@ class RuleEvaluation:
 
 
 DECISION_IDS = uuid.UUID("6f1c2a52-3d0e-4f55-9a4e-2b7f0c9d8e11")
-
-
-@cache
-def actor_instance() -> str:
-    """Which running copy of a service decided: host and process id."""
-    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def record_decision(

@@ -61,6 +61,7 @@ class PolicySource:
     block: bool  # a block scalar (| or >): the expression's own lines follow `expression:`
     description: str = ""
     owners: tuple[str, ...] = ()
+    reads_at: tuple[int, int] = (1, 1)  # where `reads` names the event type
 
     def where(self, line: int, col: int) -> tuple[int, int]:
         """The file position of a position in the expression."""
@@ -131,7 +132,7 @@ def parse_policy(text: str, path: str) -> PolicySource:
         line, col = value.start_mark.line + 1, value.start_mark.column + 1 + (1 if quoted else 0)
     return PolicySource(
         raw["id"], raw["version"], raw["reads"], raw["expression"].strip(), path, line, col,
-        block, str(raw.get("description") or ""), tuple(owners),
+        block, str(raw.get("description") or ""), tuple(owners), at("reads"),
     )  # fmt: skip
 
 
@@ -166,13 +167,18 @@ class BoundPolicy:
 
     def _inputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for path in self.source.fields_read:
+        for named in self.source.fields_read:
             value: Any = values
-            for part in path.split("."):
+            walked: list[str] = []
+            for part in named.split("."):
                 if isinstance(value, Mapping) and part in value:
                     value = value[part]
+                    walked.append(part)
                 else:
                     break  # a method call (event.name.startsWith) or beyond a list: stop here
+            path = ".".join(walked)
+            if not path:
+                continue
             if path in self.pii or any(path.startswith(p + ".") for p in self.pii):
                 value = mask_value(value, self.secret or b"choreograph")
             found[path] = _plain(value)

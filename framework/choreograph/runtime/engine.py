@@ -48,7 +48,6 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
-from choreograph.governance.decisions import actor_instance
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
@@ -933,7 +932,7 @@ class Engine:
             open_backend,
             self.serde,
             partitions=self.partition_count,
-            instance_id=actor_instance(),
+            instance_id=f"{self.config.instance_id}/{os.getpid()}",
         )
         return task, jobs
 

@@ -1,0 +1,36 @@
+"""`choreograph policies lint`: policies against the contracts they read (in the contract gate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from choreograph.cli.output import UNREADABLE, finish
+from choreograph.contracts.catalog import ContractError, load_catalog
+from choreograph.governance.policy_lint import lint_policies
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser("policies", help="check policies (CEL rules) against contracts")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lint = commands.add_parser("lint", help="compile and type-check every policy")
+    lint.add_argument("--root", type=Path, default=Path("policies"), help="policies folder")
+    lint.add_argument("--schemas", type=Path, default=Path("schemas/avro"), help="contracts folder")
+    lint.add_argument("--format", choices=("text", "json", "github"), default="text")
+    lint.set_defaults(run=run_lint)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    for folder in (args.root, args.schemas):
+        if not folder.is_dir():
+            print(f"choreograph policies: no folder at {folder}", file=sys.stderr)
+            return UNREADABLE
+    try:
+        catalog = load_catalog(args.schemas)
+    except ContractError as err:
+        print(f"choreograph policies: {err}", file=sys.stderr)
+        return UNREADABLE
+    return finish(
+        lint_policies(args.root, catalog), [e.diagnostic() for e in catalog.errors], args.format
+    )
