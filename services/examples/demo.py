@@ -51,6 +51,7 @@ TOPICS = [
     "inventory.commands",
     "saga-tracker.repartition",
     "choreograph.decisions",  # keyed like the domain topics; the tracker's router reads it
+    "choreograph.approvals",  # read by the services that ask (orders) and by the router
 ]
 TEAMS = ("orders", "payments", "inventory")
 ENDED = {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}

@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--inputs",
         default=_env(
             "INPUTS",
-            "orders.events,payments.events,inventory.events,shipping.events,choreograph.decisions",
+            "orders.events,payments.events,inventory.events,shipping.events,choreograph.decisions,"
+            "choreograph.approvals",
         ),
-        help="comma-separated domain topics to follow (and choreograph.decisions, to show the "
-        "services' decisions on each trace)",
+        help="comma-separated domain topics to follow (and choreograph.decisions and "
+        "choreograph.approvals, for the services' decisions and approval requests)",
     )
     run.add_argument("--name", default=_env("NAME", "saga-tracker"))
     run.add_argument("--http-host", default=_env("HTTP_HOST", "127.0.0.1"))
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(run=_run)
     token = commands.add_parser("token", help="make a bearer token and its token-file line")
     token.add_argument("name")
-    token.add_argument("--role", choices=["viewer", "operator"], required=True)
+    token.add_argument("--role", choices=["viewer", "operator", "approver"], required=True)
     token.set_defaults(run=_token)
     return parser
 

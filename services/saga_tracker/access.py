@@ -1,6 +1,8 @@
 """Who may read traces and who may act on instances: bearer tokens with a role each.
 
-Roles: `viewer` reads traces; `operator` also retries steps, compensates and resolves. The token
+Roles: `viewer` reads traces; `operator` also retries steps, compensates and resolves;
+`approver` reads and grants or denies approval requests (and nothing else: who operates a
+workflow does not approve its decisions, and the reverse). The token
 file holds SHA-256 digests, never tokens, so it can live in a Kubernetes secret or a repo:
 
     tokens:
@@ -28,10 +30,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-Role = Literal["viewer", "operator"]
+Role = Literal["viewer", "operator", "approver"]
 RIGHTS: dict[Role, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "operator": frozenset({"read", "act"}),
+    "approver": frozenset({"read", "approve"}),
 }
 
 

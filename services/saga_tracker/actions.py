@@ -22,6 +22,8 @@ from typing import Any
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
+from choreograph.governance.approvals import DECIDED, ApprovalRefused, check_approver
+from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
 from choreograph.runtime.transactions import Outcome, Transactions
 from saga_tracker.access import Principal
 from saga_tracker.definitions import Definitions
@@ -83,6 +85,7 @@ class ActionDesk:
         self.repartition = repartition
         self.source = source
         self._lock = threading.Lock()
+        self._decided: set[str] = set()  # approvals answered here, before the tracker saw it
 
     def close(self) -> None:
         self.txn.close(10)
@@ -147,6 +150,71 @@ class ActionDesk:
             )
             self._publish_audit(publisher, audit, "ACCEPTED", str(reason), action_id, now)
         return Reply(202, {"action_id": action_id, "status": "accepted"})
+
+    def decide(
+        self,
+        principal: Principal | None,
+        approval_id: str,
+        body: Any,
+        request: dict[str, Any] | None,
+    ) -> Reply:
+        """An approver grants or denies approval request `approval_id` (`request`: as the
+        tracker keeps it, None if unknown). Passing every check, the answer goes out as
+        ApprovalDecided to the waiting instance, with its ACCEPTED audit entry, in one
+        transaction; every other outcome is audited too."""
+        fields = body if isinstance(body, dict) else {}
+        decision = str(fields.get("decision", ""))
+        reason = fields.get("reason")
+        actor = principal.name if principal else "anonymous"
+        target = str((request or {}).get("correlation_id") or approval_id)
+        audit = audit_fields(principal, target, decision or "approval")
+        audit["step"] = (request or {}).get("state")
+        if principal is None:
+            why = "no valid bearer token"
+            return Reply(
+                401, {"error": "a valid bearer token is needed"}, Failure(audit, "DENIED", why)
+            )
+        if not principal.may("approve"):
+            error = f"{actor} may not decide approvals (role {principal.role})"
+            return Reply(
+                403, {"error": error}, Failure(audit, "DENIED", "the approver role is needed")
+            )
+        if decision not in ("grant", "deny") or not isinstance(reason, str):
+            problem = 'send {"decision": "grant" or "deny", "reason": "..."}'
+            return Reply(400, {"error": problem}, Failure(audit, "INVALID", problem))
+        if request is None:
+            self._audit(audit, "REFUSED", f"no approval request {approval_id}")
+            return Reply(404, {"error": f"no approval request {approval_id}"})
+        if request.get("status") != "pending" or approval_id in self._decided:
+            refused = f"approval {approval_id} is already {request.get('status', 'decided')}"
+            if approval_id in self._decided:
+                refused = f"approval {approval_id} was already decided here"
+            self._audit(audit, "REFUSED", refused)
+            return Reply(409, {"error": refused})
+        try:
+            check_approver(str(request["requested_by"]), actor, reason)
+        except ApprovalRefused as err:
+            self._audit(audit, "REFUSED", str(err))
+            return Reply(403, {"error": str(err)})
+        now = datetime.now(UTC)
+        answer = model(DECIDED).from_avro(
+            {
+                "approval_id": approval_id,
+                "correlation_id": request["correlation_id"],
+                "machine": request["machine"],
+                "instance": request["instance"],
+                "granted": decision == "grant",
+                "approver": actor,
+                "reason": reason,
+                "decided_at": now,
+            }
+        )
+        with self._transaction() as publisher:
+            publisher.publish(answer, str(request["instance"]), topic=APPROVALS_TOPIC,
+                              correlation_id=str(request["correlation_id"]))  # fmt: skip
+            self._publish_audit(publisher, audit, "ACCEPTED", reason, approval_id, now)
+        self._decided.add(approval_id)
+        return Reply(202, {"approval_id": approval_id, "status": f"{decision} accepted"})
 
     def audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
         """Record one entry on its own (raises `Unavailable` while the broker is away)."""

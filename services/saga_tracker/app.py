@@ -30,7 +30,12 @@ from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
 from saga_tracker.throttle import FailedAttempts
-from saga_tracker.traces import TraceServer, committed_decisions, committed_instances
+from saga_tracker.traces import (
+    TraceServer,
+    committed_approvals,
+    committed_decisions,
+    committed_instances,
+)
 
 log = logging.getLogger("saga_tracker")
 
@@ -123,6 +128,7 @@ class TrackerApp:
         self.server = TraceServer(
             committed_instances(lambda: self.tracker.tasks.values()),
             decisions=committed_decisions(lambda: self.tracker.tasks.values()),
+            approvals=committed_approvals(lambda: self.tracker.tasks.values()),
             access=access,
             desk=self.desk,
             host=s.http_host,

@@ -27,6 +27,7 @@ from typing import Any
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.serde import MislabelledRecord, SerdeError
+from choreograph.governance.approvals import DECIDED, REQUESTED
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.governance.decisions import Kind, record_decision
 from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
@@ -54,6 +55,7 @@ AUDIT = "dev.choreograph.AuditEntry"
 ACTION = "dev.choreograph.OperatorAction"
 DECISION = "dev.choreograph.DecisionRecord"
 DECISIONS_STORE = "decisions"  # the services' decisions per correlation id, for traces
+APPROVALS_STORE = "approvals"  # approval requests by id, with their answers
 MAX_DECISIONS_SHOWN = 200
 log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
@@ -94,8 +96,9 @@ def build_router(
     """`models`: contracts to check JSON data of structured-mode events against (Avro bodies
     are checked against their writer schema)."""
     router = Service(name, inputs, outputs=[repartition], malformed="skip")
-    followed = definitions.event_types() | {DECISION}
-    bodies = definitions.bodies_read() | {DECISION}  # shown on the trace: read by the tracker
+    governance = {DECISION, REQUESTED, DECIDED}  # shown on traces and the approvals page
+    followed = definitions.event_types() | governance
+    bodies = definitions.bodies_read() | governance  # read by the tracker
     counts = metrics or TrackerMetrics()
     contracts = models or {}
 
@@ -145,6 +148,9 @@ class Tracker:
         if envelope.type == DECISION:
             self._services_decision(ctx, raw)
             return
+        if envelope.type in (REQUESTED, DECIDED):
+            self._approval(ctx, raw)
+            return
         origin = origin_of(raw)
         found = self._instances(ctx)
         if found:
@@ -184,6 +190,33 @@ class Tracker:
             "reason": decision["reason"],
         }
         store.put(ctx.key, [*kept, summary][-MAX_DECISIONS_SHOWN:])
+
+    def _approval(self, ctx: Context, raw: RawEvent) -> None:
+        """Keep approval requests (pending until their decision comes by) for approvers."""
+        if raw.value is None:
+            return
+        try:
+            event = ctx.decode(raw, model(raw.envelope.type)).to_avro()
+        except (SerdeError, ContractViolation) as err:
+            log.warning("unreadable approval record skipped: %s", err)
+            return
+        store = ctx.store(APPROVALS_STORE)
+        known = store.get(event["approval_id"])
+        if raw.envelope.type == REQUESTED:
+            if known is None:  # a decision that overtook its request keeps its answer
+                store.put(event["approval_id"], {**_plain(event), "status": "pending"})
+            return
+        answer = {
+            "status": "granted" if event["granted"] else "denied",
+            "approver": event["approver"],
+            "reason": event["reason"],
+            "decided_at": event["decided_at"].isoformat(),
+        }
+        base = known or {
+            k: event[k] for k in ("approval_id", "instance", "machine", "correlation_id")
+        }
+        if (known or {}).get("status", "pending") == "pending":  # the first answer stands
+            store.put(event["approval_id"], {**base, **answer})
 
     def _value(self, ctx: Context, raw: RawEvent, rules: ProcessRules) -> float | None:
         """The definition's value-at-risk field of the start event (the one body decoded)."""
@@ -501,9 +534,15 @@ def build_tracker(
     # Instances are filed under "<correlation id>/<process>" and stats per process: keys of this
     # partition's own making, not business keys.
     tracker.store("instances", keyed=False)
+    tracker.store(APPROVALS_STORE, keyed=False)  # by approval id
     tracker.store(STATS, keyed=False)
     logic = Tracker(definitions, models, metrics, alerts_topic)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
     tracker.timer("parked:expire")(logic.on_parked_expired)
     return tracker
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values (times as RFC 3339 text) for the tracker's stores."""
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in record.items()}

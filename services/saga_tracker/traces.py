@@ -2,6 +2,8 @@
 
     GET /api/instances?process=&status=&business_key=   summaries, newest first
     GET /api/instances/<correlation id>?process=         one trace (JSON)
+    GET /api/approvals?status=pending                    approval requests (JSON); /approvals page
+    POST /api/approvals/<approval id>                    {"decision": "grant|deny", "reason": ...}
     GET /traces                                          the list as a web page
     GET /traces/<correlation id>                         one trace as a web page
     POST /api/instances/<correlation id>/actions         {"action": "retry|compensate|resolve",
@@ -87,6 +89,21 @@ def trace(inst: Instance) -> dict[str, Any]:
 
 
 DecisionSource = Callable[[str], list[dict[str, Any]]]
+ApprovalSource = Callable[[], list[dict[str, Any]]]
+
+
+def committed_approvals(tasks: Callable[[], Iterable[Any]]) -> ApprovalSource:
+    """Every approval request the tracker keeps, with its answer once it has one."""
+
+    def read() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for task in list(tasks()):
+            store = task.stores.get("approvals")
+            if store is not None:
+                found += [decode_value(raw) for _, raw in store.backend.scan()]
+        return sorted(found, key=lambda a: str(a.get("requested_at", "")))
+
+    return read
 
 
 def committed_decisions(tasks: Callable[[], Iterable[Any]]) -> DecisionSource:
@@ -115,11 +132,13 @@ class TraceServer:
         port: int = 0,
         failures: FailedAttempts | None = None,
         decisions: DecisionSource | None = None,
+        approvals: ApprovalSource | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions.
         `decisions`: the services' decision records per correlation id, shown on traces."""
         self.instances = instances
         self.decisions = decisions or (lambda correlation_id: [])
+        self.approvals = approvals or list
         self.access = access or Access({}, open_reads=True)
         self.desk = desk
         self.failures = failures or FailedAttempts()
@@ -235,6 +254,12 @@ class TraceServer:
             return _send_json(request, 200, [summary(i) for i in self.filtered(query)])
         if parts == ["traces"]:
             return _send_html(request, 200, _list_page(self.filtered(query)))
+        if parts in (["api", "approvals"], ["approvals"]):
+            status = next(iter(query.get("status", [])), None)
+            listed = [a for a in self.approvals() if status in (None, a.get("status"))]
+            if parts[0] == "api":
+                return _send_json(request, 200, listed)
+            return _send_html(request, 200, _approvals_page(listed))
         if (len(parts) == 3 and parts[:2] == ["api", "instances"]) or (
             len(parts) == 2 and parts[0] == "traces"
         ):
@@ -242,15 +267,20 @@ class TraceServer:
             if inst is None:
                 return _send_json(request, 404, {"error": f"no instance {parts[-1]}"})
             decided = self.decisions(inst.correlation_id)
+            asked = [a for a in self.approvals() if a.get("correlation_id") == inst.correlation_id]
             if parts[0] == "api":
-                return _send_json(request, 200, {**trace(inst), "decisions": decided})
-            return _send_html(request, 200, _trace_page(inst, decided))
+                return _send_json(
+                    request, 200, {**trace(inst), "decisions": decided, "approvals": asked}
+                )
+            return _send_html(request, 200, _trace_page(inst, decided, asked))
         return _send_json(request, 404, {"error": "not found"})
 
     def act(self, request: BaseHTTPRequestHandler) -> None:
         parts = [unquote(p) for p in urlsplit(request.path).path.strip("/").split("/") if p]
         if self._limited(request):
             return None
+        if len(parts) == 3 and parts[:2] == ["api", "approvals"]:
+            return self.decide(request, parts[2])
         if len(parts) != 4 or parts[:2] != ["api", "instances"] or parts[3] != "actions":
             request.close_connection = True
             return _send_json(request, 404, {"error": "not found"})
@@ -273,6 +303,33 @@ class TraceServer:
                 failure = reply.failure
                 self._failed(request, failure.fields, failure.outcome, failure.detail)
         except Unavailable as unavailable:  # nothing was sent: the operator tries again
+            return _send_json(request, 503, {"error": str(unavailable)})
+        if reply.status == 401:
+            return _unauthorized(request)
+        return _send_json(request, reply.status, reply.body)
+
+    def decide(self, request: BaseHTTPRequestHandler, approval_id: str) -> None:
+        """POST /api/approvals/<id> {"decision": "grant|deny", "reason": ...}: approvers only,
+        never the requester; every attempt audited."""
+        if self.desk is None:
+            request.close_connection = True
+            return _send_json(request, 503, {"error": "approvals are not enabled"})
+        principal = self.access.who(request.headers.get("Authorization"))
+        found = next((a for a in self.approvals() if a.get("approval_id") == approval_id), None)
+        target = str((found or {}).get("correlation_id") or approval_id)
+        try:
+            try:
+                body = _json_body(request)
+            except Refusal as refusal:
+                fields = audit_fields(principal, target, "approval")
+                self._failed(request, fields, "INVALID", str(refusal))
+                _drain(request, refusal.unread)
+                return _send_json(request, refusal.status, {"error": str(refusal)})
+            reply = self.desk.decide(principal, approval_id, body, found)
+            if reply.failure is not None:
+                failure = reply.failure
+                self._failed(request, failure.fields, failure.outcome, failure.detail)
+        except Unavailable as unavailable:
             return _send_json(request, 503, {"error": str(unavailable)})
         if reply.status == 401:
             return _unauthorized(request)
@@ -372,6 +429,30 @@ def _list_page(instances: list[Instance]) -> str:
     return _page("Process instances", f"<table>{head}{rows}</table>")
 
 
+def _approvals_table(approvals: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(str(a.get('approval_id')))}</td>"
+        f"<td><a href='/traces/{html.escape(str(a.get('correlation_id')))}'>"
+        f"{html.escape(str(a.get('correlation_id')))}</a></td>"
+        f"<td>{html.escape(str(a.get('machine')))} {html.escape(str(a.get('instance')))}</td>"
+        f"<td>{html.escape(str(a.get('state', '')))}</td>"
+        f"<td>{html.escape(str(a.get('summary', '')))}</td>"
+        f"<td>{html.escape(str(a.get('requested_by', '')))}</td>"
+        f"<td class='{html.escape(str(a.get('status')))}'>{html.escape(str(a.get('status')))}"
+        f"{' by ' + html.escape(str(a['approver'])) if a.get('approver') else ''}</td></tr>"
+        for a in approvals
+    )
+    return (
+        "<table><tr><th>approval</th><th>instance</th><th>waiting</th><th>state</th>"
+        f"<th>what</th><th>asked by</th><th>status</th></tr>{rows}</table>"
+    )
+
+
+def _approvals_page(approvals: list[dict[str, Any]]) -> str:
+    body = _approvals_table(approvals) if approvals else "<p>No approval requests.</p>"
+    return _page("Approval requests", body)
+
+
 def _decisions_table(decisions: list[dict[str, Any]]) -> str:
     if not decisions:
         return ""
@@ -389,7 +470,11 @@ def _decisions_table(decisions: list[dict[str, Any]]) -> str:
     )
 
 
-def _trace_page(inst: Instance, decisions: list[dict[str, Any]] | None = None) -> str:
+def _trace_page(
+    inst: Instance,
+    decisions: list[dict[str, Any]] | None = None,
+    approvals: list[dict[str, Any]] | None = None,
+) -> str:
     latencies = step_latencies(inst)
     took = {name: f"{latency.total_seconds():.1f} s" for name, latency in latencies.items()}
     steps = "".join(
@@ -420,4 +505,7 @@ def _trace_page(inst: Instance, decisions: list[dict[str, Any]] | None = None) -
         "<h2>Timeline</h2><table><tr><th>at</th><th>what</th><th>event</th><th>step</th>"
         f"<th>source</th><th>note</th></tr>{timeline}</table>{_decisions_table(decisions or [])}"
     )
+    pending = [a for a in approvals or [] if a.get("status") == "pending"]
+    if pending:
+        body += f"<h2>Pending approvals</h2>{_approvals_table(pending)}"
     return _page(f"Trace {inst.correlation_id}", body)

@@ -33,7 +33,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from choreograph.contracts.event import Event
-from choreograph.governance.decisions import RuleEvaluation, record_decision
+from choreograph.governance.approvals import DECIDED, REQUESTED, Approval, approval_id
+from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
+from choreograph.governance.decisions import ActorKind, Kind, RuleEvaluation, record_decision
 from choreograph.runtime.context import Context
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ class StateSpec:
     compensation: Hook | None = None
     entered: StateAction | None = None  # runs on entering the state
     expired: StateAction | None = None  # runs when the state's timeout fires, before leaving
+    approval: Approval | None = None  # the state waits for a person's approval
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Instance:
     outcome: Outcome | None = None
     timed_out_in: str | None = None  # the state whose timeout moved the instance, if one did
     compensated: list[str] = field(default_factory=list)  # states undone, most recent first
+    approval: str | None = None  # the approval request it waits on, if any
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -100,6 +104,7 @@ class Instance:
             "outcome": self.outcome,
             "timed_out_in": self.timed_out_in,
             "compensated": self.compensated,
+            "approval": self.approval,
         }
 
 
@@ -122,6 +127,27 @@ class StateMachine:
         spec = self.states.setdefault(name, StateSpec(name))
         spec.timeout, spec.on_timeout = timeout, on_timeout
         return self
+
+    def approval(
+        self,
+        state: str,
+        *,
+        granted: str,
+        denied: str,
+        requested_by: str | Callable[[dict[str, Any]], str] | None = None,
+        summary: Callable[[dict[str, Any]], str] | None = None,
+    ) -> StateMachine:
+        """`state` waits for a person's approval: entering it asks for one (ApprovalRequested on
+        choreograph.approvals); a grant moves the instance to `granted`, a denial to `denied`.
+        `requested_by`: the data key (or a function of the data) naming who caused the request,
+        who may not approve it. The state may also have a timeout, for requests nobody answers."""
+        spec = self.states.setdefault(state, StateSpec(state))
+        spec.approval = Approval(granted, denied, requested_by, summary)
+        return self
+
+    @property
+    def approvals(self) -> bool:
+        return any(spec.approval for spec in self.states.values())
 
     def terminal(self, name: str, outcome: Outcome = "success") -> StateMachine:
         self.states.setdefault(name, StateSpec(name)).outcome = outcome
@@ -217,6 +243,18 @@ class StateMachine:
                     "outgoing transitions"
                 )
         for spec in self.states.values():
+            if spec.approval is not None:
+                for answer in (spec.approval.granted, spec.approval.denied):
+                    if answer not in known:
+                        raise MachineDefinitionError(
+                            f"machine {self.name}: approval of state {spec.name} leads to "
+                            f"unknown state {answer!r}; declare it with .state() or .terminal()"
+                        )
+                if spec.outcome:
+                    raise MachineDefinitionError(
+                        f"machine {self.name}: terminal state {spec.name} cannot wait for an "
+                        "approval"
+                    )
             if spec.expired is not None and spec.timeout is None:
                 raise MachineDefinitionError(
                     f"machine {self.name}: state {spec.name} has a timeout action but no "
@@ -245,7 +283,8 @@ class StateMachine:
         return f"machine.{self.name}.timeout"
 
     def event_types(self) -> set[type[Event]]:
-        return {t.event_type for t in self.transitions}
+        found = {t.event_type for t in self.transitions}
+        return found | {model(DECIDED)} if self.approvals else found
 
     # -- running -------------------------------------------------------------------------------
 
@@ -261,6 +300,8 @@ class StateMachine:
         inst = self.load(ctx) or Instance(self.initial)
         if inst.outcome is not None:
             return None
+        if type(event).__avro_name__ == DECIDED:
+            return self._decided(ctx, inst, event)
         data = dict(inst.data)
         for t in self.transitions:
             if not isinstance(event, t.event_type) or inst.state not in t.sources:
@@ -284,6 +325,23 @@ class StateMachine:
             return t.target
         ctx.take_evaluations()  # guards that held nothing back: no decision was taken
         return None
+
+    def _decided(self, ctx: Context, inst: Instance, event: Any) -> str | None:
+        """An approver's answer: applied when it answers the request the instance waits on
+        (a late answer to an earlier request, or one for another machine, changes nothing)."""
+        spec = self.states[inst.state]
+        if (
+            event.machine != self.name
+            or spec.approval is None
+            or inst.approval != event.approval_id
+        ):
+            return None
+        target = spec.approval.granted if event.granted else spec.approval.denied
+        verdict = "granted" if event.granted else "denied"
+        inst.approval = None
+        self._enter(ctx, inst, target, kind="approval", actor=event.approver,
+                    actor_kind="approver", reason=f"{verdict}: {event.reason}")  # fmt: skip
+        return target
 
     def timer_fired(self, ctx: Context, payload: dict[str, Any]) -> str | None:
         """The runtime's entry for this machine's timer: run the state's timeout action, then
@@ -309,9 +367,14 @@ class StateMachine:
         target: str,
         start_timer: bool = True,
         trigger: str | None = None,
+        kind: Kind | None = None,
+        actor: str | None = None,
+        actor_kind: ActorKind = "service",
+        reason: str = "",
     ) -> None:
         leaving = self.states[inst.state]
         before = inst.state
+        inst.approval = None  # leaving a state that waited: its request is answered or moot
         if leaving.timeout is not None:
             ctx.cancel(self.timer_name)
         if inst.state != self.initial or inst.seq:
@@ -329,6 +392,8 @@ class StateMachine:
             inst.outcome = spec.outcome
             if spec.outcome == "failure":
                 self._compensate(ctx, inst)
+        if spec.approval is not None:
+            self._request_approval(ctx, inst, spec.approval)
         self._save(ctx, inst)
         undone = f"compensated {', '.join(inst.compensated)}" if inst.compensated else ""
         record_decision(
@@ -336,12 +401,34 @@ class StateMachine:
             subject="machine",
             name=self.name,
             version=self.version,
-            kind="timeout" if trigger else "transition",
+            kind=kind or ("timeout" if trigger else "transition"),
             from_state=before,
             to_state=target,
             trigger=trigger,
-            reason=undone if spec.outcome == "failure" else "",
+            actor=actor,
+            actor_kind=actor_kind,
+            reason=reason or (undone if spec.outcome == "failure" else ""),
         )
+
+    def _request_approval(self, ctx: Context, inst: Instance, approval: Approval) -> None:
+        asked = approval_id(ctx.service, self.name, ctx.key, inst.state, inst.seq)
+        inst.approval = asked
+        envelope = ctx.envelope
+        request = model(REQUESTED).from_avro(
+            {
+                "approval_id": asked,
+                "correlation_id": envelope.correlation_id if envelope else ctx.key,
+                "service": ctx.service,
+                "machine": self.name,
+                "version": self.version,
+                "instance": ctx.key,
+                "state": inst.state,
+                "requested_by": approval.requester(inst.data, ctx.service),
+                "summary": approval.summary(inst.data) if approval.summary else "",
+                "requested_at": ctx.now,
+            }
+        )
+        ctx.emit(request, key=ctx.key, topic=APPROVALS_TOPIC)
 
     def _compensate(self, ctx: Context, inst: Instance) -> None:
         """Run compensation hooks of completed states, most recent first."""

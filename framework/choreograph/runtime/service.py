@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from choreograph.contracts.event import Event
-from choreograph.governance.contracts_bound import DECISIONS_TOPIC
+from choreograph.governance.contracts_bound import APPROVALS_TOPIC, DECISIONS_TOPIC
 from choreograph.governance.policies import BoundPolicy, PolicyBook, PolicyError
 from choreograph.runtime.errors import TopologyError
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
@@ -254,6 +254,10 @@ class Service:
                 "one store. Give each its own name"
             )
         machine.validate()
+        if machine.approvals:  # asks on choreograph.approvals, and hears the answers there
+            for topics in (self.inputs, self.outputs):
+                if APPROVALS_TOPIC not in topics:
+                    topics.append(APPROVALS_TOPIC)
         for model in machine.event_types():
             self._check_received(model, f"state machine {machine.name}")
         machine.bind_policies(self.policy)

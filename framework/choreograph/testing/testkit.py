@@ -29,6 +29,8 @@ from choreograph.contracts.envelope import Envelope, Headers
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import encode_event
 from choreograph.contracts.serde import AvroSerde, SerdeError
+from choreograph.governance.approvals import DECIDED, REQUESTED, check_approver
+from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
 from choreograph.machines.machine import Instance, StateMachine
 from choreograph.runtime.config import RetryPolicy
 from choreograph.runtime.context import Output
@@ -106,6 +108,7 @@ class TestKit:
         self.attempts: list[int] = []
         self.outcomes: list[str] = []  # per delivered record: ok, ignored or malformed
         self._next_offset: dict[tuple[str, int], int] = {}  # as a broker numbers what it takes
+        self._answered: set[str] = set()  # approval requests answered with approve() or deny()
         self.fired: list[tuple[str, str, datetime]] = []  # timers that ran: key, name, when
 
     # -- input ---------------------------------------------------------------------------------
@@ -265,6 +268,36 @@ class TestKit:
             for e in self.outputs
             if (type is None or isinstance(e.event, type)) and (topic is None or e.topic == topic)
         ]
+
+    def approvals(self) -> list[Any]:
+        """Approval requests the service made that no decision has answered yet."""
+        asked: list[Any] = [
+            e.event for e in self.emitted(topic=APPROVALS_TOPIC) if e.envelope.type == REQUESTED
+        ]
+        return [a for a in asked if a.approval_id not in self._answered]
+
+    def approve(self, request: Any, approver: str, reason: str, *, granted: bool = True) -> None:
+        """Answer an approval request as an approver does through the saga tracker's API, with
+        its rules: the requester may not approve (ApprovalRefused), and a reason is required."""
+        check_approver(request.requested_by, approver, reason)
+        decided = model(DECIDED).from_avro(
+            {
+                "approval_id": request.approval_id,
+                "correlation_id": request.correlation_id,
+                "machine": request.machine,
+                "instance": request.instance,
+                "granted": granted,
+                "approver": approver,
+                "reason": reason,
+                "decided_at": self.now,
+            }
+        )
+        self._answered.add(request.approval_id)
+        self.send(decided, key=request.instance, correlation_id=request.correlation_id,
+                  topic=APPROVALS_TOPIC)  # fmt: skip
+
+    def deny(self, request: Any, approver: str, reason: str) -> None:
+        self.approve(request, approver, reason, granted=False)
 
     def events(self, type: type[E]) -> list[E]:
         return [e.event for e in self.emitted(type) if isinstance(e.event, type)]

@@ -15,6 +15,44 @@ from pydantic import Field
 from choreograph.contracts.event import AvroRecord, Boolean, Bytes, Event, Int32, Int64, String
 
 
+class ApprovalDecided(Event):
+    """An approver granted or denied an approval request. On choreograph.approvals, keyed by the waiting instance, so it reaches the partition that asked."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.ApprovalDecided'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'choreograph.approvals'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"ApprovalDecided","namespace":"dev.choreograph","doc":"An approver granted or denied an approval request. On choreograph.approvals, keyed by the waiting instance, so it reaches the partition that asked.","fields":[{"name":"approval_id","type":"string","doc":"The request decided."},{"name":"correlation_id","type":"string","doc":"Process instance the request belongs to."},{"name":"machine","type":"string","doc":"Machine that waits."},{"name":"instance","type":"string","doc":"The waiting machine instance (its business key)."},{"name":"granted","type":"boolean","doc":"Whether it was granted."},{"name":"approver","type":"string","doc":"Identity of the approver (never the requester)."},{"name":"reason","type":"string","doc":"Why, in the approver\'s words."},{"name":"decided_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was decided."}]}')
+
+    approval_id: String = Field(description='The request decided.')
+    correlation_id: String = Field(description='Process instance the request belongs to.')
+    machine: String = Field(description='Machine that waits.')
+    instance: String = Field(description='The waiting machine instance (its business key).')
+    granted: Boolean = Field(description='Whether it was granted.')
+    approver: String = Field(description='Identity of the approver (never the requester).')
+    reason: String = Field(description="Why, in the approver's words.")
+    decided_at: datetime.datetime = Field(description='When it was decided.')
+
+
+class ApprovalRequested(Event):
+    """A state machine waits in a state that needs a person's approval. On choreograph.approvals, keyed by the waiting instance; the saga tracker lists it for approvers."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.ApprovalRequested'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'choreograph.approvals'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"ApprovalRequested","namespace":"dev.choreograph","doc":"A state machine waits in a state that needs a person\'s approval. On choreograph.approvals, keyed by the waiting instance; the saga tracker lists it for approvers.","fields":[{"name":"approval_id","type":"string","doc":"Unique id of the request; the decision names it."},{"name":"correlation_id","type":"string","doc":"Process instance the request belongs to."},{"name":"service","type":"string","doc":"Service whose machine waits."},{"name":"machine","type":"string","doc":"Machine that waits."},{"name":"version","type":"int","doc":"Version of the machine."},{"name":"instance","type":"string","doc":"The waiting machine instance (its business key)."},{"name":"state","type":"string","doc":"State that needs the approval."},{"name":"requested_by","type":"string","doc":"Identity of whoever caused the request; they may not approve it."},{"name":"summary","type":"string","default":"","doc":"What is to be approved, for the approver."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was requested."}]}')
+
+    approval_id: String = Field(description='Unique id of the request; the decision names it.')
+    correlation_id: String = Field(description='Process instance the request belongs to.')
+    service: String = Field(description='Service whose machine waits.')
+    machine: String = Field(description='Machine that waits.')
+    version: Int32 = Field(description='Version of the machine.')
+    instance: String = Field(description='The waiting machine instance (its business key).')
+    state: String = Field(description='State that needs the approval.')
+    requested_by: String = Field(description='Identity of whoever caused the request; they may not approve it.')
+    summary: String = Field(default='', description='What is to be approved, for the approver.')
+    requested_at: datetime.datetime = Field(description='When it was requested.')
+
+
 class AuditOutcome(StrEnum):
     """What became of the request."""
     ACCEPTED = 'ACCEPTED'
@@ -31,11 +69,11 @@ class AuditEntry(Event):
     __avro_name__: ClassVar[str] = 'dev.choreograph.AuditEntry'
     __avro_domain__: ClassVar[str] = 'choreograph'
     __avro_topic__: ClassVar[str] = 'choreograph.audit'
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"AuditEntry","namespace":"dev.choreograph","doc":"One operator request and what became of it; on choreograph.audit, never deleted.","fields":[{"name":"audit_id","type":"string","doc":"Unique id of this entry."},{"name":"action_id","type":["null","string"],"default":null,"doc":"Operator action the entry is about, when one was issued."},{"name":"action","type":"string","doc":"retry, compensate or resolve, as asked."},{"name":"target","type":"string","doc":"Process instance (correlation id) acted on."},{"name":"step","type":["null","string"],"default":null,"doc":"Step named in the request, if any."},{"name":"actor","type":"string","doc":"Token holder who asked; \'anonymous\' without a valid token."},{"name":"role","type":["null","string"],"default":null,"doc":"Role of the token holder, if known."},{"name":"outcome","type":{"type":"enum","name":"AuditOutcome","doc":"What became of the request.","symbols":["ACCEPTED","APPLIED","REFUSED","DENIED","INVALID","UNKNOWN"],"default":"UNKNOWN"},"doc":"ACCEPTED by the API, APPLIED by the tracker, REFUSED as not applicable, DENIED for want of rights, INVALID as malformed."},{"name":"detail","type":"string","doc":"The reason given, or why it was refused."},{"name":"recorded_by","type":"string","doc":"Service that wrote the entry."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was recorded."}]}')
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"AuditEntry","namespace":"dev.choreograph","doc":"One operator request and what became of it; on choreograph.audit, never deleted.","fields":[{"name":"audit_id","type":"string","doc":"Unique id of this entry."},{"name":"action_id","type":["null","string"],"default":null,"doc":"Operator action (or approval request) the entry is about, when one was issued."},{"name":"action","type":"string","doc":"retry, compensate or resolve, as asked; grant or deny for an approval."},{"name":"target","type":"string","doc":"Process instance (correlation id) acted on."},{"name":"step","type":["null","string"],"default":null,"doc":"Step named in the request, if any."},{"name":"actor","type":"string","doc":"Token holder who asked; \'anonymous\' without a valid token."},{"name":"role","type":["null","string"],"default":null,"doc":"Role of the token holder, if known."},{"name":"outcome","type":{"type":"enum","name":"AuditOutcome","doc":"What became of the request.","symbols":["ACCEPTED","APPLIED","REFUSED","DENIED","INVALID","UNKNOWN"],"default":"UNKNOWN"},"doc":"ACCEPTED by the API, APPLIED by the tracker, REFUSED as not applicable, DENIED for want of rights, INVALID as malformed."},{"name":"detail","type":"string","doc":"The reason given, or why it was refused."},{"name":"recorded_by","type":"string","doc":"Service that wrote the entry."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was recorded."}]}')
 
     audit_id: String = Field(description='Unique id of this entry.')
-    action_id: None | String = Field(default=None, description='Operator action the entry is about, when one was issued.')
-    action: String = Field(description='retry, compensate or resolve, as asked.')
+    action_id: None | String = Field(default=None, description='Operator action (or approval request) the entry is about, when one was issued.')
+    action: String = Field(description='retry, compensate or resolve, as asked; grant or deny for an approval.')
     target: String = Field(description='Process instance (correlation id) acted on.')
     step: None | String = Field(default=None, description='Step named in the request, if any.')
     actor: String = Field(description="Token holder who asked; 'anonymous' without a valid token.")
@@ -188,4 +226,4 @@ class ProcessTrace(Event):
     timeline: list[TraceEntry] = Field(description='Everything that happened, in order.')
 
 
-EVENTS: tuple[type[Event], ...] = (AuditEntry, DecisionRecord, Incident, OperatorAction, ProcessTrace,)
+EVENTS: tuple[type[Event], ...] = (ApprovalDecided, ApprovalRequested, AuditEntry, DecisionRecord, Incident, OperatorAction, ProcessTrace,)

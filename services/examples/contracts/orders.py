@@ -15,6 +15,33 @@ from pydantic import Field
 from choreograph.contracts.event import AvroRecord, Boolean, Bytes, Event, Int32, Int64, String
 
 
+class GoodwillRefundApproved(Event):
+    """A goodwill refund was approved by somebody other than who asked for it."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.orders.GoodwillRefundApproved'
+    __avro_domain__: ClassVar[str] = 'orders'
+    __avro_topic__: ClassVar[str] = 'orders.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"GoodwillRefundApproved","namespace":"com.acme.orders","doc":"A goodwill refund was approved by somebody other than who asked for it.","fields":[{"name":"order_id","type":"string","doc":"Business key of the order."},{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":2},"doc":"Amount to refund."},{"name":"requested_by","type":"string","pii":false,"doc":"Staff identity of the agent who asked."}]}')
+
+    order_id: String = Field(description='Business key of the order.')
+    amount: Annotated[Decimal, Field(max_digits=12, decimal_places=2)] = Field(description='Amount to refund.')
+    requested_by: String = Field(description='Staff identity of the agent who asked.')
+
+
+class GoodwillRefundRequested(Event):
+    """Customer service asks to refund part of an order as a goodwill gesture; it needs another person's approval."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.orders.GoodwillRefundRequested'
+    __avro_domain__: ClassVar[str] = 'orders'
+    __avro_topic__: ClassVar[str] = 'orders.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"GoodwillRefundRequested","namespace":"com.acme.orders","doc":"Customer service asks to refund part of an order as a goodwill gesture; it needs another person\'s approval.","fields":[{"name":"order_id","type":"string","doc":"Business key of the order."},{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":2},"doc":"Amount to refund."},{"name":"requested_by","type":"string","pii":false,"doc":"Staff identity of the agent who asks (not the customer)."},{"name":"reason","type":"string","doc":"Why, in the agent\'s words."}]}')
+
+    order_id: String = Field(description='Business key of the order.')
+    amount: Annotated[Decimal, Field(max_digits=12, decimal_places=2)] = Field(description='Amount to refund.')
+    requested_by: String = Field(description='Staff identity of the agent who asks (not the customer).')
+    reason: String = Field(description="Why, in the agent's words.")
+
+
 class CancelReason(StrEnum):
     """Why the order was cancelled."""
     PAYMENT_FAILED = 'PAYMENT_FAILED'
@@ -75,4 +102,4 @@ class OrderPlaced(Event):
     placed_at: datetime.datetime = Field(description='When the customer placed the order.')
 
 
-EVENTS: tuple[type[Event], ...] = (OrderCancelled, OrderCompleted, OrderPlaced,)
+EVENTS: tuple[type[Event], ...] = (GoodwillRefundApproved, GoodwillRefundRequested, OrderCancelled, OrderCompleted, OrderPlaced,)
