@@ -188,9 +188,11 @@ def running(
     partitions: int,
     port: int,
     modules: dict[str, str] | None = None,
+    tracker_args: list[str] | None = None,
 ) -> Iterator[Fleet]:
     """`modules`: a team's service run from another module (`python -m MODULE`), such as a
-    variant under test in place of the reference one."""
+    variant under test in place of the reference one; `tracker_args`: more arguments for
+    `saga_tracker run` (a token file, say)."""
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(logs)
@@ -215,6 +217,7 @@ def running(
         ]  # fmt: skip
         if servers.alertmanager_url:
             tracker += ["--alertmanager", servers.alertmanager_url]
+        tracker += tracker_args or []
         fleet.start(
             "saga-tracker", tracker, {**base, "CHOREOGRAPH_STATE_DIR": str(state / "tracker")}
         )

@@ -196,10 +196,12 @@ def reference_choreography(
     seed: int = 11,
     speed: float = SPEED,
     modules: dict[str, str] | None = None,
+    tracker_args: list[str] | None = None,
 ) -> Iterator[Run]:
     """The four team services and the tracker, ready, with orders planned (none stalled: a
     stalled payment only ends by its deadline, which would make the test as long as that).
-    `modules`: teams whose service runs from another module (see `running`)."""
+    `modules`: teams whose service runs from another module, `tracker_args`: more arguments
+    for the tracker (see `running`)."""
     register_contracts(servers.registry_url)
     partitions = create_topics(servers.bootstrap, 3)
     definition = parse_definition(
@@ -213,7 +215,7 @@ def reference_choreography(
     run = uuid.uuid4().hex[:6]
     planned = [o for o in plan(orders, run, seed) if o.kind != "stalled"]
     port = free_port()
-    with running(servers, state, definitions, partitions, port, modules) as fleet:
+    with running(servers, state, definitions, partitions, port, modules, tracker_args) as fleet:
         api = f"http://127.0.0.1:{port}"
         wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api)
         yield Run(servers, fleet, api, run, planned)
