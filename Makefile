@@ -55,8 +55,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Contract gate: policy lint, generated models in sync, process definitions against the
-# contracts, compatibility against git history
+# Contract gate: policy lint, generated models in sync, process definitions and policies against
+# the contracts, CODEOWNERS in step with the owners, compatibility and released process versions
+# against git history
 # (CONTRACTS_BASE, default the previous commit; CI for pull requests passes the target branch).
 contracts: venv
 	$(VENV)/bin/choreograph schemas lint
@@ -65,8 +66,10 @@ contracts: venv
 	$(VENV)/bin/choreograph policies lint
 	$(VENV)/bin/choreograph check examples.orders.service examples.payments.service \
 		examples.inventory.service
+	$(VENV)/bin/choreograph governance codeowners --check
 	@base=$${CONTRACTS_BASE:-$$(git rev-parse -q --verify HEAD~1 || true)}; \
-	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base"; \
+	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base" && \
+	$(VENV)/bin/choreograph processes check --against "$$base"; \
 	else echo "contracts: no earlier commit to check against"; fi
 
 # Peers pin their own client versions: the benchmark gets a venv of its own.

@@ -11,6 +11,7 @@ from choreograph.cli import (
     check,
     dev,
     dlq,
+    governance,
     new,
     policies,
     processes,
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     processes.register(groups)
     policies.register(groups)
     audit.register(groups)
+    governance.register(groups)
     new.register(groups)
     check.register(groups)
     replay.register(groups)

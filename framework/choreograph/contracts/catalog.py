@@ -66,6 +66,7 @@ class Policy:
         "passport",
         "ip_address",
     )
+    domain_owners: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folder -> teams
 
     def allowed(self, record: str, finding: Finding) -> AllowedBreak | None:
         return next((a for a in self.allowed_breaks if a.covers(record, finding)), None)
@@ -143,6 +144,11 @@ def load_policy(path: Path) -> Policy:
         )
     if "pii_field_patterns" in data:
         policy.pii_field_patterns = tuple(data["pii_field_patterns"])
+    for domain, spec in (data.get("domains") or {}).items():
+        owners = (spec or {}).get("owners") or []
+        if not isinstance(owners, list) or not all(isinstance(o, str) and o for o in owners):
+            raise ContractError(label, 1, 1, f"domains.{domain}.owners is a list of team names")
+        policy.domain_owners[str(domain)] = tuple(owners)
     return policy
 
 

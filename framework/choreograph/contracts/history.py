@@ -10,7 +10,7 @@ class GitError(RuntimeError):
     """git failed: not a repository, unknown ref, or git missing."""
 
 
-def _git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str) -> str:
     try:
         done = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
@@ -23,20 +23,20 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def toplevel(path: Path) -> Path:
-    return Path(_git(path, "rev-parse", "--show-toplevel").strip())
+    return Path(git(path, "rev-parse", "--show-toplevel").strip())
 
 
 def changed_since(repo: Path, ref: str, folder: str) -> list[str]:
     """.avsc files under `folder` changed or added since `ref`, committed or not (repo-relative)."""
     try:
-        _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except GitError:
         raise GitError(
             f"unknown git ref {ref!r}: give a commit, branch or tag this clone has "
             "(in CI, fetch enough history, e.g. fetch-depth: 0)"
         ) from None
-    diffed = _git(repo, "diff", "--name-only", "--diff-filter=ACMR", ref, "--", folder).split()
-    untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "--", folder).split()
+    diffed = git(repo, "diff", "--name-only", "--diff-filter=ACMR", ref, "--", folder).split()
+    untracked = git(repo, "ls-files", "--others", "--exclude-standard", "--", folder).split()
     return sorted({p for p in diffed + untracked if p.endswith(".avsc")})
 
 
@@ -45,7 +45,7 @@ def versions_at_or_before(repo: Path, ref: str, path: str) -> list[tuple[str, st
 
     Follows renames, so a moved contract keeps its history.
     """
-    log = _git(repo, "log", "--follow", "--format=%H", "--name-only", ref, "--", path)
+    log = git(repo, "log", "--follow", "--format=%H", "--name-only", ref, "--", path)
     entries: list[tuple[str, str]] = []
     lines = [line for line in log.splitlines() if line.strip()]
     i = 0
@@ -53,7 +53,7 @@ def versions_at_or_before(repo: Path, ref: str, path: str) -> list[tuple[str, st
         commit, name = lines[i], lines[i + 1]
         i += 2
         try:
-            text = _git(repo, "show", f"{commit}:{name}")
+            text = git(repo, "show", f"{commit}:{name}")
         except GitError:
             continue  # deleted in that commit
         entries.append((commit[:12], text))
