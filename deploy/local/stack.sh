@@ -11,6 +11,10 @@
 #                     stop or start one server (kafka, registry, alertmanager), data kept: for
 #                     fault tests and for trying what an outage looks like
 #
+# Kafka listens on $KAFKA_PORT (plaintext, for admins and tests) and on $KAFKA_SASL_PORT
+# (SASL_PLAINTEXT, SCRAM-SHA-512, ACLs enforced). A running broker whose configuration is older
+# than this script's is restarted by `up` (data kept).
+#
 # Downloads are cached in $CHOREOGRAPH_CACHE (default ~/.cache/choreograph); data, logs and pid
 # files live in $CHOREOGRAPH_STATE (default ~/.local/state/choreograph).
 set -euo pipefail
@@ -22,6 +26,10 @@ APICURIO_VERSION=3.3.3
 KAFKA_HOST=${CHOREOGRAPH_KAFKA_HOST:-127.0.0.1}
 KAFKA_PORT=${CHOREOGRAPH_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${CHOREOGRAPH_CONTROLLER_PORT:-19093}
+# A second listener with SASL/SCRAM-SHA-512 and the StandardAuthorizer, to run services with
+# exactly their derived ACLs (`choreograph acls`). The plaintext listener is the admin's:
+# its principal, ANONYMOUS, is a super user, as is `admin`.
+KAFKA_SASL_PORT=${CHOREOGRAPH_KAFKA_SASL_PORT:-9094}
 REGISTRY_PORT=${CHOREOGRAPH_REGISTRY_PORT:-8081}
 REGISTRY_MGMT_PORT=${CHOREOGRAPH_REGISTRY_MGMT_PORT:-19000}
 ALERTMANAGER_PORT=${CHOREOGRAPH_ALERTMANAGER_PORT:-9093}
@@ -153,15 +161,20 @@ kafka_ready() {
 }
 
 write_kafka_conf() {
-  cat >"$KAFKA_CONF" <<EOF
+  cat >"${1:-$KAFKA_CONF}" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,CONTROLLER://$KAFKA_HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:admin
+allow.everyone.if.no.acl.found=false
 log.dirs=$KAFKA_DATA
 num.partitions=1
 auto.create.topics.enable=true
@@ -181,9 +194,16 @@ EOF
 
 start_kafka() {
   if alive kafka; then
-    kafka_ready || wait_until "Kafka" "$LOGS/kafka/server.log" kafka kafka_ready
-    say "kafka already running on $KAFKA_HOST:$KAFKA_PORT"
-    return 0
+    write_kafka_conf "$KAFKA_CONF.wanted"
+    if cmp -s "$KAFKA_CONF" "$KAFKA_CONF.wanted"; then
+      rm -f "$KAFKA_CONF.wanted"
+      kafka_ready || wait_until "Kafka" "$LOGS/kafka/server.log" kafka kafka_ready
+      say "kafka already running on $KAFKA_HOST:$KAFKA_PORT"
+      return 0
+    fi
+    rm -f "$KAFKA_CONF.wanted"
+    say "kafka runs with an older configuration: restarting it (data kept)"
+    stop_one kafka
   fi
   port_open "$KAFKA_HOST" "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process this script did not start"
   fetch_kafka
@@ -305,7 +325,7 @@ check_registry_storage() {
 status() {
   local rc=0
   if kafka_ready; then
-    say "kafka     up    $KAFKA_HOST:$KAFKA_PORT (pid $(pid_of kafka))  logs $LOGS/kafka"
+    say "kafka     up    $KAFKA_HOST:$KAFKA_PORT, SASL/SCRAM $KAFKA_HOST:$KAFKA_SASL_PORT (pid $(pid_of kafka))  logs $LOGS/kafka"
   else
     say "kafka     down  $KAFKA_HOST:$KAFKA_PORT"
     rc=3

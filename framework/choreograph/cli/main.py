@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from choreograph.cli import (
+    acls,
     audit,
     check,
     dev,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     policies.register(groups)
     audit.register(groups)
     governance.register(groups)
+    acls.register(groups)
     new.register(groups)
     check.register(groups)
     replay.register(groups)

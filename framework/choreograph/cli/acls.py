@@ -1,0 +1,55 @@
+"""`choreograph acls MODULE:ATTR`: the Kafka ACLs a service needs, and no more, derived from
+its declared topology (see choreograph.governance.acls)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from confluent_kafka.admin import AdminClient
+
+from choreograph.cli.check import load
+from choreograph.governance.acls import as_json, bindings, derive, kafka_acls_commands, strimzi_user
+from choreograph.runtime.errors import TopologyError
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser("acls", help="least-privilege Kafka ACLs of a service")
+    parser.add_argument(
+        "service", metavar="MODULE:ATTR", help="e.g. examples.payments.service:build"
+    )
+    parser.add_argument("--principal", help="default: User:<service name>")
+    parser.add_argument("--format", choices=("kafka-acls", "json", "strimzi"), default="kafka-acls")
+    parser.add_argument("--cluster", default="my-cluster", help="Strimzi cluster label")
+    parser.add_argument(
+        "--apply", action="store_true", help="create them on --bootstrap (as an admin principal)"
+    )
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    parser.set_defaults(run=run_acls)
+
+
+def run_acls(args: argparse.Namespace) -> int:
+    try:
+        service, _ = load(args.service)
+    except (ImportError, AttributeError, TopologyError, ValueError) as err:
+        print(f"choreograph acls: {err}", file=sys.stderr)
+        return 2
+    acls = derive(service, args.principal)
+    if args.apply:
+        admin = AdminClient({"bootstrap.servers": args.bootstrap})
+        for binding, future in admin.create_acls(bindings(acls), request_timeout=30).items():
+            future.result()
+            del binding
+        print(f"created {len(acls)} ACL(s) for {acls[0].principal} on {args.bootstrap}")
+        return 0
+    if args.format == "json":
+        print(as_json(acls))
+    elif args.format == "strimzi":
+        user = (args.principal or service.name).removeprefix("User:")
+        print(strimzi_user(acls, user, args.cluster), end="")
+    else:
+        print(kafka_acls_commands(acls))
+    return 0
