@@ -10,7 +10,14 @@ import sys
 from confluent_kafka.admin import AdminClient
 
 from choreograph.cli.check import load
-from choreograph.governance.acls import as_json, bindings, derive, kafka_acls_commands, strimzi_user
+from choreograph.governance.acls import (
+    as_json,
+    bindings,
+    derive,
+    helm_values,
+    kafka_acls_commands,
+    strimzi_user,
+)
 from choreograph.runtime.errors import TopologyError
 
 
@@ -20,7 +27,9 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "service", metavar="MODULE:ATTR", help="e.g. examples.payments.service:build"
     )
     parser.add_argument("--principal", help="default: User:<service name>")
-    parser.add_argument("--format", choices=("kafka-acls", "json", "strimzi"), default="kafka-acls")
+    parser.add_argument(
+        "--format", choices=("kafka-acls", "json", "strimzi", "helm"), default="kafka-acls"
+    )
     parser.add_argument("--cluster", default="my-cluster", help="Strimzi cluster label")
     parser.add_argument(
         "--apply", action="store_true", help="create them on --bootstrap (as an admin principal)"
@@ -47,9 +56,10 @@ def run_acls(args: argparse.Namespace) -> int:
         return 0
     if args.format == "json":
         print(as_json(acls))
-    elif args.format == "strimzi":
+    elif args.format in ("strimzi", "helm"):
         user = (args.principal or service.name).removeprefix("User:")
-        print(strimzi_user(acls, user, args.cluster), end="")
+        render = strimzi_user if args.format == "strimzi" else helm_values
+        print(render(acls, user, args.cluster), end="")
     else:
         print(kafka_acls_commands(acls))
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import yaml
 from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
@@ -87,8 +88,8 @@ def as_json(acls: list[Acl]) -> str:
     return json.dumps([asdict(a) for a in acls], indent=1)
 
 
-def strimzi_user(acls: list[Acl], user: str, cluster: str) -> str:
-    """A KafkaUser with SCRAM-SHA-512 and exactly these ACLs."""
+def strimzi_acls(acls: list[Acl]) -> list[dict[str, Any]]:
+    """The ACLs as Strimzi's KafkaUser lists them."""
     kinds = {"transactional-id": "transactionalId"}
     entries = [
         {
@@ -98,16 +99,28 @@ def strimzi_user(acls: list[Acl], user: str, cluster: str) -> str:
         }
         for (_, kind, name, pattern), operations in sorted(_grouped(acls).items())
     ]
+    return entries
+
+
+def strimzi_user(acls: list[Acl], user: str, cluster: str) -> str:
+    """A KafkaUser with SCRAM-SHA-512 and exactly these ACLs."""
     user_spec = {
         "apiVersion": "kafka.strimzi.io/v1beta2",
         "kind": "KafkaUser",
         "metadata": {"name": user, "labels": {"strimzi.io/cluster": cluster}},
         "spec": {
             "authentication": {"type": "scram-sha-512"},
-            "authorization": {"type": "simple", "acls": entries},
+            "authorization": {"type": "simple", "acls": strimzi_acls(acls)},
         },
     }
     return yaml.safe_dump(user_spec, sort_keys=False)
+
+
+def helm_values(acls: list[Acl], user: str, cluster: str) -> str:
+    """Values for the team-processor chart's `kafkaUser`."""
+    values = {"kafkaUser": {"enabled": True, "name": user, "cluster": cluster,
+                            "acls": strimzi_acls(acls)}}  # fmt: skip
+    return yaml.safe_dump(values, sort_keys=False)
 
 
 _RESOURCE = {

@@ -25,7 +25,7 @@ from saga_tracker.metrics import OpenInstances, TrackerMetrics
 REPO = Path(__file__).resolve().parents[3]
 CHARTS = REPO / "deploy/helm"
 K8S = "1.33.0"
-CRDS = {"PrometheusRule", "ServiceMonitor"}
+CRDS = {"PrometheusRule", "ServiceMonitor", "KafkaUser"}
 PROCESSES = [
     "--set-file",
     f"processes.order-fulfilment\\.v1\\.yaml={REPO}/processes/order-fulfilment.v1.yaml",
@@ -173,3 +173,25 @@ def test_saga_tracker_renders_with_alerts_and_dashboard(tmp_path: Path) -> None:
     known = exported_metrics()
     used = queried_metrics(" ".join(exprs)) | queried_metrics(yaml.safe_dump(rule["spec"]))
     assert used and used <= known, f"not exported: {sorted(used - known)}"
+
+
+def test_team_processor_takes_the_derived_acls_as_a_strimzi_user(tmp_path: Path) -> None:
+    from choreograph.governance.acls import derive, helm_values
+    from examples.payments.service import build
+
+    values = tmp_path / "acls.yaml"
+    values.write_text(helm_values(derive(build()), "payments", "prod"))
+    docs = render("team-processor", "-f", str(values))
+    validate(docs)
+    [user] = [d for d in docs if d["kind"] == "KafkaUser"]
+    assert user["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+    assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+    acls = {(a["resource"]["type"], a["resource"]["name"]): a["operations"]
+            for a in user["spec"]["authorization"]["acls"]}  # fmt: skip
+    assert acls[("topic", "orders.events")] == ["Describe", "Read"]
+    assert "Write" in acls[("topic", "payments.events")]
+    assert acls[("transactionalId", "payments-")] == ["Describe", "Write"]
+    assert not any(name.startswith("inventory") for _, name in acls)
+    unset = helm("template", "demo", "team-processor", "--set", "kafkaUser.enabled=true",
+                 "--set", "kafkaUser.cluster=prod")  # fmt: skip
+    assert unset.returncode != 0 and "kafkaUser.acls is empty" in unset.stderr
