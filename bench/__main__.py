@@ -45,6 +45,18 @@ CONTENDERS = [
         "raw confluent-kafka passthrough (ceiling)", "raw", "bench.contenders.raw_passthrough"
     ),
     Contender(
+        "hand-written exactly-once (100 ms commits)",
+        "hand-eos",
+        "bench.contenders.hand_written",
+        ("--commit-interval", "0.1"),
+    ),
+    Contender(
+        "hand-written exactly-once, 1 s commits",
+        "hand-eos-1s",
+        "bench.contenders.hand_written",
+        ("--commit-interval", "1"),
+    ),
+    Contender(
         "choreograph exactly-once",
         "chor-eos",
         "bench.workload.service",
@@ -64,6 +76,16 @@ CONTENDERS = [
     ),
     Contender("quixstreams exactly-once", "quix-eos", "bench.contenders.quix_tally"),
     Contender("faust-streaming exactly-once", "faust-eos", "bench.contenders.faust_tally"),
+]
+
+
+# (ours, anchor) pairs compared at the same commit interval.
+ANCHORS = [
+    ("choreograph exactly-once", "hand-written exactly-once (100 ms commits)"),
+    ("choreograph exactly-once, 1 s commits", "hand-written exactly-once, 1 s commits"),
+    ("choreograph exactly-once, 1 s commits", "quixstreams exactly-once"),
+    ("choreograph exactly-once, 1 s commits", "faust-streaming exactly-once"),
+    ("choreograph at-least-once", "hand-written exactly-once (100 ms commits)"),
 ]
 
 
@@ -100,6 +122,22 @@ def committed(admin: AdminClient, group: str, topic: str, partitions: int) -> in
     return sum(max(tp.offset, 0) for tp in result.topic_partitions)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Result:
+    rate: float | None  # events/s
+    cpu_us: float | None = None  # CPU time of the contender's process per event, microseconds
+    why: str = ""
+
+
 def committed_rate(
     admin: AdminClient,
     group: str,
@@ -108,25 +146,29 @@ def committed_rate(
     total: int,
     timeout: float,
     alive: Callable[[], bool] = lambda: True,
-) -> tuple[float | None, str]:
+    cpu: Callable[[], float] = lambda: 0.0,
+) -> Result:
     """Events/s of `group` over `topic`, from its committed offsets sampled every 100 ms, from
-    its first commit to the one that reaches `total`. Without a rate, says why: "exited",
-    "one sample" (finished too fast to measure) or "timeout"."""
+    its first commit to the one that reaches `total`, and the CPU time it spent per event over
+    the same window. Without a rate, says why: "exited", "one sample" (finished too fast to
+    measure) or "timeout"."""
     first_at = first_count = None
+    first_cpu = 0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
-            return None, "exited"
+            return Result(None, why="exited")
         done = committed(admin, group, topic, partitions)
         now = time.monotonic()
         if done and first_at is None:
-            first_at, first_count = now, done
+            first_at, first_count, first_cpu = now, done, cpu()
         if done >= total:
             if first_at is None or first_count is None or now - first_at < 0.5:
-                return None, "one sample"
-            return (done - first_count) / (now - first_at), ""
+                return Result(None, why="one sample")
+            events = done - first_count
+            return Result(events / (now - first_at), (cpu() - first_cpu) / events * 1e6)
         time.sleep(0.1)
-    return None, "timeout"
+    return Result(None, why="timeout")
 
 
 def measure(
@@ -137,7 +179,7 @@ def measure(
     admin: AdminClient,
     state: Path,
     source: str | None = None,
-) -> float | None:
+) -> Result:
     """Events/s of `contender` over `source` (default: the workload's input topic)."""
     source = source or topics(prefix)[0]
     slug = contender.slug
@@ -181,7 +223,7 @@ def measure(
     log = (state / f"{slug}.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        rate, why = committed_rate(
+        result = committed_rate(
             admin,
             group,
             source,
@@ -189,7 +231,9 @@ def measure(
             args.events,
             args.timeout,
             alive=lambda: proc.poll() is None,
+            cpu=lambda: cpu_seconds(proc.pid),
         )
+        why = result.why
         if why == "exited":
             tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-5:]
             print(f"  {contender.name}: exited with {proc.returncode}:", *tail, sep="\n    ")
@@ -197,7 +241,7 @@ def measure(
             print(f"  {contender.name}: finished within one sample; raise --events")
         elif why == "timeout":
             print(f"  {contender.name}: did not finish in {args.timeout}s; see {log.name}")
-        return rate
+        return result
     finally:
         proc.kill()
         proc.wait(10)
@@ -231,20 +275,20 @@ def main() -> None:
     results: dict[str, float | None] = {}
     with TemporaryDirectory(prefix="choreograph-bench-") as tmp:
         for contender in chosen:
-            rate = measure(contender, args, servers, prefix, admin, Path(tmp))
-            results[contender.name] = rate
-            shown = f"{rate:,.0f} events/s" if rate else "no result"
-            print(f"  {contender.name:45s} {shown}")
+            result = measure(contender, args, servers, prefix, admin, Path(tmp))
+            results[contender.name] = result.rate
+            shown = f"{result.rate:>9,.0f} events/s" if result.rate else "no result"
+            cpu = f"{result.cpu_us:6.1f} µs CPU/event" if result.cpu_us else ""
+            print(f"  {contender.name:45s} {shown}  {cpu}")
     ceiling = results.get(CONTENDERS[0].name)
     print("\nratios")
     for name, rate in results.items():
         if rate and ceiling:
             print(f"  {name:45s} {rate / ceiling:6.1%} of ceiling")
-    ours = {n: r for n, r in results.items() if n.startswith("choreograph exactly-once") and r}
-    peers = {n: r for n, r in results.items() if not n.startswith(("choreograph", "raw")) and r}
-    for mine, rate in ours.items():
-        for peer, theirs in peers.items():
-            print(f"  {mine} vs {peer}: {rate / theirs:5.2f}x")
+    for ours, anchor in ANCHORS:
+        mine, theirs = results.get(ours), results.get(anchor)
+        if mine and theirs:
+            print(f"  {ours} vs {anchor}: {mine / theirs:5.2f}x")
 
 
 if __name__ == "__main__":

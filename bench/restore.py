@@ -143,7 +143,7 @@ def main() -> None:
         jobs = []
         for p in range(args.partitions):
             path = state / service / str(p) / "tallies"
-            jobs.append(RestoreJob(changelog, p, RocksBackend(path), None))
+            jobs.append(RestoreJob(changelog, p, "tallies", RocksBackend(path), None))
         started = time.monotonic()
         restore({"bootstrap.servers": servers[0]}, jobs)
         elapsed = time.monotonic() - started

@@ -133,7 +133,7 @@ def run_tracker(
     total = args.cohort * 2 + args.open
     thread.start()
     try:
-        rate, why = committed_rate(
+        result = committed_rate(
             admin,
             service.name,
             topic,
@@ -142,8 +142,9 @@ def run_tracker(
             args.timeout,
             alive=thread.is_alive,
         )
-        if why:
-            print(f"saga tracker: no rate ({why})")
+        rate = result.rate
+        if result.why:
+            print(f"saga tracker: no rate ({result.why})")
         fired_by = time.monotonic() + args.deadline + 30
         while time.monotonic() < fired_by:  # every cohort deadline has to fire
             buckets = lateness_buckets(engine)
@@ -201,7 +202,7 @@ def main() -> None:
             admin,
             state,
             source=topic,
-        )
+        ).rate
         rate, buckets, fired = run_tracker(args, servers, topic, state, prefix)
     print()
     print(f"{'raw passthrough (anchor)':<34} {raw or 0:>10,.0f} events/s")

@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from choreograph.state.store import decode_value
 from saga_tracker.instance import (
     ENDED,
     UNDO_UNCONFIRMED,
@@ -169,9 +168,9 @@ class OpenInstances(Collector):
     def collect(self) -> Iterator[Metric]:
         totals: dict[str, list[float]] = {}
         for task in list(self.tasks()):
-            for key, raw in task.stores[STATS].backend.scan():
-                row = decode_value(raw)
-                total = totals.setdefault(key.decode(), [0, 0.0, 0.0])
+            view = task.committed_view(STATS)
+            for key, row in view.items() if view is not None else ():
+                total = totals.setdefault(key, [0, 0.0, 0.0])
                 total[0] += row["open"]
                 total[1] += row["in_flight"]
                 total[2] += row["at_risk"]

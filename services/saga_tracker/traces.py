@@ -29,7 +29,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from choreograph.state.store import decode_value
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
@@ -56,8 +55,9 @@ def committed_instances(tasks: Callable[[], Iterable[Any]]) -> InstanceSource:
 
     def read() -> Iterator[Instance]:
         for task in list(tasks()):
-            for _, raw in task.stores["instances"].backend.scan():
-                yield decode(decode_value(raw))
+            view = task.committed_view("instances")
+            for _, raw in view.items() if view is not None else ():
+                yield decode(raw)
 
     return read
 
@@ -98,9 +98,8 @@ def committed_approvals(tasks: Callable[[], Iterable[Any]]) -> ApprovalSource:
     def read() -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for task in list(tasks()):
-            store = task.stores.get("approvals")
-            if store is not None:
-                found += [decode_value(raw) for _, raw in store.backend.scan()]
+            view = task.committed_view("approvals")
+            found += [raw for _, raw in view.items()] if view is not None else []
         return sorted(found, key=lambda a: str(a.get("requested_at", "")))
 
     return read
@@ -111,10 +110,9 @@ def committed_decisions(tasks: Callable[[], Iterable[Any]]) -> DecisionSource:
 
     def read(correlation_id: str) -> list[dict[str, Any]]:
         for task in list(tasks()):
-            store = task.stores.get("decisions")
-            raw = store.backend.get(correlation_id.encode()) if store is not None else None
-            if raw is not None:
-                found: list[dict[str, Any]] = decode_value(raw)
+            view = task.committed_view("decisions")
+            found: list[dict[str, Any]] | None = view.get(correlation_id) if view else None
+            if found is not None:
                 return found
         return []
 

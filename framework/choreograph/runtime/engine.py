@@ -149,6 +149,8 @@ class Engine:
         self.retries: dict[TP, RetryState] = {}
         self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
         self.changelog_next: dict[tuple[str, int], int] = {}
+        # changelog topic -> its store: the service names each store's changelog, once
+        self._logged = {service.changelog_topic(s): s for s in service.store_names()}
         self.dirty_checkpoints: set[tuple[str, int]] = set()
         self.txn_open = False
         self.stopping = threading.Event()
@@ -685,8 +687,7 @@ class Engine:
         if err is not None:
             self._delivery_error = err
             return
-        store = (msg.topic() or "")[len(self.service.name) + 1 : -len(".changelog")]
-        key = (store, msg.partition() or 0)
+        key = (self._logged[msg.topic() or ""], msg.partition() or 0)
         self.changelog_next[key] = (msg.offset() or 0) + 1
         self.dirty_checkpoints.add(key)
 
@@ -702,20 +703,18 @@ class Engine:
             self._maybe_checkpoint()
             return True
         started = time.perf_counter()
-        last = {(store, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
+        last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:
             self._begin()
             for i, (partition, (store, key, value)) in enumerate(writes):
                 # Only the last write per changelog partition reports its offset: the checkpoint.
                 report: Callable[[KafkaError | None, Message], None] | None = None
-                if last[(store, partition)] == i:
+                if last[(store.name, partition)] == i:
                     report = self._changelog_delivered
                 elif not self.eos:
                     report = self._delivered
-                self.txn.produce(
-                    self.service.changelog_topic(store), value, key, None, partition, report
-                )
+                self.txn.produce(store.changelog, value, key, None, partition, report)
             if self.eos:
                 outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
             else:
@@ -918,7 +917,7 @@ class Engine:
                 gauge.set(left)
 
             jobs.append(
-                RestoreJob(self.service.changelog_topic(store), p, backend, start, progress)
+                RestoreJob(self.service.changelog_topic(store), p, store, backend, start, progress)
             )
             return backend
 
@@ -954,9 +953,8 @@ class Engine:
     def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
         started = time.monotonic()
         restore(self.config.client_conf(), jobs)
-        prefix = len(self.service.name) + 1
         for job in jobs:
-            store = job.topic[prefix : -len(".changelog")]
+            store = job.store
             self.metrics.restore_remaining.labels(self.service.name, store, str(job.partition)).set(
                 0
             )

@@ -23,7 +23,7 @@ from choreograph.runtime.records import header
 from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
-from choreograph.state.store import Store
+from choreograph.state.store import CommittedView, Store
 
 BackendFactory = Callable[[str, int], Backend]
 
@@ -46,7 +46,9 @@ class PartitionTask:
         self.partitions = partitions
         self.serde = serde
         self.stores = {
-            name: Store(name, partition, open_backend(name, partition))
+            name: Store(
+                name, partition, open_backend(name, partition), service.changelog_topic(name)
+            )
             for name in service.store_names()
         }
         self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
@@ -65,6 +67,12 @@ class PartitionTask:
             raise UndeclaredStore(
                 f"store {name!r} is not declared; add it with Service(..., stores=[{name!r}])"
             ) from None
+
+    def committed_view(self, name: str) -> CommittedView | None:
+        """Read-only view of store `name` as last committed (None if the service has none),
+        for readers in other threads."""
+        store = self.stores.get(name)
+        return store.committed_view() if store is not None else None
 
     def keyed_store(self, name: str, record_key: str) -> Store:
         """What a handler gets from `ctx.store(name)`: keyed stores refuse keys that belong to
@@ -183,10 +191,10 @@ class PartitionTask:
         if not ok:
             self.timers.reset_floor()
 
-    def changelog_writes(self) -> Iterator[tuple[str, bytes, bytes | None]]:
-        for name, store in self.stores.items():
+    def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
+        for store in self._store_list:
             for key, value in store.pending().items():
-                yield name, key, value
+                yield store, key, value
 
     def committed(self) -> None:
         for store in self.stores.values():

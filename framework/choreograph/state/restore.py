@@ -25,6 +25,7 @@ log = logging.getLogger("choreograph.restore")
 class RestoreJob:
     topic: str
     partition: int
+    store: str  # the store it restores (its changelog is `topic`)
     backend: Backend
     from_offset: int | None  # None: from the beginning
     progress: Callable[[int, int], None] | None = None

@@ -62,11 +62,33 @@ def decode_value(raw: bytes) -> Any:
     return orjson.loads(raw)
 
 
+class CommittedView:
+    """Read-only access to what a store's last commit wrote, for readers in other threads (a
+    trace API, metrics): never the open transaction's writes, which may still abort."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self._backend.get(key.encode())
+        return default if raw is None else decode_value(raw)
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        start = prefix.encode()
+        stop = _prefix_end(start) if start else None
+        for key, value in self._backend.scan(start):
+            if stop is not None and key >= stop:
+                return
+            yield key.decode(), decode_value(value)
+
+
 class Store:
-    def __init__(self, name: str, partition: int, backend: Backend) -> None:
+    def __init__(self, name: str, partition: int, backend: Backend, changelog: str = "") -> None:
+        """`changelog`: the topic its writes are logged to (the service names it)."""
         self.name = name
         self.partition = partition
         self.backend = backend
+        self.changelog = changelog
         self._txn: dict[bytes, bytes | None] = {}
         self._msg: dict[bytes, bytes | None] = {}
 
@@ -102,6 +124,9 @@ class Store:
             last = key
             if value is not None:
                 yield key, value
+
+    def committed_view(self) -> CommittedView:
+        return CommittedView(self.backend)
 
     # -- user-facing JSON access -----------------------------------------------------------------
 

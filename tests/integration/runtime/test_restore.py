@@ -26,7 +26,7 @@ def test_local_state_ahead_of_its_changelog_is_dropped_and_restored_anew(
     producer.flush(10)
     backend = RocksBackend(tmp_path / "store" / "0")
     backend.write({b"ghost": b"from the old cluster", b"a": b"stale"})
-    job = RestoreJob(changelog, 0, backend, from_offset=99)
+    job = RestoreJob(changelog, 0, "s", backend, from_offset=99)
 
     restore({"bootstrap.servers": bootstrap_servers}, [job])
 
@@ -47,7 +47,7 @@ def test_a_current_checkpoint_restores_nothing(
     producer.flush(10)
     backend = RocksBackend(tmp_path / "store" / "0")
     backend.write({b"a": b"1", b"local": b"kept"})
-    job = RestoreJob(changelog, 0, backend, from_offset=1)
+    job = RestoreJob(changelog, 0, "s", backend, from_offset=1)
 
     restore({"bootstrap.servers": bootstrap_servers}, [job])
 
