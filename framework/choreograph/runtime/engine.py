@@ -381,6 +381,8 @@ class Engine:
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
                 self._handle(task, msg, now)
+        if messages and not self._rewound:
+            self._log_changes()
 
     def _handle(self, task: PartitionTask, msg: Message, now: datetime) -> None:
         topic, offset = msg.topic() or "", msg.offset() or 0
@@ -679,6 +681,26 @@ class Engine:
             except (BufferError, KafkaException):  # the careful path waits or says why
                 self.txn.produce(out.topic, out.value, out.key, out.headers)
 
+    def _unlogged(self) -> bool:
+        return any(s.unlogged for t in self.tasks.values() for s in t.stores.values())
+
+    def _log_changes(self) -> None:
+        """Send the state changes of the transaction so far to the changelogs (called after
+        each batch and at the commit): they travel while the work goes on. Only the last write
+        per changelog partition of each call reports its offset, for the checkpoint."""
+        writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
+        if not writes:
+            return
+        self._begin()
+        last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
+        for i, (partition, (store, key, value)) in enumerate(writes):
+            report: Callable[[KafkaError | None, Message], None] | None = None
+            if last[(store.name, partition)] == i:
+                report = self._changelog_delivered
+            elif not self.eos:
+                report = self._delivered
+            self.txn.produce(store.changelog, value, key, None, partition, report)
+
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             self._delivery_error = err
@@ -698,23 +720,14 @@ class Engine:
         it is known not to have landed, after rebuilding from the broker's committed state when
         its outcome is unknown. Returns whether it committed."""
         self.last_commit = time.monotonic()
-        writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
-        if not writes and not self.positions and not self.txn.open:
+        if not self.positions and not self.txn.open and not self._unlogged():
             self._maybe_checkpoint()
             return True
         started = time.perf_counter()
-        last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:
             self._begin()
-            for i, (partition, (store, key, value)) in enumerate(writes):
-                # Only the last write per changelog partition reports its offset: the checkpoint.
-                report: Callable[[KafkaError | None, Message], None] | None = None
-                if last[(store.name, partition)] == i:
-                    report = self._changelog_delivered
-                elif not self.eos:
-                    report = self._delivered
-                self.txn.produce(store.changelog, value, key, None, partition, report)
+            self._log_changes()
             if self.eos:
                 outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
             else:

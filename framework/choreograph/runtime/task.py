@@ -192,8 +192,9 @@ class PartitionTask:
             self.timers.reset_floor()
 
     def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
+        """Writes not yet sent to the changelogs (each taken once)."""
         for store in self._store_list:
-            for key, value in store.pending().items():
+            for key, value in store.take_unlogged().items():
                 yield store, key, value
 
     def committed(self) -> None:

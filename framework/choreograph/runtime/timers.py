@@ -17,6 +17,7 @@ from choreograph.state.store import Store, decode_value, encode_value
 TIMERS_STORE = "__timers"
 TIMER_INDEX_STORE = "__timer_index"
 _DEADLINE = struct.Struct(">Q")
+_UNKNOWN = -1  # no deadline is negative
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,19 @@ class Timers:
         # that every seek would otherwise step over again. Only lowered by scheduling, raised by
         # scans, and reset when writes are dropped (a dropped cancel brings a timer back).
         self._floor = 0
+        # The earliest pending deadline when known (None: nothing pending), so that a partition
+        # without a due timer costs no scan at all. Lowered by scheduling, learnt by scans,
+        # forgotten with the floor.
+        self._next: int | None = _UNKNOWN
 
     def reset_floor(self) -> None:
         self._floor = 0
+        self._next = _UNKNOWN
 
     def schedule(self, key: str, name: str, deadline_ms: int, payload: dict[str, Any]) -> None:
         self._floor = min(self._floor, deadline_ms)
+        if self._next != _UNKNOWN:
+            self._next = deadline_ms if self._next is None else min(self._next, deadline_ms)
         self.cancel(key, name)
         self.timers.put_raw(_timer_key(deadline_ms, key, name), encode_value(payload))
         self.index.put_raw(_index_key(key, name), _DEADLINE.pack(deadline_ms))
@@ -69,6 +77,9 @@ class Timers:
 
     def due(self, now_ms: int, limit: int = 1000) -> Iterator[Timer]:
         """Timers with deadline <= now, earliest first; never one that is not yet due."""
+        if self._next is None or (self._next != _UNKNOWN and self._next > now_ms):
+            return  # known: nothing is due yet
+        self._next = _UNKNOWN  # what is yielded is about to fire; learnt again below
         stop = _DEADLINE.pack(now_ms + 1)
         found = False
         for n, (raw_key, raw_value) in enumerate(
@@ -83,6 +94,12 @@ class Timers:
             yield Timer(deadline, key.decode(), name.decode(), decode_value(raw_value))
         if not found:
             self._floor = max(self._floor, now_ms + 1)  # nothing pending up to now
+            self._next = self._first_from(self._floor)
+
+    def _first_from(self, start_ms: int) -> int | None:
+        for raw_key, _ in self.timers.scan_raw(_DEADLINE.pack(start_ms)):
+            return int(_DEADLINE.unpack_from(raw_key)[0])
+        return None
 
     def next_deadline(self) -> int | None:
         for raw_key, _ in self.timers.scan_raw():

@@ -91,6 +91,7 @@ class Store:
         self.changelog = changelog
         self._txn: dict[bytes, bytes | None] = {}
         self._msg: dict[bytes, bytes | None] = {}
+        self._unlogged: dict[bytes, bytes | None] = {}  # in the transaction, not yet logged
 
     # -- raw access ------------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class Store:
         if self._msg:
             if ok:
                 self._txn.update(self._msg)
+                self._unlogged.update(self._msg)
             self._msg.clear()
 
     def message_writes(self) -> dict[bytes, bytes | None]:
@@ -160,8 +162,18 @@ class Store:
         return self._msg
 
     def pending(self) -> dict[bytes, bytes | None]:
-        """Writes of the open transaction, to produce to the changelog before committing."""
+        """Writes of the open transaction."""
         return self._txn
+
+    @property
+    def unlogged(self) -> bool:
+        return bool(self._unlogged)
+
+    def take_unlogged(self) -> dict[bytes, bytes | None]:
+        """Writes of the open transaction not yet sent to the changelog (latest per key), to
+        send now: the changelog follows the work as it goes, so a commit waits for little."""
+        taken, self._unlogged = self._unlogged, {}
+        return taken
 
     def committed(self) -> None:
         """The transaction committed: make its writes durable locally."""
@@ -172,6 +184,7 @@ class Store:
     def aborted(self) -> None:
         self._txn.clear()
         self._msg.clear()
+        self._unlogged.clear()
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:
