@@ -4,17 +4,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
 from choreograph.contracts.publisher import encode_event
+from choreograph.contracts.serde import AvroSerde
 from choreograph.contracts.structured import others
 from choreograph.state.store import Store
 
 if TYPE_CHECKING:
     from choreograph.governance.decisions import RuleEvaluation
-    from choreograph.runtime.task import PartitionTask
+    from choreograph.governance.policies import BoundPolicy
+
+
+class ServiceView(Protocol):
+    """What a handler's context needs of its service."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def models(self) -> dict[str, type[Event]]: ...
+
+    def check_output(self, topic: str, what: str) -> None: ...
+
+    def policy(self, policy_id: str, model: type[Event], where: str) -> BoundPolicy: ...
+
+
+class TimersView(Protocol):
+    def schedule(self, key: str, name: str, deadline_ms: int, payload: dict[str, Any]) -> None: ...
+
+    def cancel(self, key: str, name: str) -> bool: ...
+
+
+class TaskView(Protocol):
+    """What a handler's context needs of the partition task running it (a PartitionTask): the
+    context depends on this, not on the task or the engine."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    @property
+    def serde(self) -> AvroSerde: ...
+
+    @property
+    def timers(self) -> TimersView: ...
+
+    @property
+    def service(self) -> ServiceView: ...
+
+    def keyed_store(self, name: str, record_key: str) -> Store: ...
 
 
 @dataclass(frozen=True)
@@ -67,9 +110,7 @@ class RawEvent:
 
 
 class Context:
-    def __init__(
-        self, task: PartitionTask, key: str, envelope: Envelope | None, now: datetime
-    ) -> None:
+    def __init__(self, task: TaskView, key: str, envelope: Envelope | None, now: datetime) -> None:
         self._task = task
         self.key = key
         self.envelope = envelope
