@@ -9,6 +9,7 @@ from its first commit to the last (start-up, group join and restore are excluded
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -109,6 +110,14 @@ def load(bootstrap: str, registry: str, topic: str, events: int, keys: int) -> N
             except BufferError:
                 producer.poll(0.05)
     producer.flush(60)
+
+
+def drop_topics(admin: AdminClient, prefix: str) -> None:
+    """Delete the run's topics: a broker that keeps thousands restarts slowly."""
+    mine = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    for future in admin.delete_topics(mine, operation_timeout=60).values() if mine else []:
+        with contextlib.suppress(Exception):
+            future.result(120)
 
 
 def committed(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
@@ -280,6 +289,7 @@ def main() -> None:
             shown = f"{result.rate:>9,.0f} events/s" if result.rate else "no result"
             cpu = f"{result.cpu_us:6.1f} µs CPU/event" if result.cpu_us else ""
             print(f"  {contender.name:45s} {shown}  {cpu}")
+    drop_topics(admin, prefix)
     ceiling = results.get(CONTENDERS[0].name)
     print("\nratios")
     for name, rate in results.items():

@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.__main__ import Contender, committed_rate, measure
+from bench.__main__ import Contender, committed_rate, drop_topics, measure
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import parse_definition
@@ -204,6 +204,7 @@ def main() -> None:
             source=topic,
         ).rate
         rate, buckets, fired = run_tracker(args, servers, topic, state, prefix)
+    drop_topics(admin, prefix)
     print()
     print(f"{'raw passthrough (anchor)':<34} {raw or 0:>10,.0f} events/s")
     if rate is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,11 +16,30 @@ from choreograph.testing.servers import Servers, resolve_servers
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A topic named for one test or run carries a hex id among its dot- or dash-separated parts.
+ONE_RUN = re.compile(r"(^|[.-])[a-z]?[0-9a-f]{6,}([.-]|$)")
+
+
+def topics_of(bootstrap: str) -> set[str]:
+    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics)
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
+    """The servers, and afterwards the topics this session made for single tests or runs
+    deleted: a broker that keeps thousands of them restarts slowly, which fault tests time."""
     found = resolve_servers(REPO)
+    before = topics_of(found.bootstrap)
     yield found
-    found.close()
+    try:
+        made = {t for t in topics_of(found.bootstrap) - before if ONE_RUN.search(t)}
+        if made:
+            admin = AdminClient({"bootstrap.servers": found.bootstrap})
+            for future in admin.delete_topics(sorted(made), operation_timeout=60).values():
+                with contextlib.suppress(Exception):
+                    future.result(120)
+    finally:
+        found.close()
 
 
 @pytest.fixture(scope="session")

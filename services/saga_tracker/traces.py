@@ -50,16 +50,25 @@ class Refusal(Exception):
         self.unread = unread  # body bytes left on the connection
 
 
-def committed_instances(tasks: Callable[[], Iterable[Any]]) -> InstanceSource:
-    """Instances in the committed state of the tracker's partition tasks (an engine's `tasks`)."""
+class CommittedInstances:
+    """Instances in the committed state of the tracker's partition tasks (an engine's `tasks`):
+    all of them, or one correlation id's by key prefix (no scan of the rest)."""
 
-    def read() -> Iterator[Instance]:
-        for task in list(tasks()):
+    def __init__(self, tasks: Callable[[], Iterable[Any]]) -> None:
+        self.tasks = tasks
+
+    def __call__(self) -> Iterator[Instance]:
+        return self.matching("")
+
+    def matching(self, prefix: str) -> Iterator[Instance]:
+        for task in list(self.tasks()):
             view = task.committed_view("instances")
-            for _, raw in view.items() if view is not None else ():
+            for _, raw in view.items(prefix) if view is not None else ():
                 yield decode(raw)
 
-    return read
+
+def committed_instances(tasks: Callable[[], Iterable[Any]]) -> CommittedInstances:
+    return CommittedInstances(tasks)
 
 
 def summary(inst: Instance) -> dict[str, Any]:
@@ -220,10 +229,18 @@ class TraceServer:
         return True
 
     def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
+        """One instance: by its key (`<correlation id>/<process>`) where the source can look
+        keys up, so a capture of thousands of instances costs thousands of lookups, not scans."""
+        source = self.instances
+        found = (
+            source.matching(f"{correlation_id}/")
+            if isinstance(source, CommittedInstances)
+            else source()
+        )
         return next(
             (
                 i
-                for i in self.instances()
+                for i in found
                 if i.correlation_id == correlation_id and process in (None, i.process)
             ),
             None,

@@ -6,6 +6,7 @@ with an empty diff; a payments service with a raised limit shows what it would h
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ def test_capture_compensated_instances_and_replay_them(
     servers: Servers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     require_local_stack(servers)
+    started = datetime.now(UTC) - timedelta(seconds=1)
     with reference_choreography(servers, tmp_path, orders=40, seed=4) as run:
         run.place(run.orders, rate=20).join(60)
         statuses = run.outcomes(seconds=120)
@@ -48,7 +50,8 @@ def test_capture_compensated_instances_and_replay_them(
         capture_file = tmp_path / "compensated.capture"
         code = main([
             "replay", "capture", "--tracker", run.api, "--process", "order-fulfilment",
-            "--status", "compensated", "--topics", TOPICS, "--out", str(capture_file),
+            "--status", "compensated", "--since", started.isoformat(), "--topics", TOPICS,
+            "--out", str(capture_file),
             "--bootstrap", servers.bootstrap, "--registry", servers.registry_url,
         ])  # fmt: skip
         assert code == 0, capsys.readouterr().err

@@ -71,8 +71,21 @@ class EnvelopeError(ValueError):
     """Headers are not a valid CloudEvents envelope."""
 
 
+_last_parsed: tuple[str, datetime] = ("", datetime.min)
+
+
 def _parse_time(text: str) -> datetime:
-    """An RFC 3339 timestamp (`ce_time`); anything looser is refused."""
+    """An RFC 3339 timestamp (`ce_time`); anything looser is refused. Events a service emits in
+    one poll share their time, so consecutive records often carry the same text: parsed once."""
+    global _last_parsed
+    if text == _last_parsed[0]:
+        return _last_parsed[1]
+    parsed = _parse_time_text(text)
+    _last_parsed = (text, parsed)
+    return parsed
+
+
+def _parse_time_text(text: str) -> datetime:
     m = _RFC3339.match(text)
     if m is None:
         raise EnvelopeError(f"ce_time {text!r} is not RFC 3339")
