@@ -3,6 +3,7 @@ checkpoint is trusted."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,36 @@ def test_a_dropped_cancel_brings_its_timer_back_to_the_scan() -> None:
     index.aborted()
     timers.reset_floor()  # what PartitionTask.aborted does
     assert [t.key for t in timers.due(2_000)] == ["k1"]
+
+
+class CountingBackend(MemoryBackend):
+    """Counts scans: each is an iterator over the store (a RocksDB seek in production)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scans = 0
+
+    def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        self.scans += 1
+        return super().scan(start)
+
+
+def test_a_partition_with_no_due_timer_costs_no_scan() -> None:
+    backend = CountingBackend()
+    timers = Timers(Store("t", 0, backend), Store("i", 0, MemoryBackend()))
+    assert list(timers.due(1_000)) == []  # the first look learns that nothing is pending
+    learnt = backend.scans
+    for now in range(1_001, 1_100):
+        assert list(timers.due(now)) == []
+    assert backend.scans == learnt  # known: nothing to look for
+    timers.schedule("k", "t", 1_500, {})
+    assert list(timers.due(1_499)) == [] and backend.scans == learnt  # known: not yet
+    [due] = list(timers.due(1_500))
+    assert (due.key, due.deadline_ms) == ("k", 1_500)
+    timers.cancel("k", "t")
+    timers.schedule("k", "t", 1_200, {})  # earlier than anything known: lowers the hint
+    assert [t.deadline_ms for t in timers.due(1_600)] == [1_200]
+    timers.reset_floor()  # dropped writes: what is pending is unknown again
+    scans = backend.scans
+    list(timers.due(1_700))
+    assert backend.scans > scans
