@@ -381,8 +381,6 @@ class Engine:
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
                 self._handle(task, msg, now)
-        if messages and not self._rewound:
-            self._log_changes()
 
     def _handle(self, task: PartitionTask, msg: Message, now: datetime) -> None:
         topic, offset = msg.topic() or "", msg.offset() or 0
@@ -685,9 +683,8 @@ class Engine:
         return any(s.unlogged for t in self.tasks.values() for s in t.stores.values())
 
     def _log_changes(self) -> None:
-        """Send the state changes of the transaction so far to the changelogs (called after
-        each batch and at the commit): they travel while the work goes on. Only the last write
-        per changelog partition of each call reports its offset, for the checkpoint."""
+        """Send the transaction's state changes to the changelogs (at the commit). Only the
+        last write per changelog partition reports its offset, for the checkpoint."""
         writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
         if not writes:
             return
@@ -723,6 +720,9 @@ class Engine:
         if not self.positions and not self.txn.open and not self._unlogged():
             self._maybe_checkpoint()
             return True
+        # State changes go to the changelogs here, at the commit, and not as the work goes:
+        # records of an open transaction on a changelog hold back its last stable offset, and a
+        # restore that meets them (a partition lost and taken back meanwhile) would stop short.
         started = time.perf_counter()
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:

@@ -170,8 +170,7 @@ class Store:
         return bool(self._unlogged)
 
     def take_unlogged(self) -> dict[bytes, bytes | None]:
-        """Writes of the open transaction not yet sent to the changelog (latest per key), to
-        send now: the changelog follows the work as it goes, so a commit waits for little."""
+        """Writes of the open transaction not yet sent to the changelog (latest per key)."""
         taken, self._unlogged = self._unlogged, {}
         return taken
 
