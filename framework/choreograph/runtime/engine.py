@@ -679,25 +679,6 @@ class Engine:
             except (BufferError, KafkaException):  # the careful path waits or says why
                 self.txn.produce(out.topic, out.value, out.key, out.headers)
 
-    def _unlogged(self) -> bool:
-        return any(s.unlogged for t in self.tasks.values() for s in t.stores.values())
-
-    def _log_changes(self) -> None:
-        """Send the transaction's state changes to the changelogs (at the commit). Only the
-        last write per changelog partition reports its offset, for the checkpoint."""
-        writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
-        if not writes:
-            return
-        self._begin()
-        last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
-        for i, (partition, (store, key, value)) in enumerate(writes):
-            report: Callable[[KafkaError | None, Message], None] | None = None
-            if last[(store.name, partition)] == i:
-                report = self._changelog_delivered
-            elif not self.eos:
-                report = self._delivered
-            self.txn.produce(store.changelog, value, key, None, partition, report)
-
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             self._delivery_error = err
@@ -717,17 +698,26 @@ class Engine:
         it is known not to have landed, after rebuilding from the broker's committed state when
         its outcome is unknown. Returns whether it committed."""
         self.last_commit = time.monotonic()
-        if not self.positions and not self.txn.open and not self._unlogged():
+        # State changes go to the changelogs here, at the commit, not as the work goes: records
+        # of an open transaction on a changelog hold back its last stable offset, and a restore
+        # that meets them (a partition lost and taken back meanwhile) could stop short.
+        writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
+        if not writes and not self.positions and not self.txn.open:
             self._maybe_checkpoint()
             return True
-        # State changes go to the changelogs here, at the commit, and not as the work goes:
-        # records of an open transaction on a changelog hold back its last stable offset, and a
-        # restore that meets them (a partition lost and taken back meanwhile) would stop short.
         started = time.perf_counter()
+        last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:
             self._begin()
-            self._log_changes()
+            for i, (partition, (store, key, value)) in enumerate(writes):
+                # Only the last write per changelog partition reports its offset: the checkpoint.
+                report: Callable[[KafkaError | None, Message], None] | None = None
+                if last[(store.name, partition)] == i:
+                    report = self._changelog_delivered
+                elif not self.eos:
+                    report = self._delivered
+                self.txn.produce(store.changelog, value, key, None, partition, report)
             if self.eos:
                 outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
             else:

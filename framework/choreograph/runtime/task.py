@@ -192,9 +192,8 @@ class PartitionTask:
             self.timers.reset_floor()
 
     def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
-        """Writes not yet sent to the changelogs (each taken once)."""
         for store in self._store_list:
-            for key, value in store.take_unlogged().items():
+            for key, value in store.pending().items():
                 yield store, key, value
 
     def committed(self) -> None:

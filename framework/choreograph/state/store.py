@@ -91,7 +91,6 @@ class Store:
         self.changelog = changelog
         self._txn: dict[bytes, bytes | None] = {}
         self._msg: dict[bytes, bytes | None] = {}
-        self._unlogged: dict[bytes, bytes | None] = {}  # in the transaction, not yet logged
 
     # -- raw access ------------------------------------------------------------------------------
 
@@ -154,7 +153,6 @@ class Store:
         if self._msg:
             if ok:
                 self._txn.update(self._msg)
-                self._unlogged.update(self._msg)
             self._msg.clear()
 
     def message_writes(self) -> dict[bytes, bytes | None]:
@@ -162,17 +160,8 @@ class Store:
         return self._msg
 
     def pending(self) -> dict[bytes, bytes | None]:
-        """Writes of the open transaction."""
+        """Writes of the open transaction, to produce to the changelog before committing."""
         return self._txn
-
-    @property
-    def unlogged(self) -> bool:
-        return bool(self._unlogged)
-
-    def take_unlogged(self) -> dict[bytes, bytes | None]:
-        """Writes of the open transaction not yet sent to the changelog (latest per key)."""
-        taken, self._unlogged = self._unlogged, {}
-        return taken
 
     def committed(self) -> None:
         """The transaction committed: make its writes durable locally."""
@@ -183,7 +172,6 @@ class Store:
     def aborted(self) -> None:
         self._txn.clear()
         self._msg.clear()
-        self._unlogged.clear()
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:
