@@ -26,8 +26,8 @@ def toplevel(path: Path) -> Path:
     return Path(git(path, "rev-parse", "--show-toplevel").strip())
 
 
-def changed_since(repo: Path, ref: str, folder: str) -> list[str]:
-    """.avsc files under `folder` changed or added since `ref`, committed or not (repo-relative)."""
+def require_ref(repo: Path, ref: str) -> None:
+    """Raise GitError, saying what to do, when `ref` names no commit of this clone."""
     try:
         git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except GitError:
@@ -35,6 +35,11 @@ def changed_since(repo: Path, ref: str, folder: str) -> list[str]:
             f"unknown git ref {ref!r}: give a commit, branch or tag this clone has "
             "(in CI, fetch enough history, e.g. fetch-depth: 0)"
         ) from None
+
+
+def changed_since(repo: Path, ref: str, folder: str) -> list[str]:
+    """.avsc files under `folder` changed or added since `ref`, committed or not (repo-relative)."""
+    require_ref(repo, ref)
     diffed = git(repo, "diff", "--name-only", "--diff-filter=ACMR", ref, "--", folder).split()
     untracked = git(repo, "ls-files", "--others", "--exclude-standard", "--", folder).split()
     return sorted({p for p in diffed + untracked if p.endswith(".avsc")})

@@ -43,7 +43,8 @@ class UnsupportedContract(ValueError):
     """A contract a policy cannot read as CEL (e.g. a recursive record)."""
 
 
-def _fullname(schema: dict[str, Any], namespace: str) -> str:
+def fullname(schema: dict[str, Any], namespace: str = "") -> str:
+    """The full name of a named Avro type, as the Avro specification resolves it."""
     name = str(schema["name"])
     if "." in name:
         return name
@@ -71,7 +72,7 @@ class ContractTypes:
     # -- building ------------------------------------------------------------------------------
 
     def _record(self, schema: dict[str, Any], namespace: str) -> str:
-        full = _fullname(schema, namespace)
+        full = fullname(schema, namespace)
         if full in self._visiting:
             raise UnsupportedContract(
                 f"{full} holds itself; policies cannot read recursive records"
@@ -96,7 +97,7 @@ class ContractTypes:
             if kind == "record":
                 self._record(schema, namespace)
             elif kind in ("enum", "fixed"):
-                self._named[_fullname(schema, namespace)] = schema
+                self._named[fullname(schema, namespace)] = schema
             elif kind == "array":
                 self._walk(schema["items"], namespace)
             elif kind == "map":
@@ -210,7 +211,7 @@ class ContractTypes:
         elif kind == "fixed":
             field.type = F.TYPE_BYTES
         elif kind == "record":
-            full = _fullname(schema, ns)
+            full = fullname(schema, ns)
             field.type, field.type_name = F.TYPE_MESSAGE, f".{full}"
             deps.add(full.rpartition(".")[0])
         elif kind == "array":
@@ -221,8 +222,7 @@ class ContractTypes:
             if isinstance(items, list) or (
                 isinstance(items, dict) and items.get("type") in ("array", "map")
             ):
-                self._dyn(field)
-                field.label = F.LABEL_REPEATED
+                self._dyn(field)  # a list of dyn: nested lists and maps are read as dyn
             else:
                 self._type(message, field, items, ns, deps)
         elif kind == "map":

@@ -33,7 +33,7 @@ import yaml
 
 from choreograph.contracts.diagnostics import LocatedError
 from choreograph.contracts.event import Event
-from choreograph.governance.cel_types import ContractTypes, UnsupportedContract
+from choreograph.governance.cel_types import ContractTypes, UnsupportedContract, fullname
 from choreograph.governance.decisions import RuleEvaluation
 from choreograph.replay.capture import mask_value, pii_fields
 
@@ -193,12 +193,10 @@ def _plain(value: Any) -> Any:
 def bind(source: PolicySource, schema: dict[str, Any]) -> BoundPolicy:
     """Check `source` against the Avro `schema` of the event it reads; PolicyError says where
     it goes wrong (file:line:col) and what to change."""
-    fullname = f"{schema.get('namespace', '')}.{schema['name']}".lstrip(".")
-    if "." in str(schema["name"]):
-        fullname = str(schema["name"])
-    if fullname != source.reads:
+    reads = fullname(schema)
+    if reads != source.reads:
         raise PolicyError(source.path, source.line, source.col,
-                          f"{source.id} reads {source.reads}, not {fullname}")  # fmt: skip
+                          f"{source.id} reads {source.reads}, not {reads}")  # fmt: skip
     try:
         types = ContractTypes(schema)
     except UnsupportedContract as err:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from choreograph.contracts.diagnostics import Diagnostic
-from choreograph.contracts.history import GitError, git
+from choreograph.contracts.history import git, require_ref
 from choreograph.process.definition import (
     DefinitionError,
     ProcessDefinition,
@@ -24,13 +24,7 @@ from choreograph.process.definition import (
 
 def released(repo: Path, ref: str, folder: str) -> dict[str, str]:
     """Definition files under `folder` at `ref`: repo-relative path -> text."""
-    try:
-        git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except GitError:
-        raise GitError(
-            f"unknown git ref {ref!r}: give a commit, branch or tag this clone has "
-            "(in CI, fetch enough history, e.g. fetch-depth: 0)"
-        ) from None
+    require_ref(repo, ref)
     names = git(repo, "ls-tree", "-r", "--name-only", ref, "--", folder).split()
     return {n: git(repo, "show", f"{ref}:{n}") for n in names if n.endswith(".yaml")}
 
