@@ -4,12 +4,12 @@ its declared topology (see choreograph.governance.acls)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from confluent_kafka.admin import AdminClient
 
 from choreograph.cli.check import load
+from choreograph.cli.cluster import add_bootstrap
 from choreograph.governance.acls import (
     as_json,
     bindings,
@@ -34,9 +34,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser.add_argument(
         "--apply", action="store_true", help="create them on --bootstrap (as an admin principal)"
     )
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
-    )
+    add_bootstrap(parser)
     parser.set_defaults(run=run_acls)
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime
 from typing import Any
 
+from choreograph.cli.cluster import add_bootstrap, add_registry
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.replay.capture import select
@@ -26,13 +26,8 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     show.add_argument("--since", help="RFC 3339 time: only records from then on (faster)")
     show.add_argument("--topic", default=DECISIONS_TOPIC)
     show.add_argument("--format", choices=("text", "json"), default="text")
-    show.add_argument(
-        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
-    )
-    show.add_argument(
-        "--registry",
-        default=os.environ.get("CHOREOGRAPH_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-    )
+    add_bootstrap(show)
+    add_registry(show)
     show.set_defaults(run=run_show)
 
 

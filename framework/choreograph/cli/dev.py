@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 import uuid
 from typing import Any
 
+from choreograph.cli.cluster import add_bootstrap, add_registry
 from choreograph.contracts.envelope import Envelope
 from choreograph.runtime.transactions import Outcome, Transactions
-from choreograph.testing.servers import BOOTSTRAP_ENV, REGISTRY_ENV
 
 SMOKE_SCHEMA: dict[str, Any] = {
     "type": "record",
@@ -31,11 +30,8 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     smoke = commands.add_parser(
         "smoke", help="register a schema, publish events transactionally, read them back"
     )
-    smoke.add_argument("--bootstrap", default=os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092"))
-    smoke.add_argument(
-        "--registry",
-        default=os.environ.get(REGISTRY_ENV, "http://127.0.0.1:8081/apis/ccompat/v7"),
-    )
+    add_bootstrap(smoke)
+    add_registry(smoke)
     smoke.add_argument("--events", type=int, default=10)
     smoke.set_defaults(run=run_smoke)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
+from choreograph.cli.cluster import add_bootstrap
 from choreograph.runtime.dlq import SkipRefused, read_dead_letters, replay, skip, summary
-from choreograph.testing.servers import BOOTSTRAP_ENV
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +18,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ):
         p = commands.add_parser(name, help=helptext)
         p.add_argument("--service", required=True, help="service name; its DLQ is <service>.dlq")
-        p.add_argument("--bootstrap", default=os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092"))
+        add_bootstrap(p)
         p.add_argument("--limit", type=int)
         if name == "inspect":
             p.add_argument("--format", choices=("text", "json"), default="text")
@@ -32,7 +31,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="move a stopped service past one record, dead-lettering it first (audited)",
     )
     p.add_argument("--service", required=True, help="service name (its consumer group)")
-    p.add_argument("--bootstrap", default=os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092"))
+    add_bootstrap(p)
     p.add_argument("--topic", required=True)
     p.add_argument("--partition", type=int, required=True)
     p.add_argument("--offset", type=int, required=True, help="where the group stands now")

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from choreograph.cli.check import load
+from choreograph.cli.cluster import add_bootstrap, add_registry
 from choreograph.contracts.serde import AvroSerde
 from choreograph.replay.capture import (
     Capture,
@@ -48,21 +49,14 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     cap.add_argument("--until", help="RFC 3339 time: records up to then (same)")
     cap.add_argument("--unmasked", action="store_true", help="keep PII fields as they are")
-    cap.add_argument(
-        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
-    )
-    cap.add_argument(
-        "--registry",
-        default=os.environ.get("CHOREOGRAPH_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-    )
+    add_bootstrap(cap)
+    add_registry(cap)
     cap.set_defaults(run=run_capture)
     pub = commands.add_parser("publish", help="republish a capture into prefixed topics")
     pub.add_argument("capture", type=Path)
     pub.add_argument("--prefix", required=True, help="e.g. sandbox-42. (topics get it in front)")
     pub.add_argument("--fresh-ids", action="store_true", help="new correlation ids per instance")
-    pub.add_argument(
-        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
-    )
+    add_bootstrap(pub)
     pub.set_defaults(run=run_publish)
     run = commands.add_parser("run", help="replay a capture against a service's code")
     run.add_argument("capture", type=Path)

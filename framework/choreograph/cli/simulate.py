@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from choreograph.cli.cluster import add_bootstrap, add_registry
 from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import (
     DefinitionError,
@@ -29,13 +29,8 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     source.add_argument("--topics", help="or read straight from these topics (comma-separated)")
     parser.add_argument("--since", help="with --topics: RFC 3339 start of the time range")
     parser.add_argument("--until", help="with --topics: RFC 3339 end of the time range")
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("CHOREOGRAPH_BOOTSTRAP", "127.0.0.1:9092")
-    )
-    parser.add_argument(
-        "--registry",
-        default=os.environ.get("CHOREOGRAPH_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-    )
+    add_bootstrap(parser)
+    add_registry(parser)
     parser.add_argument(
         "--current", type=Path, help="the definition to compare with (default: the highest "
         "earlier version of the same process beside the candidate)",
