@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from choreograph.contracts.catalog import Catalog, ContractError, load_catalog
 from choreograph.contracts.diagnostics import Diagnostic, render
 
 OK, BREAKING, UNREADABLE = 0, 1, 2
@@ -32,3 +34,17 @@ def finish(
     if unreadable:
         return UNREADABLE
     return BREAKING if any(d.severity == "error" for d in diagnostics) else OK
+
+
+def catalog_beside(command: str, root: Path, schemas: Path) -> Catalog | None:
+    """The contract catalog a check of the files under `root` reads; None (having said why)
+    when either folder is missing or the catalog cannot be loaded."""
+    for folder in (root, schemas):
+        if not folder.is_dir():
+            print(f"choreograph {command}: no folder at {folder}", file=sys.stderr)
+            return None
+    try:
+        return load_catalog(schemas)
+    except ContractError as err:
+        print(f"choreograph {command}: {err}", file=sys.stderr)
+        return None

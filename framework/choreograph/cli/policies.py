@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from choreograph.cli.output import UNREADABLE, finish
-from choreograph.contracts.catalog import ContractError, load_catalog
+from choreograph.cli.output import UNREADABLE, catalog_beside, finish
 from choreograph.governance.policy_lint import lint_policies
 
 
@@ -22,14 +20,8 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    for folder in (args.root, args.schemas):
-        if not folder.is_dir():
-            print(f"choreograph policies: no folder at {folder}", file=sys.stderr)
-            return UNREADABLE
-    try:
-        catalog = load_catalog(args.schemas)
-    except ContractError as err:
-        print(f"choreograph policies: {err}", file=sys.stderr)
+    catalog = catalog_beside("policies", args.root, args.schemas)
+    if catalog is None:
         return UNREADABLE
     return finish(
         lint_policies(args.root, catalog), [e.diagnostic() for e in catalog.errors], args.format

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from choreograph.cli.output import UNREADABLE, finish
-from choreograph.contracts.catalog import ContractError, load_catalog
+from choreograph.cli.output import UNREADABLE, catalog_beside, finish
 from choreograph.contracts.history import GitError, git, toplevel
 from choreograph.process.change_control import check_in_place, render_diff
 from choreograph.process.definition import (
@@ -41,14 +40,8 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    for folder in (args.root, args.schemas):
-        if not folder.is_dir():
-            print(f"choreograph processes: no folder at {folder}", file=sys.stderr)
-            return UNREADABLE
-    try:
-        catalog = load_catalog(args.schemas)
-    except ContractError as err:
-        print(f"choreograph processes: {err}", file=sys.stderr)
+    catalog = catalog_beside("processes", args.root, args.schemas)
+    if catalog is None:
         return UNREADABLE
     loaded, errors = load_definitions(args.root)
     unreadable = [e.diagnostic() for e in [*catalog.errors, *errors]]
