@@ -63,6 +63,24 @@ def audit_fields(
     }
 
 
+NEEDED = {"act": "the operator role is needed", "approve": "the approver role is needed"}
+
+
+def refuse_without(
+    principal: Principal | None, right: str, audit: dict[str, Any], error: str
+) -> Reply | None:
+    """The reply (401 or 403, audited DENIED) to a request whose principal lacks `right`; None
+    when it has it. `error`: what the caller is told on a 403."""
+    if principal is None:
+        why = "no valid bearer token"
+        return Reply(
+            401, {"error": "a valid bearer token is needed"}, Failure(audit, "DENIED", why)
+        )
+    if not principal.may(right):
+        return Reply(403, {"error": error}, Failure(audit, "DENIED", NEEDED[right]))
+    return None
+
+
 class ActionDesk:
     def __init__(
         self,
@@ -105,16 +123,11 @@ class ActionDesk:
         reason = fields.get("reason")
         actor = principal.name if principal else "anonymous"
         audit = audit_fields(principal, correlation_id, action, step)
-        if principal is None:
-            why = "no valid bearer token"
-            return Reply(
-                401, {"error": "a valid bearer token is needed"}, Failure(audit, "DENIED", why)
-            )
-        if not principal.may("act"):
-            error = f"{actor} may read traces but not act on them"
-            return Reply(
-                403, {"error": error}, Failure(audit, "DENIED", "the operator role is needed")
-            )
+        denied = refuse_without(
+            principal, "act", audit, f"{actor} may read traces but not act on them"
+        )
+        if denied is not None:
+            return denied
         problem = _invalid(fields, action, step, reason)
         if problem:
             return Reply(400, {"error": problem}, Failure(audit, "INVALID", problem))
@@ -169,16 +182,12 @@ class ActionDesk:
         target = str((request or {}).get("correlation_id") or approval_id)
         audit = audit_fields(principal, target, decision or "approval")
         audit["step"] = (request or {}).get("state")
-        if principal is None:
-            why = "no valid bearer token"
-            return Reply(
-                401, {"error": "a valid bearer token is needed"}, Failure(audit, "DENIED", why)
-            )
-        if not principal.may("approve"):
-            error = f"{actor} may not decide approvals (role {principal.role})"
-            return Reply(
-                403, {"error": error}, Failure(audit, "DENIED", "the approver role is needed")
-            )
+        role = principal.role if principal else None
+        denied = refuse_without(
+            principal, "approve", audit, f"{actor} may not decide approvals (role {role})"
+        )
+        if denied is not None:
+            return denied
         if decision not in ("grant", "deny") or not isinstance(reason, str):
             problem = 'send {"decision": "grant" or "deny", "reason": "..."}'
             return Reply(400, {"error": problem}, Failure(audit, "INVALID", problem))
