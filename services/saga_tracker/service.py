@@ -170,12 +170,10 @@ class Tracker:
         """A decision record of a team's service: kept beside the instance (by correlation id,
         whether or not its start has come yet) for its trace. The tracker's own are on the
         timeline already."""
-        if raw.envelope.source == ctx.service or raw.value is None:
+        if raw.envelope.source == ctx.service:
             return
-        try:
-            decision = ctx.decode(raw, model(DECISION)).to_avro()
-        except (SerdeError, ContractViolation) as err:
-            log.warning("unreadable decision record skipped: %s", err)
+        decision = _framework_record(ctx, raw)
+        if decision is None:
             return
         store = ctx.store(DECISIONS_STORE)
         kept = store.get(ctx.key) or []
@@ -193,12 +191,8 @@ class Tracker:
 
     def _approval(self, ctx: Context, raw: RawEvent) -> None:
         """Keep approval requests (pending until their decision comes by) for approvers."""
-        if raw.value is None:
-            return
-        try:
-            event = ctx.decode(raw, model(raw.envelope.type)).to_avro()
-        except (SerdeError, ContractViolation) as err:
-            log.warning("unreadable approval record skipped: %s", err)
+        event = _framework_record(ctx, raw)
+        if event is None:
             return
         store = ctx.store(APPROVALS_STORE)
         known = store.get(event["approval_id"])
@@ -546,3 +540,16 @@ def build_tracker(
 def _plain(record: dict[str, Any]) -> dict[str, Any]:
     """JSON-ready values (times as RFC 3339 text) for the tracker's stores."""
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in record.items()}
+
+
+def _framework_record(ctx: Context, raw: RawEvent) -> dict[str, Any] | None:
+    """A decision or approval record's fields, by the framework's own model of its type; None
+    (logged) when it came without a body or cannot be read."""
+    if raw.value is None:
+        return None
+    try:
+        fields: dict[str, Any] = ctx.decode(raw, model(raw.envelope.type)).to_avro()
+    except (SerdeError, ContractViolation) as err:
+        log.warning("unreadable %s skipped: %s", raw.envelope.type, err)
+        return None
+    return fields
