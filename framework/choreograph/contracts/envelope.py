@@ -12,7 +12,6 @@ the current task or thread, and `Envelope.new` reads it.
 from __future__ import annotations
 
 import os
-import random
 import re
 import secrets
 from collections.abc import Sequence
@@ -90,9 +89,11 @@ def _parse_time_text(text: str) -> datetime:
     if m is None:
         raise EnvelopeError(f"ce_time {text!r} is not RFC 3339")
     day, clock, fraction, zone = m.groups()
-    micro = f".{(fraction + '000000')[:6]}" if fraction else ""
-    offset = "+00:00" if zone in ("Z", "z") else zone
     try:
+        if zone == "Z" and fraction is not None and len(fraction) == 6:
+            return datetime.fromisoformat(text)  # the form every platform event has
+        micro = f".{(fraction + '000000')[:6]}" if fraction else ""
+        offset = "+00:00" if zone in ("Z", "z") else zone
         return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}")
     except ValueError:
         raise EnvelopeError(f"ce_time {text!r} is not RFC 3339") from None
@@ -111,21 +112,33 @@ def child_traceparent(parent: str | None, span_id: str | None = None) -> str:
     return f"00-{m.group(1)}-{span_id or secrets.token_hex(8)}-{m.group(3)}"
 
 
-# Ids must be unique, not secret: a process-local generator seeded from the OS is enough and
-# avoids a system call per event. Reseeded in forked children so they never repeat the parent.
-_random = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
-_UUID4_MASK = ~(0xF << 76) & ~(0x3 << 62) & ((1 << 128) - 1)
-_UUID4_BITS = (0x4 << 76) | (0x2 << 62)
+# Ids must be unique, not secret: a random prefix per process and a counter are enough, and cost
+# neither a system call nor a random draw per event. A forked child draws a new prefix, so it
+# never repeats its parent's ids. Event ids keep the UUIDv4 layout (version and variant bits).
+class _IdSource:
+    __slots__ = ("count", "prefix", "span_prefix")
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        r = int.from_bytes(os.urandom(16), "big")
+        h = f"{r:032x}"
+        # 8-4-4: random, version 4; then the variant nibble and 3 random digits
+        self.prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{8 | (r & 3):x}{h[17:20]}-"
+        self.span_prefix = h[20:28]
+        self.count = int.from_bytes(os.urandom(4), "big")  # not from 0: less alike across runs
+
+    def next(self) -> tuple[str, str]:
+        """A UUIDv4-shaped event id and a W3C span id (hot path)."""
+        self.count = n = self.count + 1
+        low = n & 0xFFFFFFFFFFFF
+        return f"{self.prefix}{low:012x}", f"{self.span_prefix}{(n & 0xFFFFFFFF) or 1:08x}"
 
 
-def _ids() -> tuple[str, str]:
-    """A UUIDv4 event id and a W3C span id (hot path)."""
-    h = f"{(_random.getrandbits(128) & _UUID4_MASK) | _UUID4_BITS:032x}"
-    return (
-        f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
-        f"{_random.getrandbits(64) or 1:016x}",
-    )
+_id_source = _IdSource()
+os.register_at_fork(after_in_child=_id_source.reseed)
+_ids = _id_source.next
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -148,6 +161,44 @@ class Envelope:
     extensions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
+    def _make(
+        cls,
+        id: str,
+        source: str,
+        type: str,
+        subject: str,
+        correlation_id: str,
+        time: datetime,
+        causation_id: str | None,
+        traceparent: str | None,
+        tracestate: str | None,
+        content_type: str,
+        extensions: dict[str, str],
+    ) -> Envelope:
+        """The same instance the generated `__init__` builds, set up in one step: a frozen
+        dataclass sets each field through `object.__setattr__`, and every handled and emitted
+        event builds one (the hot path)."""
+        envelope = _new_object(cls)
+        _set_attribute(
+            envelope,
+            "__dict__",
+            {
+                "id": id,
+                "source": source,
+                "type": type,
+                "subject": subject,
+                "correlation_id": correlation_id,
+                "time": time,
+                "causation_id": causation_id,
+                "traceparent": traceparent,
+                "tracestate": tracestate,
+                "content_type": content_type,
+                "extensions": extensions,
+            },
+        )
+        return envelope
+
+    @classmethod
     def new(
         cls,
         type: str,
@@ -162,27 +213,33 @@ class Envelope:
         parent = parent or current_envelope()
         if parent is not None:
             event_id, span_id = _ids()
-            return cls(
-                id=event_id,
-                source=source,
-                type=type,
-                subject=subject,
-                correlation_id=correlation_id or parent.correlation_id,
-                time=now or datetime.now(UTC),
-                causation_id=parent.id,
-                traceparent=child_traceparent(parent.traceparent, span_id),
-                tracestate=parent.tracestate,
+            return cls._make(
+                event_id,
+                source,
+                type,
+                subject,
+                correlation_id or parent.correlation_id,
+                now or datetime.now(UTC),
+                parent.id,
+                child_traceparent(parent.traceparent, span_id),
+                parent.tracestate,
+                AVRO_CONTENT_TYPE,
+                {},
             )
         event_id, _ = _ids()
-        return cls(
-            id=event_id,
-            source=source,
-            type=type,
-            subject=subject,
+        return cls._make(
+            event_id,
+            source,
+            type,
+            subject,
             # The first event of a process instance names the instance after itself.
-            correlation_id=correlation_id or event_id,
-            time=now or datetime.now(UTC),
-            traceparent=new_traceparent(),
+            correlation_id or event_id,
+            now or datetime.now(UTC),
+            None,
+            new_traceparent(),
+            None,
+            AVRO_CONTENT_TYPE,
+            {},
         )
 
     def to_headers(self) -> list[tuple[str, str | bytes | None]]:
@@ -214,20 +271,7 @@ class Envelope:
         untouched. A CloudEvents extension (`ce_*`) that is not text is left out of
         `extensions` rather than failing. `key`: the record's key, the last fallback for the
         correlation id and the business key (see `from_attributes`)."""
-        values: dict[str, str] = {}
-        for name, raw in headers or ():
-            if raw is None or not (name in _KNOWN or name.startswith("ce_")):
-                continue
-            if isinstance(raw, bytes):
-                try:
-                    values[name] = raw.decode()
-                except UnicodeDecodeError:
-                    if name in _KNOWN:
-                        raise EnvelopeError(f"header {name} is not UTF-8") from None
-                    continue
-            else:
-                values[name] = raw
-        return cls.from_attributes(values, key)
+        return cls.from_attributes(read_headers(headers), key)
 
     @classmethod
     def from_attributes(cls, values: dict[str, str], key: str | None = None) -> Envelope:
@@ -257,34 +301,53 @@ class Envelope:
         raw_time = get("ce_time")
         when = _parse_time(raw_time) if raw_time else datetime.now(UTC)
         extensions: dict[str, str] = {}
-        for name, value in values.items():
-            if name not in _KNOWN:
-                attribute = name[3:]
-                if attribute not in _EXTENSIONS_SEEN:
-                    if not _EXTENSION_NAME.match(attribute):
-                        raise EnvelopeError(
-                            f"CloudEvents extension name {attribute!r} must be lower-case "
-                            "letters and digits"
-                        )
-                    _EXTENSIONS_SEEN.add(attribute)
-                extensions[name] = value
-        subject = values.get("ce_subject", key or "")
-        return cls(
-            id=values["ce_id"],
-            source=source,
-            type=values["ce_type"],
-            subject=subject,
-            correlation_id=get("ce_correlationid") or subject or values["ce_id"],
-            time=when,
-            causation_id=get("ce_causationid"),
-            traceparent=get("traceparent"),
-            tracestate=get("tracestate"),
-            content_type=get("content-type", AVRO_CONTENT_TYPE),
-            extensions=extensions,
+        for name in sorted(values.keys() - _KNOWN):
+            attribute = name[3:]
+            if attribute not in _EXTENSIONS_SEEN:
+                if not _EXTENSION_NAME.match(attribute):
+                    raise EnvelopeError(
+                        f"CloudEvents extension name {attribute!r} must be lower-case "
+                        "letters and digits"
+                    )
+                _EXTENSIONS_SEEN.add(attribute)
+            extensions[name] = values[name]
+        subject = get("ce_subject", key or "")
+        return cls._make(
+            values["ce_id"],
+            source,
+            values["ce_type"],
+            subject,
+            get("ce_correlationid") or subject or values["ce_id"],
+            when,
+            get("ce_causationid"),
+            get("traceparent"),
+            get("tracestate"),
+            get("content-type", AVRO_CONTENT_TYPE),
+            extensions,
         )
 
     def with_extensions(self, **extra: str) -> Envelope:
         return replace(self, extensions={**self.extensions, **extra})
+
+
+def read_headers(headers: Headers | None) -> dict[str, str]:
+    """The CloudEvents and trace headers (binary content mode) as text, by header name. Any
+    other header is not read, whatever its bytes: it belongs to someone else. A CloudEvents
+    extension (`ce_*`) that is not text is left out rather than failing; a known attribute that
+    is not UTF-8 is an EnvelopeError."""
+    values: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None or not (name in _KNOWN or name.startswith("ce_")):
+            continue
+        if isinstance(raw, bytes):
+            try:
+                values[name] = raw.decode()
+            except UnicodeDecodeError:
+                if name in _KNOWN:
+                    raise EnvelopeError(f"header {name} is not UTF-8") from None
+        else:
+            values[name] = raw
+    return values
 
 
 def record_key(key: bytes | None) -> str:
@@ -298,6 +361,8 @@ def record_key(key: bytes | None) -> str:
         raise EnvelopeError(f"record key is not UTF-8: {key[:40]!r}") from None
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 _handling: ContextVar[Envelope | None] = ContextVar("choreograph_handling", default=None)
 
 

@@ -66,6 +66,7 @@ class ContractViolation(ValueError):
 
 
 _set = object.__setattr__
+_FIELD_COUNTS: dict[type, int] = {}  # per model class (pydantic's `model_fields` is slow to read)
 
 
 class AvroRecord(BaseModel):
@@ -110,7 +111,10 @@ class AvroRecord(BaseModel):
         """Build from values already guaranteed by Avro decoding (flat models only). Every
         field is there (Avro decoding fills defaults), so the instance is set up directly, as
         pydantic's `model_construct` would, without its per-field work (the hot path)."""
-        if len(data) != len(cls.model_fields):
+        count = _FIELD_COUNTS.get(cls)
+        if count is None:
+            count = _FIELD_COUNTS[cls] = len(cls.model_fields)
+        if len(data) != count:
             return BaseModel.model_construct.__func__(cls, **data)  # type: ignore[attr-defined,no-any-return]
         obj = cls.__new__(cls)
         _set(obj, "__dict__", data)

@@ -20,9 +20,8 @@ import os
 import struct
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 from confluent_kafka.schema_registry import Schema as RegistrySchema
@@ -144,8 +143,19 @@ class SchemaCache:
             pass  # a cache: a disk that refuses only costs a registry call next time
 
 
-@dataclass(frozen=True)
-class Decoded:
+class _ReadPlan(NamedTuple):
+    writer_name: str
+    writer: Any  # parsed writer schema
+    model: type[Event] | None  # None: a plain dict in the writer's shape
+    reader: Any  # parsed reader schema when it differs from the writer's, else None
+    flat: bool  # the model is built directly from what Avro decoding guarantees
+
+
+_read = fastavro.schemaless_reader
+_Buffer = io.BytesIO
+
+
+class Decoded(NamedTuple):
     """A decoded value: the writer's schema id and record name, and the event."""
 
     schema_id: int
@@ -188,12 +198,14 @@ class AvroSerde:
         self._parsed_models: dict[type[Event], Any] = {}
         self._writers: dict[int, tuple[str, Any]] = {}
         self._readers: dict[str, type[Event]] = {}
+        self._plans: dict[tuple[int, type[Event] | None], _ReadPlan] = {}
         for model in models:
             self.add_model(model)
 
     def add_model(self, model: type[Event]) -> None:
         """Decode records named like `model` (or like one of its aliases) into `model`."""
         self._readers[model.__avro_name__] = model
+        self._plans.clear()
         namespace = model.__avro_name__.rsplit(".", 1)[0] if "." in model.__avro_name__ else ""
         for alias in model.__avro_schema__.get("aliases", []):
             self._readers[alias if "." in alias else f"{namespace}.{alias}"] = model
@@ -315,6 +327,18 @@ class AvroSerde:
             self._same_schema[key] = same
         return same
 
+    def _plan(self, schema_id: int, reader: type[Event] | None) -> _ReadPlan:
+        """How to read values of `schema_id` (into `reader`): worked out once per pair."""
+        writer_name, writer = self.writer_schema(schema_id)
+        model = reader or self._readers.get(writer_name)
+        if model is None:
+            plan = _ReadPlan(writer_name, writer, None, None, False)
+        else:
+            resolved = None if self._same(schema_id, model) else self._parsed(model)
+            plan = _ReadPlan(writer_name, writer, model, resolved, model._is_flat())
+        self._plans[(schema_id, reader)] = plan
+        return plan
+
     def deserialize(
         self, data: bytes | None, reader: type[Event] | None = None, *, claimed: str | None = None
     ) -> Decoded:
@@ -326,23 +350,19 @@ class AvroSerde:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
-        writer_name, writer = self.writer_schema(schema_id)
+        plan = self._plans.get((schema_id, reader)) or self._plan(schema_id, reader)
+        writer_name = plan.writer_name
         if claimed is not None and claimed != writer_name:
             raise MislabelledRecord(claimed, writer_name)
-        model = reader or self._readers.get(writer_name)
-        payload = io.BytesIO(data[_HEADER.size :])
         try:
-            if model is None:
-                plain: dict[str, Any] = fastavro.schemaless_reader(payload, writer)  # type: ignore[assignment]
-                return Decoded(schema_id, writer_name, plain)
-            if self._same(schema_id, model):
-                record: dict[str, Any] = fastavro.schemaless_reader(payload, writer)  # type: ignore[assignment]
-            else:
-                record = fastavro.schemaless_reader(payload, writer, self._parsed(model))  # type: ignore[assignment]
+            record: dict[str, Any] = _read(_Buffer(data[_HEADER.size :]), plan.writer, plan.reader)  # type: ignore[assignment]
         except Exception as err:
             raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
+        model = plan.model
+        if model is None:
+            return Decoded(schema_id, writer_name, record)
         try:
-            if model._is_flat():
+            if plan.flat:
                 # Avro decoding already guarantees each value's type and range.
                 return Decoded(schema_id, writer_name, model.trusted(record))
             return Decoded(schema_id, writer_name, model.from_avro(record))

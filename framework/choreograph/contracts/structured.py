@@ -28,12 +28,9 @@ class StructuredEvent:
     data: Any  # JSON data, when the event carries `data`
 
 
-def is_structured(headers: Headers | None) -> bool:
-    for name, value in headers or ():
-        if name == "content-type" and value is not None:
-            text = value.decode(errors="replace") if isinstance(value, bytes) else value
-            return text.split(";")[0].strip().lower() == STRUCTURED
-    return False
+def is_structured_type(content_type: str) -> bool:
+    """Whether a `content-type` header's value names structured content mode."""
+    return content_type.split(";")[0].strip().lower() == STRUCTURED
 
 
 def others(headers: Headers | None) -> list[tuple[str, str | bytes | None]]:

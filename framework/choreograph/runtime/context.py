@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import Event
@@ -60,9 +60,8 @@ class TaskView(Protocol):
     def keyed_store(self, name: str, record_key: str) -> Store: ...
 
 
-@dataclass(frozen=True)
-class Output:
-    """A record to produce in the current transaction."""
+class Output(NamedTuple):
+    """A record to produce in the current transaction (a tuple: one is built per emit)."""
 
     topic: str
     key: bytes

@@ -12,10 +12,18 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from choreograph.contracts.envelope import Envelope, EnvelopeError, Headers, handling, record_key
+from choreograph.contracts.envelope import (
+    AVRO_CONTENT_TYPE,
+    Envelope,
+    EnvelopeError,
+    Headers,
+    handling,
+    read_headers,
+    record_key,
+)
 from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.serde import AvroSerde, SerdeError
-from choreograph.contracts.structured import is_structured, others, read_structured
+from choreograph.contracts.structured import is_structured_type, others, read_structured
 from choreograph.runtime.context import Context, Origin, Output, RawEvent
 from choreograph.runtime.errors import ForeignKey, UndeclaredStore
 from choreograph.runtime.partitioning import partition_for
@@ -53,6 +61,7 @@ class PartitionTask:
         }
         self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
         self._store_list = list(self.stores.values())
+        self._owned: dict[str, OwnedStore] = {}
 
     def user_store(self, name: str) -> Store:
         try:
@@ -77,10 +86,14 @@ class PartitionTask:
     def keyed_store(self, name: str, record_key: str) -> Store:
         """What a handler gets from `ctx.store(name)`: keyed stores refuse keys that belong to
         another partition (their state would be split across partitions in production)."""
-        store = self.user_store(name)
-        if name in self.service.unkeyed or not self.partitions or self.partitions == 1:
-            return store
-        return OwnedStore(store, record_key, self.partitions, self.service.name)
+        owned = self._owned.get(name)
+        if owned is None:
+            store = self.user_store(name)
+            if name in self.service.unkeyed or not self.partitions or self.partitions == 1:
+                return store
+            owned = self._owned[name] = OwnedStore(store, self.partitions, self.service.name)
+        owned._record_key = record_key
+        return owned
 
     # -- processing ----------------------------------------------------------------------------
 
@@ -100,29 +113,42 @@ class PartitionTask:
         whose body is not the type its envelope claims, or whose key is not text, is never
         handed to a handler.
         """
-        event_type = header(headers, "ce_type")
-        if event_type is not None and not self.service.interested(event_type):
+        service = self.service
+        try:
+            values = read_headers(headers)
+        except EnvelopeError:
+            values = None  # a CloudEvents header is not text: refused below, if it is for us
+        event_type = values.get("ce_type") if values is not None else header(headers, "ce_type")
+        if event_type is not None and not service.interested(event_type):
             return event_type, "ignored", []
         try:
             text_key = record_key(key)
-            if is_structured(headers):
+            structured = None
+            content_type = values.get("content-type") if values is not None else None
+            if (
+                content_type is not None
+                and content_type != AVRO_CONTENT_TYPE
+                and (is_structured_type(content_type))
+            ):
                 # Read as if it came in binary mode: body, CloudEvents headers, others as sent.
                 structured = read_structured(value, text_key)
                 envelope, value = structured.envelope, structured.body
                 headers = [*others(headers), *envelope.to_headers()]
+            elif values is None:
+                envelope = Envelope.from_headers(headers, text_key)  # raises what is wrong
             else:
-                structured, envelope = None, Envelope.from_headers(headers, text_key)
+                envelope = Envelope.from_attributes(values, text_key)
             event_type = envelope.type
             event: Any = None
-            if self.service.decodes(event_type):
+            if service.decodes(event_type):
                 if structured is not None and structured.body is None:
-                    event = self.service.models[event_type].from_avro(structured.data)
+                    event = service.models[event_type].from_avro(structured.data)
                 else:
                     event = self.serde.deserialize(value, claimed=event_type).event
-            elif not self.service.envelope_handlers:
+            elif not service.envelope_handlers:
                 return event_type, "ignored", []
         except (EnvelopeError, SerdeError, ContractViolation):
-            if self.service.malformed == "skip":
+            if service.malformed == "skip":
                 return event_type or "unknown", "malformed", []
             raise
         ctx = Context(self, text_key, envelope, now)
@@ -211,11 +237,16 @@ class PartitionTask:
 
 
 class OwnedStore(Store):
-    """A keyed store as a handler sees it: keys must belong to this partition."""
+    """A keyed store as a handler sees it: keys must belong to this partition. One per store
+    and task, pointed at the record in hand before each handling; it reads and writes the
+    store's own layers."""
 
-    def __init__(self, store: Store, record_key: str, partitions: int, service: str) -> None:
-        self.__dict__.update(store.__dict__)  # the same layers and backend, not a copy
-        self._record_key = record_key
+    def __init__(self, store: Store, partitions: int, service: str) -> None:
+        # Not Store.__init__: no layers of its own. Every read and write goes to `store`.
+        self.name, self.partition, self.backend = store.name, store.partition, store.backend
+        self.changelog = store.changelog
+        self._store = store
+        self._record_key = ""
         self._partitions = partitions
         self._service = service
 
@@ -232,6 +263,17 @@ class OwnedStore(Store):
                 "its handlers, where ctx.key is the new key (or declare the store keyed=False "
                 "if its keys are not business keys)"
             )
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        return self._store.get_raw(key)
+
+    def put_raw(self, key: bytes, value: bytes | None) -> None:
+        self._store.put_raw(key, value)
+
+    def scan_raw(
+        self, start: bytes = b"", stop: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.scan_raw(start, stop)
 
     def get(self, key: str, default: Any = None) -> Any:
         self._check(key)
