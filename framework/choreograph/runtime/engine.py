@@ -8,7 +8,7 @@ idempotent producer, flush, then offsets.
 
 Rebalancing is cooperative (or KIP-848 `group.protocol=consumer`): on revoke the open transaction
 is committed and only the revoked tasks close; on assign new tasks restore from their changelog,
-starting at their local checkpoint.
+starting at the changelog offset their local state recorded.
 
 Failures follow one policy (`errors.classify`): a dependency that is away pauses the affected
 partitions (or, for the broker, the whole loop) and is retried until it answers; a bad record is
@@ -72,13 +72,11 @@ from choreograph.runtime.transactions import (
 )
 from choreograph.runtime.watchdog import GRACE_S, Stalled, Watchdog
 from choreograph.state.backends import RocksBackend
-from choreograph.state.checkpoint import Checkpoint
 from choreograph.state.poison import Poison, PoisonMarks
 from choreograph.state.restore import RestoreJob, restore
 
 log = logging.getLogger("choreograph.engine")
 TP = tuple[str, int]
-CHECKPOINT_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
 TIMER_CHECK_EVERY = 256  # records handled between checks for due timers
 RECONNECT_BOUND_S = 2.0  # one try at a fresh producer, between checks for SIGTERM
@@ -148,13 +146,9 @@ class Engine:
         self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
         self.retries: dict[TP, RetryState] = {}
         self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
-        self.changelog_next: dict[tuple[str, int], int] = {}
-        # changelog topic -> its store: the service names each store's changelog, once
-        self._logged = {service.changelog_topic(s): s for s in service.store_names()}
-        self.dirty_checkpoints: set[tuple[str, int]] = set()
         self.txn_open = False
         self.stopping = threading.Event()
-        self.last_commit = self.last_checkpoint = self.last_lag = time.monotonic()
+        self.last_commit = self.last_lag = time.monotonic()
         self._rand = random.Random()
         self._delivery_error: KafkaError | None = None
         self._counted: dict[tuple[str, str], Any] = {}
@@ -248,8 +242,9 @@ class Engine:
 
     def _shutdown(self) -> None:
         """Finish within `shutdown_timeout_s`, even with the broker away: commit what was
-        processed, leave the group, write checkpoints, close. A client call that does not return
-        in time is abandoned (`abandoned`), and the process should end without waiting for it."""
+        processed, leave the group, make local state durable, close. A client call that does
+        not return in time is abandoned (`abandoned`), and the process should end without
+        waiting for it."""
         deadline = time.monotonic() + self.config.shutdown_timeout_s
 
         def left() -> float:
@@ -276,7 +271,7 @@ class Engine:
 
     def _leave_poison_marker(self, error: BaseException) -> None:
         """Something escaped while a record was in hand: remember the record beside the
-        partition's checkpoints, so the next process dead-letters it instead of crashing."""
+        partition's state, so the next process dead-letters it instead of crashing."""
         if self._current is None or isinstance(error, KeyboardInterrupt):
             return
         topic, partition, offset = self._current
@@ -687,9 +682,9 @@ class Engine:
         if err is not None:
             self._delivery_error = err
             return
-        key = (self._logged[msg.topic() or ""], msg.partition() or 0)
-        self.changelog_next[key] = (msg.offset() or 0) + 1
-        self.dirty_checkpoints.add(key)
+        task = self.tasks.get(msg.partition() or 0)
+        if task is not None:  # else closed meanwhile: its offset is recorded by the next owner
+            task.state.logged(msg.topic() or "", (msg.offset() or 0) + 1)
 
     def commit(self, timeout: float = 60.0) -> bool:
         """Commit outputs, changelog writes and offsets of every owned partition at once.
@@ -703,7 +698,6 @@ class Engine:
         # that meets them (a partition lost and taken back meanwhile) could stop short.
         writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
         if not writes and not self.positions and not self.txn.open:
-            self._maybe_checkpoint()
             return True
         started = time.perf_counter()
         last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
@@ -711,7 +705,8 @@ class Engine:
         try:
             self._begin()
             for i, (partition, (store, key, value)) in enumerate(writes):
-                # Only the last write per changelog partition reports its offset: the checkpoint.
+                # Only the last write per changelog partition reports its offset: where the
+                # store's local state stands once this commits.
                 report: Callable[[KafkaError | None, Message], None] | None = None
                 if last[(store.name, partition)] == i:
                     report = self._changelog_delivered
@@ -732,7 +727,7 @@ class Engine:
         if outcome is Outcome.UNKNOWN:
             self._lose_work()
             return False
-        self.txn.poll()  # serve delivery reports: checkpoint offsets, at-least-once failures
+        self.txn.poll()  # serve delivery reports: changelog offsets, at-least-once failures
         for task in self.tasks.values():
             task.committed()
         self.committed_offsets.update(self.positions)
@@ -742,7 +737,6 @@ class Engine:
             self._available("broker")
         self.metrics.commits.labels(self.service.name).inc()
         self.metrics.commit_seconds.labels(self.service.name).observe(time.perf_counter() - started)
-        self._maybe_checkpoint()
         return True
 
     def _commit_at_least_once(self, offsets: list[TopicPartition], timeout: float) -> Outcome:
@@ -805,9 +799,10 @@ class Engine:
         self.metrics.consumer_rebuilds.labels(self.service.name).inc()
 
     def _lose_work(self) -> None:
-        """The last commit may or may not have landed: local state and remembered offsets cannot
-        be trusted. Close every task without a checkpoint; `_recover` rebuilds them from the
-        changelog and seeks to the offsets the broker has, once a fresh producer is ready."""
+        """The last commit may or may not have landed: remembered offsets cannot be trusted.
+        Close every task (local state holds the last known commit and its changelog offset);
+        `_recover` reopens them, replays what the changelog has past that offset, and seeks to
+        the offsets the broker has, once a fresh producer is ready."""
         log.warning("commit outcome unknown; rebuilding from the broker's committed state")
         self._unavailable("broker", "commit outcome unknown")
         self._close_all(clean=False)
@@ -874,69 +869,32 @@ class Engine:
                 del self.doomed[(topic, partition, offset)]
                 PoisonMarks(self._partition_dir(partition)).remove(topic, offset)
 
-    def _maybe_checkpoint(self) -> None:
-        if time.monotonic() - self.last_checkpoint < CHECKPOINT_INTERVAL_S:
-            return
-        self.last_checkpoint = time.monotonic()
-        for store, partition in list(self.dirty_checkpoints):
-            task = self.tasks.get(partition)
-            if task is not None:
-                self._checkpoint(task, store, synced=False)
-
-    def _checkpoint(self, task: PartitionTask, store: str, synced: bool) -> None:
-        """Record how far local state is complete: just past this instance's last committed
-        changelog write (it is the partition's only writer)."""
-        key = (store, task.partition)
-        if key not in self.dirty_checkpoints:
-            return
-        if synced:
-            task.stores[store].backend.flush()
-        self._checkpoint_file(store, task.partition).write(self.changelog_next[key], synced)
-        self.dirty_checkpoints.discard(key)
-
     # -- partitions ----------------------------------------------------------------------------
 
     def _partition_dir(self, partition: int) -> Path:
         return self.config.state_dir / self.service.name / str(partition)
 
-    def _store_path(self, store: str, partition: int) -> Path:
-        return self._partition_dir(partition) / store
-
-    def _checkpoint_file(self, store: str, partition: int) -> Checkpoint:
-        return Checkpoint(self._partition_dir(partition) / f"{store}.checkpoint")
-
     def _open_task(self, partition: int) -> tuple[PartitionTask, list[RestoreJob]]:
         """Open the partition's stores; return the task and what to restore into it."""
-        jobs: list[RestoreJob] = []
-
-        def open_backend(store: str, p: int) -> RocksBackend:
-            start = self._checkpoint_file(store, p).read()
-            backend = RocksBackend(self._store_path(store, p))
-            if start is None:  # no checkpoint: local files cannot be trusted, start empty
-                backend.clear()
-            gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(p))
-
-            def progress(_done: int, left: int, gauge: Any = gauge) -> None:
-                gauge.set(left)
-
-            jobs.append(
-                RestoreJob(self.service.changelog_topic(store), p, store, backend, start, progress)
-            )
-            return backend
-
-        for poison in PoisonMarks(self._partition_dir(partition)).read():
+        directory = self._partition_dir(partition)
+        for poison in PoisonMarks(directory).read():
             self.doomed[(poison.topic, poison.partition, poison.offset)] = Doomed(
                 f"a process crashed handling this record: {poison.error}"
             )
         task = PartitionTask(
             self.service,
             partition,
-            open_backend,
+            lambda store, _p: RocksBackend(directory / store),
             self.serde,
             partitions=self.partition_count,
             instance_id=f"{self.config.instance_id}/{os.getpid()}",
         )
-        return task, jobs
+
+        def progress(store: str) -> Callable[[int, int], None]:
+            gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(partition))
+            return lambda _done, left: gauge.set(left)
+
+        return task, task.state.restore_jobs(progress)
 
     def _open_tasks(self, partitions: set[int]) -> dict[int, PartitionTask]:
         """Open tasks for `partitions` and restore their stores, all in one restore."""
@@ -957,14 +915,11 @@ class Engine:
         started = time.monotonic()
         restore(self.config.client_conf(), jobs)
         for job in jobs:
-            store = job.store
-            self.metrics.restore_remaining.labels(self.service.name, store, str(job.partition)).set(
-                0
+            gauge = self.metrics.restore_remaining.labels(
+                self.service.name, job.store, str(job.partition)
             )
-            self.metrics.restored.labels(self.service.name, store).inc(job.restored)
-            if job.restored or job.cleared:
-                tasks[job.partition].stores[store].backend.flush()
-                self._checkpoint_file(store, job.partition).write(job.next_offset, synced=True)
+            gauge.set(0)
+            self.metrics.restored.labels(self.service.name, job.store).inc(job.restored)
         log.info(
             "restored",
             extra={
@@ -975,20 +930,12 @@ class Engine:
         )
 
     def _close_task(self, partition: int, clean: bool = True) -> None:
-        """Close a partition's task. A clean close checkpoints its state; a dirty one (after a
-        commit of unknown outcome) leaves the last checkpoint, so the changelog tail is replayed
-        when the partition opens again."""
+        """Close a partition's task. Its stores hold exactly what was committed, with the
+        changelog offset it covers; a clean close also makes that durable."""
         task = self.tasks.pop(partition, None)
         if task is None:
             return
-        for store in task.stores:
-            if clean:
-                self._checkpoint(task, store, synced=True)
-            else:
-                self.dirty_checkpoints.discard((store, partition))
-        task.close()
-        for key in [k for k in self.changelog_next if k[1] == partition]:
-            del self.changelog_next[key]
+        task.close(clean)
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

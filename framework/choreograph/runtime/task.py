@@ -31,6 +31,7 @@ from choreograph.runtime.records import header
 from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
+from choreograph.state.partition_state import PartitionState
 from choreograph.state.store import CommittedView, Store
 
 BackendFactory = Callable[[str, int], Backend]
@@ -53,14 +54,13 @@ class PartitionTask:
         self.partition = partition
         self.partitions = partitions
         self.serde = serde
-        self.stores = {
-            name: Store(
-                name, partition, open_backend(name, partition), service.changelog_topic(name)
-            )
-            for name in service.store_names()
-        }
+        self.state = PartitionState(
+            partition,
+            {name: service.changelog_topic(name) for name in service.store_names()},
+            lambda name: open_backend(name, partition),
+        )
+        self.stores = self.state.stores
         self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
-        self._store_list = list(self.stores.values())
         self._owned: dict[str, OwnedStore] = {}
 
     def user_store(self, name: str) -> Store:
@@ -209,31 +209,25 @@ class PartitionTask:
     def due_timers(self, now: datetime, limit: int = 1000) -> list[Timer]:
         return list(self.timers.due(int(now.timestamp() * 1000), limit))
 
-    # -- transaction boundaries ----------------------------------------------------------------
+    # -- transaction boundaries (the partition's state owns them) -------------------------------
 
     def end_message(self, ok: bool) -> None:
-        for store in self._store_list:
-            store.end_message(ok)
+        self.state.end_message(ok)
         if not ok:
             self.timers.reset_floor()
 
     def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
-        for store in self._store_list:
-            for key, value in store.pending().items():
-                yield store, key, value
+        return self.state.changelog_writes()
 
     def committed(self) -> None:
-        for store in self.stores.values():
-            store.committed()
+        self.state.committed()
 
     def aborted(self) -> None:
-        for store in self.stores.values():
-            store.aborted()
+        self.state.aborted()
         self.timers.reset_floor()
 
-    def close(self) -> None:
-        for store in self.stores.values():
-            store.backend.close()
+    def close(self, clean: bool = True) -> None:
+        self.state.close(clean)
 
 
 class OwnedStore(Store):

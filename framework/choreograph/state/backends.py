@@ -1,4 +1,9 @@
-"""Where committed state lives: RocksDB on disk in production, a dict in the TestKit."""
+"""Where committed state lives: RocksDB on disk in production, a dict in the TestKit.
+
+Each backend also keeps how far its store's changelog is applied (the next changelog offset),
+written in the same atomic write as the data it covers: after any crash, even one that loses
+the tail of RocksDB's write-ahead log, data and offset agree, so a restart replays exactly the
+changelog records the local copy lacks."""
 
 from __future__ import annotations
 
@@ -24,7 +29,12 @@ class StateDiskError(OSError):
 
 class Backend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
-    def write(self, changes: Mapping[bytes, bytes | None]) -> None: ...
+    def write(self, changes: Mapping[bytes, bytes | None], applied: int | None = None) -> None:
+        """Apply `changes` and, with them atomically, `applied` (the next changelog offset)."""
+
+    def applied(self) -> int | None:
+        """The next changelog offset the data covers; None when unknown (restore it all)."""
+
     def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
     def flush(self) -> None: ...
     def clear(self) -> None: ...
@@ -34,16 +44,22 @@ class Backend(Protocol):
 class MemoryBackend:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        self._applied: int | None = None
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+    def write(self, changes: Mapping[bytes, bytes | None], applied: int | None = None) -> None:
         for key, value in changes.items():
             if value is None:
                 self.data.pop(key, None)
             else:
                 self.data[key] = value
+        if applied is not None:
+            self._applied = applied
+
+    def applied(self) -> int | None:
+        return self._applied
 
     def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         for key in sorted(k for k in self.data if k >= start):
@@ -54,13 +70,19 @@ class MemoryBackend:
 
     def clear(self) -> None:
         self.data.clear()
+        self._applied = None
 
     def close(self) -> None:
         pass
 
 
+META = "choreograph"  # column family beside the data: what the runtime knows of it
+APPLIED = b"changelog-next"
+
+
 class RocksBackend:
-    """One RocksDB per store and partition, in raw (bytes) mode, keys in byte order."""
+    """One RocksDB per store and partition, in raw (bytes) mode, keys in byte order. The
+    changelog offset lives in its own column family, so no scan of the data ever meets it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -73,26 +95,39 @@ class RocksBackend:
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.create_missing_column_families(True)
         try:
-            return Rdict(str(self.path), options)
+            db = Rdict(str(self.path), options, column_families={META: Options(raw_mode=True)})
+            self._meta = db.get_column_family_handle(META)
+            self._meta_db = db.get_column_family(META)
         except Exception as error:  # rocksdict raises plain exceptions for I/O errors
             raise StateDiskError(self.path, error) from error
+        return db
 
     def get(self, key: bytes) -> bytes | None:
         value = self.db.get(key)
         return value if value is None or isinstance(value, bytes) else bytes(value)
 
-    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+    def write(self, changes: Mapping[bytes, bytes | None], applied: int | None = None) -> None:
         batch = WriteBatch(raw_mode=True)
         for key, value in changes.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        if applied is not None:
+            batch.put(APPLIED, str(applied).encode(), self._meta)
         try:
             self.db.write(batch)
         except Exception as error:
             raise StateDiskError(self.path, error) from error
+
+    def applied(self) -> int | None:
+        raw = self._meta_db.get(APPLIED)
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
 
     def scan(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         it = self.db.iter()
@@ -102,14 +137,17 @@ class RocksBackend:
             it.next()
 
     def flush(self) -> None:
-        """Make applied writes durable before a checkpoint claims them: syncing the write-ahead
-        log is enough (RocksDB replays it on open) and far cheaper than flushing memtables."""
+        """Make applied writes durable (when a partition is handed over or the service stops),
+        so that even a machine restart replays nothing: syncing the write-ahead log is enough
+        (RocksDB replays it on open) and far cheaper than flushing memtables."""
         try:
             self.db.flush_wal(True)
         except Exception as error:
             raise StateDiskError(self.path, error) from error
 
     def close(self) -> None:
+        self.__dict__.pop("_meta", None)  # the column family handles hold the database open
+        self.__dict__.pop("_meta_db", None)
         self.db.close()
 
     def clear(self) -> None:

@@ -1,4 +1,4 @@
-"""Poison markers: records a process crashed on, kept beside the partition's checkpoints.
+"""Poison markers: records a process crashed on, kept in the partition's state directory.
 
 When something escapes the engine while it handles a record (a bug, a handler that exits the
 process), the engine writes the record's coordinates here before the process ends. The next

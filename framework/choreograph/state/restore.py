@@ -1,4 +1,4 @@
-"""Restore store partitions from their changelogs, from each checkpoint to the end.
+"""Restore store partitions from their changelogs, from the offset each recorded to the end.
 
 One consumer restores a whole assignment: every (changelog, partition) that is behind is assigned
 at once and read until each reaches its end, so start-up cost does not grow with the number of
@@ -35,10 +35,18 @@ class RestoreJob:
 
 
 def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float = 600.0) -> None:
-    """Apply changelog records [from_offset, end) to each job's backend; read committed only, so
-    writes of aborted transactions never reach local state."""
+    """Apply changelog records [from_offset, end) to each job's backend, each batch with the
+    offset just past it; read committed only, so writes of aborted transactions never reach
+    local state."""
     if not jobs:
         return
+    _restore(consumer_conf, jobs, timeout)
+    for job in jobs:  # where each stands now, a store found empty or cleared too
+        if job.backend.applied() != job.next_offset:
+            job.backend.write({}, job.next_offset)
+
+
+def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float) -> None:
     consumer = Consumer(
         {
             **consumer_conf,
@@ -58,7 +66,7 @@ def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: floa
                 TopicPartition(job.topic, job.partition), timeout=30
             )
             if job.from_offset is not None and job.from_offset > high:
-                # The checkpoint is past the changelog's end: the topic was deleted or the
+                # The recorded offset is past the changelog's end: the topic was deleted or the
                 # cluster reset, so the local state belongs to a history that is gone.
                 log.warning(
                     "local state of %s[%d] is ahead of its changelog (%d > %d): restoring anew",
@@ -108,7 +116,7 @@ def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: floa
                 running.restored += 1
             for tp, batch in batches.items():
                 done = by_tp[tp]
-                done.backend.write(batch)
+                done.backend.write(batch, done.next_offset)
                 if done.progress:
                     done.progress(done.restored, max(highs[tp] - done.next_offset, 0))
     finally:

@@ -163,10 +163,11 @@ class Store:
         """Writes of the open transaction, to produce to the changelog before committing."""
         return self._txn
 
-    def committed(self) -> None:
-        """The transaction committed: make its writes durable locally."""
-        if self._txn:
-            self.backend.write(self._txn)
+    def committed(self, applied: int | None = None) -> None:
+        """The transaction committed: apply its writes locally, with `applied` (the changelog
+        offset just past them) in the same atomic write."""
+        if self._txn or applied is not None:
+            self.backend.write(self._txn, applied)
             self._txn = {}
 
     def aborted(self) -> None:

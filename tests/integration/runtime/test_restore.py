@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_local_state_ahead_of_its_changelog_is_dropped_and_restored_anew(
     bootstrap_servers: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
-    """After a cluster reset the checkpoint points past the new changelog's end; keeping the
+    """After a cluster reset the recorded offset points past the new changelog's end; keeping the
     local state would serve values from a history that no longer exists."""
     changelog = new_topic("svc-store.changelog", 1, **{"cleanup.policy": "compact"})
     producer = Producer({"bootstrap.servers": bootstrap_servers})
@@ -35,10 +35,11 @@ def test_local_state_ahead_of_its_changelog_is_dropped_and_restored_anew(
     backend.close()
     reopened = RocksBackend(tmp_path / "store" / "0")  # the clearing is on disk, not in memory
     assert reopened.get(b"ghost") is None and reopened.get(b"a") == b"3"
+    assert reopened.applied() == 3  # and where it stands, with it
     reopened.close()
 
 
-def test_a_current_checkpoint_restores_nothing(
+def test_a_store_at_its_changelog_end_restores_nothing(
     bootstrap_servers: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     changelog = new_topic("svc-store.changelog", 1, **{"cleanup.policy": "compact"})
@@ -52,5 +53,5 @@ def test_a_current_checkpoint_restores_nothing(
     restore({"bootstrap.servers": bootstrap_servers}, [job])
 
     assert (job.cleared, job.restored) == (False, 0)
-    assert backend.get(b"local") == b"kept"
+    assert backend.get(b"local") == b"kept" and backend.applied() == 1
     backend.close()

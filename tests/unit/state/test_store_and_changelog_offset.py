@@ -1,17 +1,17 @@
-"""Store layers (message, transaction, committed), ordered scans, timers' byte order, and when a
-checkpoint is trusted."""
+"""Store layers (message, transaction, committed), ordered scans, timers' byte order, and the
+changelog offset each store records with its data."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from choreograph.runtime.timers import Timers
-from choreograph.state import checkpoint as checkpoint_module
 from choreograph.state.backends import MemoryBackend, RocksBackend
-from choreograph.state.checkpoint import Checkpoint
+from choreograph.state.partition_state import PartitionState
 from choreograph.state.store import Store
 
 
@@ -73,25 +73,69 @@ def test_timers_come_due_in_deadline_order_and_reschedule_replaces(store: Store)
     assert timers.next_deadline() == 500
 
 
-def test_unsynced_checkpoint_is_trusted_only_until_the_machine_restarts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cp = Checkpoint(tmp_path / "s.checkpoint")
-    monkeypatch.setattr(checkpoint_module, "boot_id", lambda: "boot-1")
-    cp.write(42, synced=False)
-    assert cp.read() == 42  # process restart on the same boot
-    monkeypatch.setattr(checkpoint_module, "boot_id", lambda: "boot-2")
-    assert cp.read() is None  # after a reboot: full restore
-    cp.write(43, synced=True)
-    monkeypatch.setattr(checkpoint_module, "boot_id", lambda: "boot-3")
-    assert cp.read() == 43  # synced checkpoints survive reboots
+def test_a_commit_records_its_changelog_offset_with_its_data(tmp_path: Path) -> None:
+    state = PartitionState(3, {"s": "svc.s.changelog"}, lambda name: RocksBackend(tmp_path / name))
+    store = state.stores["s"]
+    assert store.changelog == "svc.s.changelog" and store.backend.applied() is None
+    store.put("k", 1)
+    state.end_message(ok=True)
+    state.logged("svc.s.changelog", 17)
+    state.logged("another.changelog", 99)  # not one of its stores: ignored
+    state.committed()
+    assert store.backend.applied() == 17
+    assert list(store.backend.scan()) == [(b"k", b"1")]  # the offset is not a key of the data
+    state.close()
+    reopened = PartitionState(3, {"s": "svc.s.changelog"}, lambda n: RocksBackend(tmp_path / n))
+    [job] = reopened.restore_jobs()
+    assert (job.topic, job.partition, job.store, job.from_offset) == ("svc.s.changelog", 3, "s", 17)
+    assert reopened.stores["s"].get("k") == 1
+    reopened.close()
 
 
-def test_missing_or_corrupt_checkpoint_means_full_restore(tmp_path: Path) -> None:
-    cp = Checkpoint(tmp_path / "s.checkpoint")
-    assert cp.read() is None
-    cp.path.write_text("{not json")
-    assert cp.read() is None
+def test_an_aborted_transaction_leaves_data_and_offset_as_they_were(tmp_path: Path) -> None:
+    state = PartitionState(0, {"s": "c"}, lambda name: RocksBackend(tmp_path / name))
+    state.stores["s"].put("k", 1)
+    state.end_message(ok=True)
+    state.logged("c", 5)
+    state.committed()
+    state.stores["s"].put("k", 2)
+    state.end_message(ok=True)
+    state.logged("c", 9)
+    state.aborted()
+    state.committed()  # an empty transaction after it records nothing of the aborted one
+    assert (state.stores["s"].get("k"), state.stores["s"].backend.applied()) == (1, 5)
+    state.close()
+
+
+def test_state_without_a_recorded_offset_is_cleared_and_restored_whole(tmp_path: Path) -> None:
+    backend = RocksBackend(tmp_path / "s")
+    backend.write({b"stale": b"1"})  # written by something that recorded no offset
+    backend.close()
+    state = PartitionState(0, {"s": "c"}, lambda name: RocksBackend(tmp_path / name))
+    [job] = state.restore_jobs()
+    assert job.from_offset is None and list(state.stores["s"].backend.scan()) == []
+    state.close()
+
+
+def test_a_lost_write_ahead_log_tail_loses_data_and_offset_together(tmp_path: Path) -> None:
+    """A machine crash can lose the tail of RocksDB's write-ahead log (writes are not synced):
+    what is recovered is a prefix of the writes, each with the offset written beside it."""
+    path = tmp_path / "s"
+    child = os.fork()
+    if child == 0:  # a process that writes and dies without closing anything
+        backend = RocksBackend(path)
+        for n in range(1, 2001):
+            backend.write({b"n": str(n).encode(), f"k{n}".encode(): b"x" * 100}, applied=n * 10)
+        os._exit(0)
+    os.waitpid(child, 0)
+    wal = max(path.glob("*.log"), key=lambda log: log.stat().st_size)
+    wal.write_bytes(wal.read_bytes()[: wal.stat().st_size // 2 + 7])  # a torn tail
+    recovered = RocksBackend(path)
+    n = int(recovered.get(b"n") or b"0")
+    assert 0 < n < 2000  # a prefix survived, the tail did not
+    assert recovered.applied() == n * 10
+    assert recovered.get(f"k{n}".encode()) and recovered.get(f"k{n + 1}".encode()) is None
+    recovered.close()
 
 
 def test_due_scans_start_at_the_floor_yet_never_miss_a_timer() -> None:
