@@ -10,6 +10,9 @@
 #   stack.sh stop NAME / start NAME
 #                     stop or start one server (kafka, registry, alertmanager), data kept: for
 #                     fault tests and for trying what an outage looks like
+#   stack.sh pause NAME / resume NAME
+#                     stall one server (SIGSTOP) and let it go on (SIGCONT): nothing answers,
+#                     connections stay open
 #
 # Kafka listens on $KAFKA_PORT (plaintext, for admins and tests) and on $KAFKA_SASL_PORT
 # (SASL_PLAINTEXT, SCRAM-SHA-512, ACLs enforced). A running broker whose configuration is older
@@ -393,8 +396,20 @@ case "$cmd" in
       esac
     fi
     ;;
+  pause | resume)
+    # A stalled server (SIGSTOP): connections stay open and nothing answers, as with a broker
+    # stuck in a long GC pause or a frozen VM. Harder on clients than a clean stop.
+    name=${2:-}
+    pid=$(pid_of "$name")
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name is not running" >&2
+      exit 1
+    fi
+    if [ "$cmd" = pause ]; then kill -STOP "$pid"; else kill -CONT "$pid"; fi
+    say "$name ${cmd}d (pid $pid)"
+    ;;
   *)
-    echo "usage: $(basename "$0") up|down|status|clean|stop NAME|start NAME" >&2
+    echo "usage: $(basename "$0") up|down|status|clean|stop NAME|start NAME|pause NAME|resume NAME" >&2
     exit 2
     ;;
 esac

@@ -180,7 +180,8 @@ class Transactions:
             return self._flush(bound)
         if not self.open:
             return Outcome.COMMITTED
-        deadline = time.monotonic() + bound
+        grace = grace_within(bound)
+        deadline = time.monotonic() + bound - grace
         producer = self.producer
         try:
             if offsets:
@@ -190,8 +191,9 @@ class Transactions:
                     lambda left: producer.send_offsets_to_transaction(
                         offsets, group_metadata, left
                     ),
+                    grace,
                 )
-            self._retrying("commit_transaction", deadline, producer.commit_transaction)
+            self._retrying("commit_transaction", deadline, producer.commit_transaction, grace)
         except KafkaException as exc:
             error = exc.args[0]
             if error.txn_requires_abort() and not error.fatal():
@@ -200,7 +202,7 @@ class Transactions:
                     extra={"producer": self.name, "error": str(error)},
                 )
                 # Not committed: aborted now, or by the next producer's initialisation.
-                self.abort(deadline - time.monotonic())
+                self.abort(deadline + grace - time.monotonic())
                 return Outcome.ABORTED
             self._drop(f"commit: {error}")
             return Outcome.UNKNOWN
@@ -216,22 +218,28 @@ class Transactions:
         if not self.transactional or not self.open:
             return True
         self._on_abort()
-        deadline = time.monotonic() + max(bound, 1.0)
+        bound = max(bound, 1.0)
+        grace = grace_within(bound)
+        deadline = time.monotonic() + bound - grace
         producer = self.producer
         try:
-            self._retrying("abort_transaction", deadline, producer.abort_transaction)
+            self._retrying("abort_transaction", deadline, producer.abort_transaction, grace)
         except (KafkaException, Stalled) as exc:
             self._drop(f"abort: {exc}")
             return False
         self.open = False
         return True
 
-    def _retrying(self, what: str, deadline: float, call: Callable[[float], Any]) -> None:
-        """`call(timeout)` again while it fails retriably and time is left."""
+    def _retrying(
+        self, what: str, deadline: float, call: Callable[[float], Any], grace: float
+    ) -> None:
+        """`call(timeout)` again while it fails retriably and time is left; a call still
+        blocked `grace` past its timeout is stalled (the client does not always keep its own
+        timeout against a broker that accepts connections and never answers)."""
         while True:
             left = max(deadline - time.monotonic(), 0.1)
             try:
-                self.watchdog.call(what, left + GRACE_S, call, left)
+                self.watchdog.call(what, left + grace, call, left)
                 return
             except KafkaException as exc:
                 error = exc.args[0]
@@ -242,7 +250,8 @@ class Transactions:
     def _flush(self, bound: float) -> Outcome:
         producer = self.producer
         try:
-            unsent = self.watchdog.call("flush", bound + GRACE_S, producer.flush, bound)
+            grace = grace_within(bound)
+            unsent = self.watchdog.call("flush", bound, producer.flush, bound - grace)
         except Stalled as stalled:
             self._drop(str(stalled))
             return Outcome.UNKNOWN
@@ -286,6 +295,12 @@ class Transactions:
 
 
 DEFAULT_BATCH_SIZE = 1_000_000  # librdkafka's batch.size
+
+
+def grace_within(bound: float) -> float:
+    """How long past its own timeout a blocking call may take before it counts as stalled,
+    taken out of `bound`, so that a commit or abort given `bound` seconds ends within them."""
+    return min(GRACE_S, max(bound / 3, 0.2))
 
 
 def unproducible(error: KafkaError) -> bool:
