@@ -18,11 +18,15 @@ handler's own errors are retried a bounded number of times. Transactions belong 
 outcome is unknown rebuilds tasks from the changelog and offsets from the broker. Something that
 escapes the loop while a record is in hand leaves a poison marker, so the next process
 dead-letters that record instead of crashing on it again.
+
+The engine keeps the loop (consume, dispatch to partition tasks, commit, rebalance); each other
+rule has one owner it calls: `Transactions` (the producer), `FailurePolicy` (what a failure
+means), `Retries` (paused partitions), `DlqWriter` (dead letters), `Dependencies` (outages),
+`RecordLimits` (sizes), `PartitionState` (stores, restore, changelog offsets).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -31,10 +35,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -47,33 +50,28 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from choreograph.contracts.serde import AvroSerde, RegistryUnavailable
+from choreograph.contracts.serde import AvroSerde
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
-from choreograph.runtime.dlq import dead_letter_headers, fitting_dead_letter, slim_dead_letter
-from choreograph.runtime.errors import (
-    BrokerUnreachable,
-    FailurePolicy,
-    RecordTooLarge,
-)
+from choreograph.runtime.dependencies import Dependencies, dependency_of
+from choreograph.runtime.dlq_writer import DlqWriter
+from choreograph.runtime.errors import BrokerUnreachable, FailurePolicy
 from choreograph.runtime.kafka_logs import SILENT
-from choreograph.runtime.limits import RecordLimits, record_size
+from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.records import Record
-from choreograph.runtime.service import Service
+from choreograph.runtime.retries import Retries
 from choreograph.runtime.task import PartitionTask
 from choreograph.runtime.timers import Timer
 from choreograph.runtime.topics import ensure_service_topics
-from choreograph.runtime.transactions import (
-    Outcome,
-    ProducerUnavailable,
-    Transactions,
-    unproducible,
-)
+from choreograph.runtime.transactions import Outcome, ProducerUnavailable, Transactions
 from choreograph.runtime.watchdog import GRACE_S, Stalled, Watchdog
 from choreograph.state.backends import RocksBackend
 from choreograph.state.poison import Poison, PoisonMarks
 from choreograph.state.restore import RestoreJob, restore
+
+if TYPE_CHECKING:
+    from choreograph.runtime.service import Service
 
 log = logging.getLogger("choreograph.engine")
 TP = tuple[str, int]
@@ -81,15 +79,6 @@ LAG_INTERVAL_S = 5.0
 TIMER_CHECK_EVERY = 256  # records handled between checks for due timers
 RECONNECT_BOUND_S = 2.0  # one try at a fresh producer, between checks for SIGTERM
 RECOVERY_STUCK_S = 15.0  # broker up, offsets still unreadable this long: replace the consumer
-
-
-@dataclass
-class RetryState:
-    offset: int
-    attempts: int = 0
-    resume_at: float = 0.0
-    waiting: bool = False
-    away: int = 0  # consecutive pauses for a dependency: they count no attempt
 
 
 class ConsumerFailed(Exception):
@@ -130,9 +119,11 @@ class Engine:
             on_rebuild=lambda _reason: self.metrics.producer_rebuilds.labels(service.name).inc(),
         )
         self.limits = RecordLimits(None, self._producer_conf())
+        self.dlq = DlqWriter(service.name, service.dlq_topic, self.txn, self.limits, self.metrics)
+        self.dependencies = Dependencies(service.name, self.metrics)
+        self.retries = Retries(lambda: self.consumer)
         self.doomed: dict[tuple[str, int, int], Doomed] = {}
         self.started_at: dict[TP, int] = {}  # first offset handled since assignment
-        self.away: dict[str, float] = {}  # dependencies found unavailable, since when
         self.recovering = False
         self.abandoned = False
         self._ignore_callbacks = False
@@ -144,7 +135,6 @@ class Engine:
         self.partition_count: int | None = None  # of the inputs, once checked
         self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
         self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
-        self.retries: dict[TP, RetryState] = {}
         self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
         self.txn_open = False
         self.stopping = threading.Event()
@@ -230,12 +220,12 @@ class Engine:
         while not self.stopping.is_set():
             try:
                 if attempt():
-                    self._available("broker")
+                    self.dependencies.available("broker")
                     return True
                 problem: object = "no answer"
             except KafkaException as exc:
                 problem = exc.args[0] if exc.args else exc
-            self._unavailable("broker", problem)
+            self.dependencies.unavailable("broker", problem)
             self.stopping.wait(delay * (0.5 + self._rand.random() / 2))
             delay = min(delay * 2, self.config.infrastructure_backoff_max_s)
         return False
@@ -326,7 +316,7 @@ class Engine:
             self._recover()
             return
         if not self.txn.ready(RECONNECT_BOUND_S):
-            self._unavailable("broker", "no transactional producer could be initialised")
+            self.dependencies.unavailable("broker", "no transactional producer is initialised")
             self.stopping.wait(0.2)
             return
         try:
@@ -339,12 +329,12 @@ class Engine:
             return
         except (ProducerUnavailable, Stalled) as error:
             self._current = None
-            self._unavailable("broker", error)
+            self.dependencies.unavailable("broker", error)
             self._abort_and_rewind()
             return
         # `_handle` names the record in hand until its handling ends, so anything else that
         # escapes while it is in hand leaves a poison marker for that record, and only for it.
-        self._resume_retries()
+        self.retries.resume_due()
         tick = time.monotonic()
         if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
             self.commit(self.config.commit_timeout_s)
@@ -369,10 +359,8 @@ class Engine:
                 now = self.clock()
                 self._fire_timers(now)
             partition = msg.partition() or 0
-            if self.retries:
-                state = self.retries.get((msg.topic() or "", partition))
-                if state is not None and state.waiting:
-                    continue  # re-fetched after the retry back-off
+            if self.retries and self.retries.waiting((msg.topic() or "", partition)):
+                continue  # re-fetched after the retry back-off
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
                 self._handle(task, msg, now)
@@ -396,7 +384,7 @@ class Engine:
             event_type, outcome, outputs = task.process(
                 msg.key(), msg.value(), headers, now, msg.topic(), offset
             )
-            self._check_sizes(task, outputs)
+            self.limits.check(outputs, task.stores.values())
         except Exception as error:
             self._current = None  # handled here: retried or dead-lettered, not a crash
             task.end_message(ok=False)
@@ -420,9 +408,9 @@ class Engine:
         self._current = None
         self.positions[tp] = offset + 1
         if self.retries:
-            self.retries.pop(tp, None)
-        if "registry" in self.away:
-            self._available("registry")
+            self.retries.done(tp)
+        if "registry" in self.dependencies.away:
+            self.dependencies.available("registry")
         self._count(event_type, outcome)
         if outcome == "ok":
             timer = self._timed.get(event_type)
@@ -431,26 +419,6 @@ class Engine:
                     self.service.name, event_type
                 )
             timer.observe(time.perf_counter() - started)
-
-    def _check_sizes(self, task: PartitionTask, outputs: list[Output]) -> None:
-        """Refuse, before anything is produced, a record whose outputs or state writes are
-        larger than their topics accept: it could never commit."""
-        for out in outputs:
-            if not self.limits.fits(out.topic, out.key, out.value, out.headers):
-                size = record_size(out.key, out.value, out.headers)
-                raise RecordTooLarge(
-                    f"output to {out.topic} is {size} bytes, over its limit of "
-                    f"{self.limits.limit(out.topic)}"
-                )
-        limit = self.limits.client_limit
-        for store in task.stores.values():
-            for key, value in store.message_writes().items():
-                if record_size(key, value, None) > limit:
-                    raise RecordTooLarge(
-                        f"state written to store {store.name!r} under {key[:80]!r} is "
-                        f"{record_size(key, value, None)} bytes, over the changelog limit of "
-                        f"{limit}"
-                    )
 
     def _fit_batches(self) -> bool:
         """A topic accepts less than the producer's batches may hold (its `max.message.bytes`
@@ -480,23 +448,20 @@ class Engine:
         self._pending_counts.clear()
 
     def _failed(self, record: Record, error: Exception) -> None:
-        tp = record.tp
-        state = self.retries.get(tp)
-        if state is None or state.offset != record.offset:
-            state = self.retries[tp] = RetryState(record.offset)
+        state = self.retries.of(record)
         decision = self.failures.decide(error, state.attempts, state.away)
         event_type = record.header("ce_type") or "unknown"
         if decision.action == "pause":
             state.away += 1
-            self._unavailable(_dependency(error), error)
-            self._pause(record, state, decision.delay_s)
+            self.dependencies.unavailable(dependency_of(error), error)
+            self.retries.pause(record, state, decision.delay_s)
             self._count(event_type, "paused")
             return
         state.attempts = decision.attempts
         if decision.action == "dead-letter":
             self._dead_letter(record, decision.reason, error, state.attempts)
             return
-        self._pause(record, state, decision.delay_s)
+        self.retries.pause(record, state, decision.delay_s)
         self.metrics.retries.labels(self.service.name).inc()
         self._count(event_type, "retried")
         log.info(
@@ -511,82 +476,14 @@ class Engine:
             },
         )
 
-    def _pause(self, record: Record, state: RetryState, delay: float) -> None:
-        state.resume_at, state.waiting = time.monotonic() + delay, True
-        partition = TopicPartition(record.topic, record.partition, record.offset)
-        self.consumer.pause([partition])
-        self.consumer.seek(partition)
-
     def _dead_letter(self, record: Record, reason: str, error: Exception, attempts: int) -> None:
         """Send `record` to the DLQ in the open transaction and move past it. A copy too large
         for the DLQ becomes a headers-only letter that points at the original."""
         tp = record.tp
-        self._begin()
-        headers = dead_letter_headers(
-            record.headers,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            service=self.service.name,
-            reason=reason,
-            error=error,
-            attempts=attempts,
-        )
-        dlq = self.service.dlq_topic
-        key, value, headers = fitting_dead_letter(
-            self.limits, dlq, record.key, record.value, headers
-        )
-        try:
-            self.txn.produce(dlq, value, key, headers, record.partition)
-        except KafkaException as exc:
-            if not unproducible(exc.args[0]):
-                raise
-            key, value, headers = slim_dead_letter(key, value, headers, 0)
-            self.txn.produce(dlq, value, key, headers, record.partition)
+        self.dlq.record(record, reason, error, attempts)
         self.positions[tp] = record.offset + 1
-        self.retries.pop(tp, None)
-        self.metrics.dlq.labels(self.service.name, reason).inc()
+        self.retries.done(tp)
         self._count(record.header("ce_type") or "unknown", "dlq")
-        log.warning(
-            "dead-lettered",
-            extra={
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "reason": reason,
-                "error": repr(error),
-                "attempts": attempts,
-            },
-        )
-
-    def _resume_retries(self) -> None:
-        tick = time.monotonic()
-        for (topic, partition), state in self.retries.items():
-            if state.waiting and tick >= state.resume_at:
-                state.waiting = False
-                self.consumer.resume([TopicPartition(topic, partition)])
-
-    # -- dependencies ----------------------------------------------------------------------------
-
-    def _unavailable(self, dependency: str, problem: object) -> None:
-        """One log line and a gauge when a dependency goes away, not one per retry."""
-        if dependency in self.away:
-            return
-        self.away[dependency] = time.monotonic()
-        self.metrics.dependency_up.labels(self.service.name, dependency).set(0)
-        log.warning(
-            f"{dependency} unavailable; pausing until it answers",
-            extra={"dependency": dependency, "error": str(problem)},
-        )
-
-    def _available(self, dependency: str) -> None:
-        since = self.away.pop(dependency, None)
-        self.metrics.dependency_up.labels(self.service.name, dependency).set(1)
-        if since is not None:
-            log.warning(
-                f"{dependency} available again; resumed",
-                extra={"dependency": dependency, "away_s": round(time.monotonic() - since, 1)},
-            )
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -602,13 +499,13 @@ class Engine:
             return  # backing off after a failure
         try:
             outputs = task.fire(timer, now)
-            self._check_sizes(task, outputs)
+            self.limits.check(outputs, task.stores.values())
         except Exception as error:
             task.end_message(ok=False)
             attempts = failed[0] if failed else 0
             decision = self.failures.decide(error, attempts, pauses=2)
             if decision.action == "pause":
-                self._unavailable(_dependency(error), error)
+                self.dependencies.unavailable(dependency_of(error), error)
             if decision.action != "dead-letter":  # due again after the back-off
                 self.timer_failures[ident] = (
                     decision.attempts,
@@ -632,27 +529,7 @@ class Engine:
         task.timers.fired(timer)
         task.end_message(ok=True)
         self.timer_failures.pop((partition, timer.key, timer.name), None)
-        self._begin()
-        value = json.dumps(
-            {"timer": timer.name, "deadline_ms": timer.deadline_ms, "payload": timer.payload},
-            default=str,
-        ).encode()
-        headers = dead_letter_headers(
-            [("dlq_timer", timer.name)],
-            topic=None,
-            partition=partition,
-            offset=-1,
-            service=self.service.name,
-            reason="timer-failed",
-            error=error,
-            attempts=attempts,
-        )
-        self.txn.produce(self.service.dlq_topic, value, timer.key.encode(), headers, partition)
-        self.metrics.dlq.labels(self.service.name, "timer-failed").inc()
-        log.error(
-            "timer dead-lettered after repeated failures",
-            extra={"key": timer.key, "timer": timer.name, "error": repr(error)},
-        )
+        self.dlq.timer(partition, timer, error, attempts)
 
     # -- producing and committing --------------------------------------------------------------
 
@@ -718,7 +595,7 @@ class Engine:
             else:
                 outcome = self._commit_at_least_once(offsets, timeout)
         except (ProducerUnavailable, Stalled, KafkaException) as error:
-            self._unavailable("broker", error)
+            self.dependencies.unavailable("broker", error)
             outcome = Outcome.UNKNOWN if self.txn.open else Outcome.ABORTED
             self.txn.abort(timeout)
         if outcome is Outcome.ABORTED:
@@ -733,8 +610,8 @@ class Engine:
         self.committed_offsets.update(self.positions)
         self._forget_poison(self.positions)
         self.positions.clear()
-        if self.away:
-            self._available("broker")
+        if self.dependencies.away:
+            self.dependencies.available("broker")
         self.metrics.commits.labels(self.service.name).inc()
         self.metrics.commit_seconds.labels(self.service.name).observe(time.perf_counter() - started)
         return True
@@ -804,7 +681,7 @@ class Engine:
         `_recover` reopens them, replays what the changelog has past that offset, and seeks to
         the offsets the broker has, once a fresh producer is ready."""
         log.warning("commit outcome unknown; rebuilding from the broker's committed state")
-        self._unavailable("broker", "commit outcome unknown")
+        self.dependencies.unavailable("broker", "commit outcome unknown")
         self._close_all(clean=False)
         self._rewound = True
         self.recovering = True
@@ -859,7 +736,7 @@ class Engine:
             self.consumer.resume(assignment)
         self.recovering = False
         self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
-        self._available("broker")
+        self.dependencies.available("broker")
         log.info("recovered", extra={"partitions": sorted(self.tasks)})
 
     def _forget_poison(self, committed: dict[TP, int]) -> None:
@@ -975,7 +852,7 @@ class Engine:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         for tp in revoked:
             self.positions.pop(tp, None)
-            self.retries.pop(tp, None)
+            self.retries.done(tp)
             self.committed_offsets.pop(tp, None)  # the next owner may move it on
             self.started_at.pop(tp, None)
         still = {tp.partition for tp in self.consumer.assignment()} - {p for _, p in revoked}
@@ -1004,7 +881,3 @@ def end_if_abandoned(abandoned: bool, code: int) -> None:
     if abandoned:
         logging.shutdown()
         os._exit(code)
-
-
-def _dependency(error: BaseException) -> str:
-    return "registry" if isinstance(error, RegistryUnavailable) else "broker"

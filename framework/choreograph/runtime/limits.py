@@ -15,6 +15,10 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
+from choreograph.runtime.context import Output
+from choreograph.runtime.errors import RecordTooLarge
+from choreograph.state.store import Store
+
 RECORD_OVERHEAD = 512  # batch and record framing, on top of key, value and headers
 DEFAULT_CLIENT_LIMIT = 1_000_000  # librdkafka's message.max.bytes
 RETRY_LOOKUP_S = 30.0
@@ -58,3 +62,23 @@ class RecordLimits:
 
     def fits(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> bool:
         return record_size(key, value, headers) <= self.limit(topic)
+
+    def check(self, outputs: Iterable[Output], stores: Iterable[Store]) -> None:
+        """Refuse, before anything is produced, a handling whose outputs or state writes are
+        larger than their topics accept (RecordTooLarge): it could never commit."""
+        for out in outputs:
+            if not self.fits(out.topic, out.key, out.value, out.headers):
+                size = record_size(out.key, out.value, out.headers)
+                raise RecordTooLarge(
+                    f"output to {out.topic} is {size} bytes, over its limit of "
+                    f"{self.limit(out.topic)}"
+                )
+        limit = self.client_limit
+        for store in stores:
+            for key, value in store.message_writes().items():
+                size = record_size(key, value, None)
+                if size > limit:
+                    raise RecordTooLarge(
+                        f"state written to store {store.name!r} under {key[:80]!r} is "
+                        f"{size} bytes, over the changelog limit of {limit}"
+                    )

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from choreograph.contracts.event import Event
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, DECISIONS_TOPIC
 from choreograph.governance.policies import BoundPolicy, PolicyBook, PolicyError
-from choreograph.runtime.errors import TopologyError
+from choreograph.runtime.config import ServiceConfig
+from choreograph.runtime.engine import Engine, end_if_abandoned
+from choreograph.runtime.errors import ConfigurationError, TopologyError
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
 
 if TYPE_CHECKING:
     from choreograph.machines.machine import StateMachine
-    from choreograph.runtime.config import ServiceConfig
     from choreograph.runtime.context import Context, RawEvent
 
 E = TypeVar("E", bound=Event)
@@ -298,10 +299,6 @@ class Service:
 
     def run(self, config: ServiceConfig | None = None) -> None:
         """Run until SIGTERM/SIGINT: consume, process, produce, commit."""
-        from choreograph.runtime.config import ServiceConfig
-        from choreograph.runtime.engine import Engine, end_if_abandoned
-        from choreograph.runtime.errors import ConfigurationError
-
         engine = Engine(self, config or ServiceConfig.from_env())
         try:
             engine.run()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from choreograph.contracts.envelope import (
     AVRO_CONTENT_TYPE,
@@ -28,11 +28,13 @@ from choreograph.runtime.context import Context, Origin, Output, RawEvent
 from choreograph.runtime.errors import ForeignKey, UndeclaredStore
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.records import header
-from choreograph.runtime.service import Service
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
 from choreograph.state.partition_state import PartitionState
 from choreograph.state.store import CommittedView, Store
+
+if TYPE_CHECKING:
+    from choreograph.runtime.service import Service
 
 BackendFactory = Callable[[str, int], Backend]
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from choreograph.runtime.errors import ConfigurationError
-from choreograph.runtime.service import Service
+
+if TYPE_CHECKING:
+    from choreograph.runtime.service import Service
 
 
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 30) -> dict[str, int]:
