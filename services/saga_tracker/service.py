@@ -218,11 +218,10 @@ class Tracker:
         if not field or raw.value is None:  # no body: the router left a large one behind
             return None
         try:
-            event = ctx.decode(raw)  # a plain dict: no model to build for one field
+            value = ctx.read_fields(raw, field).get(field)  # that field alone is decoded
         except SerdeError as err:
             log.warning("value of %s unreadable: %s", raw.envelope.correlation_id, err)
             return None
-        value = event.get(field) if isinstance(event, dict) else getattr(event, field, None)
         return float(value) if isinstance(value, (int, float, Decimal)) else None
 
     def _instances(self, ctx: Context) -> list[Instance]:

@@ -199,6 +199,7 @@ class AvroSerde:
         self._writers: dict[int, tuple[str, Any]] = {}
         self._readers: dict[str, type[Event]] = {}
         self._plans: dict[tuple[int, type[Event] | None], _ReadPlan] = {}
+        self._projections: dict[tuple[int, tuple[str, ...]], tuple[str, Any, Any]] = {}
         for model in models:
             self.add_model(model)
 
@@ -338,6 +339,39 @@ class AvroSerde:
             plan = _ReadPlan(writer_name, writer, model, resolved, model._is_flat())
         self._plans[(schema_id, reader)] = plan
         return plan
+
+    def read_fields(
+        self, data: bytes | None, fields: tuple[str, ...], *, claimed: str | None = None
+    ) -> dict[str, Any]:
+        """Only `fields` of a value, as a plain dict (fields the writer lacks are left out):
+        Avro skips the rest instead of building it, several times cheaper than `deserialize`
+        for a reader that needs one field of a large record."""
+        if not data or len(data) < _HEADER.size:
+            raise SerdeError("value too short for the Confluent wire format")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
+        key = (schema_id, fields)
+        projection = self._projections.get(key)
+        if projection is None:
+            writer_name, writer = self.writer_schema(schema_id)
+            raw = self._writer_raw[schema_id]
+            kept = [f for f in raw["fields"] if f["name"] in fields]
+            try:
+                reader = _parse({**raw, "fields": kept}) if kept else None
+            except Exception:  # a kept field names a type defined in one left out
+                reader = writer
+            projection = self._projections[key] = (writer_name, writer, reader)
+        writer_name, writer, reader = projection
+        if claimed is not None and claimed != writer_name:
+            raise MislabelledRecord(claimed, writer_name)
+        if reader is None:
+            return {}
+        try:
+            read: dict[str, Any] = _read(_Buffer(data[_HEADER.size :]), writer, reader)  # type: ignore[assignment]
+        except Exception as err:
+            raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
+        return read if reader is not writer else {f: read[f] for f in fields if f in read}
 
     def deserialize(
         self, data: bytes | None, reader: type[Event] | None = None, *, claimed: str | None = None

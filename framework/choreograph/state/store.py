@@ -39,9 +39,9 @@ def _refuse(value: Any) -> Any:
     )
 
 
-_STRICT = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
+# Datetimes and dataclasses go to `_refuse` instead of being turned into text or dicts; keys that
+# are not strings are refused by orjson itself (they would come back as strings).
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def encode_value(value: Any) -> bytes:
@@ -55,6 +55,11 @@ def encode_value(value: Any) -> bytes:
         cause = err.__cause__
         if isinstance(cause, UnstorableValue):
             raise cause from None
+        if "Dict key must be str" in str(err):
+            raise UnstorableValue(
+                "a dict with keys that are not strings cannot be stored: JSON would give them "
+                "back as strings; use str(key) as the key"
+            ) from None
         raise UnstorableValue(f"cannot be stored as JSON: {err}") from None
 
 

@@ -173,3 +173,40 @@ def test_event_ids_are_unique_uuid4_and_forked_children_do_not_repeat_them() -> 
         os._exit(0)
     os.waitpid(child, 0)
     assert os.read(read, 64).decode() != _ids()[0]
+
+
+def test_reading_some_fields_decodes_those_alone() -> None:
+    from choreograph import Service
+    from choreograph.contracts.serde import MislabelledRecord
+    from choreograph.testing.testkit import TestKit
+
+    serde = TestKit(Service("reader", ["orders.events"])).serde
+    order = OrderPlaced(
+        order_id="o-1",
+        customer_id="c",
+        customer_email="c@example.com",
+        total=Decimal("12.50"),
+        lines=[OrderLine(sku="a", quantity=2)],
+        placed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    data = serde.serialize(order, "orders.events")
+    assert serde.read_fields(data, ("total",)) == {"total": Decimal("12.50")}
+    assert serde.read_fields(data, ("lines", "nope")) == {"lines": [{"sku": "a", "quantity": 2}]}
+    assert serde.read_fields(data, ("nope",)) == {}
+    with pytest.raises(MislabelledRecord):
+        serde.read_fields(data, ("total",), claimed="com.acme.orders.OrderCancelled")
+    # A kept field that names a type defined in a field left out: read whole, then picked.
+    schema = {
+        "type": "record",
+        "name": "Pair",
+        "namespace": "t",
+        "fields": [
+            {"name": "first", "type": {"type": "record", "name": "Point", "fields": [
+                {"name": "x", "type": "int"}]}},
+            {"name": "second", "type": "Point"},
+        ],
+    }  # fmt: skip
+    pair_model = bind_models([contract(schema)], "pair_test")["t.Pair"]
+    serde.add_model(pair_model)
+    pair = serde.serialize(pair_model(first={"x": 1}, second={"x": 2}), "t.pairs")
+    assert serde.read_fields(pair, ("second",)) == {"second": {"x": 2}}

@@ -117,3 +117,14 @@ def test_state_that_json_cannot_give_back_is_refused_with_the_fix() -> None:
 
 
 FORGOTTEN = StateMachine("forgotten").terminal("done")
+
+
+def test_state_with_keys_that_are_not_text_is_refused_with_the_fix() -> None:
+    service = Service("counts", ["orders.events"], stores=["per-quantity"])
+
+    @service.handle(OrderPlaced)
+    def count(ctx: Context, event: OrderPlaced) -> None:
+        ctx.store("per-quantity").put(ctx.key, {line.quantity: line.sku for line in event.lines})
+
+    with pytest.raises(TypeError, match=r"keys that are not strings.*str\(key\)"):
+        TestKit(service).send(ORDER, key="o-1")
