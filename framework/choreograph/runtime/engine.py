@@ -78,7 +78,8 @@ TP = tuple[str, int]
 LAG_INTERVAL_S = 5.0
 TIMER_CHECK_EVERY = 256  # records handled between checks for due timers
 RECONNECT_BOUND_S = 2.0  # one try at a fresh producer, between checks for SIGTERM
-RECOVERY_STUCK_S = 15.0  # broker up, offsets still unreadable this long: replace the consumer
+RECOVERY_STUCK_S = 10.0  # broker up, offsets still unreadable this long: replace the consumer
+OFFSETS_BOUND_S = 5.0  # one request for the group's committed offsets
 
 
 class ConsumerFailed(Exception):
@@ -703,9 +704,16 @@ class Engine:
             return
         assignment = self.consumer.assignment()
         opened: dict[int, PartitionTask] = {}
+        attempt = time.monotonic()
         try:
             committed = (
-                self.watchdog.call("committed offsets", 15, self.consumer.committed, assignment, 10)
+                self.watchdog.call(
+                    "committed offsets",
+                    OFFSETS_BOUND_S + GRACE_S,
+                    self.consumer.committed,
+                    assignment,
+                    OFFSETS_BOUND_S,
+                )
                 if assignment
                 else []
             )
@@ -715,7 +723,7 @@ class Engine:
             # The producer is ready, so the broker answers: a consumer that still cannot fetch
             # its group's offsets is stuck (a rebalance it cannot serve while recovering). A
             # fresh consumer rejoins the group and restores what it is assigned.
-            first = self._recover_failing_since or time.monotonic()
+            first = self._recover_failing_since or attempt  # stuck since it first asked
             self._recover_failing_since = first
             if time.monotonic() - first > RECOVERY_STUCK_S:
                 self._recover_failing_since = None

@@ -57,12 +57,19 @@ def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: flo
             "fetch.max.bytes": 64 * 1024 * 1024,
         }
     )
+    # A read_committed consumer's end of a partition is its last stable offset: a transaction
+    # still open on the changelog (the previous owner's commit whose markers are on their way,
+    # or one the coordinator is about to abort) would end the restore before its records. The
+    # end to reach is the high watermark, which only a read_uncommitted consumer reports.
+    watermarks = Consumer(
+        {**consumer_conf, "group.id": "choreograph-restore", "isolation.level": "read_uncommitted"}
+    )
     try:
         by_tp = {(j.topic, j.partition): j for j in jobs}
         pending: dict[tuple[str, int], RestoreJob] = {}
         highs: dict[tuple[str, int], int] = {}
         for job in jobs:
-            low, high = consumer.get_watermark_offsets(
+            low, high = watermarks.get_watermark_offsets(
                 TopicPartition(job.topic, job.partition), timeout=30
             )
             if job.from_offset is not None and job.from_offset > high:
@@ -98,14 +105,24 @@ def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: flo
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"restoring {sorted(pending)} took over {timeout}s")
+                raise TimeoutError(
+                    f"restoring {sorted(pending)} took over {timeout}s (a transaction left open "
+                    "on a changelog ends at the producers' transaction.timeout.ms)"
+                )
             batches: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
             for msg in consumer.consume(BATCH, 0.5):
                 tp = (msg.topic() or "", msg.partition() or 0)
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        pending.pop(tp, None)
+                        reached = pending.get(tp)
+                        end = msg.offset() or 0
+                        if reached is not None:
+                            reached.next_offset = max(reached.next_offset, end)
+                            if end >= highs[tp]:
+                                pending.pop(tp)
+                            # else: a transaction is open up to the high watermark; its
+                            # markers move the end on, and the end comes again
                         continue
                     raise RuntimeError(f"restore of {tp[0]}[{tp[1]}] failed: {err}")
                 running = pending.get(tp)
@@ -121,3 +138,4 @@ def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: flo
                     done.progress(done.restored, max(highs[tp] - done.next_offset, 0))
     finally:
         consumer.close()
+        watermarks.close()

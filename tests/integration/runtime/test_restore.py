@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,4 +56,44 @@ def test_a_store_at_its_changelog_end_restores_nothing(
 
     assert (job.cleared, job.restored) == (False, 0)
     assert backend.get(b"local") == b"kept" and backend.applied() == 1
+    backend.close()
+
+
+@pytest.mark.parametrize("outcome", ["commit", "abort"])
+def test_a_transaction_still_open_on_the_changelog_is_waited_for(
+    bootstrap_servers: str, new_topic: Callable[..., str], tmp_path: Path, outcome: str
+) -> None:
+    """A partition handed over just after its previous owner committed: the commit's markers
+    may not be written yet, so a read_committed consumer's end is before its records. The
+    restore waits for the transaction to end and applies it (or, aborted, leaves it out)."""
+    changelog = new_topic("svc-store.changelog", 1, **{"cleanup.policy": "compact"})
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "transactional.id": changelog})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(changelog, key=b"a", value=b"1", partition=0)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(changelog, key=b"a", value=b"2", partition=0)
+    producer.produce(changelog, key=b"b", value=b"2", partition=0)
+    producer.flush(10)
+    ends = threading.Timer(
+        2.0,
+        lambda: (
+            producer.commit_transaction(30)
+            if outcome == "commit"
+            else producer.abort_transaction(30)
+        ),
+    )
+    ends.start()
+    backend = RocksBackend(tmp_path / "store" / "0")
+    job = RestoreJob(changelog, 0, "s", backend, from_offset=None)
+    started = time.monotonic()
+
+    restore({"bootstrap.servers": bootstrap_servers}, [job])
+
+    ends.join()
+    assert time.monotonic() - started >= 1.5  # it waited for the transaction's end
+    expected = {b"a": b"2", b"b": b"2"} if outcome == "commit" else {b"a": b"1"}
+    assert dict(backend.scan()) == expected
+    assert backend.applied() == 5  # three records and two markers: past both transactions
     backend.close()
