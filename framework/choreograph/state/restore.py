@@ -119,6 +119,10 @@ def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: flo
                         end = msg.offset() or 0
                         if reached is not None:
                             reached.next_offset = max(reached.next_offset, end)
+                            if end < highs[tp]:  # as it is now (a broker may have lost a tail)
+                                highs[tp] = watermarks.get_watermark_offsets(
+                                    TopicPartition(*tp), timeout=10
+                                )[1]
                             if end >= highs[tp]:
                                 pending.pop(tp)
                             # else: a transaction is open up to the high watermark; its
