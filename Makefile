@@ -78,6 +78,7 @@ bench: up
 	.venv-bench/bin/python -m pip install --quiet --upgrade pip
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
 	.venv-bench/bin/python -m bench
+	.venv-bench/bin/python -m bench.hot_path
 	.venv-bench/bin/python -m bench.restore
 	.venv-bench/bin/python -m bench.tracker
 
