@@ -82,3 +82,14 @@ def test_unknown_command_prints_usage(command: str) -> None:
         ["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 2 and "usage:" in done.stderr
+
+
+def test_pausing_a_server_that_does_not_run_says_so(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "pause", "kafka"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "CHOREOGRAPH_STATE": str(tmp_path)},
+    )
+    assert done.returncode == 1 and "kafka is not running" in done.stderr
