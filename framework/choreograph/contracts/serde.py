@@ -155,6 +155,17 @@ _read = fastavro.schemaless_reader
 _Buffer = io.BytesIO
 
 
+def _framed(data: bytes | None) -> tuple[int, bytes]:
+    """Schema id and Avro body of a value in the Confluent wire format (SerdeError if it is
+    not one)."""
+    if not data or len(data) < _HEADER.size:
+        raise SerdeError("value too short for the Confluent wire format")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
+    return schema_id, data[_HEADER.size :]
+
+
 class Decoded(NamedTuple):
     """A decoded value: the writer's schema id and record name, and the event."""
 
@@ -346,11 +357,7 @@ class AvroSerde:
         """Only `fields` of a value, as a plain dict (fields the writer lacks are left out):
         Avro skips the rest instead of building it, several times cheaper than `deserialize`
         for a reader that needs one field of a large record."""
-        if not data or len(data) < _HEADER.size:
-            raise SerdeError("value too short for the Confluent wire format")
-        magic, schema_id = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
+        schema_id, body = _framed(data)
         key = (schema_id, fields)
         projection = self._projections.get(key)
         if projection is None:
@@ -368,7 +375,7 @@ class AvroSerde:
         if reader is None:
             return {}
         try:
-            read: dict[str, Any] = _read(_Buffer(data[_HEADER.size :]), writer, reader)  # type: ignore[assignment]
+            read: dict[str, Any] = _read(_Buffer(body), writer, reader)  # type: ignore[assignment]
         except Exception as err:
             raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
         return read if reader is not writer else {f: read[f] for f in fields if f in read}
@@ -379,17 +386,13 @@ class AvroSerde:
         """Decode a value; into `reader`, else the model registered for the writer's record name,
         else into a plain dict in the writer's own shape. `claimed`: the event type the envelope
         says this is; a body written as anything else raises MislabelledRecord."""
-        if not data or len(data) < _HEADER.size:
-            raise SerdeError("value too short for the Confluent wire format")
-        magic, schema_id = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise SerdeError(f"unknown magic byte {magic}; not Confluent wire format")
+        schema_id, body = _framed(data)
         plan = self._plans.get((schema_id, reader)) or self._plan(schema_id, reader)
         writer_name = plan.writer_name
         if claimed is not None and claimed != writer_name:
             raise MislabelledRecord(claimed, writer_name)
         try:
-            record: dict[str, Any] = _read(_Buffer(data[_HEADER.size :]), plan.writer, plan.reader)  # type: ignore[assignment]
+            record: dict[str, Any] = _read(_Buffer(body), plan.writer, plan.reader)  # type: ignore[assignment]
         except Exception as err:
             raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
         model = plan.model
