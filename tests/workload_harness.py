@@ -11,13 +11,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.workload import Tallied, Tick
+from bench.workload import Tallied, Tick, topics
 from bench.workload.service import build, config
 
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.engine import Engine
 from tests.kafka_helpers import committed_consumer
+
+
+def create_workload_topics(admin: Any, partitions: int, letter: str = "r") -> str:
+    """A fresh run prefix with the tally workload's input and output topics created."""
+    from confluent_kafka.cimpl import NewTopic
+
+    name = f"{letter}{uuid.uuid4().hex[:8]}"
+    for topic in topics(name):
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+            topic
+        ].result(30)
+    return name
 
 
 def make_ticks(keys: int, per_key: int, behaviour: str = "ok", key_prefix: str = "k") -> list[Any]:

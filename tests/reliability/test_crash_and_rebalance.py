@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,14 @@ import pytest
 from bench.workload import topics
 from bench.workload.process import ServiceProcess
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
-from tests.workload_harness import assert_exactly_once, make_ticks, produce, read_tallies
+from tests.workload_harness import (
+    assert_exactly_once,
+    create_workload_topics,
+    make_ticks,
+    produce,
+    read_tallies,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,11 +53,7 @@ def load_in_background(
 def prefix(admin: AdminClient) -> Iterator[str]:
     """Topics of one test; afterwards any of its service processes still running are killed,
     so a test that fails part-way leaves nothing behind."""
-    name = f"r{uuid.uuid4().hex[:8]}"
-    for topic in topics(name):
-        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[
-            topic
-        ].result(30)
+    name = create_workload_topics(admin, partitions=4)
     yield name
     subprocess.run(["pkill", "-KILL", "-f", f"bench.workload.service --prefix {name} "])
 

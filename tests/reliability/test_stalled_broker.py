@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,13 @@ from bench.workload import topics
 from bench.workload.service import build, config
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from choreograph.runtime.engine import Engine
 from choreograph.testing.servers import Servers
 from tests.reliability.choreography import require_local_stack, stack
 from tests.workload_harness import (
     assert_exactly_once,
+    create_workload_topics,
     engine_thread,
     make_ticks,
     produce,
@@ -36,12 +35,7 @@ REVOKE_BOUND_S = 3.0
 
 @pytest.fixture
 def prefix(admin: AdminClient) -> Iterator[str]:
-    name = f"r{uuid.uuid4().hex[:8]}"
-    for topic in topics(name):
-        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[
-            topic
-        ].result(30)
-    yield name
+    yield create_workload_topics(admin, partitions=4)
 
 
 def test_a_revoke_under_a_stalled_broker_ends_within_its_bound(

@@ -17,6 +17,7 @@ from choreograph.cli.main import main as cli
 from choreograph.runtime.dlq import read_dead_letters, summary
 from tests.workload_harness import (
     assert_exactly_once,
+    create_workload_topics,
     make_ticks,
     produce,
     read_tallies,
@@ -29,17 +30,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def prefix(new_topic: Callable[..., str], admin: object) -> str:
-    name = f"t{uuid.uuid4().hex[:8]}"
-    source, sink = topics(name)
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
-    assert isinstance(admin, AdminClient)
-    for topic, parts in ((source, 3), (sink, 3)):
-        admin.create_topics([NewTopic(topic, num_partitions=parts, replication_factor=1)])[
-            topic
-        ].result(30)
-    return name
+    return create_workload_topics(admin, partitions=3, letter="t")
 
 
 def test_tallies_exactly_once_and_restart_resumes_from_local_state(
