@@ -26,11 +26,13 @@ Needs the `faust` extra (faust-streaming).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.types import AppT, EventT, Message, TopicT
 
 from choreograph.contracts.envelope import Envelope, EnvelopeError, record_key
@@ -176,13 +178,45 @@ class FaustBridge:
     async def send(
         self, topic: TopicT, event: Event, key: str, *, parent: Envelope | None = None
     ) -> Envelope:
-        """Send `event` keyed by its business key with the envelope; returns the envelope."""
+        """Send `event` keyed by its business key with the envelope; returns the envelope once
+        the broker has acknowledged the record, so the agent acknowledges its event after.
+
+        A transient broker fault is a pause: the same record is sent again until acknowledged."""
         _, value, envelope = encode_event(
             self.serde, event, key, self.source, topic=topic.get_topic_name(), parent=parent
         )
         headers = _as_bytes(envelope.to_headers())
-        await topic.send(key=key.encode(), value=value, value_serializer="raw", headers=headers)
-        return envelope
+        delay = _FIRST_RETRY_S
+        while True:
+            try:
+                # `force`: sent now and awaited here. An attached send (Faust's default inside
+                # an agent) is waited for at commit with `asyncio.wait`, which drops its error:
+                # the offset is committed and the event is lost.
+                pending = await topic.send(
+                    key=key.encode(), value=value, value_serializer="raw", headers=headers,
+                    force=True,
+                )  # fmt: skip
+                await pending
+                return envelope
+            except KafkaError as error:
+                if not _transient(error):
+                    raise
+                log.warning(
+                    "%s to %s not acknowledged (%r); sending it again in %.1f s",
+                    envelope.type, topic.get_topic_name(), error, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LAST_RETRY_S)
+
+
+_FIRST_RETRY_S, _LAST_RETRY_S = 0.2, 5.0
+
+
+def _transient(error: KafkaError) -> bool:
+    """A broker that is away or has moved a leader: a pause, sent again with the same envelope
+    (same event id, so readers that deduplicate see one event). A record the broker refuses
+    (too large, not authorised) is not transient and raises into the agent."""
+    return bool(error.retriable) or isinstance(error, KafkaTimeoutError)
 
 
 def _header_list(headers: Any) -> list[tuple[str, str | bytes | None]]:

@@ -59,11 +59,11 @@ def create_app(
             key = bridge.key(event)
             if shipped[key]:
                 continue
-            shipped[key] = True
             parcel = ShipmentDispatched(
                 order_id=key, tracking_code=tracking_code(key), delivery_address="on file"
             )
             await bridge.send(dispatched, parcel, key, parent=envelope)
+            shipped[key] = True  # after the send: a crash between the two ships twice, not never
 
     return app
 

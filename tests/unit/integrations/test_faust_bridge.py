@@ -1,7 +1,8 @@
-"""The Faust bridge's codec and envelope reading (the send path runs in the demo on Kafka)."""
+"""The Faust bridge's codec, envelope reading and acknowledged send (it runs on Kafka in the demo)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from types import SimpleNamespace
 
@@ -48,3 +49,46 @@ def test_envelope_and_key_come_from_the_faust_event() -> None:
 
 def test_tracking_codes_are_stable_per_order() -> None:
     assert tracking_code("o-1") == tracking_code("o-1") != tracking_code("o-2")
+
+
+class FlakyTopic:
+    """A topic whose first `failures` sends are refused by the broker after they were queued."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.sent: list[dict[str, object]] = []
+
+    def get_topic_name(self) -> str:
+        return "shipping.events"
+
+    async def send(self, **kwargs: object) -> "asyncio.Future[object]":
+        self.sent.append(kwargs)
+        delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if self.failures:
+            delivery.set_exception(self.failures.pop(0))
+        else:
+            delivery.set_result("acknowledged")
+        return delivery
+
+
+def test_send_waits_for_the_acknowledgement_and_sends_the_same_record_again_after_a_fault() -> None:
+    from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
+
+    topic = FlakyTopic([NotLeaderForPartitionError(), KafkaTimeoutError()])
+    bridge = FaustBridge(serde(), source="shipping")
+    event = StockReserved(order_id="o-1", warehouse="dc")
+    envelope = asyncio.run(bridge.send(topic, event, "o-1"))  # type: ignore[arg-type]
+    assert len(topic.sent) == 3
+    assert all(sent["force"] is True for sent in topic.sent)  # sent now, not attached
+    assert len({str(sent["headers"]) for sent in topic.sent}) == 1  # same event id each time
+    assert (envelope.id.encode()) in dict(topic.sent[0]["headers"]).values()  # type: ignore[call-overload]
+
+
+def test_a_record_the_broker_refuses_raises_into_the_agent() -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    topic = FlakyTopic([MessageSizeTooLargeError()])
+    bridge = FaustBridge(serde(), source="shipping")
+    with pytest.raises(MessageSizeTooLargeError):
+        asyncio.run(bridge.send(topic, StockReserved(order_id="o", warehouse="d"), "o"))  # type: ignore[arg-type]
+    assert len(topic.sent) == 1
