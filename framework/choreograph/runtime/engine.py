@@ -19,24 +19,23 @@ outcome is unknown rebuilds tasks from the changelog and offsets from the broker
 escapes the loop while a record is in hand leaves a poison marker, so the next process
 dead-letters that record instead of crashing on it again.
 
-The engine keeps the loop (consume, dispatch to partition tasks, commit, rebalance); each other
-rule has one owner it calls: `Transactions` (the producer), `FailurePolicy` (what a failure
-means), `Retries` (paused partitions), `DlqWriter` (dead letters), `Dependencies` (outages),
-`RecordLimits` (sizes), `PartitionState` (stores, restore, changelog offsets).
+The engine keeps the loop (consume, dispatch to partition tasks, commit, rebalance, and the
+recovery those need); each other rule has one owner it calls: `Transactions` (the producer),
+`FailurePolicy` (what a failure means), `Retries` (paused partitions), `DlqWriter` (dead
+letters), `Dependencies` (outages), `RecordLimits` (sizes), `PartitionTasks` (opening, restoring
+and closing tasks), `PartitionState` (a task's stores and changelog offsets), `PoisonedRecords`
+(records known to fail), `TimerFiring` (due timers), `broker_contact` (start-up) and `lag`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import (
@@ -52,23 +51,22 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph.contracts.serde import AvroSerde
 from choreograph.observability.metrics import ServiceMetrics
+from choreograph.runtime.broker_contact import first_contact, wait_for_broker
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
 from choreograph.runtime.dependencies import Dependencies, dependency_of
 from choreograph.runtime.dlq_writer import DlqWriter
-from choreograph.runtime.errors import BrokerUnreachable, FailurePolicy
-from choreograph.runtime.kafka_logs import SILENT
+from choreograph.runtime.errors import FailurePolicy
+from choreograph.runtime.lag import report_lag
 from choreograph.runtime.limits import RecordLimits
+from choreograph.runtime.partition_tasks import PartitionTasks
 from choreograph.runtime.records import Record
 from choreograph.runtime.retries import Retries
 from choreograph.runtime.task import PartitionTask
-from choreograph.runtime.timers import Timer
+from choreograph.runtime.timer_firing import TimerFiring
 from choreograph.runtime.topics import ensure_service_topics
 from choreograph.runtime.transactions import Outcome, ProducerUnavailable, Transactions
 from choreograph.runtime.watchdog import GRACE_S, Stalled, Watchdog
-from choreograph.state.backends import RocksBackend
-from choreograph.state.poison import Poison, PoisonMarks
-from choreograph.state.restore import RestoreJob, restore
 
 if TYPE_CHECKING:
     from choreograph.runtime.service import Service
@@ -84,10 +82,6 @@ OFFSETS_BOUND_S = 5.0  # one request for the group's committed offsets
 
 class ConsumerFailed(Exception):
     """The consumer reported a fatal error: it must be replaced."""
-
-
-class Doomed(Exception):
-    """A record known to fail for good (it crashed a process, or cannot be produced on)."""
 
 
 class Engine:
@@ -123,7 +117,18 @@ class Engine:
         self.dlq = DlqWriter(service.name, service.dlq_topic, self.txn, self.limits, self.metrics)
         self.dependencies = Dependencies(service.name, self.metrics)
         self.retries = Retries(lambda: self.consumer)
-        self.doomed: dict[tuple[str, int, int], Doomed] = {}
+        self.partitions = PartitionTasks(service, config, self.serde, self.metrics)
+        self.poisoned = self.partitions.poisoned
+        self.timers = TimerFiring(
+            service.name,
+            self.failures,
+            self.dependencies,
+            self.limits,
+            self.dlq,
+            self.metrics,
+            self._produce_outputs,
+            clock,
+        )
         self.started_at: dict[TP, int] = {}  # first offset handled since assignment
         self.recovering = False
         self.abandoned = False
@@ -132,15 +137,12 @@ class Engine:
         self._recover_failing_since: float | None = None
         self._rewound = False  # set when positions go back while a consumed batch is in hand
         self._current: tuple[str, int, int] | None = None
-        self.tasks: dict[int, PartitionTask] = {}
-        self.partition_count: int | None = None  # of the inputs, once checked
+        self.tasks = self.partitions.by_partition  # read by the loop; owned by `partitions`
         self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
         self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
-        self.timer_failures: dict[tuple[int, str, str], tuple[int, float]] = {}
         self.txn_open = False
         self.stopping = threading.Event()
         self.last_commit = self.last_lag = time.monotonic()
-        self._rand = random.Random()
         self._delivery_error: KafkaError | None = None
         self._counted: dict[tuple[str, str], Any] = {}
         self._pending_counts: dict[tuple[str, str], int] = {}
@@ -158,52 +160,33 @@ class Engine:
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         if self.config.metrics_port is not None:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
-        if not self._first_contact():
+        if not first_contact(self.config, self.stopping):
             return
         admin = AdminClient(self.config.client_conf())
 
         def topics_ready() -> bool:
-            self.partition_count = ensure_service_topics(admin, self.service)
-            return self.partition_count > 0
+            self.partitions.partition_count = ensure_service_topics(admin, self.service)
+            return self.partitions.partition_count > 0
 
-        if not self._wait_for_broker(topics_ready):
-            return
+        def producer_ready() -> bool:
+            return self.txn.ready(RECONNECT_BOUND_S)
+
+        backoff = self.config.infrastructure_backoff_max_s
+        for ready in (topics_ready, producer_ready):
+            if not wait_for_broker(ready, self.stopping, self.dependencies, backoff):
+                return
         self.limits.admin = admin
-        if not self._wait_for_broker(lambda: self.txn.ready(RECONNECT_BOUND_S)):
-            return
         self._join_group()
         log.info("started", extra={"service": self.service.name, "eos": self.eos})
         try:
             while not self.stopping.is_set():
                 self.step()
         except BaseException as error:
-            self._leave_poison_marker(error)
+            if self._current is not None and not isinstance(error, KeyboardInterrupt):
+                self.poisoned.leave_marker(self._current, error)
             raise
         finally:
             self._shutdown()
-
-    def _first_contact(self) -> bool:
-        """A broker that never answers at start-up is most likely a wrong address: say so in
-        one line and stop (BrokerUnreachable, exit 2) rather than retry in silence. Once it has
-        answered, a broker that goes away is a pause (`_wait_for_broker`)."""
-        bound = self.config.startup_broker_timeout_s
-        quiet: dict[str, Any] = {**self.config.client_conf(), "logger": SILENT}
-        probe = AdminClient(quiet)
-        deadline = time.monotonic() + bound
-        while not self.stopping.is_set():
-            try:
-                probe.list_topics(timeout=max(min(2.0, deadline - time.monotonic()), 0.2))
-                return True
-            except KafkaException as exc:
-                problem = exc.args[0] if exc.args else exc
-            if time.monotonic() >= deadline:
-                raise BrokerUnreachable(
-                    f"cannot reach a Kafka broker at {self.config.bootstrap_servers} "
-                    f"(CHOREOGRAPH_BOOTSTRAP) within {bound:.0f} s: {problem}; check the "
-                    "address, the port and that the broker is up"
-                )
-            self.stopping.wait(0.5)
-        return False
 
     def _join_group(self) -> None:
         self.consumer = Consumer(self._consumer_conf())
@@ -213,23 +196,6 @@ class Engine:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-
-    def _wait_for_broker(self, attempt: Callable[[], bool]) -> bool:
-        """Start-up against a broker that may be away: retry `attempt` (which fails with a
-        KafkaException or returns False) until it works or the service is stopped."""
-        delay = 0.5
-        while not self.stopping.is_set():
-            try:
-                if attempt():
-                    self.dependencies.available("broker")
-                    return True
-                problem: object = "no answer"
-            except KafkaException as exc:
-                problem = exc.args[0] if exc.args else exc
-            self.dependencies.unavailable("broker", problem)
-            self.stopping.wait(delay * (0.5 + self._rand.random() / 2))
-            delay = min(delay * 2, self.config.infrastructure_backoff_max_s)
-        return False
 
     def _shutdown(self) -> None:
         """Finish within `shutdown_timeout_s`, even with the broker away: commit what was
@@ -254,24 +220,10 @@ class Engine:
             log.warning("consumer did not close in time; leaving the group to its session timeout")
         except Exception as exc:  # stopping goes on: the group notices at its session timeout
             log.warning("consumer close failed", extra={"error": repr(exc)})
-        for partition in list(self.tasks):
-            self._close_task(partition, clean=not self.recovering)
+        self.partitions.close_all(clean=not self.recovering)
         self.txn.close(left())
         self.abandoned = self.watchdog.stalled_calls > 0 or self.txn.abandoned
         log.info("stopped", extra={"service": self.service.name})
-
-    def _leave_poison_marker(self, error: BaseException) -> None:
-        """Something escaped while a record was in hand: remember the record beside the
-        partition's state, so the next process dead-letters it instead of crashing."""
-        if self._current is None or isinstance(error, KeyboardInterrupt):
-            return
-        topic, partition, offset = self._current
-        text = "".join(traceback.format_exception_only(type(error), error)).strip()[:2000]
-        PoisonMarks(self._partition_dir(partition)).add(Poison(topic, partition, offset, text))
-        log.critical(
-            "crashed on a record; it will be dead-lettered on restart",
-            extra={"topic": topic, "partition": partition, "offset": offset, "error": text},
-        )
 
     def _consumer_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -323,7 +275,7 @@ class Engine:
         try:
             self._consume_and_handle()
             self._flush_counts()
-            self._fire_timers(self.clock())
+            self.timers.fire_due(self.tasks, self.clock())
         except ConsumerFailed as failed:
             self._current = None
             self._consumer_failed = str(failed)  # replaced at the next step
@@ -340,7 +292,8 @@ class Engine:
         if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
             self.commit(self.config.commit_timeout_s)
         if tick - self.last_lag >= LAG_INTERVAL_S:
-            self._report_lag()
+            self.last_lag = tick
+            report_lag(self.consumer, self.metrics, self.service.name)
 
     def _consume_and_handle(self) -> None:
         self._rewound = False  # a rebalance callback inside consume may rewind, too
@@ -358,7 +311,7 @@ class Engine:
                 continue
             if i and i % TIMER_CHECK_EVERY == 0:  # deadlines do not wait for a whole batch
                 now = self.clock()
-                self._fire_timers(now)
+                self.timers.fire_due(self.tasks, now)
             partition = msg.partition() or 0
             if self.retries and self.retries.waiting((msg.topic() or "", partition)):
                 continue  # re-fetched after the retry back-off
@@ -371,8 +324,8 @@ class Engine:
         tp = (topic, task.partition)
         if tp not in self.started_at:
             self.started_at[tp] = offset
-        if self.doomed:
-            doomed = self.doomed.get((topic, task.partition, offset))
+        if self.poisoned:
+            doomed = self.poisoned.get(topic, task.partition, offset)
             if doomed is not None:
                 self._dead_letter(Record.of(msg), "crashed", doomed, attempts=1)
                 return
@@ -402,7 +355,7 @@ class Engine:
             except KafkaException as exc:
                 # Refused outright after part of its outputs went into the transaction: redo the
                 # transaction without it; it is dead-lettered when it comes round again.
-                self.doomed[(topic, task.partition, offset)] = Doomed(f"cannot produce: {exc}")
+                self.poisoned.unproducible(topic, task.partition, offset, str(exc))
                 self._current = None
                 self._abort_and_rewind()
                 return
@@ -486,52 +439,6 @@ class Engine:
         self.retries.done(tp)
         self._count(record.header("ce_type") or "unknown", "dlq")
 
-    # -- timers ----------------------------------------------------------------------------------
-
-    def _fire_timers(self, now: datetime) -> None:
-        for partition, task in list(self.tasks.items()):
-            for timer in task.due_timers(now, limit=500):
-                self._fire(partition, task, timer, now)
-
-    def _fire(self, partition: int, task: PartitionTask, timer: Timer, now: datetime) -> None:
-        ident = (partition, timer.key, timer.name)
-        failed = self.timer_failures.get(ident)
-        if failed is not None and time.monotonic() < failed[1]:
-            return  # backing off after a failure
-        try:
-            outputs = task.fire(timer, now)
-            self.limits.check(outputs, task.stores.values())
-        except Exception as error:
-            task.end_message(ok=False)
-            attempts = failed[0] if failed else 0
-            decision = self.failures.decide(error, attempts, pauses=2)
-            if decision.action == "pause":
-                self.dependencies.unavailable(dependency_of(error), error)
-            if decision.action != "dead-letter":  # due again after the back-off
-                self.timer_failures[ident] = (
-                    decision.attempts,
-                    time.monotonic() + decision.delay_s,
-                )
-                return
-            self._dead_letter_timer(partition, task, timer, error, decision.attempts)
-            return
-        task.end_message(ok=True)
-        self.timer_failures.pop(ident, None)
-        self._produce_outputs(outputs)
-        lateness = max(0.0, self.clock().timestamp() - timer.deadline_ms / 1000)
-        self.metrics.timer_lateness.labels(self.service.name).observe(lateness)
-        self.metrics.timers_fired.labels(self.service.name).inc()
-
-    def _dead_letter_timer(
-        self, partition: int, task: PartitionTask, timer: Timer, error: Exception, attempts: int
-    ) -> None:
-        """A timer whose handler keeps failing leaves the timer store for the DLQ, in the same
-        transaction, so nothing is lost and an operator can see it."""
-        task.timers.fired(timer)
-        task.end_message(ok=True)
-        self.timer_failures.pop((partition, timer.key, timer.name), None)
-        self.dlq.timer(partition, timer, error, attempts)
-
     # -- producing and committing --------------------------------------------------------------
 
     def _begin(self) -> None:
@@ -609,7 +516,7 @@ class Engine:
         for task in self.tasks.values():
             task.committed()
         self.committed_offsets.update(self.positions)
-        self._forget_poison(self.positions)
+        self.poisoned.committed(self.positions)
         self.positions.clear()
         if self.dependencies.away:
             self.dependencies.available("broker")
@@ -644,7 +551,7 @@ class Engine:
             task.aborted()
         self.positions.clear()
         self.retries.clear()
-        self.timer_failures.clear()
+        self.timers.forget()
         self._rewound = True
         kept = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in leaving]
         for tp in kept:
@@ -663,7 +570,7 @@ class Engine:
         for task in self.tasks.values():
             task.aborted()
         self._close_all(clean=True)
-        self.doomed.clear()
+        self.poisoned.clear()
         old, self._ignore_callbacks = self.consumer, True
         try:
             self.watchdog.call("consumer close", 5.0, old.close)
@@ -690,11 +597,10 @@ class Engine:
     def _close_all(self, clean: bool) -> None:
         """Close every task and forget all progress: what comes next starts from the broker's
         committed offsets."""
-        for partition in list(self.tasks):
-            self._close_task(partition, clean=clean)
+        self.partitions.close_all(clean)
         self.positions.clear()
         self.retries.clear()
-        self.timer_failures.clear()
+        self.timers.forget()
         self.committed_offsets.clear()
         self.started_at.clear()
 
@@ -717,7 +623,7 @@ class Engine:
                 if assignment
                 else []
             )
-            opened = self._open_tasks({tp.partition for tp in assignment})
+            opened = self.partitions.open({tp.partition for tp in assignment})
         except (KafkaException, Stalled) as error:
             log.info("recovery waits for the broker", extra={"error": str(error)})
             # The producer is ready, so the broker answers: a consumer that still cannot fetch
@@ -734,7 +640,7 @@ class Engine:
             self.stopping.wait(1.0)
             return
         self._recover_failing_since = None
-        self.tasks.update(opened)
+        self.partitions.own(opened)
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
@@ -743,93 +649,15 @@ class Engine:
         if assignment:
             self.consumer.resume(assignment)
         self.recovering = False
-        self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
         self.dependencies.available("broker")
         log.info("recovered", extra={"partitions": sorted(self.tasks)})
-
-    def _forget_poison(self, committed: dict[TP, int]) -> None:
-        """Poison markers whose records are now dead-lettered and committed are done."""
-        for topic, partition, offset in [k for k in self.doomed if (k[0], k[1]) in committed]:
-            if committed[(topic, partition)] > offset:
-                del self.doomed[(topic, partition, offset)]
-                PoisonMarks(self._partition_dir(partition)).remove(topic, offset)
-
-    # -- partitions ----------------------------------------------------------------------------
-
-    def _partition_dir(self, partition: int) -> Path:
-        return self.config.state_dir / self.service.name / str(partition)
-
-    def _open_task(self, partition: int) -> tuple[PartitionTask, list[RestoreJob]]:
-        """Open the partition's stores; return the task and what to restore into it."""
-        directory = self._partition_dir(partition)
-        for poison in PoisonMarks(directory).read():
-            self.doomed[(poison.topic, poison.partition, poison.offset)] = Doomed(
-                f"a process crashed handling this record: {poison.error}"
-            )
-        task = PartitionTask(
-            self.service,
-            partition,
-            lambda store, _p: RocksBackend(directory / store),
-            self.serde,
-            partitions=self.partition_count,
-            instance_id=f"{self.config.instance_id}/{os.getpid()}",
-        )
-
-        def progress(store: str) -> Callable[[int, int], None]:
-            gauge = self.metrics.restore_remaining.labels(self.service.name, store, str(partition))
-            return lambda _done, left: gauge.set(left)
-
-        return task, task.state.restore_jobs(progress)
-
-    def _open_tasks(self, partitions: set[int]) -> dict[int, PartitionTask]:
-        """Open tasks for `partitions` and restore their stores, all in one restore."""
-        opened: dict[int, PartitionTask] = {}
-        jobs: list[RestoreJob] = []
-        for partition in sorted(partitions):
-            opened[partition], task_jobs = self._open_task(partition)
-            jobs += task_jobs
-        try:
-            self._restore(opened, jobs)
-        except BaseException:
-            for task in opened.values():
-                task.close()
-            raise
-        return opened
-
-    def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
-        started = time.monotonic()
-        restore(self.config.client_conf(), jobs)
-        for job in jobs:
-            gauge = self.metrics.restore_remaining.labels(
-                self.service.name, job.store, str(job.partition)
-            )
-            gauge.set(0)
-            self.metrics.restored.labels(self.service.name, job.store).inc(job.restored)
-        log.info(
-            "restored",
-            extra={
-                "partitions": sorted(tasks),
-                "records": sum(j.restored for j in jobs),
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        )
-
-    def _close_task(self, partition: int, clean: bool = True) -> None:
-        """Close a partition's task. Its stores hold exactly what was committed, with the
-        changelog offset it covers; a clean close also makes that durable."""
-        task = self.tasks.pop(partition, None)
-        if task is None:
-            return
-        task.close(clean)
-        self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._ignore_callbacks:
             return
         if self.recovering:  # `_recover` opens every assigned partition at once
             return
-        self.tasks.update(self._open_tasks({tp.partition for tp in partitions} - set(self.tasks)))
-        self.metrics.partitions.labels(self.service.name).set(len(self.tasks))
+        self.partitions.own(self.partitions.open({tp.partition for tp in partitions}))
         log.info(
             "assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
         )
@@ -865,21 +693,8 @@ class Engine:
             self.started_at.pop(tp, None)
         still = {tp.partition for tp in self.consumer.assignment()} - {p for _, p in revoked}
         for partition in {p for _, p in revoked} - still:
-            self._close_task(partition)
-            for key in [k for k in self.doomed if k[1] == partition]:
-                del self.doomed[key]
-
-    def _report_lag(self) -> None:
-        self.last_lag = time.monotonic()
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return
-        for tp in self.consumer.position(assigned):
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and tp.offset >= 0:
-                self.metrics.lag.labels(self.service.name, tp.topic, str(tp.partition)).set(
-                    high - tp.offset
-                )
+            self.partitions.close(partition)
+            self.poisoned.forget_partition(partition)
 
 
 def end_if_abandoned(abandoned: bool, code: int) -> None:

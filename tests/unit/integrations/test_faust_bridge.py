@@ -1,4 +1,4 @@
-"""The Faust bridge's codec, envelope reading and acknowledged send (it runs on Kafka in the demo)."""
+"""The Faust bridge: codec, envelope reading, and a send that waits for the broker."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class FlakyTopic:
     def get_topic_name(self) -> str:
         return "shipping.events"
 
-    async def send(self, **kwargs: object) -> "asyncio.Future[object]":
+    async def send(self, **kwargs: object) -> asyncio.Future[object]:
         self.sent.append(kwargs)
         delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if self.failures:

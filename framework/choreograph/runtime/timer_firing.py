@@ -1,0 +1,82 @@
+"""Firing due timers inside the open transaction, under the one failure policy.
+
+A timer handler that fails is due again after the policy's back-off; one that keeps failing
+leaves the timer store for the DLQ in the same transaction, so nothing is lost and an operator
+can see it. A dependency that is away pauses it like a record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from choreograph.observability.metrics import ServiceMetrics
+from choreograph.runtime.context import Output
+from choreograph.runtime.dependencies import Dependencies, dependency_of
+from choreograph.runtime.dlq_writer import DlqWriter
+from choreograph.runtime.errors import FailurePolicy
+from choreograph.runtime.limits import RecordLimits
+from choreograph.runtime.task import PartitionTask
+from choreograph.runtime.timers import Timer
+
+DUE_PER_CHECK = 500  # timers fired per partition and check, so records are not starved
+
+
+class TimerFiring:
+    def __init__(
+        self,
+        service: str,
+        failures: FailurePolicy,
+        dependencies: Dependencies,
+        limits: RecordLimits,
+        dlq: DlqWriter,
+        metrics: ServiceMetrics,
+        produce: Callable[[list[Output]], None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.failures = failures
+        self.dependencies = dependencies
+        self.limits = limits
+        self.dlq = dlq
+        self.produce = produce
+        self.clock = clock
+        self._lateness = metrics.timer_lateness.labels(service)
+        self._fired = metrics.timers_fired.labels(service)
+        self._failing: dict[tuple[int, str, str], tuple[int, float]] = {}  # attempts, retry at
+
+    def fire_due(self, tasks: Mapping[int, PartitionTask], now: datetime) -> None:
+        for partition, task in list(tasks.items()):
+            for timer in task.due_timers(now, limit=DUE_PER_CHECK):
+                self._fire(partition, task, timer, now)
+
+    def forget(self) -> None:
+        """Uncommitted work is gone: back-offs start afresh."""
+        self._failing.clear()
+
+    def _fire(self, partition: int, task: PartitionTask, timer: Timer, now: datetime) -> None:
+        ident = (partition, timer.key, timer.name)
+        failed = self._failing.get(ident)
+        if failed is not None and time.monotonic() < failed[1]:
+            return  # backing off after a failure
+        try:
+            outputs = task.fire(timer, now)
+            self.limits.check(outputs, task.stores.values())
+        except Exception as error:
+            task.end_message(ok=False)
+            attempts = failed[0] if failed else 0
+            decision = self.failures.decide(error, attempts, pauses=2)
+            if decision.action == "pause":
+                self.dependencies.unavailable(dependency_of(error), error)
+            if decision.action != "dead-letter":  # due again after the back-off
+                self._failing[ident] = (decision.attempts, time.monotonic() + decision.delay_s)
+                return
+            task.timers.fired(timer)
+            task.end_message(ok=True)
+            self._failing.pop(ident, None)
+            self.dlq.timer(partition, timer, error, decision.attempts)
+            return
+        task.end_message(ok=True)
+        self._failing.pop(ident, None)
+        self.produce(outputs)
+        self._lateness.observe(max(0.0, self.clock().timestamp() - timer.deadline_ms / 1000))
+        self._fired.inc()
