@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean
+.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,faust]'
+	$(PY) -m pip install --quiet -e '.[dev,faust,postgres]'
 	@# Every package under framework/ and services/ importable, including ones created later
 	@# (`choreograph new service`), without reinstalling.
 	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "choreograph-packages.pth").write_text("".join(str(pathlib.Path(d).resolve()) + "\n" for d in ("framework", "services")))'
@@ -30,6 +30,10 @@ up: prereqs
 down:
 	@bash $(STACK) down
 
+# PostgreSQL for the saga tracker's shared visibility store; the tests use it.
+postgres: prereqs
+	@bash $(STACK) start postgres
+
 status:
 	@bash $(STACK) status
 
@@ -41,13 +45,13 @@ tools:
 demo: venv up
 	$(PY) -m examples.demo
 
-test: venv up tools
+test: venv up postgres tools
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv up tools
+integration: venv up postgres tools
 	$(PY) -m pytest tests/integration tests/reliability tests/interop
 
 lint: venv

@@ -79,3 +79,22 @@ def new_topic(admin: AdminClient) -> Callable[..., str]:
         return name
 
     return create
+
+
+LOCAL_POSTGRES = "postgresql://choreograph:choreograph@127.0.0.1:15432/choreograph"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL of the saga tracker's visibility store: CHOREOGRAPH_VISIBILITY_URL, or the
+    local stack's (`deploy/local/stack.sh start postgres`; `make test` starts it)."""
+    import os
+
+    import psycopg
+
+    url = os.environ.get("CHOREOGRAPH_VISIBILITY_URL", LOCAL_POSTGRES)
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as err:
+        pytest.fail(f"no PostgreSQL at {url}: {err}; run deploy/local/stack.sh start postgres")
+    return url

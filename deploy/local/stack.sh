@@ -10,6 +10,10 @@
 #   stack.sh stop NAME / start NAME
 #                     stop or start one server (kafka, registry, alertmanager), data kept: for
 #                     fault tests and for trying what an outage looks like
+#   stack.sh start postgres
+#                     on request: a PostgreSQL (Debian's package) for the saga tracker's
+#                     visibility store; prints CHOREOGRAPH_VISIBILITY_URL. `down`, `clean`, `stop`
+#                     and `status` include it once started.
 #   stack.sh pause NAME / resume NAME
 #                     stall one server (SIGSTOP) and let it go on (SIGCONT): nothing answers,
 #                     connections stay open
@@ -36,6 +40,7 @@ KAFKA_SASL_PORT=${CHOREOGRAPH_KAFKA_SASL_PORT:-9094}
 REGISTRY_PORT=${CHOREOGRAPH_REGISTRY_PORT:-8081}
 REGISTRY_MGMT_PORT=${CHOREOGRAPH_REGISTRY_MGMT_PORT:-19000}
 ALERTMANAGER_PORT=${CHOREOGRAPH_ALERTMANAGER_PORT:-9093}
+POSTGRES_PORT=${CHOREOGRAPH_POSTGRES_PORT:-15432}
 READY_TIMEOUT=${CHOREOGRAPH_READY_TIMEOUT:-180}
 
 CACHE=${CHOREOGRAPH_CACHE:-$HOME/.cache/choreograph}
@@ -145,7 +150,8 @@ stop_one() {
     return 0
   fi
   say "stopping $name (pid $pid)"
-  kill "$pid" 2>/dev/null || true
+  # PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its fast shutdown.
+  if [ "$name" = postgres ]; then kill -INT "$pid" 2>/dev/null || true; else kill "$pid" 2>/dev/null || true; fi
   for _ in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
@@ -305,6 +311,71 @@ start_alertmanager() {
   say "alertmanager ready at $(alertmanager_url)"
 }
 
+# --- postgresql (on request) ------------------------------------------------------------------
+
+# PostgreSQL refuses to run as root: as root it runs as Debian's `postgres` user, with its data
+# where that user can write.
+if [ "$(id -u)" = 0 ]; then
+  POSTGRES_DATA=${CHOREOGRAPH_POSTGRES_DATA:-/var/lib/choreograph/postgres}
+else
+  POSTGRES_DATA=${CHOREOGRAPH_POSTGRES_DATA:-$STATE/postgres}
+fi
+
+postgres_url() { echo "postgresql://choreograph:choreograph@127.0.0.1:$POSTGRES_PORT/choreograph"; }
+
+postgres_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+postgres_ready() {
+  local bin
+  bin=$(postgres_bin) || return 1
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" -d choreograph -U choreograph
+}
+
+start_postgres() {
+  if alive postgres && postgres_ready; then
+    say "postgres already running at $(postgres_url)"
+    return 0
+  fi
+  local bin
+  bin=$(postgres_bin) || die "PostgreSQL is required for the visibility store tests; run 'make prereqs' or install postgresql"
+  port_open 127.0.0.1 "$POSTGRES_PORT" && die "port $POSTGRES_PORT is taken by a process this script did not start"
+  mkdir -p "$LOGS" "$RUN" "$(dirname "$POSTGRES_DATA")"
+  if [ ! -f "$POSTGRES_DATA/PG_VERSION" ]; then
+    say "creating a PostgreSQL cluster in $POSTGRES_DATA"
+    mkdir -p "$POSTGRES_DATA"
+    [ "$(id -u)" = 0 ] && chown postgres: "$POSTGRES_DATA"
+    local pw
+    pw=$(mktemp)
+    echo choreograph >"$pw"
+    chmod 644 "$pw"
+    as_postgres "$bin/initdb" -D "$POSTGRES_DATA" -U choreograph --pwfile="$pw" -A scram-sha-256 \
+      -E UTF8 --locale=C.UTF-8 >"$LOGS/postgres-init.log" 2>&1 || { rm -f "$pw"; die "initdb failed; log: $LOGS/postgres-init.log"; }
+    rm -f "$pw"
+  fi
+  say "starting PostgreSQL on 127.0.0.1:$POSTGRES_PORT"
+  # The server's own log goes to its data folder (the postgres user may not write to $LOGS).
+  as_postgres "$bin/pg_ctl" -D "$POSTGRES_DATA" -l "$POSTGRES_DATA/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k /tmp" start >/dev/null
+  head -1 "$POSTGRES_DATA/postmaster.pid" >"$RUN/postgres.pid"
+  wait_until "PostgreSQL" "$POSTGRES_DATA/server.log" postgres postgres_ready
+  # The first start: the database named after the role.
+  if ! PGPASSWORD=choreograph "$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U choreograph -d postgres \
+    -tAc "select 1 from pg_database where datname = 'choreograph'" | grep -q 1; then
+    PGPASSWORD=choreograph "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U choreograph choreograph
+  fi
+  say "postgres ready at $(postgres_url)"
+}
+
 # --- registry storage ----------------------------------------------------------------------------
 
 # Broker data written while the registry kept its schemas in memory carries schema ids that no
@@ -345,6 +416,14 @@ status() {
     say "alertmanager down $(alertmanager_url)"
     rc=3
   fi
+  if alive postgres; then  # on request only: not started is not a failure
+    if postgres_ready; then
+      say "postgres  up    $(postgres_url) (pid $(pid_of postgres))  log $POSTGRES_DATA/server.log"
+    else
+      say "postgres  down  $(postgres_url)"
+      rc=3
+    fi
+  fi
   return $rc
 }
 
@@ -362,15 +441,18 @@ case "$cmd" in
     echo "CHOREOGRAPH_ALERTMANAGER_URL=$(alertmanager_url)"
     ;;
   down)
+    stop_one postgres
     stop_one alertmanager
     stop_one registry
     stop_one kafka
     ;;
   status) status ;;
   clean)
+    stop_one postgres
     stop_one alertmanager
     stop_one registry
     stop_one kafka
+    rm -rf "$POSTGRES_DATA"
     rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF" "$STATE/alertmanager" "$STATE/alertmanager.yml" \
       "$REGISTRY_STORAGE"
     say "data and logs removed from $STATE"
@@ -378,9 +460,9 @@ case "$cmd" in
   stop | start)
     name=${2:-}
     case "$name" in
-      kafka | registry | alertmanager) ;;
+      kafka | registry | alertmanager | postgres) ;;
       *)
-        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager" >&2
+        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres" >&2
         exit 2
         ;;
     esac
@@ -393,6 +475,10 @@ case "$cmd" in
         kafka) start_kafka ;;
         registry) start_registry ;;
         alertmanager) start_alertmanager ;;
+        postgres)
+          start_postgres
+          echo "CHOREOGRAPH_VISIBILITY_URL=$(postgres_url)"
+          ;;
       esac
     fi
     ;;

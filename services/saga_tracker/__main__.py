@@ -1,4 +1,5 @@
-"""`saga-tracker run` starts the tracker; `saga-tracker token NAME --role R` makes an API token.
+"""`saga-tracker run` starts the tracker; `saga-tracker ui` serves the trace pages and read API
+alone, read-only; `saga-tracker token NAME --role R` makes an API token.
 
 Every option has a SAGA_TRACKER_* or CHOREOGRAPH_* environment variable, so the Helm chart sets
 them from values without building a command line.
@@ -19,6 +20,7 @@ from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import end_if_abandoned
 from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
+from saga_tracker.visibility.ui import TrackerUi, UiSettings
 
 
 def _env(name: str, default: str) -> str:
@@ -27,6 +29,18 @@ def _env(name: str, default: str) -> str:
 
 def _env_or_none(name: str) -> str | None:
     return os.environ.get(f"SAGA_TRACKER_{name}")
+
+
+def _visibility_default() -> str:
+    return os.environ.get(
+        "SAGA_TRACKER_VISIBILITY_URL", os.environ.get("CHOREOGRAPH_VISIBILITY_URL", "")
+    )
+
+
+VISIBILITY_HELP = (
+    "where instances are indexed for the API: a postgresql:// URL shared by replicas and the "
+    "UI, or sqlite:///PATH; by default SQLite in the state folder"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="register contracts the tracker publishes (dev only; CI registers them otherwise)",
     )
+    run.add_argument("--visibility-url", default=_visibility_default(), help=VISIBILITY_HELP)
     run.set_defaults(run=_run)
+    ui = commands.add_parser("ui", help="serve trace pages and the read API alone, read-only")
+    ui.add_argument("--name", default=_env("NAME", "saga-tracker"), help="the tracker it shows")
+    ui.add_argument("--visibility-url", default=_visibility_default(), help=VISIBILITY_HELP)
+    ui.add_argument(
+        "--no-index",
+        action="store_true",
+        default=_env("UI_INDEX", "1") in ("0", "false"),
+        help="only read (the tracker replicas feed a shared PostgreSQL)",
+    )
+    ui.add_argument("--http-host", default=_env("HTTP_HOST", "127.0.0.1"))
+    ui.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", "8089")))
+    ui.add_argument("--tokens", type=Path, default=_env_or_none("TOKENS"))
+    ui.add_argument(
+        "--open-reads", action="store_true", default=_env("OPEN_READS", "") in ("1", "true")
+    )
+    ui.set_defaults(run=_ui)
     token = commands.add_parser("token", help="make a bearer token and its token-file line")
     token.add_argument("name")
     token.add_argument("--role", choices=["viewer", "operator", "approver"], required=True)
@@ -94,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         open_reads=args.open_reads,
         alertmanager_url=args.alertmanager,
         metrics_port=args.metrics_port,
+        visibility_url=args.visibility_url,
     )
     app = TrackerApp(settings).start()
     done = threading.Event()
@@ -106,6 +138,36 @@ def _run(args: argparse.Namespace) -> int:
     code = 2 if app.misconfigured else 1 if app.failed.is_set() else 0
     end_if_abandoned(app.abandoned, code)
     return code
+
+
+def _ui(args: argparse.Namespace) -> int:
+    configure_json_logging()
+    config = ServiceConfig.from_env()
+    url = args.visibility_url or f"sqlite:///{config.state_dir / 'visibility' / args.name}-ui.db"
+    if args.no_index and url.startswith("sqlite"):
+        print("saga-tracker ui: --no-index needs a shared postgresql:// --visibility-url")
+        return 2
+    ui = TrackerUi(
+        UiSettings(
+            visibility_url=url,
+            client_conf=config.client_conf(),
+            tracker=args.name,
+            index=not args.no_index,
+            instance_id=config.instance_id,
+            http_host=args.http_host,
+            http_port=args.http_port,
+            tokens=args.tokens,
+            open_reads=args.open_reads,
+        )
+    ).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    print(f"saga tracker ui: traces at {ui.server.url}/traces", flush=True)
+    while not done.wait(0.5) and not ui.failed.is_set():
+        pass
+    ui.stop()
+    return 1 if ui.failed.is_set() else 0
 
 
 def _token(args: argparse.Namespace) -> int:

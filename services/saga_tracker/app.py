@@ -2,8 +2,10 @@
 and one /metrics for all of them.
 
 Each part is a choreograph Engine in its own thread (the router and tracker exactly-once, the
-notifier at-least-once because it calls Alertmanager); the HTTP API reads the tracker's committed
-state. Stopping stops them all; one failing stops the rest, so the orchestrator restarts the pod.
+notifier at-least-once because it calls Alertmanager). The HTTP API reads the visibility store,
+which an indexer thread feeds from the tracker's committed changelogs: every replica answers for
+every instance, not only for the partitions it owns. Stopping stops them all; one failing stops
+the rest, so the orchestrator restarts the pod.
 """
 
 from __future__ import annotations
@@ -30,12 +32,9 @@ from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
 from saga_tracker.throttle import FailedAttempts
-from saga_tracker.traces import (
-    TraceServer,
-    committed_approvals,
-    committed_decisions,
-    committed_instances,
-)
+from saga_tracker.traces import TraceServer
+from saga_tracker.visibility.indexer import Indexer, changelog_kinds
+from saga_tracker.visibility.store import VisibilityStore
 
 log = logging.getLogger("saga_tracker")
 
@@ -58,6 +57,15 @@ class TrackerSettings:
     alerts_topic: str = ALERTS_TOPIC
     failed_attempts_limit: int = 10  # per client and window, then 429
     failed_attempts_window_s: float = 60.0
+    # Where the API reads instances: "" is SQLite in the state folder (each replica indexes its
+    # own copy); a postgresql:// URL shares one database between replicas and the UI.
+    visibility_url: str = ""
+
+
+def visibility_url(settings: TrackerSettings) -> str:
+    if settings.visibility_url:
+        return settings.visibility_url
+    return f"sqlite:///{settings.config.state_dir / 'visibility' / settings.name}.db"
 
 
 class MergedMetrics(Collector):
@@ -113,6 +121,13 @@ class TrackerApp:
         )
         self.metrics.register(self.tracker.metrics.registry)
         self.tracker.metrics.registry.register(OpenInstances(lambda: self.tracker.tasks.values()))
+        self.visibility = VisibilityStore(visibility_url(s), s.name)
+        self.indexer = Indexer(
+            self.visibility,
+            s.config.client_conf(),
+            changelog_kinds(self.tracker.service),
+            name=f"{s.name}-visibility-{s.config.instance_id}",
+        )
         self.engines = [self.router, self.tracker]
         self.desk = ActionDesk(
             s.config.client_conf(),
@@ -126,9 +141,9 @@ class TrackerApp:
             transactional_id=f"{s.name}-api-{s.config.instance_id}",
         )
         self.server = TraceServer(
-            committed_instances(lambda: self.tracker.tasks.values()),
-            decisions=committed_decisions(lambda: self.tracker.tasks.values()),
-            approvals=committed_approvals(lambda: self.tracker.tasks.values()),
+            self.visibility,
+            decisions=self.visibility.decisions,
+            approvals=self.visibility.approvals,
             access=access,
             desk=self.desk,
             host=s.http_host,
@@ -167,6 +182,9 @@ class TrackerApp:
             )
             thread.start()
             self.threads.append(thread)
+        indexer = threading.Thread(target=self._index, name="visibility-indexer", daemon=True)
+        indexer.start()
+        self.threads.append(indexer)
         self.server.start()
         if self.settings.metrics_port is not None:
             scrape = CollectorRegistry()
@@ -190,6 +208,14 @@ class TrackerApp:
             self.failed.set()
             self.stop()
 
+    def _index(self) -> None:
+        try:
+            self.indexer.run()
+        except BaseException:  # never silently: the API would go stale while the pod looks up
+            log.exception("the visibility indexer failed; stopping the tracker")
+            self.failed.set()
+            self.stop()
+
     @property
     def abandoned(self) -> bool:
         """A part left a client call blocked, or did not stop in time: see `end_if_abandoned`."""
@@ -201,8 +227,10 @@ class TrackerApp:
         self.stopped.set()
         for engine in self.engines:
             engine.stop()
+        self.indexer.stop()
         for thread in self.threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
         self.server.stop()
         self.desk.close()
+        self.visibility.close()

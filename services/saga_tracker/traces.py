@@ -1,6 +1,8 @@
 """Process traces over HTTP: list and filter instances, one instance's timeline, and a page.
 
-    GET /api/instances?process=&status=&business_key=   summaries, newest first
+    GET /api/instances?process=&status=&business_key=&started_after=&started_before=
+                      &open_incidents=true&limit=&cursor=  summaries, newest first; a `Link`
+                                                         header (rel="next") names the next page
     GET /api/instances/<correlation id>?process=         one trace (JSON)
     GET /api/approvals?status=pending                    approval requests (JSON); /approvals page
     POST /api/approvals/<approval id>                    {"decision": "grant|deny", "reason": ...}
@@ -10,8 +12,12 @@
                                                           "step": ..., "reason": ...}
 
 Reads committed tracker state (what a restart would restore), so it never shows work a
-transaction may still abort. Reading needs a viewer or operator token (unless reads are open);
-acting needs an operator token, and every request to act is audited (see `actions`).
+transaction may still abort: in a running tracker, through the visibility store (an indexed SQL
+copy of every instance, fed from the tracker's changelogs), so any replica answers for all
+instances and no request scans them; in a TestKit, the tasks' committed stores.
+
+Reading needs a viewer or operator token (unless reads are open); acting needs an operator
+token, and every request to act is audited (see `actions`).
 
 A request to act must say how long its body is (`Content-Length`, at most `MAX_BODY` bytes,
 checked before anything is read: 400, 411 or 413) and that it is JSON (415). Failed attempts are
@@ -27,13 +33,23 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, step_latencies, step_latency_ms
 from saga_tracker.throttle import FailedAttempts
+from saga_tracker.visibility.store import (
+    MAX_PAGE,
+    BadQuery,
+    Filters,
+    InstanceReader,
+    Page,
+    VisibilityUnavailable,
+    encode_cursor,
+    millis,
+)
 
 InstanceSource = Callable[[], Iterable[Instance]]
 MAX_BODY = 16 * 1024  # an action is a few short fields
@@ -65,6 +81,48 @@ class CommittedInstances:
             view = task.committed_view("instances")
             for _, raw in view.items(prefix) if view is not None else ():
                 yield decode(raw)
+
+    def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
+        """By its key (`<correlation id>/<process>`): a lookup, not a scan."""
+        return next(
+            (
+                i
+                for i in self.matching(f"{correlation_id}/")
+                if i.correlation_id == correlation_id and process in (None, i.process)
+            ),
+            None,
+        )
+
+    def page(self, filters: Filters, limit: int, cursor: str | None) -> Page:
+        """A scan of every instance: for the few a TestKit holds (a tracker uses the store)."""
+        keyed = sorted(
+            ((millis(i.started_at), f"{i.correlation_id}/{i.process}"), i)
+            for i in self()
+            if _matches(i, filters)
+        )
+        keyed.reverse()
+        if cursor is not None:
+            from saga_tracker.visibility.store import decode_cursor
+
+            after = decode_cursor(cursor)
+            keyed = [(k, i) for k, i in keyed if k < after]
+        shown = keyed[:limit]
+        more = len(keyed) > limit
+        return Page(
+            [summary(i) for _, i in shown],
+            encode_cursor(*shown[-1][0]) if more and shown else None,
+        )
+
+
+def _matches(inst: Instance, f: Filters) -> bool:
+    return (
+        f.process in (None, inst.process)
+        and f.status in (None, inst.status)
+        and f.business_key in (None, inst.business_key)
+        and (f.started_after is None or inst.started_at >= f.started_after)
+        and (f.started_before is None or inst.started_at < f.started_before)
+        and (not f.open_incidents or bool(inst.open_incidents))
+    )
 
 
 def committed_instances(tasks: Callable[[], Iterable[Any]]) -> CommittedInstances:
@@ -131,7 +189,7 @@ def committed_decisions(tasks: Callable[[], Iterable[Any]]) -> DecisionSource:
 class TraceServer:
     def __init__(
         self,
-        instances: InstanceSource,
+        instances: InstanceReader,
         *,
         access: Access | None = None,
         desk: ActionDesk | None = None,
@@ -229,31 +287,40 @@ class TraceServer:
         return True
 
     def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
-        """One instance: by its key (`<correlation id>/<process>`) where the source can look
-        keys up, so a capture of thousands of instances costs thousands of lookups, not scans."""
-        source = self.instances
-        found = (
-            source.matching(f"{correlation_id}/")
-            if isinstance(source, CommittedInstances)
-            else source()
-        )
-        return next(
-            (
-                i
-                for i in found
-                if i.correlation_id == correlation_id and process in (None, i.process)
-            ),
-            None,
-        )
+        """One instance: a key lookup, so a capture of thousands of instances costs thousands
+        of lookups, not scans."""
+        return self.instances.find(correlation_id, process)
 
-    def filtered(self, query: dict[str, list[str]]) -> list[Instance]:
-        wanted = {k: v[0] for k, v in query.items() if k in ("process", "status", "business_key")}
-        found = [i for i in self.instances() if all(getattr(i, k) == v for k, v in wanted.items())]
-        return sorted(found, key=lambda i: i.started_at, reverse=True)
+    def listed(self, query: dict[str, list[str]]) -> Page:
+        """One page of the list `query` asks for (BadQuery when it cannot be answered)."""
+        text = next(iter(query.get("limit", [])), "50")
+        try:
+            limit = int(text)
+        except ValueError:
+            raise BadQuery(f"limit={text!r}: ask for 1 to {MAX_PAGE} instances per page") from None
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadQuery(f"limit={limit}: ask for 1 to {MAX_PAGE} instances per page")
+        cursor = next(iter(query.get("cursor", [])), None)
+        return self.instances.page(Filters.from_query(query), limit, cursor)
 
     def route(self, request: BaseHTTPRequestHandler) -> None:
         if self._limited(request):
             return None
+        try:
+            return self._route(request)
+        except BadQuery as err:
+            return _send_json(request, 400, {"error": str(err)})
+        except VisibilityUnavailable as err:
+            log.warning("visibility store away", extra={"error": str(err)})
+            return _send(
+                request,
+                503,
+                json.dumps({"error": "the instance store does not answer; try again"}).encode(),
+                "application/json",
+                retry_after=5,
+            )
+
+    def _route(self, request: BaseHTTPRequestHandler) -> None:
         url = urlsplit(request.path)
         parts = [unquote(p) for p in url.path.strip("/").split("/") if p]
         query = parse_qs(url.query)
@@ -266,9 +333,19 @@ class TraceServer:
                 return _unauthorized(request)
             return _send_json(request, 403, {"error": "this token may not read traces"})
         if parts == ["api", "instances"]:
-            return _send_json(request, 200, [summary(i) for i in self.filtered(query)])
+            page = self.listed(query)
+            link = _next_link(url.path, query, page.next_cursor)
+            return _send(
+                request,
+                200,
+                json.dumps(page.summaries, default=str).encode(),
+                "application/json",
+                link=link,
+            )
         if parts == ["traces"]:
-            return _send_html(request, 200, _list_page(self.filtered(query)))
+            page = self.listed({"limit": ["100"], **query})
+            more = _next_link(url.path, query, page.next_cursor)
+            return _send_html(request, 200, _list_page(page.summaries, more))
         if parts in (["api", "approvals"], ["approvals"]):
             status = next(iter(query.get("status", [])), None)
             listed = [a for a in self.approvals() if status in (None, a.get("status"))]
@@ -401,9 +478,21 @@ def _unauthorized(request: BaseHTTPRequestHandler) -> None:
     request.wfile.write(body)
 
 
-def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, kind: str) -> None:
+def _send(
+    request: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    kind: str,
+    *,
+    link: str | None = None,
+    retry_after: int | None = None,
+) -> None:
     request.send_response(status)
     request.send_header("Content-Type", kind)
+    if link is not None:
+        request.send_header("Link", f'<{link}>; rel="next"')
+    if retry_after is not None:
+        request.send_header("Retry-After", str(retry_after))
     request.send_header("Content-Length", str(len(body)))
     request.end_headers()
     request.wfile.write(body)
@@ -432,16 +521,28 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _list_page(instances: list[Instance]) -> str:
+def _next_link(path: str, query: dict[str, list[str]], cursor: str | None) -> str | None:
+    """The same request for the page after this one."""
+    if cursor is None:
+        return None
+    return f"{path}?{urlencode({**query, 'cursor': [cursor]}, doseq=True)}"
+
+
+def _list_page(summaries: list[dict[str, Any]], more: str | None) -> str:
+    def cell(value: Any) -> str:
+        return html.escape(str(value))
+
     rows = "".join(
-        f"<tr><td><a href='/traces/{html.escape(i.correlation_id)}'>"
-        f"{html.escape(i.correlation_id)}</a></td>"
-        f"<td>{html.escape(i.process)} v{i.version}</td><td>{html.escape(i.business_key)}</td>"
-        f"<td class='{i.status}'>{i.status}</td><td>{i.started_at:%Y-%m-%d %H:%M:%S}</td></tr>"
-        for i in instances
+        f"<tr><td><a href='/traces/{cell(i['correlation_id'])}'>"
+        f"{cell(i['correlation_id'])}</a></td>"
+        f"<td>{cell(i['process'])} v{i['version']}</td><td>{cell(i['business_key'])}</td>"
+        f"<td class='{cell(i['status'])}'>{cell(i['status'])}</td>"
+        f"<td>{cell(i['started_at'][:19].replace('T', ' '))}</td></tr>"
+        for i in summaries
     )
     head = "<tr><th>instance</th><th>process</th><th>key</th><th>status</th><th>started</th></tr>"
-    return _page("Process instances", f"<table>{head}{rows}</table>")
+    after = f"<p><a href='{html.escape(more)}'>older instances</a></p>" if more else ""
+    return _page("Process instances", f"<table>{head}{rows}</table>{after}")
 
 
 def _approvals_table(approvals: list[dict[str, Any]]) -> str:

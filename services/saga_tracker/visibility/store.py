@@ -1,0 +1,527 @@
+"""The read side of the tracker: every instance, indexed in SQL, so any replica or a separate
+`saga-tracker ui` answers for all of them without scanning.
+
+SQLite (embedded, the default) or PostgreSQL (a `postgresql://` URL). Rows come from the
+tracker's committed changelogs (`Indexer`); each row remembers the changelog partition and
+offset it came from, and an older record never overwrites a newer one, so indexing is
+idempotent: replaying a changelog from its start changes nothing. The changelog positions are
+written in the same SQL transaction as the rows.
+
+Every list is one index range read in (started_at, key) order, newest first, paged by a cursor
+that names the last row seen (keyset pagination: page N costs what page 1 costs).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from saga_tracker.codec import decode
+from saga_tracker.instance import Instance
+
+MAX_PAGE = 500
+POOL_IDLE = 8  # idle connections kept for the next requests
+IDLE_CHECK_S = 2.0  # a connection idle this long is checked before use
+
+
+class VisibilityUnavailable(Exception):
+    """The SQL store does not answer (a pause: readers get 503, the indexer retries)."""
+
+
+class BadQuery(ValueError):
+    """A list request the store cannot answer as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ChangelogRecord:
+    """One committed changelog record: `value` is the stored JSON, None for a deletion."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Filters:
+    process: str | None = None
+    status: str | None = None
+    business_key: str | None = None
+    started_after: datetime | None = None  # inclusive
+    started_before: datetime | None = None  # exclusive
+    open_incidents: bool = False
+
+    @classmethod
+    def from_query(cls, query: dict[str, list[str]]) -> Filters:
+        def one(name: str) -> str | None:
+            values = query.get(name)
+            return values[0] if values else None
+
+        def when(name: str) -> datetime | None:
+            text = one(name)
+            if text is None:
+                return None
+            text = text.replace(" ", "+")  # a "+01:00" offset sent unencoded reads as a space
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise BadQuery(f"{name}={text!r} is not an ISO 8601 time") from None
+            if moment.tzinfo is None:
+                raise BadQuery(f"{name}={text!r} needs a UTC offset, e.g. {text}Z")
+            return moment
+
+        incidents = (one("open_incidents") or "").lower()
+        if incidents not in ("", "true", "false", "1", "0"):
+            raise BadQuery(f"open_incidents={incidents!r}: use true or false")
+        return cls(
+            process=one("process"),
+            status=one("status"),
+            business_key=one("business_key"),
+            started_after=when("started_after"),
+            started_before=when("started_before"),
+            open_incidents=incidents in ("true", "1"),
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    summaries: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class InstanceReader(Protocol):
+    """What the trace API reads instances through."""
+
+    def page(self, filters: Filters, limit: int, cursor: str | None) -> Page: ...
+
+    def find(self, correlation_id: str, process: str | None = None) -> Instance | None: ...
+
+
+def encode_cursor(started_ms: int, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([started_ms, key]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        started, key = raw
+        if isinstance(started, int) and isinstance(key, str):
+            return started, key
+    except (ValueError, TypeError):
+        pass
+    raise BadQuery("cursor is not one this API gave out; start again without it")
+
+
+def millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def summary_of(row: Sequence[Any]) -> dict[str, Any]:
+    """A listed instance (the columns of `_SUMMARY`), as the API has always shown it."""
+    corr, process, version, business_key, status, started, ended, reason, incidents = row[:9]
+    return {
+        "correlation_id": corr,
+        "process": process,
+        "version": version,
+        "business_key": business_key,
+        "status": status,
+        "started_at": _iso(started),
+        "ended_at": _iso(ended) if ended is not None else None,
+        "failure_reason": reason,
+        "open_incidents": json.loads(incidents),
+    }
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+_SUMMARY = (
+    "correlation_id, process, version, business_key, status, started_at, ended_at, "
+    "failure_reason, incidents, key"
+)
+
+
+class VisibilityStore:
+    """Tables are named after the tracker (`<name>_instances`, ...), so trackers of several
+    names can share one database."""
+
+    def __init__(self, url: str, tracker: str = "saga-tracker") -> None:
+        self.url = url
+        self.prefix = re.sub(r"[^a-z0-9_]", "_", tracker.lower())[:40]
+        self._postgres = url.startswith(("postgresql://", "postgres://"))
+        self._idle: list[tuple[Any, float]] = []  # pooled connections, with when last used
+        self._closed = False
+        self._lock = threading.Lock()
+        self._schema_ready = False  # made at first use: a database away at start is a pause
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self._postgres:
+            try:
+                import psycopg
+            except ImportError:
+                raise VisibilityUnavailable(
+                    "a postgresql:// visibility URL needs psycopg: "
+                    "pip install 'choreograph[postgres]'"
+                ) from None
+            try:
+                return psycopg.connect(self.url, connect_timeout=5)
+            except psycopg.OperationalError as err:
+                raise VisibilityUnavailable(f"PostgreSQL at {_safe(self.url)}: {err}") from err
+        path = self.url.removeprefix("sqlite:///").removeprefix("sqlite://")
+        if path not in (":memory:", ""):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path or ":memory:", timeout=30, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the indexer
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def _take(self) -> Any:
+        """An idle connection from the pool, or a new one. The HTTP server answers each request
+        in a thread of its own, so connections are pooled, not kept per thread. One that sat
+        idle is checked first: a database restart ends it without telling the client."""
+        while True:
+            with self._lock:
+                idle = self._idle.pop() if self._idle else None
+            if idle is None:
+                return self._connect()
+            db, since = idle
+            if not self._postgres or time.monotonic() - since < IDLE_CHECK_S:
+                return db
+            try:
+                db.execute("SELECT 1")
+                db.rollback()
+                return db
+            except Exception:
+                with suppress(Exception):
+                    db.close()
+
+    def _give_back(self, db: Any) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < POOL_IDLE:
+                self._idle.append((db, time.monotonic()))
+                return
+        with suppress(Exception):
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Cursor]:
+        try:
+            db = self._take()
+        except Exception as err:
+            if _is_outage(err):
+                raise VisibilityUnavailable(f"{_safe(self.url)}: {err}") from err
+            raise
+        try:
+            cursor = _Cursor(db.cursor(), self._postgres)
+            if not self._schema_ready:
+                for statement in self._schema():
+                    cursor.execute(statement)
+                db.commit()
+                self._schema_ready = True
+            yield cursor
+            db.commit()
+        except BaseException as err:
+            outage = isinstance(err, Exception) and _is_outage(err)
+            try:
+                db.rollback()
+            except Exception:
+                outage = True
+            if outage:
+                with suppress(Exception):
+                    db.close()
+                if isinstance(err, Exception):
+                    raise VisibilityUnavailable(f"{_safe(self.url)}: {err}") from err
+                raise
+            self._give_back(db)
+            raise
+        self._give_back(db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for db, _ in idle:
+            with suppress(Exception):
+                db.close()
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    def _schema(self) -> list[str]:
+        p, big = self.prefix, "BIGINT"
+        real = "DOUBLE PRECISION" if self._postgres else "REAL"
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {p}_instances (
+                key TEXT PRIMARY KEY, correlation_id TEXT NOT NULL, process TEXT NOT NULL,
+                version INTEGER NOT NULL, business_key TEXT NOT NULL, status TEXT NOT NULL,
+                started_at {big} NOT NULL, ended_at {big}, failure_reason TEXT,
+                open_incidents INTEGER NOT NULL, incidents TEXT NOT NULL, value {real},
+                doc TEXT NOT NULL, src_partition INTEGER NOT NULL, src_offset {big} NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS {p}_by_started ON {p}_instances (started_at, key)",
+            f"""CREATE INDEX IF NOT EXISTS {p}_by_status
+                ON {p}_instances (status, started_at, key)""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_by_process
+                ON {p}_instances (process, started_at, key)""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_by_process_status
+                ON {p}_instances (process, status, started_at, key)""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_by_business_key
+                ON {p}_instances (business_key, started_at, key)""",
+            f"CREATE INDEX IF NOT EXISTS {p}_by_correlation ON {p}_instances (correlation_id)",
+            f"""CREATE INDEX IF NOT EXISTS {p}_with_incidents
+                ON {p}_instances (started_at, key) WHERE open_incidents > 0""",
+            f"""CREATE TABLE IF NOT EXISTS {p}_documents (
+                kind TEXT NOT NULL, key TEXT NOT NULL, correlation_id TEXT, status TEXT,
+                doc TEXT NOT NULL, src_partition INTEGER NOT NULL, src_offset {big} NOT NULL,
+                PRIMARY KEY (kind, key))""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_documents_by_status
+                ON {p}_documents (kind, status)""",
+            f"""CREATE TABLE IF NOT EXISTS {p}_positions (
+                topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset {big} NOT NULL,
+                PRIMARY KEY (topic, part))""",
+        ]
+
+    # -- writing (the indexer) -------------------------------------------------------------------
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """Where each changelog partition is indexed up to (the next offset to read)."""
+        with self._transaction() as db:
+            db.execute(f"SELECT topic, part, next_offset FROM {self.prefix}_positions")
+            return {(t, p): o for t, p, o in db.fetchall()}
+
+    def apply(self, kinds: dict[str, str], records: Iterable[ChangelogRecord]) -> int:
+        """Index `records` (`kinds`: changelog topic -> "instances", "decisions" or
+        "approvals") and move the positions past them, in one transaction. Returns how many
+        rows changed; a record older than the row it would replace changes nothing."""
+        p = self.prefix
+        changed = 0
+        ends: dict[tuple[str, int], int] = {}
+        with self._transaction() as db:
+            for r in records:
+                ends[(r.topic, r.partition)] = r.offset + 1
+                kind = kinds[r.topic]
+                if kind == "instances":
+                    changed += self._instance(db, r)
+                else:
+                    changed += self._document(db, kind, r)
+            for (topic, part), offset in ends.items():
+                db.execute(
+                    f"""INSERT INTO {p}_positions (topic, part, next_offset) VALUES (?, ?, ?)
+                        ON CONFLICT (topic, part) DO UPDATE SET next_offset = excluded.next_offset
+                        WHERE excluded.next_offset > {p}_positions.next_offset""",
+                    (topic, part, offset),
+                )
+        return changed
+
+    def _instance(self, db: _Cursor, r: ChangelogRecord) -> int:
+        p = self.prefix
+        if r.value is None:
+            db.execute(
+                f"""DELETE FROM {p}_instances
+                    WHERE key = ? AND (src_partition <> ? OR src_offset < ?)""",
+                (r.key, r.partition, r.offset),
+            )
+            return db.rowcount
+        v = r.value
+        incidents = sorted(v.get("open_incidents") or {})
+        db.execute(
+            f"""INSERT INTO {p}_instances (key, correlation_id, process, version, business_key,
+                    status, started_at, ended_at, failure_reason, open_incidents, incidents,
+                    value, doc, src_partition, src_offset)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET
+                    status = excluded.status, version = excluded.version,
+                    business_key = excluded.business_key, started_at = excluded.started_at,
+                    ended_at = excluded.ended_at, failure_reason = excluded.failure_reason,
+                    open_incidents = excluded.open_incidents, incidents = excluded.incidents,
+                    value = excluded.value, doc = excluded.doc,
+                    src_partition = excluded.src_partition, src_offset = excluded.src_offset
+                WHERE {p}_instances.src_partition <> excluded.src_partition
+                   OR {p}_instances.src_offset < excluded.src_offset""",
+            (
+                r.key,
+                v["correlation_id"],
+                v["process"],
+                v["version"],
+                v["business_key"],
+                v["status"],
+                millis(datetime.fromisoformat(v["started_at"])),
+                millis(datetime.fromisoformat(v["ended_at"])) if v.get("ended_at") else None,
+                v.get("failure_reason"),
+                len(incidents),
+                json.dumps(incidents),
+                v.get("value"),
+                json.dumps(v, separators=(",", ":")),
+                r.partition,
+                r.offset,
+            ),
+        )
+        return db.rowcount
+
+    def _document(self, db: _Cursor, kind: str, r: ChangelogRecord) -> int:
+        p = self.prefix
+        if r.value is None:
+            db.execute(
+                f"""DELETE FROM {p}_documents WHERE kind = ? AND key = ?
+                    AND (src_partition <> ? OR src_offset < ?)""",
+                (kind, r.key, r.partition, r.offset),
+            )
+            return db.rowcount
+        v = r.value
+        # Decisions are filed by correlation id; an approval names its instance.
+        correlation = r.key if kind == "decisions" else v.get("correlation_id")
+        status = v.get("status") if isinstance(v, dict) else None
+        db.execute(
+            f"""INSERT INTO {p}_documents (kind, key, correlation_id, status, doc, src_partition,
+                    src_offset) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (kind, key) DO UPDATE SET
+                    correlation_id = excluded.correlation_id, status = excluded.status,
+                    doc = excluded.doc, src_partition = excluded.src_partition,
+                    src_offset = excluded.src_offset
+                WHERE {p}_documents.src_partition <> excluded.src_partition
+                   OR {p}_documents.src_offset < excluded.src_offset""",
+            (kind, r.key, correlation, status,
+             json.dumps(v, separators=(",", ":")), r.partition, r.offset),
+        )  # fmt: skip
+        return db.rowcount
+
+    # -- reading (the trace API) -----------------------------------------------------------------
+
+    def page(self, filters: Filters, limit: int = 50, cursor: str | None = None) -> Page:
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadQuery(f"limit={limit}: ask for 1 to {MAX_PAGE} instances per page")
+        sql, args = self.list_query(filters, limit + 1, cursor)
+        with self._transaction() as db:
+            db.execute(sql, args)
+            rows = db.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if rows else None
+        return Page(
+            [summary_of(r) for r in rows],
+            encode_cursor(last[5], last[9]) if more and last is not None else None,
+        )
+
+    def list_query(self, filters: Filters, limit: int, cursor: str | None) -> tuple[str, list[Any]]:
+        """The SQL of one page: every filter is an equality or a range on an indexed column."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column in ("process", "status", "business_key"):
+            value = getattr(filters, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if filters.started_after is not None:
+            where.append("started_at >= ?")
+            args.append(millis(filters.started_after))
+        if filters.started_before is not None:
+            where.append("started_at < ?")
+            args.append(millis(filters.started_before))
+        if filters.open_incidents:
+            where.append("open_incidents > 0")
+        if cursor is not None:
+            started, key = decode_cursor(cursor)
+            where.append("(started_at, key) < (?, ?)")  # a row value: one index range
+            args += [started, key]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            f"SELECT {_SUMMARY} FROM {self.prefix}_instances {clause} "
+            f"ORDER BY started_at DESC, key DESC LIMIT {int(limit)}"
+        )
+        return sql, args
+
+    def explain(self, filters: Filters, cursor: str | None = None) -> str:
+        """The database's plan for one page (to check that no request scans every row)."""
+        sql, args = self.list_query(filters, 51, cursor)
+        with self._transaction() as db:
+            db.execute(("EXPLAIN " if self._postgres else "EXPLAIN QUERY PLAN ") + sql, args)
+            return "\n".join(" ".join(str(c) for c in row) for row in db.fetchall())
+
+    def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
+        sql = f"SELECT doc FROM {self.prefix}_instances WHERE correlation_id = ?"
+        args: list[Any] = [correlation_id]
+        if process is not None:
+            sql += " AND process = ?"
+            args.append(process)
+        with self._transaction() as db:
+            db.execute(sql + " ORDER BY started_at DESC LIMIT 1", args)
+            row = db.fetchone()
+        return decode(json.loads(row[0])) if row else None
+
+    def decisions(self, correlation_id: str) -> list[dict[str, Any]]:
+        found = self._documents("decisions", "key = ?", [correlation_id])
+        return list(found[0]) if found else []
+
+    def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("status = ?", [status]) if status else ("1 = 1", [])
+        found = self._documents("approvals", where, args)
+        return sorted(found, key=lambda a: str(a.get("requested_at", "")))
+
+    def approvals_of(self, correlation_id: str) -> list[dict[str, Any]]:
+        found = self._documents("approvals", "correlation_id = ?", [correlation_id])
+        return sorted(found, key=lambda a: str(a.get("requested_at", "")))
+
+    def _documents(self, kind: str, where: str, args: list[Any]) -> list[Any]:
+        sql = f"SELECT doc FROM {self.prefix}_documents WHERE kind = ? AND {where}"
+        with self._transaction() as db:
+            db.execute(sql, [kind, *args])
+            return [json.loads(row[0]) for row in db.fetchall()]
+
+    def count(self) -> int:
+        with self._transaction() as db:
+            db.execute(f"SELECT count(*) FROM {self.prefix}_instances")
+            row = db.fetchone()
+        return int(row[0]) if row else 0
+
+
+class _Cursor:
+    """SQLite's and psycopg's cursors behind one placeholder style (`?`)."""
+
+    def __init__(self, cursor: Any, postgres: bool) -> None:
+        self._cursor = cursor
+        self._postgres = postgres
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        self._cursor.execute(sql.replace("?", "%s") if self._postgres else sql, args)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._cursor.executemany(sql.replace("?", "%s") if self._postgres else sql, list(rows))
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    @property
+    def rowcount(self) -> int:
+        return max(int(self._cursor.rowcount), 0)
+
+
+def _is_outage(err: Exception) -> bool:
+    if isinstance(err, VisibilityUnavailable):
+        return True
+    if isinstance(err, sqlite3.OperationalError):
+        return "locked" in str(err) or "unable to open" in str(err)
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

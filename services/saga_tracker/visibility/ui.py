@@ -1,0 +1,91 @@
+"""`saga-tracker ui`: the trace pages and read API as a process of their own, read-only.
+
+It answers for every instance from the visibility store. With SQLite it indexes the tracker's
+changelogs itself; with a PostgreSQL the tracker replicas feed, `index=False` only reads.
+Nobody can act through it (no action desk): operators act through a tracker replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saga_tracker.access import Access
+from saga_tracker.throttle import FailedAttempts
+from saga_tracker.traces import TraceServer
+from saga_tracker.visibility.indexer import Indexer, changelog_kinds
+from saga_tracker.visibility.store import VisibilityStore
+
+log = logging.getLogger("saga_tracker.ui")
+
+
+@dataclass
+class UiSettings:
+    visibility_url: str
+    client_conf: dict[str, Any]
+    tracker: str = "saga-tracker"
+    index: bool = True
+    instance_id: str = "ui"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8089
+    tokens: Path | None = None
+    open_reads: bool = False
+
+
+class TrackerUi:
+    def __init__(self, settings: UiSettings) -> None:
+        self.settings = s = settings
+        self.store = VisibilityStore(s.visibility_url, s.tracker)
+        self.indexer = (
+            Indexer(
+                self.store,
+                s.client_conf,
+                changelog_kinds(s.tracker),
+                name=f"{s.tracker}-visibility-{s.instance_id}",
+            )
+            if s.index
+            else None
+        )
+        access = (
+            Access.load(s.tokens, open_reads=s.open_reads)
+            if s.tokens
+            else Access({}, open_reads=s.open_reads)
+        )
+        self.server = TraceServer(
+            self.store,
+            decisions=self.store.decisions,
+            approvals=self.store.approvals,
+            access=access,
+            host=s.http_host,
+            port=s.http_port,
+            failures=FailedAttempts(),
+        )
+        self.failed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> TrackerUi:
+        if self.indexer is not None:
+            self._thread = threading.Thread(target=self._index, name="visibility-indexer")
+            self._thread.daemon = True
+            self._thread.start()
+        self.server.start()
+        return self
+
+    def _index(self) -> None:
+        assert self.indexer is not None
+        try:
+            self.indexer.run()
+        except BaseException:
+            log.exception("the visibility indexer failed; stopping the UI")
+            self.failed.set()
+
+    def stop(self) -> None:
+        if self.indexer is not None:
+            self.indexer.stop()
+        if self._thread is not None:
+            self._thread.join(30)
+        self.server.stop()
+        self.store.close()
