@@ -248,6 +248,18 @@ def get_json(url: str) -> Any:
         return json.load(reply)
 
 
+def list_instances(api: str, query: str = "") -> list[dict[str, Any]]:
+    """Every instance the tracker lists for `query`, page after page (its `Link: rel=next`)."""
+    found: list[dict[str, Any]] = []
+    url: str | None = f"{api}/api/instances?limit=500{'&' + query if query else ''}"
+    while url is not None:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            found += json.load(reply)
+            link = reply.headers.get("Link")
+        url = f"{api}{link.split(';')[0].strip(' <>')}" if link else None
+    return found
+
+
 def wait_until_ready(admin: AdminClient, fleet: Fleet, api: str, seconds: float = 120) -> None:
     groups = [*TEAMS, "shipping", "saga-tracker", "saga-tracker-router"]
     deadline = time.monotonic() + seconds
@@ -288,7 +300,7 @@ def follow(
     last = ""
     while time.monotonic() < deadline:
         fleet.check()
-        for summary in get_json(f"{api}/api/instances?process=order-fulfilment"):
+        for summary in list_instances(api, "process=order-fulfilment"):
             if summary["correlation_id"] in placed:
                 seen[summary["correlation_id"]] = summary
         counts = Counter(s["status"] for s in seen.values())

@@ -20,6 +20,7 @@ from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import end_if_abandoned
 from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
+from saga_tracker.service import REPARTITION
 from saga_tracker.visibility.ui import TrackerUi, UiSettings
 
 
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "choreograph.approvals, for the services' decisions and approval requests)",
     )
     run.add_argument("--name", default=_env("NAME", "saga-tracker"))
+    run.add_argument(
+        "--repartition",
+        default=_env("REPARTITION", REPARTITION),
+        help="the topic the router files events on by correlation id (one per tracker name)",
+    )
     run.add_argument("--http-host", default=_env("HTTP_HOST", "127.0.0.1"))
     run.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", "8088")))
     run.add_argument("--public-url", default=_env("PUBLIC_URL", ""))
@@ -118,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         inputs=[t.strip() for t in args.inputs.split(",") if t.strip()],
         config=config,
         name=args.name,
+        repartition=args.repartition,
         http_host=args.http_host,
         http_port=args.http_port,
         public_url=args.public_url,

@@ -33,7 +33,7 @@ from examples.demo import (
     PlannedOrder,
     accelerated,
     create_topics,
-    get_json,
+    list_instances,
     plan,
     register_contracts,
     running,
@@ -111,7 +111,7 @@ class Run:
         while time.monotonic() < deadline:
             self.fleet.check()  # no process of the choreography exited
             try:
-                for summary in get_json(f"{self.api}/api/instances?process=order-fulfilment"):
+                for summary in list_instances(self.api, "process=order-fulfilment"):
                     order = self.placed.get(summary["correlation_id"])
                     if order is not None:
                         statuses[order] = summary["status"]

@@ -19,7 +19,7 @@ from choreograph.runtime.partitioning import java_compatible
 from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
 from examples.contracts.payments import RefundPayment
-from examples.demo import get_json, plan
+from examples.demo import list_instances, plan
 from tests.reliability.choreography import (
     committed_records,
     pid_of,
@@ -42,7 +42,7 @@ def letters(bootstrap: str, topic: str, keys: set[bytes]) -> dict[bytes, list[Re
 
 
 def instances(api: str) -> dict[str, dict[str, object]]:
-    return {i["correlation_id"]: i for i in get_json(f"{api}/api/instances")}
+    return {i["correlation_id"]: i for i in list_instances(api)}
 
 
 def test_records_that_lie_are_never_acted_on(servers: Servers, tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ group metadata fences zombies after a rebalance. Store writes stay in memory unt
 succeeds, then go to RocksDB, so local state never holds uncommitted data. At-least-once: plain
 idempotent producer, flush, then offsets.
 
-Rebalancing is cooperative (or KIP-848 `group.protocol=consumer`): on revoke the open transaction
-is committed and only the revoked tasks close; on assign new tasks restore from their changelog,
-starting at the changelog offset their local state recorded.
+Rebalancing is cooperative for a single input (or KIP-848 `group.protocol=consumer`); a service
+with several inputs uses range assignment (eager on the classic protocol), the one that keeps
+partition N of every input on one instance. On revoke the open transaction is committed and the
+revoked tasks close; on assign new tasks restore from their changelog, starting at the changelog
+offset their local state recorded.
 
 Failures follow one policy (`errors.classify`): a dependency that is away pauses the affected
 partitions (or, for the broker, the whole loop) and is retried until it answers; a bad record is
@@ -233,10 +235,17 @@ class Engine:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
+        # A task is a partition number across every input, with the stores of that number: an
+        # instance must own partition N of all inputs or of none, or two instances would keep
+        # one key's state apart. Only range assignment keeps equal-sized topics together;
+        # cooperative-sticky may split them, so it serves single-input services only.
+        together = len(set(self.service.inputs)) > 1
         if self.config.group_protocol == "consumer":
             conf["group.protocol"] = "consumer"
+            if together:
+                conf["group.remote.assignor"] = "range"
         else:
-            conf["partition.assignment.strategy"] = "cooperative-sticky"
+            conf["partition.assignment.strategy"] = "range" if together else "cooperative-sticky"
             conf["group.instance.id"] = f"{self.service.name}-{self.config.instance_id}"
             conf["session.timeout.ms"] = 10_000
         return {**conf, **self.config.consumer}
@@ -691,7 +700,9 @@ class Engine:
             self.retries.done(tp)
             self.committed_offsets.pop(tp, None)  # the next owner may move it on
             self.started_at.pop(tp, None)
-        still = {tp.partition for tp in self.consumer.assignment()} - {p for _, p in revoked}
+        # A task closes when none of its partition number stays (on any input).
+        kept = self.consumer.assignment()
+        still = {tp.partition for tp in kept if (tp.topic, tp.partition) not in revoked}
         for partition in {p for _, p in revoked} - still:
             self.partitions.close(partition)
             self.poisoned.forget_partition(partition)

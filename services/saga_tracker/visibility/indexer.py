@@ -27,6 +27,7 @@ from saga_tracker.visibility.store import ChangelogRecord, VisibilityStore, Visi
 log = logging.getLogger("saga_tracker.visibility")
 FED_STORES = ("instances", "decisions", "approvals")
 BATCH = 2000
+POLL_S = 0.1  # the most a change waits in the broker before the indexer asks for it
 REDISCOVER_S = 30.0  # look for new changelog partitions this often
 
 
@@ -87,7 +88,7 @@ class Indexer:
             if not self.assigned:
                 self.stopping.wait(1.0)
                 return
-        messages = consumer.consume(self.batch, 0.5)
+        messages = consumer.consume(self.batch, POLL_S)
         records: list[ChangelogRecord] = []
         for msg in messages:
             err = msg.error()

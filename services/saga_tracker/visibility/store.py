@@ -228,6 +228,8 @@ class VisibilityStore:
         try:
             cursor = _Cursor(db.cursor(), self._postgres)
             if not self._schema_ready:
+                if self._postgres:  # replicas starting together: one creates, the others wait
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [self.prefix])
                 for statement in self._schema():
                     cursor.execute(statement)
                 db.commit()

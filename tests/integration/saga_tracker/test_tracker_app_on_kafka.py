@@ -136,7 +136,12 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         [page] = alerts(alertmanager_url, incident_id, active=True)
         assert page["labels"]["severity"] == "critical" and page["labels"]["step"] == "payment"
         assert page["generatorURL"] == f"{app.public_url}/traces/{corr}"
-        assert call(api, VIEWER)[1]["status"] == "needs_manual_resolution"
+        # The API reads the visibility store, which follows the tracker's commits closely.
+        wait_for(
+            lambda: call(api, VIEWER)[1]["status"] == "needs_manual_resolution",
+            "the escalated instance in the visibility store",
+            seconds=5,
+        )
         assert metric(scrape, "choreograph_saga_value_at_risk", process="order-fulfilment") == 250
         # The timed-out reservation was in doubt: its release was sent too, and escalated too.
         wait_for(
