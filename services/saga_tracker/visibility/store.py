@@ -165,6 +165,7 @@ class VisibilityStore:
         self._closed = False
         self._lock = threading.Lock()
         self._schema_ready = False  # made at first use: a database away at start is a pause
+        self._statements()
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -306,42 +307,55 @@ class VisibilityStore:
     def apply(self, kinds: dict[str, str], records: Iterable[ChangelogRecord]) -> int:
         """Index `records` (`kinds`: changelog topic -> "instances", "decisions" or
         "approvals") and move the positions past them, in one transaction. Returns how many
-        rows changed; a record older than the row it would replace changes nothing."""
-        p = self.prefix
-        changed = 0
+        rows changed; a record older than the row it would replace changes nothing.
+
+        Only the last record of a key in the batch counts (a changelog is latest-wins), and
+        each kind of statement goes to the database as one batch."""
         ends: dict[tuple[str, int], int] = {}
+        latest: dict[tuple[str, str], ChangelogRecord] = {}
+        for r in records:
+            ends[(r.topic, r.partition)] = r.offset + 1
+            latest[(kinds[r.topic], r.key)] = r
+        upserts: dict[str, list[tuple[Any, ...]]] = {"instances": [], "documents": []}
+        deletes: dict[str, list[tuple[Any, ...]]] = {"instances": [], "documents": []}
+        for (kind, key), r in latest.items():
+            table = "instances" if kind == "instances" else "documents"
+            if r.value is None:
+                head = (key,) if table == "instances" else (kind, key)
+                deletes[table].append((*head, r.partition, r.offset))
+            elif table == "instances":
+                upserts[table].append(_instance_row(r))
+            else:
+                upserts[table].append(_document_row(kind, r))
+        changed = 0
+        p = self.prefix
         with self._transaction() as db:
-            for r in records:
-                ends[(r.topic, r.partition)] = r.offset + 1
-                kind = kinds[r.topic]
-                if kind == "instances":
-                    changed += self._instance(db, r)
-                else:
-                    changed += self._document(db, kind, r)
-            for (topic, part), offset in ends.items():
-                db.execute(
+            for table, rows in upserts.items():
+                if rows:
+                    db.executemany(self._upsert[table], rows)
+                    changed += db.rowcount
+            for table, rows in deletes.items():
+                if rows:
+                    db.executemany(self._delete[table], rows)
+                    changed += db.rowcount
+            if ends:
+                db.executemany(
                     f"""INSERT INTO {p}_positions (topic, part, next_offset) VALUES (?, ?, ?)
                         ON CONFLICT (topic, part) DO UPDATE SET next_offset = excluded.next_offset
                         WHERE excluded.next_offset > {p}_positions.next_offset""",
-                    (topic, part, offset),
+                    [(topic, part, offset) for (topic, part), offset in ends.items()],
                 )
         return changed
 
-    def _instance(self, db: _Cursor, r: ChangelogRecord) -> int:
+    def _statements(self) -> None:
         p = self.prefix
-        if r.value is None:
-            db.execute(
-                f"""DELETE FROM {p}_instances
-                    WHERE key = ? AND (src_partition <> ? OR src_offset < ?)""",
-                (r.key, r.partition, r.offset),
-            )
-            return db.rowcount
-        v = r.value
-        incidents = sorted(v.get("open_incidents") or {})
-        db.execute(
-            f"""INSERT INTO {p}_instances (key, correlation_id, process, version, business_key,
-                    status, started_at, ended_at, failure_reason, open_incidents, incidents,
-                    value, doc, src_partition, src_offset)
+        newer = (
+            "{t}.src_partition <> excluded.src_partition OR {t}.src_offset < excluded.src_offset"
+        )
+        self._upsert = {
+            "instances": f"""INSERT INTO {p}_instances (key, correlation_id, process, version,
+                    business_key, status, started_at, ended_at, failure_reason, open_incidents,
+                    incidents, value, doc, src_partition, src_offset)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET
                     status = excluded.status, version = excluded.version,
@@ -350,54 +364,21 @@ class VisibilityStore:
                     open_incidents = excluded.open_incidents, incidents = excluded.incidents,
                     value = excluded.value, doc = excluded.doc,
                     src_partition = excluded.src_partition, src_offset = excluded.src_offset
-                WHERE {p}_instances.src_partition <> excluded.src_partition
-                   OR {p}_instances.src_offset < excluded.src_offset""",
-            (
-                r.key,
-                v["correlation_id"],
-                v["process"],
-                v["version"],
-                v["business_key"],
-                v["status"],
-                millis(datetime.fromisoformat(v["started_at"])),
-                millis(datetime.fromisoformat(v["ended_at"])) if v.get("ended_at") else None,
-                v.get("failure_reason"),
-                len(incidents),
-                json.dumps(incidents),
-                v.get("value"),
-                json.dumps(v, separators=(",", ":")),
-                r.partition,
-                r.offset,
-            ),
-        )
-        return db.rowcount
-
-    def _document(self, db: _Cursor, kind: str, r: ChangelogRecord) -> int:
-        p = self.prefix
-        if r.value is None:
-            db.execute(
-                f"""DELETE FROM {p}_documents WHERE kind = ? AND key = ?
-                    AND (src_partition <> ? OR src_offset < ?)""",
-                (kind, r.key, r.partition, r.offset),
-            )
-            return db.rowcount
-        v = r.value
-        # Decisions are filed by correlation id; an approval names its instance.
-        correlation = r.key if kind == "decisions" else v.get("correlation_id")
-        status = v.get("status") if isinstance(v, dict) else None
-        db.execute(
-            f"""INSERT INTO {p}_documents (kind, key, correlation_id, status, doc, src_partition,
-                    src_offset) VALUES (?, ?, ?, ?, ?, ?, ?)
+                WHERE {newer.format(t=f"{p}_instances")}""",
+            "documents": f"""INSERT INTO {p}_documents (kind, key, correlation_id, status, doc,
+                    src_partition, src_offset) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (kind, key) DO UPDATE SET
                     correlation_id = excluded.correlation_id, status = excluded.status,
                     doc = excluded.doc, src_partition = excluded.src_partition,
                     src_offset = excluded.src_offset
-                WHERE {p}_documents.src_partition <> excluded.src_partition
-                   OR {p}_documents.src_offset < excluded.src_offset""",
-            (kind, r.key, correlation, status,
-             json.dumps(v, separators=(",", ":")), r.partition, r.offset),
-        )  # fmt: skip
-        return db.rowcount
+                WHERE {newer.format(t=f"{p}_documents")}""",
+        }
+        self._delete = {
+            "instances": f"""DELETE FROM {p}_instances
+                WHERE key = ? AND (src_partition <> ? OR src_offset < ?)""",
+            "documents": f"""DELETE FROM {p}_documents
+                WHERE kind = ? AND key = ? AND (src_partition <> ? OR src_offset < ?)""",
+        }
 
     # -- reading (the trace API) -----------------------------------------------------------------
 
@@ -486,6 +467,38 @@ class VisibilityStore:
             db.execute(f"SELECT count(*) FROM {self.prefix}_instances")
             row = db.fetchone()
         return int(row[0]) if row else 0
+
+
+def _instance_row(r: ChangelogRecord) -> tuple[Any, ...]:
+    v = r.value
+    incidents = sorted(v.get("open_incidents") or {})
+    ended = v.get("ended_at")
+    return (
+        r.key,
+        v["correlation_id"],
+        v["process"],
+        v["version"],
+        v["business_key"],
+        v["status"],
+        millis(datetime.fromisoformat(v["started_at"])),
+        millis(datetime.fromisoformat(ended)) if ended else None,
+        v.get("failure_reason"),
+        len(incidents),
+        json.dumps(incidents),
+        v.get("value"),
+        json.dumps(v, separators=(",", ":")),
+        r.partition,
+        r.offset,
+    )
+
+
+def _document_row(kind: str, r: ChangelogRecord) -> tuple[Any, ...]:
+    v = r.value
+    # Decisions are filed by correlation id; an approval names its instance.
+    correlation = r.key if kind == "decisions" else v.get("correlation_id")
+    status = v.get("status") if isinstance(v, dict) else None
+    return (kind, r.key, correlation, status, json.dumps(v, separators=(",", ":")),
+            r.partition, r.offset)  # fmt: skip
 
 
 class _Cursor:

@@ -30,7 +30,7 @@ def fresh_store(url: str) -> VisibilityStore:
 def test_pages_and_idempotent_indexing_on_postgres(postgres_url: str) -> None:
     store = fresh_store(postgres_url)
     records = synthetic(230)
-    store.apply(KINDS, records)
+    assert store.apply(KINDS, records) == 230  # rows written, counted by the database
     assert store.apply(KINDS, records) == 0  # replayed: nothing changes
     seen, cursor = [], None
     while True:

@@ -140,8 +140,8 @@ def test_indexing_again_or_out_of_order_changes_nothing(tmp_path: Path) -> None:
         ChangelogRecord(r.topic, r.partition, r.offset + 1000, r.key, completed(r.value))
         for r in first
     ]
-    store.apply(KINDS, first)
-    store.apply(KINDS, later)
+    assert store.apply(KINDS, first) == 40
+    assert store.apply(KINDS, later) == 40
     done = store.page(Filters(status="completed"), 100, None).summaries
     positions = store.positions()
     assert len(done) == 40
