@@ -144,6 +144,7 @@ class TrackerApp:
             self.visibility,
             decisions=self.visibility.decisions,
             approvals=self.visibility.approvals,
+            approvals_of=self.visibility.approvals_of,
             access=access,
             desk=self.desk,
             host=s.http_host,

@@ -198,12 +198,17 @@ class TraceServer:
         failures: FailedAttempts | None = None,
         decisions: DecisionSource | None = None,
         approvals: ApprovalSource | None = None,
+        approvals_of: DecisionSource | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions.
         `decisions`: the services' decision records per correlation id, shown on traces."""
         self.instances = instances
         self.decisions = decisions or (lambda correlation_id: [])
         self.approvals = approvals or list
+        # One instance's approval requests: a lookup where the source has one.
+        self.approvals_of = approvals_of or (
+            lambda corr: [a for a in self.approvals() if a.get("correlation_id") == corr]
+        )
         self.access = access or Access({}, open_reads=True)
         self.desk = desk
         self.failures = failures or FailedAttempts()
@@ -211,6 +216,10 @@ class TraceServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Headers and body go out in two writes: with Nagle the second waits for the
+            # client's delayed ACK of the first (tens of ms per request).
+            disable_nagle_algorithm = True
+
             def do_GET(self) -> None:
                 owner.route(self)
 
@@ -359,7 +368,7 @@ class TraceServer:
             if inst is None:
                 return _send_json(request, 404, {"error": f"no instance {parts[-1]}"})
             decided = self.decisions(inst.correlation_id)
-            asked = [a for a in self.approvals() if a.get("correlation_id") == inst.correlation_id]
+            asked = self.approvals_of(inst.correlation_id)
             if parts[0] == "api":
                 return _send_json(
                     request, 200, {**trace(inst), "decisions": decided, "approvals": asked}

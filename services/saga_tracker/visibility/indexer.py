@@ -105,6 +105,7 @@ class Indexer:
                     msg.offset() or 0,
                     key.decode() if isinstance(key, bytes) else str(key),
                     decode_value(raw) if raw is not None else None,
+                    raw,
                 )
             )
         if records:

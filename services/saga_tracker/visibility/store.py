@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from saga_tracker.codec import decode
 from saga_tracker.instance import Instance
 
@@ -44,13 +46,15 @@ class BadQuery(ValueError):
 
 @dataclass(frozen=True)
 class ChangelogRecord:
-    """One committed changelog record: `value` is the stored JSON, None for a deletion."""
+    """One committed changelog record: `value` is the stored JSON, None for a deletion;
+    `raw`, when given, is its text as stored (kept as the document, not encoded again)."""
 
     topic: str
     partition: int
     offset: int
     key: str
     value: Any
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def summary_of(row: Sequence[Any]) -> dict[str, Any]:
         "started_at": _iso(started),
         "ended_at": _iso(ended) if ended is not None else None,
         "failure_reason": reason,
-        "open_incidents": json.loads(incidents),
+        "open_incidents": orjson.loads(incidents),
     }
 
 
@@ -219,7 +223,9 @@ class VisibilityStore:
             db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[_Cursor]:
+    def _transaction(self, write: bool = False) -> Iterator[_Cursor]:
+        """A cursor in a transaction (`write`), or for one read statement: a PostgreSQL read
+        then runs in autocommit, without the round trips of BEGIN and COMMIT."""
         try:
             db = self._take()
         except Exception as err:
@@ -230,13 +236,17 @@ class VisibilityStore:
             cursor = _Cursor(db.cursor(), self._postgres)
             if not self._schema_ready:
                 if self._postgres:  # replicas starting together: one creates, the others wait
+                    db.autocommit = False
                     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [self.prefix])
                 for statement in self._schema():
                     cursor.execute(statement)
                 db.commit()
                 self._schema_ready = True
+            if self._postgres and db.autocommit == write:
+                db.autocommit = not write
             yield cursor
-            db.commit()
+            if write or not self._postgres:
+                db.commit()
         except BaseException as err:
             outage = isinstance(err, Exception) and _is_outage(err)
             try:
@@ -282,7 +292,8 @@ class VisibilityStore:
                 ON {p}_instances (process, status, started_at, key)""",
             f"""CREATE INDEX IF NOT EXISTS {p}_by_business_key
                 ON {p}_instances (business_key, started_at, key)""",
-            f"CREATE INDEX IF NOT EXISTS {p}_by_correlation ON {p}_instances (correlation_id)",
+            f"""CREATE INDEX IF NOT EXISTS {p}_by_correlation
+                ON {p}_instances (correlation_id, started_at)""",
             f"""CREATE INDEX IF NOT EXISTS {p}_with_incidents
                 ON {p}_instances (started_at, key) WHERE open_incidents > 0""",
             f"""CREATE TABLE IF NOT EXISTS {p}_documents (
@@ -291,6 +302,8 @@ class VisibilityStore:
                 PRIMARY KEY (kind, key))""",
             f"""CREATE INDEX IF NOT EXISTS {p}_documents_by_status
                 ON {p}_documents (kind, status)""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_documents_by_correlation
+                ON {p}_documents (kind, correlation_id)""",
             f"""CREATE TABLE IF NOT EXISTS {p}_positions (
                 topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset {big} NOT NULL,
                 PRIMARY KEY (topic, part))""",
@@ -329,7 +342,7 @@ class VisibilityStore:
                 upserts[table].append(_document_row(kind, r))
         changed = 0
         p = self.prefix
-        with self._transaction() as db:
+        with self._transaction(write=True) as db:
             for table, rows in upserts.items():
                 if rows:
                     db.executemany(self._upsert[table], rows)
@@ -441,7 +454,7 @@ class VisibilityStore:
         with self._transaction() as db:
             db.execute(sql + " ORDER BY started_at DESC LIMIT 1", args)
             row = db.fetchone()
-        return decode(json.loads(row[0])) if row else None
+        return decode(orjson.loads(row[0])) if row else None
 
     def decisions(self, correlation_id: str) -> list[dict[str, Any]]:
         found = self._documents("decisions", "key = ?", [correlation_id])
@@ -460,7 +473,14 @@ class VisibilityStore:
         sql = f"SELECT doc FROM {self.prefix}_documents WHERE kind = ? AND {where}"
         with self._transaction() as db:
             db.execute(sql, [kind, *args])
-            return [json.loads(row[0]) for row in db.fetchall()]
+            return [orjson.loads(row[0]) for row in db.fetchall()]
+
+    def drop(self) -> None:
+        """Remove this tracker's tables (benchmarks and tests on a shared database)."""
+        with self._transaction(write=True) as db:
+            for table in ("instances", "documents", "positions"):
+                db.execute(f"DROP TABLE IF EXISTS {self.prefix}_{table}")
+        self._schema_ready = False
 
     def count(self) -> int:
         with self._transaction() as db:
@@ -486,7 +506,7 @@ def _instance_row(r: ChangelogRecord) -> tuple[Any, ...]:
         len(incidents),
         json.dumps(incidents),
         v.get("value"),
-        json.dumps(v, separators=(",", ":")),
+        r.raw.decode() if r.raw is not None else json.dumps(v, separators=(",", ":")),
         r.partition,
         r.offset,
     )
@@ -497,8 +517,8 @@ def _document_row(kind: str, r: ChangelogRecord) -> tuple[Any, ...]:
     # Decisions are filed by correlation id; an approval names its instance.
     correlation = r.key if kind == "decisions" else v.get("correlation_id")
     status = v.get("status") if isinstance(v, dict) else None
-    return (kind, r.key, correlation, status, json.dumps(v, separators=(",", ":")),
-            r.partition, r.offset)  # fmt: skip
+    doc = r.raw.decode() if r.raw is not None else json.dumps(v, separators=(",", ":"))
+    return (kind, r.key, correlation, status, doc, r.partition, r.offset)
 
 
 class _Cursor:

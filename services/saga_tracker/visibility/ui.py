@@ -58,6 +58,7 @@ class TrackerUi:
             self.store,
             decisions=self.store.decisions,
             approvals=self.store.approvals,
+            approvals_of=self.store.approvals_of,
             access=access,
             host=s.http_host,
             port=s.http_port,
