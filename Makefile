@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,faust,postgres]'
+	$(PY) -m pip install --quiet -e '.[dev,faust,postgres,otel]'
 	@# Every package under framework/ and services/ importable, including ones created later
 	@# (`choreograph new service`), without reinstalling.
 	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "choreograph-packages.pth").write_text("".join(str(pathlib.Path(d).resolve()) + "\n" for d in ("framework", "services")))'

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="register contracts the tracker publishes (dev only; CI registers them otherwise)",
     )
     run.add_argument("--visibility-url", default=_visibility_default(), help=VISIBILITY_HELP)
+    run.add_argument(
+        "--otlp-endpoint",
+        default=_env("OTLP_ENDPOINT", ""),
+        help="export each ended instance as an OpenTelemetry trace over OTLP/HTTP to this "
+        "endpoint (e.g. http://collector:4318); needs the otel extra",
+    )
     run.set_defaults(run=_run)
     ui = commands.add_parser("ui", help="serve trace pages and the read API alone, read-only")
     ui.add_argument("--name", default=_env("NAME", "saga-tracker"), help="the tracker it shows")
@@ -133,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         alertmanager_url=args.alertmanager,
         metrics_port=args.metrics_port,
         visibility_url=args.visibility_url,
+        otlp_endpoint=args.otlp_endpoint,
     )
     app = TrackerApp(settings).start()
     done = threading.Event()

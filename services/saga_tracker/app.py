@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CollectorRegistry, start_http_server
@@ -35,6 +36,9 @@ from saga_tracker.throttle import FailedAttempts
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer, changelog_kinds
 from saga_tracker.visibility.store import VisibilityStore
+
+if TYPE_CHECKING:
+    from saga_tracker.otel import InstanceSpans
 
 log = logging.getLogger("saga_tracker")
 
@@ -60,6 +64,8 @@ class TrackerSettings:
     # Where the API reads instances: "" is SQLite in the state folder (each replica indexes its
     # own copy); a postgresql:// URL shares one database between replicas and the UI.
     visibility_url: str = ""
+    # OTLP/HTTP endpoint (e.g. http://collector:4318) to export ended instances to; off if "".
+    otlp_endpoint: str = ""
 
 
 def visibility_url(settings: TrackerSettings) -> str:
@@ -97,6 +103,11 @@ class TrackerApp:
             else Access({}, open_reads=s.open_reads)
         )
         self.metrics = TrackerMetrics()
+        self.spans: InstanceSpans | None = None
+        if s.otlp_endpoint:
+            from saga_tracker.otel import InstanceSpans  # the otel extra, only when asked for
+
+            self.spans = InstanceSpans.otlp(s.otlp_endpoint, s.name)
         self.router = Engine(
             build_router(
                 definitions,
@@ -116,6 +127,7 @@ class TrackerApp:
                 repartition=s.repartition,
                 metrics=self.metrics,
                 alerts_topic=s.alerts_topic,
+                spans=self.spans,
             ),
             self._config("tracker"),
         )
@@ -235,3 +247,5 @@ class TrackerApp:
         self.server.stop()
         self.desk.close()
         self.visibility.close()
+        if self.spans is not None:
+            self.spans.close()  # exports what is still batched

@@ -62,6 +62,7 @@ def encode(inst: Instance) -> dict[str, Any]:
         "value": inst.value,
         "reported": inst.reported,
         "conflict": inst.conflict,
+        "traceparent": inst.traceparent,
     }
 
 

@@ -88,6 +88,7 @@ class Instance:
     value: float | None = None  # the definition's value-at-risk field of the start event
     reported: str | None = None  # the process's own outcome events: success or failure
     conflict: str | None = None  # what cannot be undone although the process is being undone
+    traceparent: str | None = None  # of the start event: the instance's trace joins its trace
 
     @property
     def ended(self) -> bool:
@@ -179,6 +180,7 @@ class ProcessRules:
         """`origin`: where the start event was read, kept on the timeline (see TimelineEntry)."""
         d = self.definition
         inst = Instance(envelope.correlation_id, d.name, d.version, envelope.subject, now)
+        inst.traceparent = envelope.traceparent
         inst.steps = {s.name: StepState(s.name) for s in d.steps}
         effects: list[Effect] = []
         if d.deadline:

@@ -22,7 +22,7 @@ import logging
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import ContractViolation, Event
@@ -35,6 +35,7 @@ from choreograph.runtime.service import Service
 from saga_tracker.codec import decode, encode, timeline_entry
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import (
+    ENDED,
     ActionRefused,
     CancelDeadline,
     Effect,
@@ -125,6 +126,12 @@ def build_router(
     return router
 
 
+class EndedInstances(Protocol):
+    """Told of each instance as it ends (the OpenTelemetry export, `saga_tracker.otel`)."""
+
+    def ended(self, inst: Instance) -> None: ...
+
+
 class Tracker:
     """The tracker's handlers, over the definitions and the command, incident and trace models."""
 
@@ -134,11 +141,13 @@ class Tracker:
         models: dict[str, type[Event]],
         metrics: TrackerMetrics | None = None,
         alerts_topic: str | None = None,
+        spans: EndedInstances | None = None,
     ) -> None:
         self.definitions = definitions
         self.models = models
         self.metrics = metrics or TrackerMetrics()
         self.alerts_topic = alerts_topic  # None: the Incident contract's topic
+        self.spans = spans
 
     def on_event(self, ctx: Context, raw: RawEvent) -> None:
         envelope = raw.envelope
@@ -352,6 +361,8 @@ class Tracker:
         self._count(ctx, inst, before)
         if before is not None and before.status != inst.status:  # not at start: on change
             ctx.emit(self.models[TRACE].from_avro(trace_record(inst)), key=inst.correlation_id)
+            if self.spans is not None and inst.ended and before.status not in ENDED:
+                self.spans.ended(inst)
 
     def _decided(
         self,
@@ -507,6 +518,7 @@ def build_tracker(
     repartition: str = REPARTITION,
     metrics: TrackerMetrics | None = None,
     alerts_topic: str | None = None,
+    spans: EndedInstances | None = None,
 ) -> Service:
     commands = {
         models[c.command].__avro_topic__
@@ -529,7 +541,7 @@ def build_tracker(
     tracker.store("instances", keyed=False)
     tracker.store(APPROVALS_STORE, keyed=False)  # by approval id
     tracker.store(STATS, keyed=False)
-    logic = Tracker(definitions, models, metrics, alerts_topic)
+    logic = Tracker(definitions, models, metrics, alerts_topic, spans)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
     tracker.timer("parked:expire")(logic.on_parked_expired)

@@ -195,3 +195,43 @@ def test_team_processor_takes_the_derived_acls_as_a_strimzi_user(tmp_path: Path)
     unset = helm("template", "demo", "team-processor", "--set", "kafkaUser.enabled=true",
                  "--set", "kafkaUser.cluster=prod")  # fmt: skip
     assert unset.returncode != 0 and "kafkaUser.acls is empty" in unset.stderr
+
+
+def test_saga_tracker_replicas_share_a_postgres_and_the_ui_runs_on_its_own() -> None:
+    docs = render(
+        "saga-tracker", *PROCESSES,
+        "--set", "replicas=3",
+        "--set", "visibility.postgres.host=postgres.tracking.svc",
+        "--set", "visibility.postgres.existingSecret=tracker-postgres",
+        "--set", "otlp.endpoint=http://otel-collector:4318",
+    )  # fmt: skip
+    validate(docs)
+    [sts] = [d for d in docs if d["kind"] == "StatefulSet"]
+    [ui] = [d for d in docs if d["kind"] == "Deployment"]
+    assert sts["spec"]["replicas"] == 3
+    for workload in (sts, ui):
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        url = env["SAGA_TRACKER_VISIBILITY_URL"]["value"]
+        assert url == "postgresql://choreograph@postgres.tracking.svc:5432/choreograph"
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "tracker-postgres",
+            "key": "password",
+        }
+    ui_container = ui["spec"]["template"]["spec"]["containers"][0]
+    assert ui_container["command"] == ["saga-tracker", "ui", "--no-index"]
+    tracker_env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert tracker_env["SAGA_TRACKER_OTLP_ENDPOINT"]["value"] == "http://otel-collector:4318"
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert "saga-tracker-ui" in services
+    # The UI's pods are not the tracker's: its Service does not send traffic to the replicas.
+    ui_labels = ui["spec"]["template"]["metadata"]["labels"]
+    assert ui_labels != sts["spec"]["template"]["metadata"]["labels"]
+
+    alone = render("saga-tracker", *PROCESSES)  # no PostgreSQL: the UI indexes for itself
+    validate(alone)
+    [ui] = [d for d in alone if d["kind"] == "Deployment"]
+    assert ui["spec"]["template"]["spec"]["containers"][0]["command"] == ["saga-tracker", "ui"]
+    no_secret = helm("template", "demo", "saga-tracker", *PROCESSES,
+                     "--set", "visibility.postgres.host=pg")  # fmt: skip
+    assert no_secret.returncode != 0 and "existingSecret is required" in no_secret.stderr

@@ -55,3 +55,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     secretKeyRef: {name: {{ .Values.kafka.registryAuth.existingSecret }}, key: {{ .Values.kafka.registryAuth.userInfoKey }}}
 {{- end }}
 {{- end -}}
+
+{{/* The visibility store: a shared PostgreSQL (password from its Secret) or, without one, SQLite
+     in the state folder. */}}
+{{- define "saga-tracker.visibilityEnv" -}}
+{{- with .Values.visibility.postgres }}
+{{- if .host }}
+{{- if not .existingSecret }}
+{{- fail "visibility.postgres.existingSecret is required with visibility.postgres.host (a Secret with the database password)" }}
+{{- end }}
+- name: SAGA_TRACKER_VISIBILITY_URL
+  value: {{ printf "postgresql://%s@%s:%v/%s" .user .host .port .database | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "saga-tracker.uiSelector" -}}
+app.kubernetes.io/name: saga-tracker-ui
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
