@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres
+.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres jaeger image
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -30,9 +30,17 @@ up: prereqs
 down:
 	@bash $(STACK) down
 
-# PostgreSQL for the saga tracker's shared visibility store; the tests use it.
+# PostgreSQL for the saga tracker's shared visibility store, and Jaeger (an OTLP receiver) for
+# its OpenTelemetry export; the tests use both.
 postgres: prereqs
 	@bash $(STACK) start postgres
+
+jaeger:
+	@bash $(STACK) start jaeger
+
+# The OCI image of the project (no container engine): see deploy/image/build.sh.
+image: venv
+	@bash deploy/image/build.sh
 
 status:
 	@bash $(STACK) status
@@ -45,13 +53,13 @@ tools:
 demo: venv up
 	$(PY) -m examples.demo
 
-test: venv up postgres tools
+test: venv up postgres jaeger tools
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv up postgres tools
+integration: venv up postgres jaeger tools
 	$(PY) -m pytest tests/integration tests/reliability tests/interop
 
 lint: venv

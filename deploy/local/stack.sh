@@ -14,6 +14,10 @@
 #                     on request: a PostgreSQL (Debian's package) for the saga tracker's
 #                     visibility store; prints CHOREOGRAPH_VISIBILITY_URL. `down`, `clean`, `stop`
 #                     and `status` include it once started.
+#   stack.sh start jaeger
+#                     on request: Jaeger (built once from the Go module proxy), an OTLP receiver
+#                     (4317 gRPC, 4318 HTTP) with its query API on 16686, for the tracker's
+#                     OpenTelemetry export; prints CHOREOGRAPH_OTLP_ENDPOINT and CHOREOGRAPH_JAEGER_URL.
 #   stack.sh pause NAME / resume NAME
 #                     stall one server (SIGSTOP) and let it go on (SIGCONT): nothing answers,
 #                     connections stay open
@@ -41,6 +45,7 @@ REGISTRY_PORT=${CHOREOGRAPH_REGISTRY_PORT:-8081}
 REGISTRY_MGMT_PORT=${CHOREOGRAPH_REGISTRY_MGMT_PORT:-19000}
 ALERTMANAGER_PORT=${CHOREOGRAPH_ALERTMANAGER_PORT:-9093}
 POSTGRES_PORT=${CHOREOGRAPH_POSTGRES_PORT:-15432}
+JAEGER_VERSION=${CHOREOGRAPH_JAEGER_VERSION:-v1.76.0}
 READY_TIMEOUT=${CHOREOGRAPH_READY_TIMEOUT:-180}
 
 CACHE=${CHOREOGRAPH_CACHE:-$HOME/.cache/choreograph}
@@ -376,6 +381,45 @@ start_postgres() {
   say "postgres ready at $(postgres_url)"
 }
 
+# --- jaeger (on request) ------------------------------------------------------------------------
+
+jaeger_url() { echo "http://127.0.0.1:16686"; }
+
+jaeger_ready() { curl -sf -o /dev/null "$(jaeger_url)/api/services"; }
+
+start_jaeger() {
+  if alive jaeger && jaeger_ready; then
+    say "jaeger already running at $(jaeger_url)"
+    return 0
+  fi
+  local bin=$CACHE/bin/jaeger
+  # `go install` leaves no version in the binary: a marker file records which one was built.
+  if [ ! -x "$bin" ] || [ "$(cat "$bin.version" 2>/dev/null)" != "$JAEGER_VERSION" ]; then
+    command -v go >/dev/null 2>&1 || die "Go is needed to build Jaeger $JAEGER_VERSION (or put it at $bin)"
+    say "building Jaeger $JAEGER_VERSION from the Go module proxy (several minutes, once)"
+    mkdir -p "$CACHE/bin"
+    # Its go.mod has replace directives, which `go install pkg@version` refuses: it is built as a
+    # tool of a module of our own instead.
+    local src=$CACHE/jaeger-build
+    rm -rf "$src" && mkdir -p "$src" "$LOGS"
+    (
+      cd "$src"
+      go mod init choreograph.local/jaeger-build
+      go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+      go build -o "$bin" github.com/jaegertracing/jaeger/cmd/jaeger
+    ) >"$LOGS/jaeger-build.log" 2>&1 || die "building Jaeger failed; log: $LOGS/jaeger-build.log"
+    echo "$JAEGER_VERSION" >"$bin.version"
+  fi
+  port_open 127.0.0.1 4318 && die "port 4318 is taken by a process this script did not start"
+  mkdir -p "$LOGS" "$RUN"
+  say "starting Jaeger (OTLP on 127.0.0.1:4317/4318, query on $(jaeger_url))"
+  # Its default configuration: OTLP receivers, spans kept in memory, the query service.
+  nohup "$bin" >"$LOGS/jaeger.log" 2>&1 &
+  echo $! >"$RUN/jaeger.pid"
+  wait_until "Jaeger" "$LOGS/jaeger.log" jaeger jaeger_ready
+  say "jaeger ready at $(jaeger_url)"
+}
+
 # --- registry storage ----------------------------------------------------------------------------
 
 # Broker data written while the registry kept its schemas in memory carries schema ids that no
@@ -416,6 +460,14 @@ status() {
     say "alertmanager down $(alertmanager_url)"
     rc=3
   fi
+  if alive jaeger; then  # on request only
+    if jaeger_ready; then
+      say "jaeger    up    $(jaeger_url), OTLP 127.0.0.1:4318 (pid $(pid_of jaeger))  log $LOGS/jaeger.log"
+    else
+      say "jaeger    down  $(jaeger_url)"
+      rc=3
+    fi
+  fi
   if alive postgres; then  # on request only: not started is not a failure
     if postgres_ready; then
       say "postgres  up    $(postgres_url) (pid $(pid_of postgres))  log $POSTGRES_DATA/server.log"
@@ -441,6 +493,7 @@ case "$cmd" in
     echo "CHOREOGRAPH_ALERTMANAGER_URL=$(alertmanager_url)"
     ;;
   down)
+    stop_one jaeger
     stop_one postgres
     stop_one alertmanager
     stop_one registry
@@ -448,6 +501,7 @@ case "$cmd" in
     ;;
   status) status ;;
   clean)
+    stop_one jaeger
     stop_one postgres
     stop_one alertmanager
     stop_one registry
@@ -460,9 +514,9 @@ case "$cmd" in
   stop | start)
     name=${2:-}
     case "$name" in
-      kafka | registry | alertmanager | postgres) ;;
+      kafka | registry | alertmanager | postgres | jaeger) ;;
       *)
-        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres" >&2
+        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres|jaeger" >&2
         exit 2
         ;;
     esac
@@ -478,6 +532,11 @@ case "$cmd" in
         postgres)
           start_postgres
           echo "CHOREOGRAPH_VISIBILITY_URL=$(postgres_url)"
+          ;;
+        jaeger)
+          start_jaeger
+          echo "CHOREOGRAPH_OTLP_ENDPOINT=http://127.0.0.1:4318"
+          echo "CHOREOGRAPH_JAEGER_URL=$(jaeger_url)"
           ;;
       esac
     fi
