@@ -53,13 +53,13 @@ tools:
 demo: venv up
 	$(PY) -m examples.demo
 
-test: venv up postgres jaeger tools
+test: venv up postgres jaeger tools image
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv up postgres jaeger tools
+integration: venv up postgres jaeger tools image
 	$(PY) -m pytest tests/integration tests/reliability tests/interop
 
 lint: venv

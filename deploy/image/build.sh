@@ -2,8 +2,8 @@
 # Builds the OCI image the Helm charts name, without a container engine:
 #   1. wheels of the project and its dependencies (postgres and otel extras) on this machine;
 #   2. a minimal Debian root filesystem (mmdebstrap, Debian's python3), with a venv at /app/venv
-#      holding those wheels, the contracts at /app/schemas/avro and the process definitions at
-#      /app/processes, and a non-root user 10001;
+#      holding those wheels, the contracts at /app/schemas/avro, the process definitions at
+#      /app/processes and the policies at /app/policies, and a non-root user 10001;
 #   3. that filesystem as one layer of an OCI image layout (umoci), with its entrypoint and user.
 #
 #   deploy/image/build.sh            -> dist/image (OCI layout), tag = the project's version
@@ -44,12 +44,12 @@ say "wheels of choreograph $VERSION and its dependencies"
 
 say "Debian $SUITE root filesystem with python3 (mmdebstrap)"
 mkdir -p "$WORK/app"
-cp -r "$REPO/schemas" "$REPO/processes" "$WORK/app/"
+cp -r "$REPO/schemas" "$REPO/processes" "$REPO/policies" "$WORK/app/"
 mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
   --customize-hook="copy-in $WORK/wheels /tmp" \
   --customize-hook="copy-in $WORK/app /" \
   --customize-hook='chroot "$1" python3 -m venv /app/venv' \
-  --customize-hook='chroot "$1" /app/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels "choreograph[postgres,otel]"' \
+  --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /app/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels "choreograph[postgres,otel]"' \
   --customize-hook='rm -rf "$1/tmp/wheels" "$1/var/cache/apt/archives"/*.deb "$1/var/lib/apt/lists"/*' \
   --customize-hook='chroot "$1" useradd --uid 10001 --user-group --home-dir /app --no-create-home choreograph' \
   --customize-hook='mkdir -p "$1/var/lib/choreograph" && chown 10001:10001 "$1/var/lib/choreograph"' \
@@ -69,6 +69,7 @@ umoci config --image "$OUT:$TAG" \
   --config.env PATH=/app/venv/bin:/usr/local/bin:/usr/bin:/bin \
   --config.env PYTHONUNBUFFERED=1 \
   --config.env CHOREOGRAPH_STATE_DIR=/var/lib/choreograph \
+  --config.env CHOREOGRAPH_POLICIES=/app/policies \
   --config.entrypoint saga-tracker \
   --config.cmd run \
   --config.label org.opencontainers.image.title=choreograph \

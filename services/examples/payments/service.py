@@ -15,6 +15,7 @@ it)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,7 +30,11 @@ from examples.contracts.payments import (
 
 INPUTS = ["orders.events", "payments.commands"]
 DECLINE_ABOVE = Decimal("1000")  # the limit in policies/payments/card-limit.yaml
-POLICIES = Path(__file__).resolve().parents[3] / "policies"
+# The repository's policies folder; where the service is installed, CHOREOGRAPH_POLICIES says
+# where they are (the image keeps them at /app/policies).
+POLICIES = Path(
+    os.environ.get("CHOREOGRAPH_POLICIES") or Path(__file__).resolve().parents[3] / "policies"
+)
 STALLED_CUSTOMER = "c-stalled"
 
 

@@ -110,7 +110,7 @@ def test_a_team_service_from_the_image_answers_on_the_local_stack(
             seconds=90, until=lambda found: bool(found),
         )  # fmt: skip
         assert service.poll() is None
-        assert [type(event).__name__ for _, event in answered] == ["PaymentAuthorized"]
+        assert [envelope.type for envelope, _ in answered] == [PaymentAuthorized.__avro_name__]
     finally:
         service.send_signal(signal.SIGTERM)
         try:
