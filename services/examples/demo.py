@@ -260,11 +260,17 @@ def list_instances(api: str, query: str = "") -> list[dict[str, Any]]:
     return found
 
 
-def wait_until_ready(admin: AdminClient, fleet: Fleet, api: str, seconds: float = 120) -> None:
+def wait_until_ready(
+    admin: AdminClient, fleet: Fleet, api: str, state: Path, seconds: float = 120
+) -> None:
+    """Every group stable, the tracker's API up, and the Faust app's tables recovered."""
     groups = [*TEAMS, "shipping", "saga-tracker", "saga-tracker-router"]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         fleet.check()
+        if not (state / "shipping" / "ready").exists():
+            time.sleep(0.5)
+            continue
         with suppress(Exception):
             get_json(f"{api}/api/instances?process=none")
             described = admin.describe_consumer_groups(groups)
@@ -350,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     api = f"http://127.0.0.1:{args.port}"
     with running(servers, args.state, definitions, partitions, args.port) as fleet:
         print("starting orders, payments, inventory, shipping (Faust) and the saga tracker ...")
-        wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api)
+        wait_until_ready(
+            AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api, args.state
+        )
         publisher = EventPublisher(
             {"bootstrap.servers": servers.bootstrap}, AvroSerde(servers.registry_url), "shop"
         )

@@ -154,11 +154,14 @@ def test_the_registry_keeps_its_schemas_in_the_broker(
 def test_dev_smoke_commits_through_the_transaction_owner_and_reads_back(
     servers: Servers,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "choreograph.cli.main", "dev", "smoke",
-         "--bootstrap", servers.bootstrap, "--registry", servers.registry_url, "--events", "7"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "choreograph.cli.main", "dev", "smoke",
+             "--bootstrap", servers.bootstrap, "--registry", servers.registry_url, "--events", "7"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as slow:  # say how far it got
+        pytest.fail(f"dev smoke took over 120 s; it printed: {slow.stdout!r} {slow.stderr!r}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "committed 7 Avro events in one transaction" in done.stdout
     assert "read back 7/7 events read_committed: OK" in done.stdout

@@ -217,7 +217,7 @@ def reference_choreography(
     port = free_port()
     with running(servers, state, definitions, partitions, port, modules, tracker_args) as fleet:
         api = f"http://127.0.0.1:{port}"
-        wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api)
+        wait_until_ready(AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api, state)
         yield Run(servers, fleet, api, run, planned)
 
 

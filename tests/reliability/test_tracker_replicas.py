@@ -2,8 +2,9 @@
 
 Either replica's API answers for every instance, and so does a read-only `saga-tracker ui`.
 Then one replica is killed with SIGKILL while its instances wait on deadlines: its partitions
-move to the survivor, which fires those deadlines (lateness measured and printed), and every
-order gets exactly one of each compensation, with one timeout in its timeline."""
+move to the survivor, which fires those deadlines (lateness measured and printed). Every order
+gets exactly one of each compensation and, as neither is confirmed, exactly one incident for
+each; its timeline has each deadline's timeout once."""
 
 from __future__ import annotations
 
@@ -38,11 +39,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 ORDERS = 40
 RESERVATION_DEADLINE_S = 15  # long enough to kill a replica before any deadline is due
+COMPENSATION_DEADLINE_S = 10  # unconfirmed compensations then escalate to incidents
 STEP_DEADLINE = "    deadline: 10m\n    on_timeout: compensate"  # the reservation's
+UNDO_DEADLINE = "      deadline: 10m\n      completes_on"  # both compensations'
 DEFINITION = (
     (REPO / "processes/order-fulfilment.v1.yaml")
     .read_text()
     .replace(STEP_DEADLINE, STEP_DEADLINE.replace("10m", f"{RESERVATION_DEADLINE_S}s"))
+    .replace(UNDO_DEADLINE, UNDO_DEADLINE.replace("10m", f"{COMPENSATION_DEADLINE_S}s"))
 )
 
 
@@ -182,17 +186,14 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
             seconds=60,
         )
 
-        def compensating() -> list[dict[str, Any]]:
-            return [
-                s
-                for s in list_instances(api_a, "process=order-fulfilment&status=compensating")
-                if s["correlation_id"] in placed
-            ]
+        def escalated() -> list[dict[str, Any]]:
+            query = "process=order-fulfilment&status=needs_manual_resolution"
+            return [s for s in list_instances(api_a, query) if s["correlation_id"] in placed]
 
         wait_for(
-            lambda: len(compensating()) == ORDERS,
-            "every order's deadline to fire",
-            seconds=RESERVATION_DEADLINE_S + 60,
+            lambda: len(escalated()) == ORDERS,
+            "every order's deadline to fire and its undoing to escalate",
+            seconds=RESERVATION_DEADLINE_S + COMPENSATION_DEADLINE_S + 60,
         )
         assert a.poll() is None, log_a.read_text()[-3000:]
 
@@ -210,13 +211,22 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
         )[len(refunds) :]
         assert Counter(e.correlation_id for e, _ in refunds) == Counter(set(placed))
         assert Counter(e.correlation_id for e, _ in releases) == Counter(set(placed))
+        incidents = collect(
+            bootstrap_servers, registry_url, "choreograph.alerts", set(placed), seconds=15,
+            until=lambda found: len(found) >= 2 * ORDERS,
+        )  # fmt: skip
+        raised = Counter(i["incident_id"] for _, i in incidents if i["status"] == "RAISED")
+        assert len(raised) == 2 * ORDERS and set(raised.values()) == {1}, raised
 
         lateness: list[float] = []
         for corr in placed:
             with urllib.request.urlopen(f"{api_a}/api/instances/{corr}") as reply:
                 trace = json.load(reply)
             kinds = Counter(e["kind"] for e in trace["timeline"])
-            assert kinds["timeout"] == 1, trace["timeline"]
+            timeouts = [(e["step"], e["note"]) for e in trace["timeline"] if e["kind"] == "timeout"]
+            # The reservation's deadline, then each unconfirmed compensation's: once each.
+            assert kinds["timeout"] == 3, timeouts
+            assert sorted(step for step, _ in timeouts) == ["payment", "reservation", "reservation"]
             fired = datetime.fromisoformat(
                 next(e["at"] for e in trace["timeline"] if e["kind"] == "timeout")
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -47,6 +48,16 @@ def create_app(
     reserved = bridge.topic(app, inbound)
     dispatched = bridge.topic(app, outbound)
     shipped = app.Table("shipped", default=bool)
+    # Written once the table is recovered and the streams resume: the fleet places orders only
+    # then. A record fetched while Faust recovers can be dropped from its queues without being
+    # acknowledged (faust-streaming issue 596): it comes again only after a restart.
+    ready = Path(data_dir) / "ready"
+    ready.unlink(missing_ok=True)
+
+    @app.on_rebalance_complete.connect
+    async def recovered(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.touch()
 
     @app.agent(reserved)
     async def ship(stream: Any) -> None:
