@@ -18,6 +18,7 @@ from pathlib import Path
 from choreograph.observability.logs import configure_json_logging
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import end_if_abandoned
+from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
 from saga_tracker.service import REPARTITION
@@ -161,19 +162,23 @@ def _ui(args: argparse.Namespace) -> int:
     if args.no_index and url.startswith("sqlite"):
         print("saga-tracker ui: --no-index needs a shared postgresql:// --visibility-url")
         return 2
-    ui = TrackerUi(
-        UiSettings(
-            visibility_url=url,
-            client_conf=config.client_conf(),
-            tracker=args.name,
-            index=not args.no_index,
-            instance_id=config.instance_id,
-            http_host=args.http_host,
-            http_port=args.http_port,
-            tokens=args.tokens,
-            open_reads=args.open_reads,
-        )
-    ).start()
+    try:
+        ui = TrackerUi(
+            UiSettings(
+                visibility_url=url,
+                client_conf=config.client_conf(),
+                tracker=args.name,
+                index=not args.no_index,
+                instance_id=config.instance_id,
+                http_host=args.http_host,
+                http_port=args.http_port,
+                tokens=args.tokens,
+                open_reads=args.open_reads,
+            )
+        ).start()
+    except ConfigurationError as err:  # the visibility URL cannot work: say what to change
+        print(f"saga-tracker ui: {err}", file=sys.stderr)
+        return 2
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -181,7 +186,7 @@ def _ui(args: argparse.Namespace) -> int:
     while not done.wait(0.5) and not ui.failed.is_set():
         pass
     ui.stop()
-    return 1 if ui.failed.is_set() else 0
+    return 2 if ui.misconfigured else 1 if ui.failed.is_set() else 0
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -224,6 +224,11 @@ class TrackerApp:
     def _index(self) -> None:
         try:
             self.indexer.run()
+        except ConfigurationError as err:  # the visibility URL is wrong: one line, exit 2
+            log.error(str(err), extra={"part": "visibility"})
+            self.misconfigured = True
+            self.failed.set()
+            self.stop()
         except BaseException:  # never silently: the API would go stale while the pod looks up
             log.exception("the visibility indexer failed; stopping the tracker")
             self.failed.set()

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.codec import decode
 from saga_tracker.instance import Instance
 
@@ -38,6 +39,11 @@ IDLE_CHECK_S = 2.0  # a connection idle this long is checked before use
 
 class VisibilityUnavailable(Exception):
     """The SQL store does not answer (a pause: readers get 503, the indexer retries)."""
+
+
+class VisibilityMisconfigured(ConfigurationError):
+    """The store cannot work as configured (a login refused, a database that does not exist, a
+    driver not installed): waiting would not help, so the tracker stops and says what to change."""
 
 
 class BadQuery(ValueError):
@@ -178,14 +184,18 @@ class VisibilityStore:
             try:
                 import psycopg
             except ImportError:
-                raise VisibilityUnavailable(
+                raise VisibilityMisconfigured(
                     "a postgresql:// visibility URL needs psycopg: "
                     "pip install 'choreograph[postgres]'"
                 ) from None
             try:
                 return psycopg.connect(self.url, connect_timeout=5)
             except psycopg.OperationalError as err:
-                raise VisibilityUnavailable(f"PostgreSQL at {_safe(self.url)}: {err}") from err
+                where = f"PostgreSQL at {_safe(self.url)}"
+                refused = next((fix for sign, fix in _REFUSALS if sign in str(err)), None)
+                if refused:
+                    raise VisibilityMisconfigured(f"{where}: {refused} ({err})") from None
+                raise VisibilityUnavailable(f"{where}: {err}") from err
         path = self.url.removeprefix("sqlite:///").removeprefix("sqlite://")
         if path not in (":memory:", ""):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -543,6 +553,16 @@ class _Cursor:
     @property
     def rowcount(self) -> int:
         return max(int(self._cursor.rowcount), 0)
+
+
+# What PostgreSQL says when the URL itself is wrong, and what to change.
+_REFUSALS = (
+    ("password authentication failed", "the login was refused; check the user and the password "
+     "(in the URL or PGPASSWORD)"),
+    ("no password supplied", "no password: put it in the URL or in PGPASSWORD"),
+    ("does not exist", "the database or the user does not exist; check the URL's last part and "
+     "its user, or create them"),
+)  # fmt: skip
 
 
 def _is_outage(err: Exception) -> bool:

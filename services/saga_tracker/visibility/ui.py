@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
 from saga_tracker.throttle import FailedAttempts
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer, changelog_kinds
-from saga_tracker.visibility.store import VisibilityStore
+from saga_tracker.visibility.store import VisibilityStore, VisibilityUnavailable
 
 log = logging.getLogger("saga_tracker.ui")
 
@@ -65,9 +67,14 @@ class TrackerUi:
             failures=FailedAttempts(),
         )
         self.failed = threading.Event()
+        self.misconfigured = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> TrackerUi:
+        """ConfigurationError when the store's URL cannot work; a store that is away is a pause
+        (requests answer 503 until it is back)."""
+        with suppress(VisibilityUnavailable):
+            self.store.positions()
         if self.indexer is not None:
             self._thread = threading.Thread(target=self._index, name="visibility-indexer")
             self._thread.daemon = True
@@ -79,6 +86,10 @@ class TrackerUi:
         assert self.indexer is not None
         try:
             self.indexer.run()
+        except ConfigurationError as err:
+            log.error(str(err))
+            self.misconfigured = True
+            self.failed.set()
         except BaseException:
             log.exception("the visibility indexer failed; stopping the UI")
             self.failed.set()

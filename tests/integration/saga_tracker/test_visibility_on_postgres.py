@@ -5,17 +5,24 @@ its batch, and once the database is back nothing is missing."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer
-from saga_tracker.visibility.store import ChangelogRecord, Filters, VisibilityStore
+from saga_tracker.visibility.store import (
+    ChangelogRecord,
+    Filters,
+    VisibilityMisconfigured,
+    VisibilityStore,
+)
 from tests.unit.saga_tracker.test_visibility_store import KINDS, TOPIC, synthetic
 
 pytestmark = pytest.mark.integration
@@ -76,3 +83,32 @@ def test_a_database_outage_is_a_pause_for_readers_and_the_indexer(postgres_url: 
     assert store.count() == 15
     server.stop()
     store.close()
+
+
+def wrong_password(url: str) -> str:
+    return url.replace("choreograph:choreograph@", "choreograph:wrong@")
+
+
+def no_such_database(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/no_such_database"
+
+
+@pytest.mark.parametrize(
+    ("change", "advice"),
+    [(wrong_password, "check the user and the password"), (no_such_database, "does not exist")],
+)
+def test_a_url_that_cannot_work_stops_the_ui_with_what_to_change(
+    postgres_url: str, change: Callable[[str], str], advice: str
+) -> None:
+    wrong = change(postgres_url)
+    assert wrong != postgres_url
+    with pytest.raises(VisibilityMisconfigured, match=advice) as refused:
+        fresh_store(wrong).positions()
+    assert "wrong@" not in str(refused.value)  # the password is never printed
+    ui = subprocess.run(
+        [sys.executable, "-m", "saga_tracker", "ui", "--no-index", "--visibility-url", wrong,
+         "--http-port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert ui.returncode == 2, ui.stderr
+    assert advice in ui.stderr
