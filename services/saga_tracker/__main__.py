@@ -143,12 +143,8 @@ def _run(args: argparse.Namespace) -> int:
         otlp_endpoint=args.otlp_endpoint,
     )
     app = TrackerApp(settings).start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
     print(f"saga tracker: traces at {app.public_url}/traces", flush=True)
-    while not done.wait(0.5) and not app.stopped.is_set():
-        pass
+    _until_stopped(app.stopped)
     app.stop()
     code = 2 if app.misconfigured else 1 if app.failed.is_set() else 0
     end_if_abandoned(app.abandoned, code)
@@ -179,14 +175,19 @@ def _ui(args: argparse.Namespace) -> int:
     except ConfigurationError as err:  # the visibility URL cannot work: say what to change
         print(f"saga-tracker ui: {err}", file=sys.stderr)
         return 2
+    print(f"saga tracker ui: traces at {ui.server.url}/traces", flush=True)
+    _until_stopped(ui.failed)
+    ui.stop()
+    return 2 if ui.misconfigured else 1 if ui.failed.is_set() else 0
+
+
+def _until_stopped(ended: threading.Event) -> None:
+    """Block until SIGTERM or SIGINT, or until the process's own parts set `ended`."""
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    print(f"saga tracker ui: traces at {ui.server.url}/traces", flush=True)
-    while not done.wait(0.5) and not ui.failed.is_set():
+    while not done.wait(0.5) and not ended.is_set():
         pass
-    ui.stop()
-    return 2 if ui.misconfigured else 1 if ui.failed.is_set() else 0
 
 
 def _token(args: argparse.Namespace) -> int:

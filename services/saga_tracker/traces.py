@@ -47,6 +47,7 @@ from saga_tracker.visibility.store import (
     InstanceReader,
     Page,
     VisibilityUnavailable,
+    decode_cursor,
     encode_cursor,
     millis,
 )
@@ -102,8 +103,6 @@ class CommittedInstances:
         )
         keyed.reverse()
         if cursor is not None:
-            from saga_tracker.visibility.store import decode_cursor
-
             after = decode_cursor(cursor)
             keyed = [(k, i) for k, i in keyed if k < after]
         shown = keyed[:limit]

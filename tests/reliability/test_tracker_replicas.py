@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,9 @@ from confluent_kafka.admin import AdminClient
 
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized
 from examples.demo import list_instances
-from tests.integration.saga_tracker.helpers import collect, wait_for
+from tests.integration.saga_tracker.helpers import collect, order_placed, wait_for
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -147,14 +146,7 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
         for i in range(ORDERS):
             order = f"R{run}-{i}"
             first = publisher.publish(
-                OrderPlaced(
-                    order_id=order,
-                    customer_id="c",
-                    customer_email="e@x",
-                    total=Decimal("10.00"),
-                    lines=[OrderLine(sku="s", quantity=1)],
-                    placed_at=datetime.now(UTC),
-                ),
+                order_placed(order, "10.00"),
                 order,
                 topic=topics["orders"],
             )

@@ -10,17 +10,14 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized, PaymentFailed
-from tests.integration.saga_tracker.helpers import collect
+from tests.integration.saga_tracker.helpers import collect, order_placed
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -94,14 +91,7 @@ def test_a_team_service_from_the_image_answers_on_the_local_stack(
         )
         key = f"img-{uuid.uuid4().hex[:8]}"
         placed = publisher.publish(
-            OrderPlaced(
-                order_id=key,
-                customer_id="c",
-                customer_email="e@x",
-                total=Decimal("12.00"),
-                lines=[OrderLine(sku="s", quantity=1)],
-                placed_at=datetime.now(UTC),
-            ),
+            order_placed(key, "12.00"),
             key,
         )
         publisher.flush()

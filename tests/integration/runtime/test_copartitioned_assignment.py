@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from confluent_kafka.admin import AdminClient
 
 from choreograph import Context, EventPublisher, Service, ServiceConfig
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.orders import OrderLine, OrderPlaced
+from examples.contracts.orders import OrderPlaced
 from examples.contracts.payments import PaymentAuthorized
-from tests.integration.saga_tracker.helpers import wait_for
+from tests.integration.saga_tracker.helpers import order_placed, wait_for
 from tests.workload_harness import engine_thread
 
 pytestmark = pytest.mark.integration
@@ -106,14 +105,7 @@ def test_two_instances_own_whole_tasks_and_a_key_meets_one_instance(
         keys = [f"k{i}" for i in range(40)]
         for key in keys:
             first = publisher.publish(
-                OrderPlaced(
-                    order_id=key,
-                    customer_id="c",
-                    customer_email="e@x",
-                    total=Decimal("1.00"),
-                    lines=[OrderLine(sku="s", quantity=1)],
-                    placed_at=datetime.now(UTC),
-                ),
+                order_placed(key, "1.00"),
                 key,
                 topic=orders,
             )

@@ -7,10 +7,13 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import AvroSerde
+from examples.contracts.orders import OrderLine, OrderPlaced
 from tests.kafka_helpers import committed_consumer
 
 
@@ -56,3 +59,15 @@ def wait_for(predicate: Callable[[], Any], what: str, seconds: float = 30) -> No
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
+
+
+def order_placed(order_id: str, total: str) -> OrderPlaced:
+    """A one-line order of `total`, placed now."""
+    return OrderPlaced(
+        order_id=order_id,
+        customer_id="c",
+        customer_email="e@x",
+        total=Decimal(total),
+        lines=[OrderLine(sku="s", quantity=1)],
+        placed_at=datetime.now(UTC),
+    )

@@ -21,11 +21,11 @@ from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.config import ServiceConfig
 from examples.contracts.inventory import StockReserved
-from examples.contracts.orders import OrderCompleted, OrderLine, OrderPlaced
+from examples.contracts.orders import OrderCompleted
 from examples.contracts.payments import PaymentAuthorized
 from examples.contracts.shipping import ShipmentDispatched
 from saga_tracker.app import TrackerApp, TrackerSettings
-from tests.integration.saga_tracker.helpers import wait_for
+from tests.integration.saga_tracker.helpers import order_placed, wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -89,14 +89,7 @@ def test_a_completed_order_is_one_trace_in_the_receiver(
     app = TrackerApp(settings).start()
     try:
         placed = publisher.publish(
-            OrderPlaced(
-                order_id=key,
-                customer_id="c",
-                customer_email="e@x",
-                total=Decimal("42.00"),
-                lines=[OrderLine(sku="s", quantity=1)],
-                placed_at=datetime.now(UTC),
-            ),
+            order_placed(key, "42.00"),
             key,
             topic=topic["orders"],
         )

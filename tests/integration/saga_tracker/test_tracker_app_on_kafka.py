@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,10 @@ from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.config import ServiceConfig
 from examples.contracts.inventory import StockReleased
-from examples.contracts.orders import OrderLine, OrderPlaced
 from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
 from saga_tracker.access import digest
 from saga_tracker.app import TrackerApp, TrackerSettings
-from tests.integration.saga_tracker.helpers import alerts, collect, wait_for
+from tests.integration.saga_tracker.helpers import alerts, collect, order_placed, wait_for
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -111,14 +109,7 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
     app = TrackerApp(settings).start()
     scrape = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
-        order = OrderPlaced(
-            order_id=key,
-            customer_id="c",
-            customer_email="e@x",
-            total=Decimal("250.00"),
-            lines=[OrderLine(sku="s", quantity=1)],
-            placed_at=datetime.now(UTC),
-        )
+        order = order_placed(key, "250.00")
         first = publisher.publish(order, key, topic=topic["orders"])
         paid = PaymentAuthorized(order_id=key, payment_id="p", amount=Decimal("250.00"))
         publisher.publish(paid, key, topic=topic["payments"], parent=first)
