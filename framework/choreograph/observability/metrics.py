@@ -105,6 +105,27 @@ class ServiceMetrics:
             ["service"],
             registry=r,
         )
+        self.input_wait_seconds = Counter(
+            "choreograph_input_wait_seconds",
+            "Time a task held fetched records back, waiting for an input partition that may "
+            "still hold an earlier record.",
+            ["service"],
+            registry=r,
+        )
+        self.input_order_enforced = Counter(
+            "choreograph_input_order_enforced",
+            "Records handled after the wait for an input partition that was behind ran out "
+            "(possibly out of timestamp order).",
+            ["service"],
+            registry=r,
+        )
+        self.input_order_late = Counter(
+            "choreograph_input_order_late",
+            "Records handled with a timestamp below one already handled from another input "
+            "of the same task.",
+            ["service"],
+            registry=r,
+        )
         self.labels = labels
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

@@ -42,6 +42,22 @@ class ServiceConfig(BaseModel):
     max_batch: int = Field(1000, ge=1)
     group_protocol: str = Field("classic", pattern="^(classic|consumer)$")
     retry: RetryPolicy = RetryPolicy()
+    input_idle_ms: int = Field(
+        0,
+        ge=-1,
+        description="services with several inputs handle a task's records in timestamp order "
+        "across its inputs: how long to wait for an input partition that is caught up but "
+        "empty (as Kafka Streams' max.task.idle.ms; 0: not at all, -1: do not order)",
+    )
+    input_wait_max_ms: int = Field(
+        10_000,
+        ge=0,
+        description="longest wait for an input partition that is behind (records not fetched "
+        "yet); past it the others go on and the records are counted as enforced",
+    )
+    input_buffer_records: int = Field(
+        2_000, ge=2, description="records held per input partition before fetching it pauses"
+    )
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     auto_register_schemas: bool = False
@@ -101,6 +117,8 @@ class ServiceConfig(BaseModel):
             "metrics_port": os.environ.get("CHOREOGRAPH_METRICS_PORT"),
             "metrics_host": os.environ.get("CHOREOGRAPH_METRICS_HOST"),
             "group_protocol": os.environ.get("CHOREOGRAPH_GROUP_PROTOCOL"),
+            "input_idle_ms": os.environ.get("CHOREOGRAPH_INPUT_IDLE_MS"),
+            "input_wait_max_ms": os.environ.get("CHOREOGRAPH_INPUT_WAIT_MAX_MS"),
         }
         security = {
             setting: os.environ[variable]

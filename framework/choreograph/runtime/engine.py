@@ -61,9 +61,10 @@ from choreograph.runtime.dlq_writer import DlqWriter
 from choreograph.runtime.errors import FailurePolicy
 from choreograph.runtime.lag import report_lag
 from choreograph.runtime.limits import RecordLimits
+from choreograph.runtime.ordered_inputs import OrderedInputs
 from choreograph.runtime.partition_tasks import PartitionTasks
 from choreograph.runtime.records import Record
-from choreograph.runtime.retries import Retries
+from choreograph.runtime.retries import Retries, RetryState
 from choreograph.runtime.task import PartitionTask
 from choreograph.runtime.timer_firing import TimerFiring
 from choreograph.runtime.topics import ensure_service_topics
@@ -119,6 +120,15 @@ class Engine:
         self.dlq = DlqWriter(service.name, service.dlq_topic, self.txn, self.limits, self.metrics)
         self.dependencies = Dependencies(service.name, self.metrics)
         self.retries = Retries(lambda: self.consumer)
+        self.ordered = OrderedInputs(
+            service.name,
+            service.inputs,
+            config.input_idle_ms,
+            config.input_wait_max_ms,
+            config.input_buffer_records,
+            lambda: self.consumer,
+            self.metrics,
+        )
         self.partitions = PartitionTasks(service, config, self.serde, self.metrics)
         self.poisoned = self.partitions.poisoned
         self.timers = TimerFiring(
@@ -284,6 +294,8 @@ class Engine:
         try:
             self._consume_and_handle()
             self._flush_counts()
+            if self.ordered.active:
+                self.ordered.publish()
             self.timers.fire_due(self.tasks, self.clock())
         except ConsumerFailed as failed:
             self._current = None
@@ -308,6 +320,7 @@ class Engine:
         self._rewound = False  # a rebalance callback inside consume may rewind, too
         messages = self.consumer.consume(self.config.max_batch, 0.05)
         now = self.clock()
+        ordered = self.ordered.active
         for i, msg in enumerate(messages):
             err = msg.error()
             if err is not None:  # looked at even after a rewind: a fatal one must not be missed
@@ -318,6 +331,12 @@ class Engine:
                 continue
             if self._rewound:  # positions went back: the rest of this batch comes again
                 continue
+            if ordered:
+                if msg.partition() in self.tasks and not (
+                    self.retries and self.retries.waiting((msg.topic() or "", msg.partition() or 0))
+                ):
+                    self.ordered.add(msg)
+                continue
             if i and i % TIMER_CHECK_EVERY == 0:  # deadlines do not wait for a whole batch
                 now = self.clock()
                 self.timers.fire_due(self.tasks, now)
@@ -326,6 +345,23 @@ class Engine:
                 continue  # re-fetched after the retry back-off
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
+                self._handle(task, msg, now)
+        if ordered and self.ordered and not self._rewound:
+            self._handle_in_order(now)
+
+    def _handle_in_order(self, now: datetime) -> None:
+        """Several inputs: each task's fetched records in timestamp order across its inputs, as
+        far as `InputOrder` lets them go (see `input_order`)."""
+        handled = 0
+        for partition in self.ordered.partitions():
+            for msg in self.ordered.taken(partition):
+                handled += 1
+                if handled % TIMER_CHECK_EVERY == 0:
+                    now = self.clock()
+                    self.timers.fire_due(self.tasks, now)
+                task = self.tasks.get(partition)
+                if task is None or self._rewound:
+                    return  # revoked, or positions went back: what is held comes again
                 self._handle(task, msg, now)
 
     def _handle(self, task: PartitionTask, msg: Message, now: datetime) -> None:
@@ -417,14 +453,14 @@ class Engine:
         if decision.action == "pause":
             state.away += 1
             self.dependencies.unavailable(dependency_of(error), error)
-            self.retries.pause(record, state, decision.delay_s)
+            self._pause(record, state, decision.delay_s)
             self._count(event_type, "paused")
             return
         state.attempts = decision.attempts
         if decision.action == "dead-letter":
             self._dead_letter(record, decision.reason, error, state.attempts)
             return
-        self.retries.pause(record, state, decision.delay_s)
+        self._pause(record, state, decision.delay_s)
         self.metrics.retries.labels(self.service.name).inc()
         self._count(event_type, "retried")
         log.info(
@@ -438,6 +474,12 @@ class Engine:
                 "error": repr(error),
             },
         )
+
+    def _pause(self, record: Record, state: RetryState, delay_s: float) -> None:
+        """Fetch the partition again from `record` after `delay_s`: what is held of it goes."""
+        self.retries.pause(record, state, delay_s)
+        if self.ordered.active:
+            self.ordered.drop(record.tp)
 
     def _dead_letter(self, record: Record, reason: str, error: Exception, attempts: int) -> None:
         """Send `record` to the DLQ in the open transaction and move past it. A copy too large
@@ -561,6 +603,7 @@ class Engine:
         self.positions.clear()
         self.retries.clear()
         self.timers.forget()
+        self.ordered.clear()
         self._rewound = True
         kept = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in leaving]
         for tp in kept:
@@ -607,6 +650,7 @@ class Engine:
         """Close every task and forget all progress: what comes next starts from the broker's
         committed offsets."""
         self.partitions.close_all(clean)
+        self.ordered.clear()
         self.positions.clear()
         self.retries.clear()
         self.timers.forget()
@@ -698,6 +742,7 @@ class Engine:
         for tp in revoked:
             self.positions.pop(tp, None)
             self.retries.done(tp)
+            self.ordered.drop(tp)
             self.committed_offsets.pop(tp, None)  # the next owner may move it on
             self.started_at.pop(tp, None)
         # A task closes when none of its partition number stays (on any input).
@@ -705,6 +750,7 @@ class Engine:
         still = {tp.partition for tp in kept if (tp.topic, tp.partition) not in revoked}
         for partition in {p for _, p in revoked} - still:
             self.partitions.close(partition)
+            self.ordered.drop_partition(partition)
             self.poisoned.forget_partition(partition)
 
 

@@ -17,11 +17,13 @@ state under a key its partition does not own fails here as it would in productio
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -32,9 +34,10 @@ from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.governance.approvals import DECIDED, REQUESTED, check_approver
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
 from choreograph.machines.machine import Instance, StateMachine
-from choreograph.runtime.config import RetryPolicy
+from choreograph.runtime.config import RetryPolicy, ServiceConfig
 from choreograph.runtime.context import Output
 from choreograph.runtime.errors import Decision, Failure, FailurePolicy, TopologyError
+from choreograph.runtime.input_order import InputOrder
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
@@ -53,6 +56,14 @@ class Emitted:
     envelope: Envelope
     value: bytes | None = None
     headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)  # as sent
+
+
+class _Delivery(NamedTuple):
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -77,12 +88,14 @@ class TestKit:
         partitions: int = 4,
         on_error: Literal["raise", "dead-letter"] = "raise",
         retries_move_clock: bool = False,
+        config: ServiceConfig | None = None,
     ) -> None:
         """`on_error="raise"`: a mistake in the service's code (TypeError, undeclared store, wrong
         handler signature...) fails the test at once with its traceback; `"dead-letter"` treats
         it as production does (retries, then a dead letter). Other failures always follow the
         runtime's failure policy. Retries are immediate unless `retries_move_clock`, which moves
-        virtual time by each back-off as production would wait."""
+        virtual time by each back-off as production would wait. `config`: the settings production
+        runs with, where they change what handlers see (the input order's waits)."""
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.service = service
@@ -110,6 +123,19 @@ class TestKit:
         self._next_offset: dict[tuple[str, int], int] = {}  # as a broker numbers what it takes
         self._answered: set[str] = set()  # approval requests answered with approve() or deny()
         self.fired: list[tuple[str, str, datetime]] = []  # timers that ran: key, name, when
+        # Records are handled in timestamp order across the inputs of a partition, by the rule
+        # the engine follows; an input held back with `behind()` is one not fetched yet.
+        settings = config or ServiceConfig()
+        self._behind: set[str] = set()
+        self._orders: list[InputOrder[_Delivery]] = [
+            InputOrder(
+                service.inputs,
+                settings.input_idle_ms / 1000,
+                settings.input_wait_max_ms / 1000,
+                clock=lambda: self.now.timestamp(),
+            )
+            for _ in range(partitions)
+        ]
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -154,6 +180,41 @@ class TestKit:
         task = self.task_for(key)
         offset = self._next_offset.get((topic, task.partition), 0)
         self._next_offset[(topic, task.partition)] = offset + 1
+        at = int(self.now.timestamp() * 1000)
+        self._orders[task.partition].add(topic, at, _Delivery(topic, key, value, headers, offset))
+        self._handle_due(task)
+
+    @contextlib.contextmanager
+    def behind(self, *topics: str) -> Iterator[None]:
+        """Records sent to `topics` inside the block are held back, as records on the broker a
+        slow fetch has not brought yet; records of the same partition on other inputs wait for
+        them (up to the input wait bound of virtual time, see `advance`), as in production.
+
+            with kit.behind("orders.events"):
+                kit.send(OrderPlaced(...), key="o-1")      # not fetched yet
+                kit.advance(timedelta(seconds=1))
+                kit.send(PaymentAuthorized(...), key="o-1", topic="payments.events")  # waits
+            # here OrderPlaced is handled, then PaymentAuthorized
+        """
+        unknown = [t for t in topics if t not in self.service.inputs]
+        if unknown:
+            raise TopologyError(f"{self.service.name} does not consume {unknown}")
+        self._behind.update(topics)
+        try:
+            yield
+        finally:
+            self._behind.difference_update(topics)
+            for task in self.tasks:
+                self._handle_due(task)
+
+    def _handle_due(self, task: PartitionTask) -> None:
+        """Handle what the input order lets through now, one record at a time."""
+        order = self._orders[task.partition]
+        while (delivery := order.next(lambda topic: topic not in self._behind)) is not None:
+            self._handle(task, delivery)
+
+    def _handle(self, task: PartitionTask, delivery: _Delivery) -> None:
+        topic, key, value, headers, offset = delivery
         attempts = 0
         while True:
             try:
@@ -202,9 +263,17 @@ class TestKit:
                 break
             deadline, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
             self.now = max(self.now, datetime.fromtimestamp(deadline / 1000, tz=UTC))
+            self._handle_held()
             for timer in task.due_timers(self.now):
                 self._fire(task, timer)
         self.now = target
+        self._handle_held()
+
+    def _handle_held(self) -> None:
+        """Records held for an input that is behind go once the wait for it has run out."""
+        for task in self.tasks:
+            if self._orders[task.partition].buffered:
+                self._handle_due(task)
 
     def _fire(self, task: PartitionTask, timer: Timer) -> None:
         """Fire one timer under the same policy as records: retried, then dead-lettered (the
