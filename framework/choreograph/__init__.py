@@ -13,6 +13,7 @@ from choreograph.runtime.config import Guarantee, RetryPolicy, ServiceConfig
 from choreograph.runtime.context import Context
 from choreograph.runtime.errors import NonRetryableError
 from choreograph.runtime.service import Service
+from choreograph.runtime.settlement import Settlement
 from choreograph.state.store import Store
 from choreograph.testing.testkit import TestKit
 
@@ -35,6 +36,7 @@ __all__ = [
     "SerdeError",
     "Service",
     "ServiceConfig",
+    "Settlement",
     "StateMachine",
     "Store",
     "TestKit",

@@ -114,6 +114,22 @@ def accelerated(definition: ProcessDefinition, factor: float) -> dict[str, Any]:
     return scaled
 
 
+def write_accelerated(folder: Path, factor: float) -> ProcessDefinition:
+    """Every released version of the reference definition, `accelerated`, into `folder`: new
+    instances start on the latest (returned, as in processes/), open ones of an earlier run end
+    on theirs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    found = [
+        parse_definition(file.read_text(), file.name).definition
+        for file in (REPO / "processes").glob("order-fulfilment.v*.yaml")
+    ]
+    for definition in found:
+        (folder / f"{definition.name}.v{definition.version}.yaml").write_text(
+            yaml.safe_dump(accelerated(definition, factor), sort_keys=False)
+        )
+    return max(found, key=lambda d: d.version)
+
+
 def register_contracts(registry_url: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "choreograph.cli.main", "schemas", "register",
@@ -344,14 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     print("registering contracts ...", flush=True)
     register_contracts(servers.registry_url)
     partitions = create_topics(servers.bootstrap, args.partitions)
-    definition = parse_definition(
-        (REPO / "processes/order-fulfilment.v1.yaml").read_text(), "order-fulfilment.v1.yaml"
-    ).definition
     definitions = args.state / "processes"
-    definitions.mkdir(parents=True, exist_ok=True)
-    (definitions / "order-fulfilment.v1.yaml").write_text(
-        yaml.safe_dump(accelerated(definition, args.speed), sort_keys=False)
-    )
+    definition = write_accelerated(definitions, args.speed)
     orders = plan(args.orders, run)
     api = f"http://127.0.0.1:{args.port}"
     with running(servers, args.state, definitions, partitions, args.port) as fleet:

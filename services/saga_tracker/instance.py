@@ -20,6 +20,8 @@ StepStatus = Literal[
     "completed",
     "failed",
     "timed_out",
+    "settling",  # timed out before it reported: its owner was asked to void it or say it is done
+    "voided",  # its owner voided it: it did not happen and never will
     "compensating",
     "compensated",
     "compensation_failed",
@@ -40,6 +42,8 @@ ENDED: frozenset[str] = frozenset(
     {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}
 )
 PROCESS = "process"  # deadline and incident name of the whole process
+# A step that has not said how it ended: it may still happen, or its owner may still settle it.
+UNSETTLED: frozenset[str] = frozenset({"running", "settling"})
 # A step whose undo was sent and whose confirmation may still come, even after it escalated.
 UNDO_UNCONFIRMED: frozenset[str] = frozenset({"compensating", "compensation_failed"})
 # The process failed and is being, or was, undone (for good: failing is one-way).
@@ -118,10 +122,10 @@ class CancelDeadline:
 
 @dataclass(frozen=True)
 class SendCommand:
-    """Send a step's compensation command, or its retry command."""
+    """Send a step's compensation command, its settle command, or its retry command."""
 
     step: str
-    purpose: Literal["compensation", "retry"]
+    purpose: Literal["compensation", "retry", "settle"]
     command: str  # Avro full name of the command
     key: str  # business key the command is about
     reason: str
@@ -216,6 +220,10 @@ class ProcessRules:
                 effects += self._step_succeeded(inst, step, now)
             elif kind in step.fails_on:
                 effects += self._step_failed(inst, step, now, kind)
+            elif step.settle and kind in step.settle.voided_on:
+                effects += self._step_voided(inst, step, now)
+            elif step.settle and kind in step.settle.done_on:
+                effects += self._step_done_late(inst, step, now)
         if kind in d.success:
             effects += self._process_succeeded(inst, now, kind)
         if kind in d.failure:
@@ -233,6 +241,7 @@ class ProcessRules:
         return any(
             kind in (*s.starts_on, *s.completes_on, *s.fails_on)
             or (s.compensation is not None and kind in s.compensation.completes_on)
+            or (s.settle is not None and kind in (*s.settle.voided_on, *s.settle.done_on))
             for s in d.steps
         )
 
@@ -244,6 +253,8 @@ class ProcessRules:
 
     def deadline_passed(self, inst: Instance, name: str, now: datetime) -> list[Effect]:
         """A deadline set by an earlier effect has passed (the tracker's timer fired)."""
+        if name.endswith(".settle"):
+            return self._settle_overdue(inst, self.steps[name.removesuffix(".settle")], now)
         if name.endswith(".compensation"):
             # Each undo in doubt escalates on its own, even after another one already did.
             step_name = name.removesuffix(".compensation")
@@ -278,6 +289,9 @@ class ProcessRules:
             if step.compensation is None:
                 return []  # nothing to undo: how late it is no longer matters
             outcome = "compensate"  # the process is being undone: a step in doubt is undone
+        if outcome == "compensate" and step.settle is not None:
+            self._log(inst, now, "timeout", step=name, note="step deadline passed (settle)")
+            return self._ask_to_settle(inst, step, now, f"step {name} timed out")
         self._log(inst, now, "timeout", step=name, note=f"step deadline passed ({outcome})")
         return self._timeout(inst, step, outcome, now)
 
@@ -301,7 +315,7 @@ class ProcessRules:
             if inst.status not in ("running", "failed"):
                 return f"the instance is {inst.status}"
             if not any(
-                inst.steps[s.name].status in ("completed", "running", "timed_out")
+                inst.steps[s.name].status in ("completed", "running", "settling", "timed_out")
                 and s.compensation
                 for s in self.definition.steps
             ):
@@ -336,10 +350,12 @@ class ProcessRules:
             effects: list[Effect] = []
             for s in self.definition.steps:
                 state = inst.steps[s.name]
-                if state.status == "running":
+                if state.status in UNSETTLED:
                     # Stopped by the operator: undone as if it happened, since it may have.
                     state.status = "timed_out" if s.compensation else "failed"
                     effects.append(CancelDeadline(s.name))
+                    if s.settle is not None:
+                        effects.append(CancelDeadline(f"{s.name}.settle"))
             return effects + self._begin_undo(inst, now, why) + self._reconcile(inst, now)
         effects = [self._resolve(inst, name) for name in sorted(inst.open_incidents)]
         if inst.status != "running":
@@ -391,11 +407,17 @@ class ProcessRules:
             return []  # it said it failed: a contradicting report is recorded, not acted on
         state.reported = "completed"
         effects: list[Effect] = [CancelDeadline(step.name)]
-        if state.status in ("pending", "running", "timed_out"):
-            if state.status == "timed_out":
+        if step.settle is not None:
+            effects.append(CancelDeadline(f"{step.name}.settle"))
+        if state.status in ("pending", "running", "settling", "timed_out"):
+            if state.status in ("timed_out", "settling"):
                 self._log(inst, now, "status", step=step.name, note="completed after its deadline")
             state.status, state.ended_at = "completed", now
             state.started_at = state.started_at or now
+        elif state.status == "voided":
+            # Its owner said it would never happen, and it did: a fact all the same, undone.
+            self._log(inst, now, "status", step=step.name, note="happened after it was voided")
+            state.status, state.ended_at = "completed", now
         elif state.status == "compensated":
             # Undone before it was seen to happen: the undo may have found nothing to undo.
             self._log(
@@ -419,8 +441,12 @@ class ProcessRules:
             return []  # it said it completed: a contradicting report is recorded, not acted on
         state.reported = "failed"
         effects: list[Effect] = [CancelDeadline(step.name)]
-        if state.status in ("pending", "running", "timed_out"):
+        if step.settle is not None:
+            effects.append(CancelDeadline(f"{step.name}.settle"))
+        if state.status in ("pending", "running", "settling", "timed_out"):
             state.status, state.ended_at = "failed", now
+        if inst.open_incidents.get(step.name) == "warning":  # it was late; now it has said
+            effects.append(self._resolve(inst, step.name))
         if inst.status in ("running", "completed"):
             # A business failure the process foresaw: undo, but page nobody.
             effects += self._begin_undo(inst, now, f"step {step.name} failed: {kind}")
@@ -457,12 +483,18 @@ class ProcessRules:
                     f"{what} is late for {inst.business_key}",
                 )
             ]
-        # Nobody knows whether a step that did not report happened: it is in doubt.
+        # Nobody knows whether a step that did not report happened: it is in doubt. Its owner
+        # is asked where the definition says how; the others are undone as if they happened.
         doubtful = [step] if step else [s for s in self.definition.steps if s.compensation]
+        effects: list[Effect] = []
         for s in doubtful:
             if inst.steps[s.name].status == "running":
-                inst.steps[s.name].status = "timed_out"
-        effects: list[Effect] = []
+                if s.settle is not None and step is None:
+                    effects += self._ask_to_settle(
+                        inst, s, now, "the process timed out", page=False
+                    )
+                else:
+                    inst.steps[s.name].status = "timed_out"
         reason = f"{what} timed out"
         if name not in inst.open_incidents:  # a timeout means something is stuck: page
             inst.open_incidents[name] = "critical"
@@ -472,6 +504,84 @@ class ProcessRules:
         if outcome == "fail":
             inst.failure_reason = reason
             return effects + self._end(inst, now, "failed")
+        return effects + self._begin_undo(inst, now, reason) + self._reconcile(inst, now)
+
+    # -- settling a step in doubt ---------------------------------------------------------------
+
+    def _ask_to_settle(
+        self, inst: Instance, step: Step, now: datetime, reason: str, *, page: bool = True
+    ) -> list[Effect]:
+        """Ask the step's owner to void the step if it was not done, instead of guessing: the
+        answer decides between compensating and going on. Meanwhile the step is late (a warning
+        incident, the SLA missed), not a failure."""
+        assert step.settle is not None
+        state = inst.steps[step.name]
+        state.status = "settling"
+        command = step.settle.command
+        effects: list[Effect] = [
+            SendCommand(step.name, "settle", command, inst.business_key, reason)
+        ]
+        owner = f" of {step.owner}" if step.owner else ""
+        self._log(
+            inst, now, "settle", step=step.name, note=f"sent {command}: asked the owner{owner}"
+        )
+        if step.settle.deadline:
+            effects.append(SetDeadline(f"{step.name}.settle", now + step.settle.deadline))
+        if page and step.name not in inst.open_incidents:
+            inst.open_incidents[step.name] = "warning"
+            effects.append(
+                RaiseIncident(
+                    step.name,
+                    step.name,
+                    "warning",
+                    f"step {step.name} is late for {inst.business_key}: missed its deadline; "
+                    f"its owner{owner} was asked to settle it",
+                )
+            )
+        return effects
+
+    def _step_voided(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+        """The owner voided the step: it did not happen and never will. What completed before
+        it is compensated; the step itself needs no undo."""
+        state = inst.steps[step.name]
+        effects: list[Effect] = [CancelDeadline(f"{step.name}.settle")]
+        if state.status not in UNSETTLED:
+            return effects  # it reported, or was undone meanwhile: recorded, nothing more
+        state.status, state.ended_at = "voided", now
+        state.started_at = state.started_at or now
+        effects.append(CancelDeadline(step.name))
+        if inst.open_incidents.get(step.name) is not None:
+            effects.append(self._resolve(inst, step.name))  # its outcome is known and dealt with
+        if inst.status in ("running", "completed", "failed"):
+            effects += self._begin_undo(inst, now, f"step {step.name} voided by its owner")
+        return effects
+
+    def _step_done_late(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+        """The owner could not void the step: it was done. The process goes on, late; the
+        step's own report (which its owner sent before this answer) completes or fails it."""
+        state = inst.steps[step.name]
+        effects: list[Effect] = [CancelDeadline(f"{step.name}.settle")]
+        if state.status == "settling":
+            state.status = "running"
+            self._log(inst, now, "status", step=step.name, note="done, late: awaiting its report")
+        return effects
+
+    def _settle_overdue(self, inst: Instance, step: Step, now: datetime) -> list[Effect]:
+        """The owner did not answer in time: the step is in doubt, as without a settle."""
+        state = inst.steps[step.name]
+        if state.status != "settling":
+            return []
+        state.status = "timed_out"
+        self._log(inst, now, "timeout", step=step.name, note="its owner did not settle it in time")
+        effects: list[Effect] = []
+        if inst.open_incidents.get(step.name) == "warning":
+            effects.append(self._resolve(inst, step.name))
+        reason = f"step {step.name} timed out and its owner did not settle it"
+        if step.name not in inst.open_incidents:
+            inst.open_incidents[step.name] = "critical"
+            effects.append(RaiseIncident(step.name, step.name, "critical", reason))
+        if inst.status in UNDO_MODE:
+            return effects + self._reconcile(inst, now)
         return effects + self._begin_undo(inst, now, reason) + self._reconcile(inst, now)
 
     def _begin_undo(self, inst: Instance, now: datetime, reason: str) -> list[Effect]:
@@ -508,7 +618,7 @@ class ProcessRules:
                 s.status == "compensation_failed" for s in inst.steps.values()
             )
             waiting = any(
-                inst.steps[s.name].status in ("running", "compensating")
+                inst.steps[s.name].status in ("running", "settling", "compensating")
                 for s in self.definition.steps
                 if s.compensation
             )

@@ -408,7 +408,8 @@ class Tracker:
         self, ctx: Context, rules: ProcessRules, inst: Instance, effect: SendCommand
     ) -> None:
         step = rules.steps[effect.step]
-        template = step.compensation if effect.purpose == "compensation" else step.retry
+        templates = {"compensation": step.compensation, "retry": step.retry, "settle": step.settle}
+        template = templates[effect.purpose]
         assert template is not None
         values = {
             "business_key": inst.business_key,
@@ -524,7 +525,7 @@ def build_tracker(
         models[c.command].__avro_topic__
         for rules in definitions.rules.values()
         for step in rules.definition.steps
-        for c in (step.compensation, step.retry)
+        for c in (step.compensation, step.retry, step.settle)
         if c is not None
     }
     written = {models[m].__avro_topic__ for m in (TRACE, AUDIT, INCIDENT)} | commands

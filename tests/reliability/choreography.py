@@ -20,24 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka.admin import AdminClient
 
 from choreograph import AvroSerde, EventPublisher
-from choreograph.process.definition import parse_definition
 from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
 from examples.demo import (
     ENDED,
     Fleet,
     PlannedOrder,
-    accelerated,
     create_topics,
     list_instances,
     plan,
     register_contracts,
     running,
     wait_until_ready,
+    write_accelerated,
 )
 from tests.kafka_helpers import committed_consumer
 from tests.ports import free_port
@@ -204,14 +202,8 @@ def reference_choreography(
     for the tracker (see `running`)."""
     register_contracts(servers.registry_url)
     partitions = create_topics(servers.bootstrap, 3)
-    definition = parse_definition(
-        (REPO / "processes/order-fulfilment.v1.yaml").read_text(), "order-fulfilment.v1.yaml"
-    ).definition
     definitions = state / "processes"
-    definitions.mkdir(parents=True, exist_ok=True)
-    (definitions / "order-fulfilment.v1.yaml").write_text(
-        yaml.safe_dump(accelerated(definition, speed), sort_keys=False)
-    )
+    write_accelerated(definitions, speed)
     run = uuid.uuid4().hex[:6]
     planned = [o for o in plan(orders, run, seed) if o.kind != "stalled"]
     port = free_port()

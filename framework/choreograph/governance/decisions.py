@@ -23,6 +23,7 @@ Kind = Literal[
     "transition",
     "timeout",
     "compensation",
+    "settle",
     "retry",
     "escalation",
     "operator-action",

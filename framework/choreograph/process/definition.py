@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from choreograph.contracts.diagnostics import LocatedError
 from choreograph.contracts.json_positions import locate
@@ -84,6 +84,24 @@ class Compensation(Command):
     completes_on: list[str] = Field(default_factory=list, description="events confirming it")
 
 
+class Settle(Command):
+    """What the tracker asks a step's owner when the step timed out before it reported: void it
+    if it was not done (and never do it afterwards), and answer which. The owner knows; the
+    tracker does not guess."""
+
+    deadline: Duration | None = Field(
+        None, description="time the owner has to answer; past it the step is undone as in doubt"
+    )
+    voided_on: list[str] = Field(
+        min_length=1,
+        description="answers: it was not done and never will be; what completed is compensated",
+    )
+    done_on: list[str] = Field(
+        min_length=1,
+        description="answers: it was done already; the process goes on, late, awaiting its report",
+    )
+
+
 class Step(_Strict):
     name: str = Field(pattern=NAME_RE)
     owner: str | None = None
@@ -99,6 +117,20 @@ class Step(_Strict):
     retry: Command | None = Field(
         None, description="command an operator's retry sends to run the step again"
     )
+    settle: Settle | None = Field(
+        None,
+        description="asked of the step's owner when it times out before it reported, instead "
+        "of compensating a step that may never have happened",
+    )
+
+    @model_validator(mode="after")
+    def _settled_steps_compensate(self) -> Step:
+        if self.settle is not None and self.compensation is None:
+            raise ValueError(
+                f"step {self.name} has settle but no compensation: settling decides between "
+                "compensating and going on; add the compensation, or remove settle"
+            )
+        return self
 
 
 class ProcessDefinition(_Strict):
@@ -124,6 +156,8 @@ class ProcessDefinition(_Strict):
             found |= {*step.starts_on, *step.completes_on, *step.fails_on}
             if step.compensation:
                 found |= set(step.compensation.completes_on)
+            if step.settle:
+                found |= {*step.settle.voided_on, *step.settle.done_on}
         return found
 
 

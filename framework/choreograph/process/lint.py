@@ -104,6 +104,12 @@ class _Linter:
                 )
                 for j, name in enumerate(step.compensation.completes_on):
                     self.event(f"{at}/compensation/completes_on/{j}", name)
+            if step.settle is not None:
+                self.command(f"{at}/settle/command", step.settle.command)
+                self.payload(f"{at}/settle/payload", step.settle.command, step.settle.payload)
+                for key in ("voided_on", "done_on"):
+                    for j, name in enumerate(getattr(step.settle, key)):
+                        self.event(f"{at}/settle/{key}/{j}", name)
             if step.retry is not None:
                 self.command(f"{at}/retry/command", step.retry.command)
                 self.payload(f"{at}/retry/payload", step.retry.command, step.retry.payload)

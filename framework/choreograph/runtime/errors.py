@@ -78,7 +78,14 @@ BAD_RECORD: tuple[type[BaseException], ...] = (
     EnvelopeError,
     NonRetryableError,
 )
+
+
+class VoidedStep(Exception):
+    """A handler did a step its owner had voided (see `Settlement`): a mistake in the service."""
+
+
 PROGRAMMING: tuple[type[BaseException], ...] = (
+    VoidedStep,
     TypeError,
     AttributeError,
     NameError,

@@ -17,6 +17,7 @@ from choreograph.governance.policies import BoundPolicy, PolicyBook, PolicyError
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine, end_if_abandoned
 from choreograph.runtime.errors import ConfigurationError, TopologyError
+from choreograph.runtime.settlement import Settlement
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from choreograph.runtime.context import Context, RawEvent
 
 E = TypeVar("E", bound=Event)
+C = TypeVar("C", bound=Event)
 Handler = Callable[["Context", Any], None]
 TimerHandler = Callable[["Context", dict[str, Any]], None]
 EnvelopeHandler = Callable[["Context", "RawEvent"], None]
@@ -173,6 +175,21 @@ class Service:
     def external_inputs(self) -> list[str]:
         """Inputs written by others (not the service's own repartition topics)."""
         return [t for t in self.inputs if t not in self.rekeyed]
+
+    def settles(
+        self,
+        step: str,
+        command: type[C],
+        *,
+        voided: Callable[[Context, C], Event],
+        refused: Callable[[Context, C, dict[str, Any]], Event],
+        topic: str | None = None,
+    ) -> Settlement[C]:
+        """Answer the saga tracker's settle command for `step`, a step of this service that may
+        time out before it reports (see `choreograph.runtime.settlement`): `voided` builds the
+        answer when it was not done (it is then never done), `refused` when it was, from what
+        `done(ctx, **details)` recorded. Declares the store `settle.<step>`."""
+        return Settlement(self, step, command, voided, refused, topic)
 
     def handle(
         self, event_type: type[E], *, topic: str | None = None, policies: Sequence[str] = ()

@@ -53,6 +53,30 @@ class PaymentRefunded(Event):
     reason: String = Field(description='Why it was refunded, as the command said.')
 
 
+class PaymentVoidRefused(Event):
+    """Answer to VoidPayment: too late to void, the payment was already made (PaymentAuthorized, or PaymentFailed if it was declined)."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.payments.PaymentVoidRefused'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"PaymentVoidRefused","namespace":"com.acme.payments","doc":"Answer to VoidPayment: too late to void, the payment was already made (PaymentAuthorized, or PaymentFailed if it was declined).","fields":[{"name":"order_id","type":"string","doc":"Order whose payment stands."},{"name":"payment_id","type":["null","string"],"default":null,"doc":"The payment that was made, if one was."}]}')
+
+    order_id: String = Field(description='Order whose payment stands.')
+    payment_id: None | String = Field(default=None, description='The payment that was made, if one was.')
+
+
+class PaymentVoided(Event):
+    """Answer to VoidPayment: the payment had not been made and never will be."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.payments.PaymentVoided'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.events'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"PaymentVoided","namespace":"com.acme.payments","doc":"Answer to VoidPayment: the payment had not been made and never will be.","fields":[{"name":"order_id","type":"string","doc":"Order whose payment was voided."},{"name":"reason","type":"string","doc":"Why it was voided, as the command said."}]}')
+
+    order_id: String = Field(description='Order whose payment was voided.')
+    reason: String = Field(description='Why it was voided, as the command said.')
+
+
 class RefundPayment(Event):
     """Command: give back an authorised payment (compensation of the payment step)."""
 
@@ -65,4 +89,16 @@ class RefundPayment(Event):
     reason: String = Field(description='Why the refund is due.')
 
 
-EVENTS: tuple[type[Event], ...] = (PaymentAuthorized, PaymentFailed, PaymentRefunded, RefundPayment,)
+class VoidPayment(Event):
+    """Command: settle a payment whose step timed out before it reported. Cancel it if it was not made yet (never make it afterwards), and answer which: PaymentVoided or PaymentVoidRefused."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.payments.VoidPayment'
+    __avro_domain__: ClassVar[str] = 'payments'
+    __avro_topic__: ClassVar[str] = 'payments.commands'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"VoidPayment","namespace":"com.acme.payments","doc":"Command: settle a payment whose step timed out before it reported. Cancel it if it was not made yet (never make it afterwards), and answer which: PaymentVoided or PaymentVoidRefused.","fields":[{"name":"order_id","type":"string","doc":"Order whose payment is in doubt."},{"name":"reason","type":"string","doc":"Why the payment is in doubt."}]}')
+
+    order_id: String = Field(description='Order whose payment is in doubt.')
+    reason: String = Field(description='Why the payment is in doubt.')
+
+
+EVENTS: tuple[type[Event], ...] = (PaymentAuthorized, PaymentFailed, PaymentRefunded, PaymentVoidRefused, PaymentVoided, RefundPayment, VoidPayment,)

@@ -2,6 +2,11 @@
 the saga tracker asks for (`RefundPayment` on `payments.commands`), confirming each with
 `PaymentRefunded`.
 
+A payment that timed out before it reported is settled here, not guessed by the tracker: the
+tracker sends `VoidPayment`, and the answer comes from this service's own state. Not charged yet:
+voided for good (`PaymentVoided`; the order, when it comes, is declined). Already charged or
+declined: `PaymentVoidRefused`, and the order goes on, late.
+
 A refund is safe whatever came before it: the saga tracker sends one for a payment that timed
 out, which may or may not have happened. Refunding an order that was never charged records the
 refund, so that an order arriving after it is declined rather than charged.
@@ -25,7 +30,10 @@ from examples.contracts.payments import (
     PaymentAuthorized,
     PaymentFailed,
     PaymentRefunded,
+    PaymentVoided,
+    PaymentVoidRefused,
     RefundPayment,
+    VoidPayment,
 )
 
 INPUTS = ["orders.events", "payments.commands"]
@@ -43,19 +51,33 @@ def build(name: str = "payments") -> Service:
         name, INPUTS, outputs=["payments.events"], stores=["payments"], policies=POLICIES
     )
 
+    payment = service.settles(
+        "payment",
+        VoidPayment,
+        voided=lambda ctx, command: PaymentVoided(order_id=ctx.key, reason=command.reason),
+        refused=lambda ctx, command, done: PaymentVoidRefused(
+            order_id=ctx.key, payment_id=done.get("payment_id")
+        ),
+    )
+
     @service.handle(OrderPlaced, policies=["payments.card-limit"])
     def authorise(ctx: Context, event: OrderPlaced) -> None:
         if (ctx.store("payments").get(ctx.key) or {}).get("refunded"):
             # The refund overtook the order (the tracker gave up waiting): never charge it now.
             ctx.emit(PaymentFailed(order_id=ctx.key, reason="refunded before it was charged"))
             return
+        if payment.voided(ctx):  # the tracker asked first and was told it never happened
+            ctx.emit(PaymentFailed(order_id=ctx.key, reason="voided before it was charged"))
+            return
         if event.customer_id == STALLED_CUSTOMER:
             return  # the provider never answers
         if not ctx.policy("payments.card-limit", event):
+            payment.done(ctx)
             ctx.emit(PaymentFailed(order_id=ctx.key, reason="card declined: over the limit"))
             return
         payment_id = "pay-" + hashlib.sha256(ctx.key.encode()).hexdigest()[:12]
         ctx.store("payments").put(ctx.key, {"payment_id": payment_id, "amount": str(event.total)})
+        payment.done(ctx, payment_id=payment_id)
         ctx.emit(PaymentAuthorized(order_id=ctx.key, payment_id=payment_id, amount=event.total))
 
     @service.handle(RefundPayment)

@@ -62,10 +62,14 @@ def run(
     orders, payments = new_topic("orders.events"), new_topic("payments.events")
     keys = [f"o-{i}" for i in range(ORDERS)]
     publisher = EventPublisher(
-        {"bootstrap.servers": bootstrap_servers}, AvroSerde(registry_url, auto_register=True), "shop"
+        {"bootstrap.servers": bootstrap_servers},
+        AvroSerde(registry_url, auto_register=True),
+        "shop",
     )
     for key in keys:
-        big = OrderPlaced(**{**order_placed(key, "20").model_dump(), "customer_email": "e" * PADDING})
+        big = OrderPlaced(
+            **{**order_placed(key, "20").model_dump(), "customer_email": "e" * PADDING}
+        )
         placed = publisher.publish(big, key, topic=orders)
         time.sleep(0.002)  # the payment is stamped after its order
         paid = PaymentAuthorized(order_id=key, payment_id="p", amount=Decimal("20"))

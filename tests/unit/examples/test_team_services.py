@@ -25,7 +25,10 @@ from examples.contracts.payments import (
     PaymentAuthorized,
     PaymentFailed,
     PaymentRefunded,
+    PaymentVoided,
+    PaymentVoidRefused,
     RefundPayment,
+    VoidPayment,
 )
 from examples.contracts.shipping import ShipmentDispatched
 from examples.inventory.service import build as inventory
@@ -134,3 +137,51 @@ def test_an_order_still_open_after_its_time_is_cancelled_by_its_timeout_action()
     parcel = ShipmentDispatched(order_id="o-1", tracking_code="T", delivery_address="x")
     kit.send(parcel, "o-1")  # too late: the order is closed
     assert kit.events(OrderCompleted) == []
+
+
+def test_payments_settles_a_payment_in_doubt_from_its_own_state() -> None:
+    """VoidPayment: not charged yet -> voided for good; charged (or declined) -> refused."""
+    kit = TestKit(payments())
+    kit.send(VoidPayment(order_id="o-1", reason="payment timed out"), "o-1")
+    kit.send(order("o-1"), "o-1")  # the order comes after the void: never charged
+    assert [e.key for e in kit.emitted(PaymentVoided)] == ["o-1"]
+    assert not kit.emitted(PaymentAuthorized)
+    [declined] = kit.events(PaymentFailed)
+    assert declined.reason == "voided before it was charged"
+
+    kit.send(order("o-2"), "o-2")
+    kit.send(VoidPayment(order_id="o-2", reason="payment timed out"), "o-2")
+    [refused] = kit.events(PaymentVoidRefused)
+    [charged] = kit.events(PaymentAuthorized)
+    assert refused.order_id == "o-2" and refused.payment_id == charged.payment_id
+
+    kit.send(order("o-3", total="1500"), "o-3")  # declined: settled too, nothing to void
+    kit.send(VoidPayment(order_id="o-3", reason="late"), "o-3")
+    assert [e.order_id for e in kit.events(PaymentVoidRefused)] == ["o-2", "o-3"]
+
+    kit.send(order("o-4", customer=STALLED_CUSTOMER), "o-4")  # the provider never answered
+    kit.send(VoidPayment(order_id="o-4", reason="late"), "o-4")
+    assert [e.key for e in kit.emitted(PaymentVoided)] == ["o-1", "o-4"]
+
+
+def test_a_step_done_after_it_was_voided_fails_the_test() -> None:
+    from choreograph import Context, Service
+    from choreograph.runtime.errors import VoidedStep
+
+    service = Service("careless", ["orders.events", "payments.commands"],
+                      outputs=["payments.events"])  # fmt: skip
+    payment = service.settles(
+        "payment",
+        VoidPayment,
+        voided=lambda ctx, c: PaymentVoided(order_id=ctx.key, reason=c.reason),
+        refused=lambda ctx, c, done: PaymentVoidRefused(order_id=ctx.key),
+    )
+
+    @service.handle(OrderPlaced)
+    def charge(ctx: Context, event: OrderPlaced) -> None:
+        payment.done(ctx, payment_id="p")  # forgot to ask payment.voided(ctx) first
+
+    kit = TestKit(service)
+    kit.send(VoidPayment(order_id="o-1", reason="late"), "o-1")
+    with pytest.raises(VoidedStep, match=r"was voided; check payment\.voided"):
+        kit.send(order("o-1"), "o-1")

@@ -183,3 +183,48 @@ def test_unreadable_definition_is_exit_2(
 ) -> None:
     code, found = lint(tmp_path, monkeypatch, capsys, "name: [unclosed\n")
     assert code == 2 and found == [("unreadable", "error")]
+
+
+V2 = (REPO / "processes" / "order-fulfilment.v2.yaml").read_text()
+
+
+def edit_v2(change: Any) -> str:
+    raw = yaml.safe_load(V2)
+    change(raw)
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (
+            lambda d: d["steps"][0]["settle"].update(command="com.acme.payments.VoidPaymnt"),
+            "unknown-command",
+        ),
+        (
+            lambda d: d["steps"][0]["settle"]["voided_on"].append("com.acme.payments.Nope"),
+            "unknown-event",
+        ),
+        (
+            lambda d: d["steps"][0]["settle"]["payload"].update(reason="{why}"),
+            "command-payload",
+        ),
+    ],
+)
+def test_settle_is_linted_against_the_contracts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: Any,
+    rule: str,
+) -> None:
+    code, found = lint(
+        tmp_path, monkeypatch, capsys, edit_v2(change), name="order-fulfilment.v2.yaml"
+    )
+    assert (rule, "error") in found and code == 1
+
+
+def test_settle_without_a_compensation_is_refused(tmp_path: Path) -> None:
+    text = edit_v2(lambda d: d["steps"][0].pop("compensation"))
+    with pytest.raises(DefinitionError, match="has settle but no compensation"):
+        parse_definition(text, "order-fulfilment.v2.yaml")

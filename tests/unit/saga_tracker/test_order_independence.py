@@ -25,16 +25,20 @@ from saga_tracker.service import REPARTITION, build_tracker
 REPO = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 MODELS = command_and_incident_models(REPO / "schemas/avro")
-DEFINITIONS = Definitions(
-    [
-        parse_definition(
-            (REPO / "processes/order-fulfilment.v1.yaml").read_text(), "p.yaml"
-        ).definition
-    ]
-)
+DEFINITIONS = {
+    version: Definitions(
+        [
+            parse_definition(
+                (REPO / f"processes/order-fulfilment.v{version}.yaml").read_text(), "p.yaml"
+            ).definition
+        ]
+    )
+    for version in (1, 2)
+}
 ORD, PAY, INV, SHP = "orders.events", "payments.events", "inventory.events", "shipping.events"
 A = "com.acme."
 REFUND, RELEASE = A + "payments.RefundPayment", A + "inventory.ReleaseStock"
+VOID = A + "payments.VoidPayment"  # v2: a payment in doubt is settled by payments
 # How the reference services answer the tracker's commands (see examples/ payments, inventory).
 ANSWERS: dict[str, list[tuple[str, str]]] = {
     REFUND: [(PAY, A + "payments.PaymentRefunded")],
@@ -47,6 +51,8 @@ class Scenario:
     queues: dict[str, list[str]]
     stall_payment: bool = False  # the payment deadline passes before anything but the order
     answers: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: dict(ANSWERS))
+    version: int = 1
+    stall_settle: bool = False  # v2: payments does not answer VoidPayment in time either
 
 
 SCENARIOS = {
@@ -98,11 +104,70 @@ SCENARIOS = {
         },
         stall_payment=True,
     ),
+    # v2: payments, frozen past the deadline, is asked to void the payment. It had handled the
+    # order before the void (input order: the order is older): charged, so it refuses...
+    "v2 late, charged and shipped": Scenario(
+        {
+            ORD: [A + "orders.OrderCompleted"],
+            PAY: [A + "payments.PaymentAuthorized"],
+            INV: [A + "inventory.StockReserved"],
+            SHP: [A + "shipping.ShipmentDispatched"],
+        },
+        stall_payment=True,
+        version=2,
+        answers={**ANSWERS, VOID: [(PAY, A + "payments.PaymentVoidRefused")]},
+    ),
+    "v2 late, charged and out of stock": Scenario(
+        {
+            ORD: [A + "orders.OrderCancelled"],
+            PAY: [A + "payments.PaymentAuthorized"],
+            INV: [A + "inventory.StockReservationFailed"],
+        },
+        stall_payment=True,
+        version=2,
+        answers={**ANSWERS, VOID: [(PAY, A + "payments.PaymentVoidRefused")]},
+    ),
+    "v2 late, declined": Scenario(
+        {ORD: [A + "orders.OrderCancelled"], PAY: [A + "payments.PaymentFailed"]},
+        stall_payment=True,
+        version=2,
+        answers={**ANSWERS, VOID: [(PAY, A + "payments.PaymentVoidRefused")]},
+    ),
+    # ...or the void came first (the provider never answered): voided, the order declined.
+    "v2 late, voided": Scenario(
+        {},
+        stall_payment=True,
+        version=2,
+        answers={
+            **ANSWERS,
+            VOID: [
+                (PAY, A + "payments.PaymentVoided"),
+                (PAY, A + "payments.PaymentFailed"),
+                (ORD, A + "orders.OrderCancelled"),
+            ],
+        },
+    ),
+    # No answer within the settle deadline: refunded as in doubt, as v1 does at once.
+    "v2 late, not settled": Scenario(
+        {},
+        stall_payment=True,
+        stall_settle=True,
+        version=2,
+        answers={
+            **ANSWERS,
+            VOID: [],
+            REFUND: [
+                (PAY, A + "payments.PaymentRefunded"),
+                (PAY, A + "payments.PaymentFailed"),
+                (ORD, A + "orders.OrderCancelled"),
+            ],
+        },
+    ),
 }
 
 
 def run(scenario: Scenario, pick: Callable[[list[str]], str]) -> dict[str, Any]:
-    kit = TestKit(build_tracker(DEFINITIONS, MODELS), start=T0)
+    kit = TestKit(build_tracker(DEFINITIONS[scenario.version], MODELS), start=T0)
     queues = {topic: list(events) for topic, events in scenario.queues.items()}
     answered = 0
 
@@ -123,6 +188,9 @@ def run(scenario: Scenario, pick: Callable[[list[str]], str]) -> dict[str, Any]:
     if scenario.stall_payment:
         kit.advance(timedelta(minutes=15, seconds=1))
     answer()
+    if scenario.stall_settle:
+        kit.advance(timedelta(minutes=30, seconds=1))
+        answer()
     while any(queues.values()):
         topic = pick(sorted(t for t, q in queues.items() if q))
         deliver(queues[topic].pop(0))
@@ -163,7 +231,14 @@ def test_in_order_outcomes_are_the_truth_of_each_scenario() -> None:
             ["conflict"],
         ),
         "late, charged and out of stock": ("compensated", [REFUND], []),
+        "v2 late, charged and shipped": ("completed", [VOID], []),
+        "v2 late, charged and out of stock": ("compensated", [REFUND, VOID], []),
+        "v2 late, declined": ("compensated", [VOID], []),
+        "v2 late, voided": ("compensated", [VOID], []),
+        "v2 late, not settled": ("compensated", [REFUND, VOID], []),
     }
+    # Late, not lost: one SLA incident for the payment, resolved once it completed.
+    assert IN_ORDER["v2 late, charged and shipped"]["raised"] == ["c-1/order-fulfilment/payment"]
     assert IN_ORDER["late, charged and shipped"]["raised"] == [
         "c-1/order-fulfilment/conflict",
         "c-1/order-fulfilment/payment",
