@@ -22,6 +22,7 @@ from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
 from saga_tracker.service import REPARTITION
+from saga_tracker.throttle import ClientKeys
 from saga_tracker.visibility.ui import TrackerUi, UiSettings
 
 
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="export each ended instance as an OpenTelemetry trace over OTLP/HTTP to this "
         "endpoint (e.g. http://collector:4318); needs the otel extra",
     )
+    run.add_argument(
+        "--trusted-proxies",
+        default=_env("TRUSTED_PROXIES", ""),
+        help="comma-separated addresses or networks (CIDR) of the proxies in front of the API "
+        "(an ingress): their X-Forwarded-For names the client whose failed attempts are counted",
+    )
     run.set_defaults(run=_run)
     ui = commands.add_parser("ui", help="serve trace pages and the read API alone, read-only")
     ui.add_argument("--name", default=_env("NAME", "saga-tracker"), help="the tracker it shows")
@@ -109,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--http-host", default=_env("HTTP_HOST", "127.0.0.1"))
     ui.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", "8089")))
     ui.add_argument("--tokens", type=Path, default=_env_or_none("TOKENS"))
+    ui.add_argument(
+        "--trusted-proxies",
+        default=_env("TRUSTED_PROXIES", ""),
+        help="comma-separated addresses or networks (CIDR) of the proxies in front of the API "
+        "(an ingress): their X-Forwarded-For names the client whose failed attempts are counted",
+    )
     ui.add_argument(
         "--open-reads", action="store_true", default=_env("OPEN_READS", "") in ("1", "true")
     )
@@ -141,7 +154,13 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         visibility_url=args.visibility_url,
         otlp_endpoint=args.otlp_endpoint,
+        trusted_proxies=_proxies(args.trusted_proxies),
     )
+    try:
+        ClientKeys(settings.trusted_proxies)
+    except ValueError as err:
+        print(f"saga-tracker run: --trusted-proxies: {err}", file=sys.stderr)
+        return 2
     app = TrackerApp(settings).start()
     print(f"saga tracker: traces at {app.public_url}/traces", flush=True)
     _until_stopped(app.stopped)
@@ -170,8 +189,12 @@ def _ui(args: argparse.Namespace) -> int:
                 http_port=args.http_port,
                 tokens=args.tokens,
                 open_reads=args.open_reads,
+                trusted_proxies=_proxies(args.trusted_proxies),
             )
         ).start()
+    except ValueError as err:  # a trusted proxy that is no address
+        print(f"saga-tracker ui: --trusted-proxies: {err}", file=sys.stderr)
+        return 2
     except ConfigurationError as err:  # the visibility URL cannot work: say what to change
         print(f"saga-tracker ui: {err}", file=sys.stderr)
         return 2
@@ -179,6 +202,10 @@ def _ui(args: argparse.Namespace) -> int:
     _until_stopped(ui.failed)
     ui.stop()
     return 2 if ui.misconfigured else 1 if ui.failed.is_set() else 0
+
+
+def _proxies(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _until_stopped(ended: threading.Event) -> None:

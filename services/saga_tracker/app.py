@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
-from saga_tracker.throttle import FailedAttempts
+from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer, changelog_kinds
 from saga_tracker.visibility.store import VisibilityStore
@@ -61,6 +61,8 @@ class TrackerSettings:
     alerts_topic: str = ALERTS_TOPIC
     failed_attempts_limit: int = 10  # per client and window, then 429
     failed_attempts_window_s: float = 60.0
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
+    trusted_proxies: list[str] = field(default_factory=list)
     # Where the API reads instances: "" is SQLite in the state folder (each replica indexes its
     # own copy); a postgresql:// URL shares one database between replicas and the UI.
     visibility_url: str = ""
@@ -162,6 +164,7 @@ class TrackerApp:
             host=s.http_host,
             port=s.http_port,
             failures=FailedAttempts(s.failed_attempts_limit, s.failed_attempts_window_s),
+            clients=ClientKeys(s.trusted_proxies),
         )
         if s.alertmanager_url:
             notifier = build_notifier(

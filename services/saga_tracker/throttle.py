@@ -1,5 +1,13 @@
 """Failed attempts at the trace and action API, per client, in fixed windows.
 
+A client is the authenticated principal where the request names one (a valid token), so a
+signed-in operator is limited by their own failures only and never locked out by anonymous
+ones; otherwise it is the client's address: the peer's, or, when the peer is one of the
+configured trusted proxies (an ingress), the address that proxy reports in X-Forwarded-For.
+Without trusted proxies every client behind an ingress would share the ingress's address, and
+one guesser would lock everyone out; X-Forwarded-For from anyone else is ignored, since a
+client could name any address there.
+
 Someone guessing tokens, or a script sending broken requests in a loop, must neither fill the
 audit topic nor keep the API busy. Within a window, a client's first failed attempt is audited at
 once with its detail; later anonymous ones are counted and audited as one entry when the window
@@ -10,10 +18,13 @@ refused (429) until the window ends, before its request is read.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
@@ -99,3 +110,43 @@ class FailedAttempts:
                     self._close(client, window)
             found, self._closed = self._closed, []
         return found
+
+
+class ClientKeys:
+    """Whom a failed attempt counts against: `principal:<name>` or `address:<ip>`."""
+
+    def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
+        """`trusted_proxies`: addresses or networks (CIDR) of the proxies in front of the API;
+        ValueError, naming the entry, for one that is neither."""
+        self.trusted: list[Network] = []
+        for entry in trusted_proxies:
+            try:
+                self.trusted.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"trusted proxy {entry!r} is not an address or a network such as "
+                    "10.0.0.0/8 or 2001:db8::/32"
+                ) from None
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def address(self, peer: str, forwarded_for: str | None) -> str:
+        """The client's address: the peer's; behind trusted proxies, the right-most address of
+        X-Forwarded-For that is not one of them (the one the outermost trusted proxy saw)."""
+        if not forwarded_for or not self._is_trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+    def key(self, peer: str, forwarded_for: str | None, principal: str | None) -> str:
+        if principal:
+            return f"principal:{principal}"
+        return f"address:{self.address(peer, forwarded_for)}"

@@ -39,7 +39,7 @@ from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, step_latencies, step_latency_ms
-from saga_tracker.throttle import FailedAttempts
+from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.visibility.store import (
     MAX_PAGE,
     BadQuery,
@@ -198,9 +198,11 @@ class TraceServer:
         decisions: DecisionSource | None = None,
         approvals: ApprovalSource | None = None,
         approvals_of: DecisionSource | None = None,
+        clients: ClientKeys | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions.
-        `decisions`: the services' decision records per correlation id, shown on traces."""
+        `decisions`: the services' decision records per correlation id, shown on traces.
+        `clients`: whom failed attempts count against (the trusted proxies)."""
         self.instances = instances
         self.decisions = decisions or (lambda correlation_id: [])
         self.approvals = approvals or list
@@ -211,6 +213,7 @@ class TraceServer:
         self.access = access or Access({}, open_reads=True)
         self.desk = desk
         self.failures = failures or FailedAttempts()
+        self.clients = clients or ClientKeys()
         self._stopping = threading.Event()
         owner = self
 
@@ -270,17 +273,29 @@ class TraceServer:
             except Unavailable as err:
                 log.warning("failed attempts not audited (%s): %s", err, detail)
 
+    def _client(self, request: BaseHTTPRequestHandler, principal: str | None) -> str:
+        forwarded = request.headers.get("X-Forwarded-For")
+        return self.clients.key(request.client_address[0], forwarded, principal)
+
     def _failed(
         self, request: BaseHTTPRequestHandler, fields: dict[str, Any], outcome: str, detail: str
     ) -> None:
-        """Count a failed attempt and audit it now if it should be (raises Unavailable)."""
-        client = request.client_address[0]
-        anonymous = fields.get("actor") == "anonymous"
+        """Count a failed attempt against its principal, or its address when anonymous, and
+        audit it now if it should be (raises Unavailable)."""
+        actor = fields.get("actor")
+        anonymous = actor in (None, "anonymous")
+        client = self._client(request, None if anonymous else str(actor))
         if self.failures.failed(client, outcome, anonymous=anonymous) and self.desk is not None:
-            self.desk.audit(fields, outcome, f"{detail} (from {client})")
+            address = self.clients.address(
+                request.client_address[0], request.headers.get("X-Forwarded-For")
+            )
+            self.desk.audit(fields, outcome, f"{detail} (from {address})")
 
     def _limited(self, request: BaseHTTPRequestHandler) -> bool:
-        wait = self.failures.retry_after(request.client_address[0])
+        principal = self.access.who(request.headers.get("Authorization"))
+        wait = self.failures.retry_after(
+            self._client(request, principal.name if principal else None)
+        )
         if not wait:
             return False
         request.close_connection = True
@@ -337,7 +352,7 @@ class TraceServer:
         if not self.access.allows(principal, "read"):
             if header is None or principal is None:
                 if header is not None:  # a token that is wrong: someone may be guessing
-                    self.failures.failed(request.client_address[0], "DENIED")  # not audited
+                    self.failures.failed(self._client(request, None), "DENIED")  # not audited
                 return _unauthorized(request)
             return _send_json(request, 403, {"error": "this token may not read traces"})
         if parts == ["api", "instances"]:

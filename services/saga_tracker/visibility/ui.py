@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
-from saga_tracker.throttle import FailedAttempts
+from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer, changelog_kinds
 from saga_tracker.visibility.store import VisibilityStore, VisibilityUnavailable
@@ -35,6 +35,7 @@ class UiSettings:
     http_port: int = 8089
     tokens: Path | None = None
     open_reads: bool = False
+    trusted_proxies: list[str] = field(default_factory=list)  # see ClientKeys
 
 
 class TrackerUi:
@@ -65,6 +66,7 @@ class TrackerUi:
             host=s.http_host,
             port=s.http_port,
             failures=FailedAttempts(),
+            clients=ClientKeys(s.trusted_proxies),
         )
         self.failed = threading.Event()
         self.misconfigured = False
