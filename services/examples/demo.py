@@ -205,10 +205,13 @@ def running(
     port: int,
     modules: dict[str, str] | None = None,
     tracker_args: list[str] | None = None,
+    metrics_ports: dict[str, int] | None = None,
 ) -> Iterator[Fleet]:
     """`modules`: a team's service run from another module (`python -m MODULE`), such as a
     variant under test in place of the reference one; `tracker_args`: more arguments for
-    `saga_tracker run` (a token file, say)."""
+    `saga_tracker run` (a token file, say); `metrics_ports`: where a team service (or
+    "saga-tracker") serves its Prometheus metrics."""
+    ports = metrics_ports or {}
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(logs)
@@ -220,6 +223,8 @@ def running(
     try:
         for team in TEAMS:
             env = {**base, "CHOREOGRAPH_STATE_DIR": str(state / team)}
+            if team in ports:
+                env["CHOREOGRAPH_METRICS_PORT"] = str(ports[team])
             module = (modules or {}).get(team, f"examples.{team}")
             fleet.start(team, [sys.executable, "-m", module], env)
         fleet.start(
@@ -234,6 +239,8 @@ def running(
         if servers.alertmanager_url:
             tracker += ["--alertmanager", servers.alertmanager_url]
         tracker += tracker_args or []
+        if "saga-tracker" in ports:
+            tracker += ["--metrics-port", str(ports["saga-tracker"])]
         fleet.start(
             "saga-tracker", tracker, {**base, "CHOREOGRAPH_STATE_DIR": str(state / "tracker")}
         )

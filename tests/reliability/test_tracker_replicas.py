@@ -38,15 +38,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 ORDERS = 40
 RESERVATION_DEADLINE_S = 15  # long enough to kill a replica before any deadline is due
+OVERDUE_DEADLINE_S = 3  # due while the replica that owns them is frozen, then killed
 COMPENSATION_DEADLINE_S = 10  # unconfirmed compensations then escalate to incidents
 STEP_DEADLINE = "    deadline: 10m\n    on_timeout: compensate"  # the reservation's
 UNDO_DEADLINE = "      deadline: 10m\n      completes_on"  # both compensations'
-DEFINITION = (
-    (REPO / "processes/order-fulfilment.v1.yaml")
-    .read_text()
-    .replace(STEP_DEADLINE, STEP_DEADLINE.replace("10m", f"{RESERVATION_DEADLINE_S}s"))
-    .replace(UNDO_DEADLINE, UNDO_DEADLINE.replace("10m", f"{COMPENSATION_DEADLINE_S}s"))
-)
+
+
+def definition(reservation_s: int) -> str:
+    return (
+        (REPO / "processes/order-fulfilment.v1.yaml")
+        .read_text()
+        .replace(STEP_DEADLINE, STEP_DEADLINE.replace("10m", f"{reservation_s}s"))
+        .replace(UNDO_DEADLINE, UNDO_DEADLINE.replace("10m", f"{COMPENSATION_DEADLINE_S}s"))
+    )
+
+
+DEFINITION = definition(RESERVATION_DEADLINE_S)
 
 
 @contextmanager
@@ -95,7 +102,13 @@ def answers(api: str) -> bool:
         return False
 
 
+@pytest.mark.parametrize(
+    "overdue",
+    [False, True],
+    ids=["killed-before-deadlines", "killed-with-deadlines-overdue"],
+)
 def test_a_replica_killed_under_load_loses_and_doubles_nothing(
+    overdue: bool,
     bootstrap_servers: str,
     registry_url: str,
     postgres_url: str,
@@ -108,7 +121,8 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
     topics = {d: new_topic(f"{d}.events", 2) for d in ("orders", "payments", "inventory")}
     repartition = new_topic("saga-tracker.repartition", 4)
     (tmp_path / "processes").mkdir()
-    (tmp_path / "processes/order-fulfilment.v1.yaml").write_text(DEFINITION)
+    deadline_s = OVERDUE_DEADLINE_S if overdue else RESERVATION_DEADLINE_S
+    (tmp_path / "processes/order-fulfilment.v1.yaml").write_text(definition(deadline_s))
     env = {
         k: v for k, v in os.environ.items() if k != "CHOREOGRAPH_ALERTMANAGER_URL"
     }  # incidents are not this test's subject
@@ -167,10 +181,18 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
         for api in (api_a, api_b, api_ui):
             wait_for(lambda api=api: tracked(api) == set(placed), f"{api} to list every order")
 
+        if overdue:
+            # Frozen before its deadlines come due and killed once they are overdue: it never
+            # fired them, and the survivor finds them overdue when it takes over.
+            b.send_signal(signal.SIGSTOP)
+            frozen_at = time.time()
+            assert frozen_at < paid_at + deadline_s, "frozen after deadlines came due"
+            time.sleep(max(0.0, paid_at + deadline_s + 2 - time.time()))
         b.send_signal(signal.SIGKILL)
         killed_at = time.time()
         b.wait(10)
-        assert killed_at < paid_at + RESERVATION_DEADLINE_S, "killed after deadlines came due"
+        if not overdue:
+            assert killed_at < paid_at + deadline_s, "killed after deadlines came due"
 
         wait_for(
             lambda: members(admin, name).get(f"{name}-a") == {0, 1, 2, 3},
@@ -185,7 +207,7 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
         wait_for(
             lambda: len(escalated()) == ORDERS,
             "every order's deadline to fire and its undoing to escalate",
-            seconds=RESERVATION_DEADLINE_S + COMPENSATION_DEADLINE_S + 60,
+            seconds=deadline_s + COMPENSATION_DEADLINE_S + 60,
         )
         assert a.poll() is None, log_a.read_text()[-3000:]
 
@@ -223,10 +245,11 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
                 next(e["at"] for e in trace["timeline"] if e["kind"] == "timeout")
             )
             started = datetime.fromisoformat(trace["steps"]["reservation"]["started_at"])
-            lateness.append(fired.timestamp() - started.timestamp() - RESERVATION_DEADLINE_S)
+            lateness.append(fired.timestamp() - started.timestamp() - deadline_s)
         lateness.sort()
         p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))]
         print(
+            f"{'frozen, then ' if overdue else ''}"
             f"replica b (partitions {sorted(victim_partitions)}) killed "
             f"{killed_at - paid_at:.1f} s after the payments; deadline lateness on the "
             f"survivor: median {lateness[len(lateness) // 2]:.1f} s, p99 {p99:.1f} s, "
