@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from choreograph import AvroSerde, EventPublisher
@@ -85,13 +85,10 @@ def lags(bootstrap: str) -> dict[str, int]:
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-{uuid.uuid4().hex[:6]}"})
     found: dict[str, int] = {}
     try:
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        requests = [ConsumerGroupTopicPartitions(g) for g in GROUPS]
-        futures = admin.list_consumer_group_offsets(requests)
-        for group, future in futures.items():
+        for group in GROUPS:  # the client lists one group's offsets per request
+            future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
             try:
-                partitions = future.result(10).topic_partitions or []
+                partitions = future[group].result(10).topic_partitions or []
             except Exception:
                 continue
             total = 0

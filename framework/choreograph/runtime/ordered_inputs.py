@@ -12,6 +12,7 @@ A service with one input has nothing to order: the engine handles its records as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -22,6 +23,7 @@ from choreograph.runtime.input_order import UNORDERED, InputOrder, InputOrderSta
 log = logging.getLogger("choreograph.engine")
 TP = tuple[str, int]
 COMMITTED_BOUND_S = 2.0  # one look-up of where a partition's fetching started
+COMMITTED_RETRY_S = 5.0  # after a look-up that failed
 
 
 class OrderedInputs:
@@ -44,6 +46,7 @@ class OrderedInputs:
         self.tasks: dict[int, InputOrder[Message]] = {}
         self._start: dict[TP, int] = {}  # where fetching started, for partitions not yet read
         self._full: set[TP] = set()  # paused here because their buffer is full
+        self._unknown_until: dict[TP, float] = {}  # committed offset unreadable: not asked again
         self._waited = metrics.input_wait_seconds.labels(service)
         self._enforced = metrics.input_order_enforced.labels(service)
         self._late = metrics.input_order_late.labels(service)
@@ -99,10 +102,13 @@ class OrderedInputs:
         """Where fetching `tp` started (the committed offset, else the log start): asked once."""
         start = self._start.get(tp)
         if start is None:
+            if time.monotonic() < self._unknown_until.get(tp, 0.0):
+                return None  # the broker did not say just now: the loop does not wait on it
             try:
                 found = self._consumer().committed([TopicPartition(*tp)], COMMITTED_BOUND_S)[0]
             except KafkaException as error:
                 log.debug("committed offset unknown", extra={"error": str(error)})
+                self._unknown_until[tp] = time.monotonic() + COMMITTED_RETRY_S
                 return None
             start = self._start[tp] = found.offset if found.offset >= 0 else low
         return start
