@@ -32,7 +32,6 @@ from examples.demo import (
     REPO,
     Fleet,
     create_topics,
-    get_json,
     plan,
     register_contracts,
     running,
@@ -103,10 +102,14 @@ def lags(bootstrap: str) -> dict[str, int]:
     return found
 
 
-def lateness(metrics_url: str, soak: Soak) -> tuple[float | None, float]:
-    """p99 lateness of the deadlines fired since the last sample, and how many fired."""
+def scrape(metrics_url: str) -> str:
     with urllib.request.urlopen(metrics_url, timeout=10) as reply:
-        text = reply.read().decode()
+        text: str = reply.read().decode()
+        return text
+
+
+def lateness(text: str, soak: Soak) -> tuple[float | None, float]:
+    """p99 lateness of the deadlines fired since the last sample, and how many fired."""
     now: dict[float, float] = {}
     for line in text.splitlines():
         match = BUCKET.match(line)
@@ -125,11 +128,12 @@ def lateness(metrics_url: str, soak: Soak) -> tuple[float | None, float]:
     return None, total
 
 
-def open_instances(api: str) -> int:
-    try:
-        return len(get_json(f"{api}/api/instances?status=running&limit=1000"))
-    except OSError:
-        return -1
+def open_instances(text: str) -> int:
+    """The tracker's own gauge of instances not yet ended."""
+    for line in text.splitlines():
+        if line.startswith('choreograph_saga_active_instances{process="order-fulfilment"}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def report(soak: Soak, names: list[str]) -> None:
@@ -145,9 +149,12 @@ def report(soak: Soak, names: list[str]) -> None:
         verdict = "grows" if growth > 20 else "steady"
         print(f"  {name:14} " + " ".join(f"{m:7.1f}" for m in medians) +
               f"   {growth:+5.1f}% (2nd -> 4th quarter): {verdict}")  # fmt: skip
-    fired = [s for s in soak.samples if s.lateness_p99_s is not None]
+    # The first interval holds what the tracker found overdue at start (deadlines of instances an
+    # earlier run on the same topics left open): it says nothing about the steady state.
+    fired = [s for s in soak.samples[1:] if s.lateness_p99_s is not None]
     worst = max((s.lateness_p99_s or 0.0 for s in fired), default=0.0)
-    print(f"deadline lateness p99 per interval: worst {worst:.2f} s over {len(fired)} intervals")
+    print(f"deadline lateness p99 per interval after the first: worst {worst:.2f} s over "
+          f"{len(fired)} intervals")  # fmt: skip
     most = {g: max(s.lag.get(g, 0) for s in soak.samples) for g in GROUPS}
     print("largest lag seen: " + ", ".join(f"{g} {n}" for g, n in most.items()))
 
@@ -221,12 +228,13 @@ def run(
             next_sample += args.sample_s
             publisher.flush()
             pids = {name: proc.pid for name, proc, _ in fleet.children}
+            text = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
             sample = Sample(
                 time.monotonic() - started,
                 {name: rss_mb(pid) for name, pid in pids.items()},
                 lags(bootstrap),
-                *lateness(f"http://127.0.0.1:{metrics_port}/metrics", soak),
-                open_instances(api),
+                *lateness(text, soak),
+                open_instances(text),
                 placed,
             )
             soak.samples.append(sample)
