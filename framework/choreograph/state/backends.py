@@ -3,7 +3,13 @@
 Each backend also keeps how far its store's changelog is applied (the next changelog offset),
 written in the same atomic write as the data it covers: after any crash, even one that loses
 the tail of RocksDB's write-ahead log, data and offset agree, so a restart replays exactly the
-changelog records the local copy lacks."""
+changelog records the local copy lacks.
+
+Memtables (RocksDB's write buffers) are bounded per process, not per store: a service holds one
+RocksDB per store and partition, and each would otherwise grow its memtables to 64 MB before a
+flush, so a tracker with a dozen stores on several partitions held gigabytes of write buffers.
+One shared `WriteBufferManager` (`memtable_budget`) caps them all, as Kafka Streams' bounded
+memory configuration does."""
 
 from __future__ import annotations
 
@@ -12,7 +18,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict, WriteBatch, WriteBufferManager
+
+_BUDGETS: dict[int, WriteBufferManager] = {}
+
+
+def memtable_budget(megabytes: int) -> WriteBufferManager:
+    """The process's shared cap on the memtables of every store opened with it."""
+    budget = _BUDGETS.get(megabytes)
+    if budget is None:
+        budget = _BUDGETS[megabytes] = WriteBufferManager(megabytes * 2**20, False)
+    return budget
 
 
 class StateDiskError(OSError):
@@ -84,8 +100,11 @@ class RocksBackend:
     """One RocksDB per store and partition, in raw (bytes) mode, keys in byte order. The
     changelog offset lives in its own column family, so no scan of the data ever meets it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memtables: WriteBufferManager | None = None) -> None:
+        """`memtables`: a shared cap on write buffers (`memtable_budget`); none: RocksDB's own
+        per-store sizes."""
         self.path = path
+        self.memtables = memtables
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -94,6 +113,8 @@ class RocksBackend:
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
+        if self.memtables is not None:
+            options.set_write_buffer_manager(self.memtables)
         options.create_if_missing(True)
         options.create_missing_column_families(True)
         try:
