@@ -55,11 +55,11 @@ class ServiceConfig(BaseModel):
         description="longest wait for an input partition that is behind (records not fetched "
         "yet); past it the others go on and the records are counted as enforced",
     )
-    state_memtable_mb: int = Field(
+    state_memory_mb: int = Field(
         256,
-        ge=8,
-        description="RocksDB write buffers of all the service's stores together, in MB (one "
-        "shared budget; without it every store and partition holds up to 128 MB)",
+        ge=16,
+        description="RocksDB memory of all the service's stores together, in MB: one block "
+        "cache with the memtables (up to half) counted in it, as Kafka Streams' bounded memory",
     )
     input_buffer_records: int = Field(
         2_000, ge=2, description="records held per input partition before fetching it pauses"
@@ -125,7 +125,7 @@ class ServiceConfig(BaseModel):
             "group_protocol": os.environ.get("CHOREOGRAPH_GROUP_PROTOCOL"),
             "input_idle_ms": os.environ.get("CHOREOGRAPH_INPUT_IDLE_MS"),
             "input_wait_max_ms": os.environ.get("CHOREOGRAPH_INPUT_WAIT_MAX_MS"),
-            "state_memtable_mb": os.environ.get("CHOREOGRAPH_STATE_MEMTABLE_MB"),
+            "state_memory_mb": os.environ.get("CHOREOGRAPH_STATE_MEMORY_MB"),
         }
         security = {
             setting: os.environ[variable]

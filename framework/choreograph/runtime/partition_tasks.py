@@ -16,7 +16,7 @@ from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.poisoned import PoisonedRecords
 from choreograph.runtime.task import PartitionTask
-from choreograph.state.backends import RocksBackend, memtable_budget
+from choreograph.state.backends import RocksBackend, StateMemory
 from choreograph.state.restore import RestoreJob, restore
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class PartitionTasks:
         self.partition_count: int | None = None  # of the inputs, once checked
         self.poisoned = PoisonedRecords(self.directory)
         self.by_partition: dict[int, PartitionTask] = {}
-        self.memtables = memtable_budget(config.state_memtable_mb)
+        self.memory = StateMemory.shared(config.state_memory_mb)
         self._gauge = metrics.partitions.labels(service.name)
 
     def directory(self, partition: int) -> Path:
@@ -90,7 +90,7 @@ class PartitionTasks:
         task = PartitionTask(
             self.service,
             partition,
-            lambda store, _p: RocksBackend(directory / store, self.memtables),
+            lambda store, _p: RocksBackend(directory / store, self.memory),
             self.serde,
             partitions=self.partition_count,
             instance_id=f"{self.config.instance_id}/{os.getpid()}",

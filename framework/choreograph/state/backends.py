@@ -5,11 +5,11 @@ written in the same atomic write as the data it covers: after any crash, even on
 the tail of RocksDB's write-ahead log, data and offset agree, so a restart replays exactly the
 changelog records the local copy lacks.
 
-Memtables (RocksDB's write buffers) are bounded per process, not per store: a service holds one
-RocksDB per store and partition, and each would otherwise grow its memtables to 64 MB before a
-flush, so a tracker with a dozen stores on several partitions held gigabytes of write buffers.
-One shared `WriteBufferManager` (`memtable_budget`) caps them all, as Kafka Streams' bounded
-memory configuration does."""
+RocksDB's memory is bounded per process, not per store: a service holds one RocksDB per store
+and partition, and each would otherwise keep memtables of up to 128 MB and a block cache of its
+own, so a tracker with a dozen stores on several partitions grew towards gigabytes. One shared
+block cache, with the memtables charged to it by a `WriteBufferManager` (`StateMemory`), caps
+them all together, as Kafka Streams' bounded memory configuration does."""
 
 from __future__ import annotations
 
@@ -18,17 +18,34 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import Options, Rdict, WriteBatch, WriteBufferManager
-
-_BUDGETS: dict[int, WriteBufferManager] = {}
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 
-def memtable_budget(megabytes: int) -> WriteBufferManager:
-    """The process's shared cap on the memtables of every store opened with it."""
-    budget = _BUDGETS.get(megabytes)
-    if budget is None:
-        budget = _BUDGETS[megabytes] = WriteBufferManager(megabytes * 2**20, False)
-    return budget
+class StateMemory:
+    """The process's one budget for RocksDB memory: a block cache of `megabytes` shared by every
+    store opened with it, with their memtables (up to half of it) counted in the same cache."""
+
+    _shared: dict[int, StateMemory] = {}
+
+    def __init__(self, megabytes: int) -> None:
+        self.megabytes = megabytes
+        self.cache = Cache(megabytes * 2**20)
+        self.memtables = WriteBufferManager.new_write_buffer_manager_with_cache(
+            megabytes * 2**19, False, self.cache
+        )
+
+    @classmethod
+    def shared(cls, megabytes: int) -> StateMemory:
+        found = cls._shared.get(megabytes)
+        if found is None:
+            found = cls._shared[megabytes] = cls(megabytes)
+        return found
+
+    def apply(self, options: Options) -> None:
+        options.set_write_buffer_manager(self.memtables)
+        table = BlockBasedOptions()
+        table.set_block_cache(self.cache)
+        options.set_block_based_table_factory(table)
 
 
 class StateDiskError(OSError):
@@ -100,11 +117,11 @@ class RocksBackend:
     """One RocksDB per store and partition, in raw (bytes) mode, keys in byte order. The
     changelog offset lives in its own column family, so no scan of the data ever meets it."""
 
-    def __init__(self, path: Path, memtables: WriteBufferManager | None = None) -> None:
-        """`memtables`: a shared cap on write buffers (`memtable_budget`); none: RocksDB's own
+    def __init__(self, path: Path, memory: StateMemory | None = None) -> None:
+        """`memory`: the process's shared budget (`StateMemory.shared`); none: RocksDB's own
         per-store sizes."""
         self.path = path
-        self.memtables = memtables
+        self.memory = memory
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -113,8 +130,8 @@ class RocksBackend:
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
-        if self.memtables is not None:
-            options.set_write_buffer_manager(self.memtables)
+        if self.memory is not None:
+            self.memory.apply(options)
         options.create_if_missing(True)
         options.create_missing_column_families(True)
         try:
