@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
@@ -25,7 +25,7 @@ class StateMemory:
     """The process's one budget for RocksDB memory: a block cache of `megabytes` shared by every
     store opened with it, with their memtables (up to half of it) counted in the same cache."""
 
-    _shared: dict[int, StateMemory] = {}
+    _shared: ClassVar[dict[int, StateMemory]] = {}
 
     def __init__(self, megabytes: int) -> None:
         self.megabytes = megabytes
