@@ -8,6 +8,7 @@ from pathlib import Path
 from choreograph.process.definition import parse_definition
 from saga_tracker.instance import (
     CancelDeadline,
+    Instance,
     ProcessRules,
     RaiseIncident,
     ResolveIncident,
@@ -25,6 +26,14 @@ def v2() -> ProcessRules:
     return ProcessRules(parse_definition(text, "order-fulfilment.v2.yaml").definition)
 
 
+def late_payment() -> tuple[ProcessRules, Instance]:
+    """An order whose payment deadline has just passed: payments was asked to settle it."""
+    rules = v2()
+    inst, _ = started(rules)
+    rules.deadline_passed(inst, "payment", at(15))
+    return rules, inst
+
+
 def test_a_late_payment_is_asked_about_not_refunded() -> None:
     rules = v2()
     inst, _ = started(rules)
@@ -39,9 +48,7 @@ def test_a_late_payment_is_asked_about_not_refunded() -> None:
 
 
 def test_already_done_goes_on_late_and_the_report_completes_it() -> None:
-    rules = v2()
-    inst, _ = started(rules)
-    rules.deadline_passed(inst, "payment", at(15))
+    rules, inst = late_payment()
     effects = rules.apply(inst, ev(PAY + "PaymentVoidRefused"), at(16))
     assert CancelDeadline("payment.settle") in effects
     assert inst.steps["payment"].status == "running"  # done, its report on its way
@@ -52,9 +59,7 @@ def test_already_done_goes_on_late_and_the_report_completes_it() -> None:
 
 
 def test_voided_compensates_what_completed_and_needs_no_undo_of_its_own() -> None:
-    rules = v2()
-    inst, _ = started(rules)
-    rules.deadline_passed(inst, "payment", at(15))
+    rules, inst = late_payment()
     effects = rules.apply(inst, ev(PAY + "PaymentVoided"), at(16))
     assert inst.steps["payment"].status == "voided"
     assert inst.status == "compensated" and not inst.open_incidents
@@ -64,9 +69,7 @@ def test_voided_compensates_what_completed_and_needs_no_undo_of_its_own() -> Non
 
 
 def test_no_answer_in_time_is_undone_as_in_doubt_and_pages() -> None:
-    rules = v2()
-    inst, _ = started(rules)
-    rules.deadline_passed(inst, "payment", at(15))
+    rules, inst = late_payment()
     effects = rules.deadline_passed(inst, "payment.settle", at(45))
     assert ResolveIncident("payment", "payment", "warning") in effects
     assert (
@@ -87,9 +90,7 @@ def test_no_answer_in_time_is_undone_as_in_doubt_and_pages() -> None:
 
 
 def test_a_report_while_settling_ends_the_wait_for_the_answer() -> None:
-    rules = v2()
-    inst, _ = started(rules)
-    rules.deadline_passed(inst, "payment", at(15))
+    rules, inst = late_payment()
     effects = rules.apply(inst, ev(PAY + "PaymentFailed"), at(16))
     assert CancelDeadline("payment.settle") in effects
     assert inst.steps["payment"].status == "failed" and inst.status == "compensated"
@@ -97,9 +98,7 @@ def test_a_report_while_settling_ends_the_wait_for_the_answer() -> None:
 
 
 def test_an_operator_may_compensate_a_step_that_is_being_settled() -> None:
-    rules = v2()
-    inst, _ = started(rules)
-    rules.deadline_passed(inst, "payment", at(15))
+    rules, inst = late_payment()
     effects = rules.act(inst, "compensate", None, "alice", "customer called", at(20))
     assert CancelDeadline("payment.settle") in effects
     assert [e.command for e in effects if isinstance(e, SendCommand)] == [PAY + "RefundPayment"]
