@@ -114,15 +114,18 @@ def accelerated(definition: ProcessDefinition, factor: float) -> dict[str, Any]:
     return scaled
 
 
-def write_accelerated(folder: Path, factor: float) -> ProcessDefinition:
+def write_accelerated(
+    folder: Path, factor: float, versions: tuple[int, ...] | None = None
+) -> ProcessDefinition:
     """Every released version of the reference definition, `accelerated`, into `folder`: new
     instances start on the latest (returned, as in processes/), open ones of an earlier run end
-    on theirs."""
+    on theirs. `versions`: only these (a test of an earlier version's rules)."""
     folder.mkdir(parents=True, exist_ok=True)
     found = [
         parse_definition(file.read_text(), file.name).definition
         for file in (REPO / "processes").glob("order-fulfilment.v*.yaml")
     ]
+    found = [d for d in found if versions is None or d.version in versions]
     for definition in found:
         (folder / f"{definition.name}.v{definition.version}.yaml").write_text(
             yaml.safe_dump(accelerated(definition, factor), sort_keys=False)

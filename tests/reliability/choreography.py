@@ -195,15 +195,17 @@ def reference_choreography(
     speed: float = SPEED,
     modules: dict[str, str] | None = None,
     tracker_args: list[str] | None = None,
+    versions: tuple[int, ...] | None = None,
 ) -> Iterator[Run]:
     """The four team services and the tracker, ready, with orders planned (none stalled: a
     stalled payment only ends by its deadline, which would make the test as long as that).
     `modules`: teams whose service runs from another module, `tracker_args`: more arguments
-    for the tracker (see `running`)."""
+    for the tracker (see `running`); `versions`: the definition versions the tracker has (all
+    released ones by default, new instances on the latest)."""
     register_contracts(servers.registry_url)
     partitions = create_topics(servers.bootstrap, 3)
     definitions = state / "processes"
-    write_accelerated(definitions, speed)
+    write_accelerated(definitions, speed, versions)
     run = uuid.uuid4().hex[:6]
     planned = [o for o in plan(orders, run, seed) if o.kind != "stalled"]
     port = free_port()

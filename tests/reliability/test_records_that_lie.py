@@ -137,7 +137,9 @@ def test_payments_frozen_past_its_deadline_ends_as_it_really_did(
     with no incident, or (a parcel shipped for a refunded order) a conflict that pages."""
     require_local_stack(servers)
     speed = 30  # payment deadline 30 s, compensations 20 s
-    with reference_choreography(servers, tmp_path, orders=80, speed=speed) as run:
+    # Version 1 refunds a payment in doubt at its deadline (v2 asks payments instead, see
+    # test_late_steps): what the tracker reports of that must be the truth.
+    with reference_choreography(servers, tmp_path, orders=80, speed=speed, versions=(1,)) as run:
         good = [o for o in run.orders if o.kind == "ok"][:10]
         out_of_stock = [o for o in run.orders if o.kind == "out_of_stock"][:5]
         run.orders = good + out_of_stock
