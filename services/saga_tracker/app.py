@@ -189,7 +189,13 @@ class TrackerApp:
 
     def _config(self, part: str) -> ServiceConfig:
         base = self.settings.config
-        return base.model_copy(update={"state_dir": base.state_dir / part, "metrics_port": None})
+        update: dict[str, object] = {"state_dir": base.state_dir / part, "metrics_port": None}
+        if part == "router":
+            # The tracker's outcomes do not depend on arrival order (its rules see to that), so
+            # the router does not wait for inputs: a team's producer frozen inside an open
+            # transaction would hold every other team's events back by the whole wait.
+            update["input_idle_ms"] = -1
+        return base.model_copy(update=update)
 
     def start(self) -> TrackerApp:
         for engine in self.engines:
