@@ -51,7 +51,7 @@ tools:
 
 # The reference choreography: four team services and the saga tracker on the local stack.
 demo: venv up
-	$(PY) -m examples.demo
+	$(PY) -m choreograph_examples.demo
 
 test: venv up postgres jaeger tools image
 	$(PY) -m pytest
@@ -76,8 +76,8 @@ contracts: venv
 	$(VENV)/bin/choreograph schemas codegen --check
 	$(VENV)/bin/choreograph processes lint
 	$(VENV)/bin/choreograph policies lint
-	$(VENV)/bin/choreograph check examples.orders.service examples.payments.service \
-		examples.inventory.service
+	$(VENV)/bin/choreograph check choreograph_examples.orders.service choreograph_examples.payments.service \
+		choreograph_examples.inventory.service
 	$(VENV)/bin/choreograph governance codeowners --check
 	@base=$${CONTRACTS_BASE:-$$(git rev-parse -q --verify HEAD~1 || true)}; \
 	if [ -n "$$base" ]; then $(VENV)/bin/choreograph schemas check --against "$$base" && \

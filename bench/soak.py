@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from choreograph import AvroSerde, EventPublisher
 from choreograph.testing.servers import resolve_servers
-from examples.demo import (
+from choreograph_examples.demo import (
     REPO,
     Fleet,
     create_topics,

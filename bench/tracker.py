@@ -37,8 +37,8 @@ from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine
 from choreograph.runtime.partitioning import java_compatible
 from choreograph.testing.servers import resolve_servers
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.service import build_tracker
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from choreograph.testing.servers import Servers
-from examples.demo import own_state_for
+from choreograph_examples.demo import own_state_for
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def test_demo_runs_the_reference_choreography_end_to_end(servers: Servers, tmp_p
     }
     port = free_port()
     run = subprocess.run(
-        [sys.executable, "-m", "examples.demo", "--orders", "40", "--no-keep",
+        [sys.executable, "-m", "choreograph_examples.demo", "--orders", "40", "--no-keep",
          "--port", str(port), "--state", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from choreograph import Context, Service, ServiceConfig
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import (
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import (
     PaymentAuthorized,
     PaymentFailed,
     PaymentRefunded,
     RefundPayment,
 )
-from examples.payments.service import INPUTS, POLICIES
+from choreograph_examples.payments.service import INPUTS, POLICIES
 
 BULK_FEE = {1: Decimal("0"), 2: Decimal("0.50")}  # the mistake: no entry for 3
 

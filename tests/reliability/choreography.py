@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from choreograph import AvroSerde, EventPublisher
 from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
-from examples.demo import (
+from choreograph_examples.demo import (
     ENDED,
     Fleet,
     PlannedOrder,

@@ -18,7 +18,7 @@ import pytest
 
 from choreograph.cli.main import main
 from choreograph.testing.servers import Servers
-from examples.contracts.orders import GoodwillRefundApproved, GoodwillRefundRequested
+from choreograph_examples.contracts.orders import GoodwillRefundApproved, GoodwillRefundRequested
 from saga_tracker.access import digest
 from tests.integration.saga_tracker.helpers import collect
 from tests.reliability.choreography import reference_choreography, require_local_stack

@@ -18,7 +18,7 @@ from choreograph import AvroSerde, Envelope
 from choreograph.contracts.publisher import encode_event
 from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
-from examples.demo import get_json
+from choreograph_examples.demo import get_json
 from tests.reliability.choreography import (
     committed_records,
     log_lines,

@@ -18,8 +18,8 @@ from choreograph.contracts.publisher import encode_event
 from choreograph.runtime.partitioning import java_compatible
 from choreograph.runtime.records import Record
 from choreograph.testing.servers import Servers
-from examples.contracts.payments import RefundPayment
-from examples.demo import list_instances, plan
+from choreograph_examples.contracts.payments import RefundPayment
+from choreograph_examples.demo import list_instances, plan
 from tests.reliability.choreography import (
     committed_records,
     pid_of,

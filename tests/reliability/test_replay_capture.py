@@ -16,8 +16,8 @@ from choreograph.cli.main import main
 from choreograph.replay.capture import Capture
 from choreograph.testing import replay
 from choreograph.testing.servers import Servers
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from tests.reliability.choreography import reference_choreography, require_local_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -64,7 +64,7 @@ def test_capture_compensated_instances_and_replay_them(
         b"shopper@example.com" not in (r.value or b"") for r in capture.records
     )  # PII masked
 
-    from examples.payments.service import build as payments
+    from choreograph_examples.payments.service import build as payments
 
     same = replay(capture, payments())
     mine = {cid: inst for cid, inst in same.instances.items() if cid in expected}
@@ -76,8 +76,8 @@ def test_capture_compensated_instances_and_replay_them(
         capture.schemas,
         capture.masked,
     ).write(this_run)
-    code = main(["replay", "run", str(this_run), "--service", "examples.payments.service:build",
-                 "--format", "json"])  # fmt: skip
+    service = "choreograph_examples.payments.service:build"
+    code = main(["replay", "run", str(this_run), "--service", service, "--format", "json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report
     assert set(report["instances"]) == expected

@@ -29,8 +29,8 @@ from confluent_kafka.admin import AdminClient
 
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.payments import PaymentAuthorized
-from examples.demo import list_instances
+from choreograph_examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.demo import list_instances
 from tests.integration.saga_tracker.helpers import collect, order_placed, wait_for
 from tests.ports import free_port
 

@@ -24,7 +24,7 @@ from choreograph.runtime.errors import TopologyError
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = groups.add_parser("acls", help="least-privilege Kafka ACLs of a service")
     parser.add_argument(
-        "service", metavar="MODULE:ATTR", help="e.g. examples.payments.service:build"
+        "service", metavar="MODULE:ATTR", help="e.g. choreograph_examples.payments.service:build"
     )
     parser.add_argument("--principal", help="default: User:<service name>")
     parser.add_argument(

@@ -18,6 +18,7 @@ from choreograph.cli import (
     processes,
     replay,
     schemas,
+    settings,
     simulate,
 )
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.register(groups)
     replay.register(groups)
     simulate.register(groups)
+    settings.register(groups)
     return parser
 
 

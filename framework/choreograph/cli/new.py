@@ -2,7 +2,8 @@
 
 Writes `<dir>/<package>/` (the service, its entry point) and `<tests>/<package>/test_service.py`
 (a TestKit test that passes as generated). The template follows the reference services in
-services/examples: one Service, a handler per event type, a store, and emits through the context.
+services/choreograph_examples: one Service, a handler per event type, a store, and emits through
+the context.
 It refuses to overwrite anything.
 """
 
@@ -27,7 +28,7 @@ schemas/avro; after changing them, `choreograph schemas codegen` regenerates the
 from __future__ import annotations
 
 from choreograph import Context, Service
-from examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.orders import OrderPlaced
 
 INPUTS = ["orders.events"]
 
@@ -65,7 +66,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from choreograph import TestKit
-from examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 from $package.service import build
 
 

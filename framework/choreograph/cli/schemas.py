@@ -52,7 +52,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     gen = commands.add_parser("codegen", help="generate pydantic event models, one module a domain")
     gen.add_argument("--root", type=Path, default=Path("schemas/avro"))
-    gen.add_argument("--out", type=Path, default=Path("services/examples/contracts"))
+    gen.add_argument("--out", type=Path, default=Path("services/choreograph_examples/contracts"))
     gen.add_argument("--check", action="store_true", help="fail if generated files are stale")
     gen.set_defaults(run=_guarded(run_codegen))
 

@@ -1,4 +1,5 @@
-"""JSON logs, one object a line, with the service and, where known, the event's correlation."""
+"""Logs: JSON, one object a line, with the service and, where known, the event's correlation,
+for collectors; plain lines for a person at a terminal."""
 
 from __future__ import annotations
 
@@ -25,11 +26,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
 def configure_json_logging(level: str = "INFO") -> None:
+    configure_logging(level, "json")
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """`fmt`: json, text, or auto (text when stderr is a terminal, JSON otherwise)."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())
     for chatty in ("httpx", "httpx2"):  # the registry client logs every request at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)

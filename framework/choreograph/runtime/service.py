@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from choreograph.contracts.event import Event
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, DECISIONS_TOPIC
 from choreograph.governance.policies import BoundPolicy, PolicyBook, PolicyError
+from choreograph.observability.logs import configure_logging
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine, end_if_abandoned
 from choreograph.runtime.errors import ConfigurationError, TopologyError
@@ -315,8 +316,17 @@ class Service:
         return f"{self.name}.dlq"
 
     def run(self, config: ServiceConfig | None = None) -> None:
-        """Run until SIGTERM/SIGINT: consume, process, produce, commit."""
-        engine = Engine(self, config or ServiceConfig.from_env())
+        """Run until SIGTERM/SIGINT: consume, process, produce, commit. Logging is set up from
+        the config (`log_level`, `log_format`) unless the application set it up itself."""
+        try:
+            config = config or ServiceConfig.from_env()
+        except ConfigurationError as err:
+            logging.basicConfig()
+            logging.getLogger("choreograph").error(str(err), extra={"service": self.name})
+            raise SystemExit(2) from None
+        if not logging.getLogger().handlers:
+            configure_logging(config.log_level, config.log_format)
+        engine = Engine(self, config)
         try:
             engine.run()
         except ConfigurationError as err:

@@ -16,7 +16,7 @@ from choreograph.contracts.envelope import Envelope, handling, trace_id
 from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde, UnknownSubject
-from examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 from tests.kafka_helpers import committed_consumer
 
 REPO = Path(__file__).resolve().parents[3]

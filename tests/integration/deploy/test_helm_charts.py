@@ -177,7 +177,7 @@ def test_saga_tracker_renders_with_alerts_and_dashboard(tmp_path: Path) -> None:
 
 def test_team_processor_takes_the_derived_acls_as_a_strimzi_user(tmp_path: Path) -> None:
     from choreograph.governance.acls import derive, helm_values
-    from examples.payments.service import build
+    from choreograph_examples.payments.service import build
 
     values = tmp_path / "acls.yaml"
     values.write_text(helm_values(derive(build()), "payments", "prod"))

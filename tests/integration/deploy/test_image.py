@@ -16,7 +16,7 @@ import pytest
 
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.payments import PaymentAuthorized, PaymentFailed
+from choreograph_examples.contracts.payments import PaymentAuthorized, PaymentFailed
 from tests.integration.saga_tracker.helpers import collect, order_placed
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_a_team_service_from_the_image_answers_on_the_local_stack(
         serde.schema_id("payments.events", answer)
     service = subprocess.Popen(
         in_image(
-            rootfs, "python", "-m", "examples.payments",
+            rootfs, "python", "-m", "choreograph_examples.payments",
             env={
                 "CHOREOGRAPH_BOOTSTRAP": bootstrap_servers,
                 "CHOREOGRAPH_REGISTRY_URL": registry_url,

@@ -33,8 +33,8 @@ from choreograph import AvroSerde, EventPublisher, ServiceConfig
 from choreograph.governance.acls import bindings, derive
 from choreograph.runtime.engine import Engine
 from choreograph.testing.servers import Servers
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.payments.service import build as payments
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.payments.service import build as payments
 from tests.integration.saga_tracker.helpers import collect
 from tests.workload_harness import engine_thread
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from examples.shipping.app import create_app
+from choreograph_examples.shipping.app import create_app
 
 app = create_app(
     os.environ["CHOREOGRAPH_BOOTSTRAP"],

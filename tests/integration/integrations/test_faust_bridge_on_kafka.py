@@ -19,8 +19,8 @@ from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.publisher import EventPublisher, encode_event
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.dlq import read_dead_letters, summary
-from examples.contracts.inventory import StockReserved
-from examples.contracts.shipping import ShipmentDispatched
+from choreograph_examples.contracts.inventory import StockReserved
+from choreograph_examples.contracts.shipping import ShipmentDispatched
 from tests.integration.saga_tracker.helpers import collect
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from confluent_kafka.admin import AdminClient
 
 from choreograph import Context, EventPublisher, Service, ServiceConfig
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from tests.integration.saga_tracker.helpers import order_placed, wait_for
 from tests.workload_harness import engine_thread
 

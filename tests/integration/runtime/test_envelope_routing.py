@@ -20,8 +20,8 @@ from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.engine import Engine
 from choreograph.runtime.service import Service
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from tests.kafka_helpers import committed_consumer
 from tests.workload_harness import engine_thread, sample
 

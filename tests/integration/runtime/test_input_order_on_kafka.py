@@ -19,8 +19,8 @@ import pytest
 from choreograph import Context, EventPublisher, RetryPolicy, Service, ServiceConfig
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.engine import Engine
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from tests.integration.saga_tracker.helpers import order_placed, wait_for
 from tests.workload_harness import engine_thread
 

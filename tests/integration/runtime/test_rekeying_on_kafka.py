@@ -15,8 +15,8 @@ from confluent_kafka.admin import AdminClient
 from choreograph import AvroSerde, Context, EventPublisher, Service, ServiceConfig
 from choreograph.runtime.engine import Engine
 from choreograph.state.store import decode_value
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from tests.integration.saga_tracker.helpers import wait_for
 from tests.reliability.choreography import committed_records
 from tests.unit.runtime.test_records_that_lie import ORDER

@@ -13,7 +13,7 @@ from typing import Any
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import AvroSerde
-from examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 from tests.kafka_helpers import committed_consumer
 
 

@@ -20,10 +20,10 @@ import pytest
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.config import ServiceConfig
-from examples.contracts.inventory import StockReserved
-from examples.contracts.orders import OrderCompleted
-from examples.contracts.payments import PaymentAuthorized
-from examples.contracts.shipping import ShipmentDispatched
+from choreograph_examples.contracts.inventory import StockReserved
+from choreograph_examples.contracts.orders import OrderCompleted
+from choreograph_examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.shipping import ShipmentDispatched
 from saga_tracker.app import TrackerApp, TrackerSettings
 from tests.integration.saga_tracker.helpers import order_placed, wait_for
 

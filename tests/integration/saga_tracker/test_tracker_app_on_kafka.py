@@ -19,8 +19,8 @@ import pytest
 from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.runtime.config import ServiceConfig
-from examples.contracts.inventory import StockReleased
-from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
+from choreograph_examples.contracts.inventory import StockReleased
+from choreograph_examples.contracts.payments import PaymentAuthorized, PaymentRefunded
 from saga_tracker.access import digest
 from saga_tracker.app import TrackerApp, TrackerSettings
 from tests.integration.saga_tracker.helpers import alerts, collect, order_placed, wait_for

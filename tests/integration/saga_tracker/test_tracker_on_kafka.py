@@ -22,10 +22,10 @@ from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import parse_definition
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine
-from examples.contracts.inventory import StockReleased, StockReserved
-from examples.contracts.orders import OrderCompleted, OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized, PaymentRefunded
-from examples.contracts.shipping import ShipmentDispatched
+from choreograph_examples.contracts.inventory import StockReleased, StockReserved
+from choreograph_examples.contracts.orders import OrderCompleted, OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized, PaymentRefunded
+from choreograph_examples.contracts.shipping import ShipmentDispatched
 from saga_tracker.definitions import Definitions, command_and_incident_models
 from saga_tracker.service import build_router, build_tracker
 from saga_tracker.traces import TraceServer, committed_instances

@@ -12,9 +12,9 @@ import pytest
 
 from choreograph import TestKit
 from choreograph.contracts.envelope import Envelope, EnvelopeError
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
-from examples.payments.service import build as payments
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.payments.service import build as payments
 
 TYPE = "com.acme.orders.OrderPlaced"
 REQUIRED = [("ce_specversion", b"1.0"), ("ce_id", b"e-1"), ("ce_source", b"/java/shop"),

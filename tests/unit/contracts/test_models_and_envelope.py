@@ -21,7 +21,12 @@ from choreograph.contracts.envelope import (
     trace_id,
 )
 from choreograph.contracts.event import ContractViolation
-from examples.contracts.orders import CancelReason, OrderCancelled, OrderLine, OrderPlaced
+from choreograph_examples.contracts.orders import (
+    CancelReason,
+    OrderCancelled,
+    OrderLine,
+    OrderPlaced,
+)
 
 
 def contract(schema: dict, name: str = "t") -> object:

@@ -8,20 +8,20 @@ from decimal import Decimal
 import pytest
 
 from choreograph import TestKit
-from examples.contracts.inventory import (
+from choreograph_examples.contracts.inventory import (
     ReleaseStock,
     StockReleased,
     StockReservationFailed,
     StockReserved,
 )
-from examples.contracts.orders import (
+from choreograph_examples.contracts.orders import (
     CancelReason,
     OrderCancelled,
     OrderCompleted,
     OrderLine,
     OrderPlaced,
 )
-from examples.contracts.payments import (
+from choreograph_examples.contracts.payments import (
     PaymentAuthorized,
     PaymentFailed,
     PaymentRefunded,
@@ -30,11 +30,11 @@ from examples.contracts.payments import (
     RefundPayment,
     VoidPayment,
 )
-from examples.contracts.shipping import ShipmentDispatched
-from examples.inventory.service import build as inventory
-from examples.orders.service import build as orders
-from examples.payments.service import STALLED_CUSTOMER
-from examples.payments.service import build as payments
+from choreograph_examples.contracts.shipping import ShipmentDispatched
+from choreograph_examples.inventory.service import build as inventory
+from choreograph_examples.orders.service import build as orders
+from choreograph_examples.payments.service import STALLED_CUSTOMER
+from choreograph_examples.payments.service import build as payments
 
 
 def order(key: str, total: str = "20", sku: str = "MUG-1", customer: str = "c-1") -> OrderPlaced:

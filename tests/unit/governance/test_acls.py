@@ -8,7 +8,7 @@ import pytest
 
 from choreograph.cli.main import main
 from choreograph.governance.acls import derive, kafka_acls_commands
-from examples.orders.service import build as orders
+from choreograph_examples.orders.service import build as orders
 
 
 def allowed(principal: str = "User:orders") -> dict[tuple[str, str], set[str]]:
@@ -44,11 +44,11 @@ def test_renderings_name_the_same_acls(capsys: pytest.CaptureFixture[str]) -> No
         "--operation Describe --operation Write --transactional-id orders- "
         "--resource-pattern-type prefixed"
     ) in commands
-    assert main(["acls", "examples.orders.service:build", "--format", "json",
+    assert main(["acls", "choreograph_examples.orders.service:build", "--format", "json",
                  "--principal", "User:svc-orders"]) == 0  # fmt: skip
     rendered = json.loads(capsys.readouterr().out)
     assert len(rendered) == len(derive(orders())) and {r["principal"] for r in rendered} == {
         "User:svc-orders"
     }
-    assert main(["acls", "examples.orders.service:nothing"]) == 2
+    assert main(["acls", "choreograph_examples.orders.service:nothing"]) == 2
     assert "nothing" in capsys.readouterr().err

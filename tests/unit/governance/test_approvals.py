@@ -10,8 +10,8 @@ import pytest
 from choreograph import MachineDefinitionError, StateMachine, TestKit
 from choreograph.governance.approvals import ApprovalRefused
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, DECISIONS_TOPIC
-from examples.contracts.orders import GoodwillRefundApproved, GoodwillRefundRequested
-from examples.orders.service import build as orders
+from choreograph_examples.contracts.orders import GoodwillRefundApproved, GoodwillRefundRequested
+from choreograph_examples.orders.service import build as orders
 from tests.unit.governance.test_policies import T0
 
 ASK = GoodwillRefundRequested(

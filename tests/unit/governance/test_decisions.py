@@ -9,7 +9,7 @@ from typing import Any
 from choreograph import TestKit
 from choreograph.contracts.envelope import Envelope
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC
-from examples.orders.service import build as orders
+from choreograph_examples.orders.service import build as orders
 from saga_tracker.service import ACTION, REPARTITION
 from tests.unit.governance.test_policies import T0, order
 from tests.unit.saga_tracker.test_tracker_service import MODELS, instance, kit, send

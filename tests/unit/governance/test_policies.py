@@ -13,9 +13,9 @@ import pytest
 from choreograph import Context, Service, StateMachine, TestKit
 from choreograph.governance.policies import PolicyBook, PolicyError, bind, parse_policy
 from choreograph.runtime.errors import TopologyError
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized, PaymentFailed
-from examples.payments.service import DECLINE_ABOVE, POLICIES
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized, PaymentFailed
+from choreograph_examples.payments.service import DECLINE_ABOVE, POLICIES
 
 SCHEMA = OrderPlaced.__avro_schema__
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)

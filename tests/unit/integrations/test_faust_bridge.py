@@ -11,8 +11,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph import AvroSerde, Envelope, EnvelopeError, SerdeError
 from choreograph.integrations.faust import AvroCodec, FaustBridge
-from examples.contracts.inventory import StockReserved
-from examples.shipping.app import tracking_code
+from choreograph_examples.contracts.inventory import StockReserved
+from choreograph_examples.shipping.app import tracking_code
 
 
 def serde() -> AvroSerde:

@@ -17,9 +17,9 @@ from choreograph import Context, Service, TestKit
 from choreograph.contracts.publisher import encode_event
 from choreograph.replay.capture import Capture, CapturedRecord, CaptureError, build_capture
 from choreograph.replay.run import replay
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentFailed
-from examples.payments.service import build as payments
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentFailed
+from choreograph_examples.payments.service import build as payments
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -137,7 +137,7 @@ def test_changed_code_shows_what_it_would_do_differently() -> None:
 
 
 def test_a_replay_reports_state_transitions_and_timers_as_they_ran() -> None:
-    from examples.orders.service import build as orders
+    from choreograph_examples.orders.service import build as orders
 
     kit = TestKit(orders(open_for=timedelta(minutes=30)), start=T0)
     records: list[CapturedRecord] = []

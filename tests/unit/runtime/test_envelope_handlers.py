@@ -8,8 +8,8 @@ from decimal import Decimal
 from choreograph.runtime.context import Context, RawEvent
 from choreograph.runtime.service import Service
 from choreograph.testing.testkit import TestKit
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ORDER = OrderPlaced(

@@ -24,7 +24,7 @@ from choreograph.runtime.transactions import ProducerUnavailable, unproducible
 from choreograph.runtime.watchdog import Stalled, Watchdog
 from choreograph.state.backends import RocksBackend, StateDiskError
 from choreograph.state.poison import Poison, PoisonMarks
-from examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 
 ORDER = OrderPlaced(
     order_id="o-1",

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from choreograph import TestKit
 from choreograph.runtime.input_order import UNORDERED, InputOrder
-from examples.contracts.payments import PaymentAuthorized
-from examples.inventory.service import build as inventory
+from choreograph_examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.inventory.service import build as inventory
 from tests.unit.examples.test_team_services import order
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from choreograph import Context, Service, StateMachine, TestKit
 from choreograph.machines.machine import MachineDefinitionError
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized, PaymentFailed
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized, PaymentFailed
 from tests.unit.runtime.test_records_that_lie import ORDER
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from choreograph.runtime.errors import (
     RecordTooLarge,
     UndeclaredStore,
 )
-from examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.orders import OrderPlaced
 from tests.unit.runtime.test_records_that_lie import ORDER
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

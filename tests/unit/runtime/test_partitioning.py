@@ -39,7 +39,7 @@ def test_producers_get_the_java_compatible_partitioner_and_refuse_another() -> N
 
 def test_the_testkit_routes_records_by_the_production_partitioner() -> None:
     from choreograph import TestKit
-    from examples.payments.service import build as payments
+    from choreograph_examples.payments.service import build as payments
     from tests.unit.runtime.test_records_that_lie import ORDER
 
     kit = TestKit(payments(), partitions=12)

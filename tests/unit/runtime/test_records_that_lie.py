@@ -7,8 +7,8 @@ from __future__ import annotations
 from choreograph import TestKit
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.serde import MislabelledRecord
-from examples.contracts.payments import RefundPayment
-from examples.payments.service import build as payments
+from choreograph_examples.contracts.payments import RefundPayment
+from choreograph_examples.payments.service import build as payments
 from tests.unit.runtime.test_failure_policy import ORDER  # the one order fixture
 
 

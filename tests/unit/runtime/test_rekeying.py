@@ -10,8 +10,8 @@ import pytest
 from choreograph import Context, Service, TestKit
 from choreograph.runtime.errors import ForeignKey
 from choreograph.runtime.partitioning import partition_for
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 from tests.unit.runtime.test_records_that_lie import ORDER
 
 PARTITIONS = 4

@@ -13,8 +13,8 @@ from choreograph.runtime.context import Context
 from choreograph.runtime.errors import NonRetryableError
 from choreograph.runtime.service import Service
 from choreograph.testing.testkit import TestKit
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.contracts.payments import PaymentAuthorized, PaymentFailed, RefundPayment
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized, PaymentFailed, RefundPayment
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

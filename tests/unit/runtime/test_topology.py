@@ -8,8 +8,8 @@ import pytest
 
 from choreograph import Context, Service, StateMachine, TestKit
 from choreograph.runtime.errors import TopologyError
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized, RefundPayment
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized, RefundPayment
 from tests.unit.runtime.test_records_that_lie import ORDER
 
 
@@ -72,7 +72,7 @@ def test_choreograph_check_builds_services_and_reports_what_does_not_add_up(
 ) -> None:
     from choreograph.cli.main import main
 
-    assert main(["check", "examples.payments.service:build"]) == 0
+    assert main(["check", "choreograph_examples.payments.service:build"]) == 0
     assert "ok  payments: 2 inputs, 2 outputs" in capsys.readouterr().out  # and its decisions
     assert main(["check", "tests.unit.runtime.test_topology:misbuilt"]) == 1
     assert "add 'orders.events'" in capsys.readouterr().err

@@ -22,7 +22,7 @@ def test_an_unreachable_broker_is_one_line_and_exit_2(tmp_path: Path) -> None:
     env = {**os.environ, "CHOREOGRAPH_BOOTSTRAP": address, "CHOREOGRAPH_STATE_DIR": str(tmp_path)}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "examples.payments"],
+        [sys.executable, "-m", "choreograph_examples.payments"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     took = time.monotonic() - started

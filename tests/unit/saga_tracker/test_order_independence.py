@@ -39,7 +39,7 @@ ORD, PAY, INV, SHP = "orders.events", "payments.events", "inventory.events", "sh
 A = "com.acme."
 REFUND, RELEASE = A + "payments.RefundPayment", A + "inventory.ReleaseStock"
 VOID = A + "payments.VoidPayment"  # v2: a payment in doubt is settled by payments
-# How the reference services answer the tracker's commands (see examples/ payments, inventory).
+# How the reference services answer the tracker's commands (see choreograph_examples).
 ANSWERS: dict[str, list[tuple[str, str]]] = {
     REFUND: [(PAY, A + "payments.PaymentRefunded")],
     RELEASE: [(INV, A + "inventory.StockReleased")],

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from choreograph.contracts.publisher import encode_event
 from choreograph.testing.testkit import TestKit
-from examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.service import REPARTITION, build_tracker
 from tests.unit.saga_tracker.test_tracker_service import (

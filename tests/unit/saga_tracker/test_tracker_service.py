@@ -186,7 +186,7 @@ def test_parked_events_whose_start_never_comes_expire(kit: TestKit) -> None:
 def _order_value(kit: TestKit) -> bytes:
     from decimal import Decimal
 
-    from examples.contracts.orders import OrderLine, OrderPlaced
+    from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 
     order = OrderPlaced(
         order_id="o-1",
@@ -200,7 +200,7 @@ def _order_value(kit: TestKit) -> bytes:
 
 
 def test_the_router_tracks_nothing_from_a_record_the_services_would_dead_letter() -> None:
-    from examples.contracts.payments import RefundPayment
+    from choreograph_examples.contracts.payments import RefundPayment
     from saga_tracker.metrics import TrackerMetrics
     from saga_tracker.service import build_router
 
@@ -270,7 +270,7 @@ def test_the_timeline_keeps_where_each_event_was_read_even_when_it_was_parked() 
     )  # fmt: skip
     from decimal import Decimal
 
-    from examples.contracts.payments import PaymentAuthorized
+    from choreograph_examples.contracts.payments import PaymentAuthorized
 
     payment = router.serde.serialize(
         PaymentAuthorized(

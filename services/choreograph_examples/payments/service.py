@@ -25,8 +25,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from choreograph import Context, Service
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import (
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import (
     PaymentAuthorized,
     PaymentFailed,
     PaymentRefunded,

@@ -1,4 +1,5 @@
-"""`python -m examples.demo` (what `make demo` runs): the reference choreography, end to end.
+"""`python -m choreograph_examples.demo` (what `make demo` runs): the reference choreography,
+end to end.
 
 Registers the contracts, starts the four team services (orders, payments and inventory on
 choreograph, shipping as a Faust app) and the saga tracker as separate processes on the local
@@ -38,8 +39,8 @@ from confluent_kafka.cimpl import NewPartitions, NewTopic
 from choreograph import AvroSerde, EventPublisher
 from choreograph.process.definition import ProcessDefinition, parse_definition
 from choreograph.testing.servers import Servers, resolve_servers
-from examples.contracts.orders import OrderLine, OrderPlaced
-from examples.payments.service import DECLINE_ABOVE, STALLED_CUSTOMER
+from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
+from choreograph_examples.payments.service import DECLINE_ABOVE, STALLED_CUSTOMER
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = [
@@ -228,11 +229,11 @@ def running(
             env = {**base, "CHOREOGRAPH_STATE_DIR": str(state / team)}
             if team in ports:
                 env["CHOREOGRAPH_METRICS_PORT"] = str(ports[team])
-            module = (modules or {}).get(team, f"examples.{team}")
+            module = (modules or {}).get(team, f"choreograph_examples.{team}")
             fleet.start(team, [sys.executable, "-m", module], env)
         fleet.start(
             "shipping",
-            [sys.executable, "-m", "examples.shipping", "worker", "--loglevel", "warn"],
+            [sys.executable, "-m", "choreograph_examples.shipping", "worker", "--loglevel", "warn"],
             {**base, "CHOREOGRAPH_STATE_DIR": str(state / "shipping")},
         )
         tracker = [

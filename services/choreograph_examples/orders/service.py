@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from choreograph import Context, Service, StateMachine
-from examples.contracts.inventory import StockReservationFailed
-from examples.contracts.orders import (
+from choreograph_examples.contracts.inventory import StockReservationFailed
+from choreograph_examples.contracts.orders import (
     CancelReason,
     GoodwillRefundApproved,
     GoodwillRefundRequested,
@@ -23,8 +23,8 @@ from examples.contracts.orders import (
     OrderCompleted,
     OrderPlaced,
 )
-from examples.contracts.payments import PaymentFailed
-from examples.contracts.shipping import ShipmentDispatched
+from choreograph_examples.contracts.payments import PaymentFailed
+from choreograph_examples.contracts.shipping import ShipmentDispatched
 
 INPUTS = ["orders.events", "payments.events", "inventory.events", "shipping.events"]
 OPEN_FOR = timedelta(hours=4)  # twice the order-fulfilment deadline

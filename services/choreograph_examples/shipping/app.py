@@ -16,8 +16,8 @@ import faust
 
 from choreograph.contracts.serde import AvroSerde
 from choreograph.integrations.faust import FaustBridge
-from examples.contracts.inventory import StockReserved
-from examples.contracts.shipping import ShipmentDispatched
+from choreograph_examples.contracts.inventory import StockReserved
+from choreograph_examples.contracts.shipping import ShipmentDispatched
 
 
 def tracking_code(order_id: str) -> str:

@@ -5,14 +5,14 @@ is authorised, and releases them when the saga tracker asks (`ReleaseStock`). SK
 from __future__ import annotations
 
 from choreograph import Context, Service
-from examples.contracts.inventory import (
+from choreograph_examples.contracts.inventory import (
     ReleaseStock,
     StockReleased,
     StockReservationFailed,
     StockReserved,
 )
-from examples.contracts.orders import OrderPlaced
-from examples.contracts.payments import PaymentAuthorized
+from choreograph_examples.contracts.orders import OrderPlaced
+from choreograph_examples.contracts.payments import PaymentAuthorized
 
 INPUTS = ["orders.events", "payments.events", "inventory.commands"]
 WAREHOUSE = "dc-north"
