@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from choreograph.cli import entry
 from choreograph.observability.logs import configure_json_logging
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import end_if_abandoned
@@ -48,6 +49,7 @@ VISIBILITY_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saga-tracker", description=__doc__)
+    entry.add_common(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run router, tracker, notifier and the trace API")
     run.add_argument("--definitions", type=Path, default=Path(_env("DEFINITIONS", "processes")))
@@ -123,13 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(an ingress): their X-Forwarded-For names the client whose failed attempts are counted",
     )
     ui.add_argument(
-        "--open-reads", action="store_true", default=_env("OPEN_READS", "") in ("1", "true")
+        "--open-reads",
+        action="store_true",
+        default=_env("OPEN_READS", "") in ("1", "true"),
+        help="serve reads without a token (a trusted network only)",
     )
     ui.set_defaults(run=_ui)
     token = commands.add_parser("token", help="make a bearer token and its token-file line")
-    token.add_argument("name")
-    token.add_argument("--role", choices=["viewer", "operator", "approver"], required=True)
+    token.add_argument("name", help="who the token is for")
+    token.add_argument(
+        "--role",
+        choices=["viewer", "operator", "approver"],
+        required=True,
+        help="what the token may do",
+    )
     token.set_defaults(run=_token)
+    entry.explain(parser)
     return parser
 
 
@@ -225,9 +236,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.run(args)
-    return code
+    return entry.run(build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     add_bootstrap(smoke)
     add_registry(smoke)
-    smoke.add_argument("--events", type=int, default=10)
+    smoke.add_argument("--events", type=int, default=10, help="events to send and read back")
     smoke.set_defaults(run=run_smoke)
 
 

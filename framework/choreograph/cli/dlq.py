@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import Any
 
-from choreograph.cli.cluster import add_bootstrap
+from choreograph.cli.cluster import ClusterUnreachable, add_bootstrap, cluster_config, reach
 from choreograph.runtime.dlq import SkipRefused, read_dead_letters, replay, skip, summary
 
 
@@ -20,8 +22,8 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         p.add_argument("--service", required=True, help="service name; its DLQ is <service>.dlq")
         add_bootstrap(p)
         p.add_argument("--limit", type=int)
+        p.add_argument("--format", choices=("text", "json"), default="text")
         if name == "inspect":
-            p.add_argument("--format", choices=("text", "json"), default="text")
             p.set_defaults(run=run_inspect)
         else:
             p.add_argument("--error-class", help="only records that failed with this exception")
@@ -36,13 +38,29 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--partition", type=int, required=True)
     p.add_argument("--offset", type=int, required=True, help="where the group stands now")
     p.add_argument("--reason", required=True, help="why: it goes to the audit log")
+    p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run_skip)
 
 
+def _reached(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The client configuration of the cluster, once its broker and the DLQ topic answered;
+    None (having said why) when not."""
+    config = cluster_config(args)
+    try:
+        reach(config, f"{args.service}.dlq")
+    except ClusterUnreachable as err:
+        print(f"choreograph dlq: {err}", file=sys.stderr)
+        return None
+    return config.client_conf()
+
+
 def run_inspect(args: argparse.Namespace) -> int:
+    cluster = _reached(args)
+    if cluster is None:
+        return 2
     rows = [
         summary(record)
-        for _, record in read_dead_letters(args.bootstrap, f"{args.service}.dlq", limit=args.limit)
+        for _, record in read_dead_letters(cluster, f"{args.service}.dlq", limit=args.limit)
     ]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -58,10 +76,16 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    cluster = _reached(args)
+    if cluster is None:
+        return 2
     replayed, skipped = replay(
-        args.bootstrap, f"{args.service}.dlq", error_class=args.error_class, limit=args.limit
+        cluster, f"{args.service}.dlq", error_class=args.error_class, limit=args.limit
     )
-    print(f"replayed {replayed}, skipped {skipped}")
+    if args.format == "json":
+        print(json.dumps({"replayed": replayed, "skipped": skipped}))
+    else:
+        print(f"replayed {replayed}, skipped {skipped}")
     return 0
 
 
@@ -76,11 +100,12 @@ def run_skip(args: argparse.Namespace) -> int:
             reason=args.reason,
         )
     except SkipRefused as refused:
-        print(f"dlq skip: {refused}")
+        print(f"dlq skip: {refused}", file=sys.stderr)
         return 1
     print(json.dumps(entry))
-    print(
-        f"{args.service} moved past {args.topic}[{args.partition}]@{args.offset}; "
-        f"the record is in {entry['dead_letter']}"
-    )
+    if args.format == "text":
+        print(
+            f"{args.service} moved past {args.topic}[{args.partition}]@{args.offset}; "
+            f"the record is in {entry['dead_letter']}"
+        )
     return 0

@@ -12,6 +12,7 @@ from choreograph.cli import (
     check,
     dev,
     dlq,
+    entry,
     governance,
     new,
     policies,
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="choreograph", description="Kafka-native event choreography."
     )
+    entry.add_common(parser)
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     dev.register(groups)
     schemas.register(groups)
@@ -41,13 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.register(groups)
     simulate.register(groups)
     settings.register(groups)
+    entry.explain(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.run(args)
-    return code
+    return entry.run(build_parser, argv)
 
 
 if __name__ == "__main__":

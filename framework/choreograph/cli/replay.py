@@ -41,9 +41,9 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cap.add_argument("--out", type=Path, required=True)
     cap.add_argument("--correlation-id", action="append", default=[], dest="ids")
     cap.add_argument("--tracker", help="saga tracker URL: choose instances by a query")
-    cap.add_argument("--process")
+    cap.add_argument("--process", help="only instances of this process")
     cap.add_argument("--status", help="e.g. failed, compensated, needs_manual_resolution")
-    cap.add_argument("--business-key")
+    cap.add_argument("--business-key", help="only the instance with this business key")
     cap.add_argument(
         "--since", help="RFC 3339 time: records from then on (with --tracker: instances started)"
     )
@@ -53,15 +53,23 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_registry(cap)
     cap.set_defaults(run=run_capture)
     pub = commands.add_parser("publish", help="republish a capture into prefixed topics")
-    pub.add_argument("capture", type=Path)
+    pub.add_argument("capture", type=Path, help="capture file written by replay capture")
     pub.add_argument("--prefix", required=True, help="e.g. sandbox-42. (topics get it in front)")
     pub.add_argument("--fresh-ids", action="store_true", help="new correlation ids per instance")
     add_bootstrap(pub)
     pub.set_defaults(run=run_publish)
     run = commands.add_parser("run", help="replay a capture against a service's code")
-    run.add_argument("capture", type=Path)
-    run.add_argument("--service", required=True, metavar="MODULE:ATTR")
-    run.add_argument("--expect", action="append", choices=EXPECTATIONS, default=[])
+    run.add_argument("capture", type=Path, help="capture file written by replay capture")
+    run.add_argument(
+        "--service", required=True, metavar="MODULE:ATTR", help="the fixed service's build function"
+    )
+    run.add_argument(
+        "--expect",
+        action="append",
+        choices=EXPECTATIONS,
+        default=[],
+        help="what the fixed service must achieve (repeatable)",
+    )
     run.add_argument("--format", choices=("text", "json"), default="text")
     run.set_defaults(run=run_replay)
 

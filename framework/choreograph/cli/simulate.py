@@ -23,9 +23,9 @@ from choreograph.replay.source import read_topics
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = groups.add_parser("simulate", help="run a process definition over a capture")
-    parser.add_argument("definition", type=Path)
+    parser.add_argument("definition", type=Path, help="the process definition (YAML) to try")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--capture", type=Path)
+    source.add_argument("--capture", type=Path, help="replay a capture file through it")
     source.add_argument("--topics", help="or read straight from these topics (comma-separated)")
     parser.add_argument("--since", help="with --topics: RFC 3339 start of the time range")
     parser.add_argument("--until", help="with --topics: RFC 3339 end of the time range")

@@ -121,8 +121,14 @@ def summary(record: Record) -> dict[str, Any]:
     }
 
 
+def client_conf(cluster: str | dict[str, Any]) -> dict[str, Any]:
+    """A bootstrap address alone (tests, the local stack) or a whole client configuration
+    (brokers, SASL, SSL: `ServiceConfig.client_conf()`)."""
+    return {"bootstrap.servers": cluster} if isinstance(cluster, str) else dict(cluster)
+
+
 def read_dead_letters(
-    bootstrap: str,
+    bootstrap: str | dict[str, Any],
     dlq_topic: str,
     *,
     group: str | None = None,
@@ -132,7 +138,7 @@ def read_dead_letters(
     """Records of the DLQ from the start (or the group's position) until it is idle."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_conf(bootstrap),
             "group.id": group or f"dlq-inspect-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -160,12 +166,14 @@ def read_dead_letters(
 
 
 def replay(
-    bootstrap: str, dlq_topic: str, *, error_class: str | None = None, limit: int | None = None
+    bootstrap: str | dict[str, Any],
+    dlq_topic: str,
+    *,
+    error_class: str | None = None,
+    limit: int | None = None,
 ) -> tuple[int, int]:
     """Send dead letters back to their origin topics; return (replayed, skipped)."""
-    producer = Producer(
-        java_compatible({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    )
+    producer = Producer(java_compatible({**client_conf(bootstrap), "enable.idempotence": True}))
     replayed = skipped = 0
     group = f"{dlq_topic}.replay"
     for consumer, record in read_dead_letters(bootstrap, dlq_topic, group=group, limit=limit):

@@ -1,0 +1,106 @@
+"""Operator commands against the real broker as an operator meets it at night: on the SASL/SCRAM
+listener with the services' CHOREOGRAPH_* settings, refused without them, and never an empty
+all-clear from a broker that is away or a topic that is not there."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from choreograph.testing.servers import Servers
+
+pytestmark = [pytest.mark.integration]
+SASL_PORT = 9094
+CHOREOGRAPH = f"{sys.prefix}/bin/choreograph"
+
+
+def command(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHOREOGRAPH_")}
+    started = time.monotonic()
+    done = subprocess.run(
+        [CHOREOGRAPH, *args], env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+    return done, time.monotonic() - started
+
+
+def test_an_absent_broker_is_one_line_and_exit_2_within_10_s() -> None:
+    done, took = command("dlq", "inspect", "--service", "payments", "--bootstrap", "127.0.0.1:9")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert took < 10, took
+    assert done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert "127.0.0.1:9" in line and "CHOREOGRAPH_BOOTSTRAP" in line
+
+
+def test_a_dlq_that_does_not_exist_is_not_reported_empty(servers: Servers) -> None:
+    service = f"absent-{uuid.uuid4().hex[:6]}"
+    done, _ = command("dlq", "inspect", "--service", service, "--bootstrap", servers.bootstrap)
+    assert done.returncode == 2
+    assert f"no topic {service}.dlq" in done.stderr
+    assert "0 dead letter" not in done.stdout
+
+
+@pytest.mark.slow
+def test_dlq_inspect_on_the_sasl_listener_with_and_without_credentials(servers: Servers) -> None:
+    host = servers.bootstrap.rsplit(":", 1)[0]
+    with socket.socket() as probe:
+        if probe.connect_ex((host, SASL_PORT)) != 0:
+            pytest.fail(f"no SASL listener on {host}:{SASL_PORT}: run `deploy/local/stack.sh up`")
+    run = uuid.uuid4().hex[:6]
+    service, user, password = f"sasl-{run}", f"oncall-{run}", secrets.token_urlsafe(16)
+    admin = AdminClient({"bootstrap.servers": servers.bootstrap})
+    for future in admin.create_topics([NewTopic(f"{service}.dlq", 1, 1)]).values():
+        future.result(30)
+    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upsert = UserScramCredentialUpsertion(user, credential, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(30)
+    topic, literal = ResourceType.TOPIC, ResourcePatternType.LITERAL
+    allow = [
+        AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+        for kind, name, pattern, op in (
+            (topic, f"{service}.dlq", literal, AclOperation.READ),
+            (topic, f"{service}.dlq", literal, AclOperation.DESCRIBE),
+            (ResourceType.GROUP, "dlq-inspect-", ResourcePatternType.PREFIXED, AclOperation.READ),
+        )
+    ]
+    for future in admin.create_acls(allow, request_timeout=30).values():
+        future.result()
+    time.sleep(2)  # credentials and ACLs reach the authorizer asynchronously
+    sasl_address = f"{host}:{SASL_PORT}"
+
+    refused, took = command("dlq", "inspect", "--service", service, "--bootstrap", sasl_address)
+    assert refused.returncode == 2 and took < 10
+    assert "CHOREOGRAPH_SECURITY_PROTOCOL" in refused.stderr
+
+    secured = {
+        "CHOREOGRAPH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CHOREOGRAPH_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CHOREOGRAPH_SASL_USERNAME": user,
+        "CHOREOGRAPH_SASL_PASSWORD": password,
+    }
+    done, _ = command(
+        "dlq", "inspect", "--service", service, "--bootstrap", sasl_address, "--format", "json",
+        **secured,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
