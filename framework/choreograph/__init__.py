@@ -11,7 +11,7 @@ from choreograph.contracts.serde import AvroSerde, SerdeError, UnknownSubject
 from choreograph.machines.machine import MachineDefinitionError, StateMachine
 from choreograph.runtime.config import Guarantee, RetryPolicy, ServiceConfig
 from choreograph.runtime.context import Context
-from choreograph.runtime.errors import NonRetryableError
+from choreograph.runtime.errors import NonRetryableError, TopologyError
 from choreograph.runtime.service import Service
 from choreograph.runtime.settlement import Settlement
 from choreograph.state.store import Store
@@ -40,6 +40,7 @@ __all__ = [
     "StateMachine",
     "Store",
     "TestKit",
+    "TopologyError",
     "UnknownSubject",
     "__version__",
     "can_read",

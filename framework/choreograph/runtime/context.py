@@ -223,6 +223,12 @@ class Context:
         self, name: str, at: datetime | timedelta, payload: dict[str, Any] | None = None
     ) -> None:
         """Fire timer `name` for this key at `at` (or after a delay); replaces a pending one."""
+        if isinstance(at, datetime) and at.utcoffset() is None:
+            raise TypeError(
+                f"timer {name!r} scheduled at {at.isoformat()}, a datetime without a time "
+                "zone: its instant depends on the machine's zone; pass an aware one "
+                "(datetime(..., tzinfo=UTC), or ctx.now + timedelta(...))"
+            )
         when = self.now + at if isinstance(at, timedelta) else at
         lineage = {}
         if self.envelope is not None:

@@ -6,6 +6,7 @@ declaration in memory.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -205,6 +206,7 @@ class Service:
             self.policy(policy_id, event_type, f"{self.name}'s handler of {event_type.__name__}")
 
         def register(fn: Callable[[Context, E], None]) -> Callable[[Context, E], None]:
+            refuse_async(fn, f"the handler of {event_type.__name__}")
             self.models[event_type.__avro_name__] = event_type
             self.handlers.setdefault(event_type.__avro_name__, []).append(fn)
             return fn
@@ -216,6 +218,7 @@ class Service:
         decoded (`RawEvent` carries the bytes), so any event type on the inputs is seen."""
 
         def register(fn: EnvelopeHandler) -> EnvelopeHandler:
+            refuse_async(fn, "an envelope handler")
             self.envelope_handlers.append(fn)
             return fn
 
@@ -226,6 +229,7 @@ class Service:
         A name ending in `*` serves every timer starting with what precedes it."""
 
         def register(fn: TimerHandler) -> TimerHandler:
+            refuse_async(fn, f"the handler of timer {name!r}")
             self.timer_handlers[name] = fn
             return fn
 
@@ -334,6 +338,17 @@ class Service:
             logging.getLogger("choreograph").error(str(err), extra={"service": self.name})
             raise SystemExit(2) from None
         end_if_abandoned(engine.abandoned, 0)
+
+
+def refuse_async(fn: Callable[..., Any], what: str) -> None:
+    """Handlers run inside the record's transaction and are called, not awaited: an `async def`
+    one would never run, in a test or in production."""
+    if inspect.iscoroutinefunction(fn):
+        raise TopologyError(
+            f"{what}, {fn.__qualname__}, is `async def`: handlers are called inside the "
+            "record's transaction, not awaited; make it a plain `def` (for slow I/O, emit a "
+            "command another service carries out)"
+        )
 
 
 def _load(root: str | Path) -> PolicyBook:

@@ -173,7 +173,7 @@ class PartitionTask:
                 return event_type, "ok", ctx.outputs
             if event is not None:
                 for handler in self.service.handlers.get(event_type, ()):
-                    handler(ctx, event)
+                    returned_nothing(handler, handler(ctx, event))
                     acted = True
                 for machine in self.service.machines_for(event_type):
                     acted = machine.handle(ctx, event) is not None or acted
@@ -205,7 +205,7 @@ class PartitionTask:
             if machine is not None:
                 machine.timer_fired(ctx, payload)
             elif handler is not None:
-                handler(ctx, payload)
+                returned_nothing(handler, handler(ctx, payload))
         return ctx.outputs
 
     def due_timers(self, now: datetime, limit: int = 1000) -> list[Timer]:
@@ -282,3 +282,16 @@ class OwnedStore(Store):
     def delete(self, key: str) -> None:
         self._check(key)
         super().delete(key)
+
+
+def returned_nothing(handler: Any, returned: object) -> None:
+    """A handler's value is dropped: one that returns the event it meant to emit would lose it
+    in production as silently as in a test, so it fails here, naming the call to make."""
+    if returned is None:
+        return
+    what = type(returned).__name__
+    hint = "emit it with ctx.emit(event)" if hasattr(returned, "__avro_name__") else "return None"
+    raise TypeError(
+        f"handler {getattr(handler, '__qualname__', handler)} returned a {what}; what a handler "
+        f"returns is not sent: {hint}"
+    )
