@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-
+from choreograph.runtime.broker_contact import cluster_metadata
 from choreograph.runtime.config import ServiceConfig
-from choreograph.runtime.kafka_logs import SILENT
+from choreograph.runtime.errors import BrokerUnreachable
 from choreograph.testing.servers import BOOTSTRAP_ENV, REGISTRY_ENV
 
 LOCAL_BOOTSTRAP = "127.0.0.1:9092"
@@ -47,27 +44,12 @@ def cluster_config(args: argparse.Namespace) -> ServiceConfig:
 def reach(config: ServiceConfig, topic: str | None = None) -> None:
     """Return once the broker answered (and has `topic`); ClusterUnreachable within
     REACH_TIMEOUT_S otherwise, saying what to check."""
-    quiet: dict[str, Any] = {**config.client_conf(), "logger": SILENT}
-    probe = AdminClient(quiet)
-    deadline = time.monotonic() + REACH_TIMEOUT_S
-    problem: object = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            metadata = probe.list_topics(timeout=max(min(2.0, deadline - time.monotonic()), 0.2))
-        except KafkaException as exc:
-            problem = exc.args[0] if exc.args else exc
-            time.sleep(0.3)
-            continue
-        if topic is not None and topic not in metadata.topics:
-            raise ClusterUnreachable(
-                f"there is no topic {topic} on {config.bootstrap_servers}: check the name "
-                "(a service's dead letters are in <service>.dlq once it has started)"
-            )
-        return
-    protocol = config.security.get("security.protocol", "PLAINTEXT")
-    raise ClusterUnreachable(
-        f"cannot reach a Kafka broker at {config.bootstrap_servers} ({protocol}) within "
-        f"{REACH_TIMEOUT_S:.0f} s: {problem}; check --bootstrap (CHOREOGRAPH_BOOTSTRAP), that "
-        "the broker is up, and the security settings (CHOREOGRAPH_SECURITY_PROTOCOL, "
-        "CHOREOGRAPH_SASL_*)"
-    )
+    try:
+        metadata = cluster_metadata(config, REACH_TIMEOUT_S)
+    except BrokerUnreachable as err:
+        raise ClusterUnreachable(str(err)) from None
+    if metadata is not None and topic is not None and topic not in metadata.topics:
+        raise ClusterUnreachable(
+            f"there is no topic {topic} on {config.bootstrap_servers}: check the name "
+            "(a service's dead letters are in <service>.dlq once it has started)"
+        )

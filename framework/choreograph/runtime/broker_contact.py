@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata
 
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.dependencies import Dependencies
@@ -21,24 +22,33 @@ from choreograph.runtime.kafka_logs import SILENT
 def first_contact(config: ServiceConfig, stopping: threading.Event) -> bool:
     """Whether the broker answered before the service was stopped; BrokerUnreachable (exit 2)
     when it does not within `startup_broker_timeout_s`, rather than retrying in silence."""
-    bound = config.startup_broker_timeout_s
+    return cluster_metadata(config, config.startup_broker_timeout_s, stopping) is not None
+
+
+def cluster_metadata(
+    config: ServiceConfig, bound: float, stopping: threading.Event | None = None
+) -> ClusterMetadata | None:
+    """The cluster's metadata once a broker answers (None: stopped first); BrokerUnreachable
+    when none does within `bound` seconds. Services at start-up and operator commands alike."""
     quiet: dict[str, Any] = {**config.client_conf(), "logger": SILENT}
     probe = AdminClient(quiet)
     deadline = time.monotonic() + bound
+    stopping = stopping or threading.Event()
     while not stopping.is_set():
         try:
-            probe.list_topics(timeout=max(min(2.0, deadline - time.monotonic()), 0.2))
-            return True
+            return probe.list_topics(timeout=max(min(2.0, deadline - time.monotonic()), 0.2))
         except KafkaException as exc:
             problem = exc.args[0] if exc.args else exc
         if time.monotonic() >= deadline:
+            protocol = config.security.get("security.protocol", "PLAINTEXT")
             raise BrokerUnreachable(
-                f"cannot reach a Kafka broker at {config.bootstrap_servers} "
+                f"cannot reach a Kafka broker at {config.bootstrap_servers} ({protocol}) "
                 f"(CHOREOGRAPH_BOOTSTRAP) within {bound:.0f} s: {problem}; check the "
-                "address, the port and that the broker is up"
+                "address, the port, that the broker is up, and the security settings "
+                "(CHOREOGRAPH_SECURITY_PROTOCOL, CHOREOGRAPH_SASL_*)"
             )
-        stopping.wait(0.5)
-    return False
+        stopping.wait(0.3)
+    return None
 
 
 def wait_for_broker(
