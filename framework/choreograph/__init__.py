@@ -11,10 +11,11 @@ from choreograph.contracts.serde import AvroSerde, SerdeError, UnknownSubject
 from choreograph.machines.machine import MachineDefinitionError, StateMachine
 from choreograph.runtime.config import Guarantee, RetryPolicy, ServiceConfig
 from choreograph.runtime.context import Context
-from choreograph.runtime.errors import NonRetryableError, TopologyError
+from choreograph.runtime.errors import InvalidEventBuilt, NonRetryableError, TopologyError
 from choreograph.runtime.service import Service
 from choreograph.runtime.settlement import Settlement
 from choreograph.state.store import Store
+from choreograph.testing.samples import sample_event
 from choreograph.testing.testkit import TestKit
 
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ __all__ = [
     "Event",
     "EventPublisher",
     "Guarantee",
+    "InvalidEventBuilt",
     "MachineDefinitionError",
     "Mode",
     "NonRetryableError",
@@ -47,4 +49,5 @@ __all__ = [
     "check_compatibility",
     "current_envelope",
     "handling",
+    "sample_event",
 ]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from choreograph.cli.paths import default
 from choreograph.contracts.catalog import load_catalog
 from choreograph.machines.machine import StateMachine
 from choreograph.runtime.errors import TopologyError
@@ -23,7 +24,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser.add_argument(
         "services", nargs="+", metavar="MODULE:ATTR", help="a Service, or a function building one"
     )
-    parser.add_argument("--schemas", type=Path, default=Path("schemas/avro"))
+    parser.add_argument("--schemas", type=Path, default=default("contracts"))
     parser.set_defaults(run=run_check)
 
 

@@ -14,6 +14,7 @@ from choreograph.cli import (
     dlq,
     entry,
     governance,
+    init,
     new,
     policies,
     processes,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register(groups)
     governance.register(groups)
     acls.register(groups)
+    init.register(groups)
     new.register(groups)
     check.register(groups)
     replay.register(groups)

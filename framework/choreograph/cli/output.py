@@ -41,7 +41,11 @@ def catalog_beside(command: str, root: Path, schemas: Path) -> Catalog | None:
     when either folder is missing or the catalog cannot be loaded."""
     for folder in (root, schemas):
         if not folder.is_dir():
-            print(f"choreograph {command}: no folder at {folder}", file=sys.stderr)
+            print(
+                f"choreograph {command}: no folder at {folder}: start a team repository with "
+                "`choreograph init NAME`, or pass the folder (--root, --schemas)",
+                file=sys.stderr,
+            )
             return None
     try:
         return load_catalog(schemas)

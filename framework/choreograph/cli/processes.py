@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from choreograph.cli.output import UNREADABLE, catalog_beside, finish
+from choreograph.cli.paths import default
 from choreograph.contracts.history import GitError, git, toplevel
 from choreograph.process.change_control import check_in_place, render_diff
 from choreograph.process.definition import (
@@ -22,15 +23,15 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser = groups.add_parser("processes", help="check process (saga) definitions")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     lint = commands.add_parser("lint", help="definitions against schemas/avro and each other")
-    lint.add_argument("--root", type=Path, default=Path("processes"), help="definitions folder")
-    lint.add_argument("--schemas", type=Path, default=Path("schemas/avro"), help="contracts folder")
+    lint.add_argument("--root", type=Path, default=default("processes"), help="definitions folder")
+    lint.add_argument("--schemas", type=Path, default=default("contracts"), help="contracts folder")
     lint.add_argument("--format", choices=("text", "json", "github"), default="text")
     lint.set_defaults(run=run_lint)
     check = commands.add_parser(
         "check", help="released versions (on the base ref) must not change in place"
     )
     check.add_argument("--against", required=True, help="base git ref, e.g. origin/main")
-    check.add_argument("--root", type=Path, default=Path("processes"), help="definitions folder")
+    check.add_argument("--root", type=Path, default=default("processes"), help="definitions folder")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
     check.set_defaults(run=run_check)
     diff = commands.add_parser("diff", help="what changes from one definition to another")

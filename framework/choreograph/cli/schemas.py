@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from choreograph.cli.output import BREAKING, OK, UNREADABLE, finish
+from choreograph.cli.paths import NO_CONTRACTS, default, generated
 from choreograph.contracts.avro_model import Schema, SchemaError, parse_schema
 from choreograph.contracts.catalog import Catalog, Contract, ContractError, load_catalog
 from choreograph.contracts.codegen import CodegenError, drift, render_all, write
@@ -31,7 +32,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--root", type=Path, default=Path("schemas/avro"), help="contracts folder")
+        p.add_argument("--root", type=Path, default=default("contracts"), help="contracts folder")
         p.add_argument("--format", choices=("text", "json", "github"), default="text")
 
     lint = commands.add_parser("lint", help="policy: docs, namespaces, naming, PII tags")
@@ -51,8 +52,10 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     reg.set_defaults(run=_guarded(run_register))
 
     gen = commands.add_parser("codegen", help="generate pydantic event models, one module a domain")
-    gen.add_argument("--root", type=Path, default=Path("schemas/avro"))
-    gen.add_argument("--out", type=Path, default=Path("services/choreograph_examples/contracts"))
+    gen.add_argument("--root", type=Path, default=default("contracts"))
+    gen.add_argument(
+        "--out", type=Path, default=generated(), help="where models go (default: the project's)"
+    )
     gen.add_argument("--check", action="store_true", help="fail if generated files are stale")
     gen.set_defaults(run=_guarded(run_codegen))
 
@@ -70,7 +73,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 def _catalog(root: Path) -> tuple[Catalog, list[Diagnostic]]:
     if not root.is_dir():
-        raise Unreadable(f"no contracts folder at {root}")
+        raise Unreadable(f"no contracts folder at {root}: {NO_CONTRACTS}")
     try:
         catalog = load_catalog(root)
     except ContractError as err:  # schemas.yaml itself

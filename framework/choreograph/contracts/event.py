@@ -40,7 +40,10 @@ __all__ = [
 
 
 class ContractViolation(ValueError):
-    """A payload breaks its contract. `problems` lists (field path, rule, message)."""
+    """A payload breaks its contract. `problems` lists (field path, rule, message); `read`
+    says it was found decoding a record (the record's fault), not building an event."""
+
+    read = False
 
     def __init__(self, event_type: str, problems: list[tuple[str, str, str]]) -> None:
         self.event_type = event_type

@@ -58,7 +58,11 @@ class MislabelledRecord(SerdeError):
 
 
 class UnknownSubject(SerdeError):
-    """Auto-registration is off and the registry has no such schema under the subject."""
+    """Auto-registration is off and the registry has no such schema under the subject.
+
+    A deployment's mistake, not the record's: the service pauses (errors.classify) until the
+    schema is registered (`choreograph schemas register`), rather than dead-letter every
+    record that emits the type."""
 
 
 class RegistryUnavailable(Exception):

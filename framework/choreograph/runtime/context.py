@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from choreograph.contracts.envelope import Envelope
-from choreograph.contracts.event import Event
+from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.publisher import encode_event
 from choreograph.contracts.serde import AvroSerde
 from choreograph.contracts.structured import others
@@ -28,6 +28,8 @@ class ServiceView(Protocol):
     def models(self) -> dict[str, type[Event]]: ...
 
     def check_output(self, topic: str, what: str) -> None: ...
+
+    def check_timer(self, name: str) -> None: ...
 
     def policy(self, policy_id: str, model: type[Event], where: str) -> BoundPolicy: ...
 
@@ -206,10 +208,14 @@ class Context:
         MislabelledRecord when the body is not the type its envelope claims. JSON data (from a
         structured-mode event) is validated by `reader` or the service's model of its type, and
         raises ContractViolation; without either it is returned as it came."""
-        if raw.value is None and raw.data is not None:
-            model = reader or self._task.service.models.get(raw.envelope.type)
-            return model.from_avro(raw.data) if model is not None else raw.data
-        return self._task.serde.deserialize(raw.value, reader, claimed=raw.envelope.type).event
+        try:
+            if raw.value is None and raw.data is not None:
+                model = reader or self._task.service.models.get(raw.envelope.type)
+                return model.from_avro(raw.data) if model is not None else raw.data
+            return self._task.serde.deserialize(raw.value, reader, claimed=raw.envelope.type).event
+        except ContractViolation as violation:
+            violation.read = True  # the record's fault: dead-lettered as it is
+            raise
 
     def read_fields(self, raw: RawEvent, *fields: str) -> dict[str, Any]:
         """Only `fields` of a raw record's body, as a plain dict (those it lacks are left out),
@@ -229,6 +235,7 @@ class Context:
                 "zone: its instant depends on the machine's zone; pass an aware one "
                 "(datetime(..., tzinfo=UTC), or ctx.now + timedelta(...))"
             )
+        self._task.service.check_timer(name)
         when = self.now + at if isinstance(at, timedelta) else at
         lineage = {}
         if self.envelope is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from choreograph.contracts.serde import RegistryUnavailable
+from choreograph.contracts.serde import RegistryUnavailable, UnknownSubject
 from choreograph.observability.metrics import ServiceMetrics
 
 log = logging.getLogger("choreograph.engine")
@@ -40,4 +40,4 @@ class Dependencies:
 
 def dependency_of(error: BaseException) -> str:
     """The dependency an infrastructure error says is away."""
-    return "registry" if isinstance(error, RegistryUnavailable) else "broker"
+    return "registry" if isinstance(error, RegistryUnavailable | UnknownSubject) else "broker"

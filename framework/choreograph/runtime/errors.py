@@ -28,7 +28,7 @@ from confluent_kafka import KafkaException
 
 from choreograph.contracts.envelope import EnvelopeError
 from choreograph.contracts.event import ContractViolation
-from choreograph.contracts.serde import RegistryUnavailable, SerdeError
+from choreograph.contracts.serde import RegistryUnavailable, SerdeError, UnknownSubject
 from choreograph.runtime.transactions import ProducerUnavailable
 from choreograph.runtime.watchdog import Stalled
 
@@ -80,11 +80,27 @@ BAD_RECORD: tuple[type[BaseException], ...] = (
 )
 
 
+class InvalidEventBuilt(TypeError):
+    """A handler built an event its contract refuses, from a record that was valid: the
+    service's mistake (its values), not the record's, so it counts as a programming error."""
+
+    def __init__(self, violation: ContractViolation, where: str) -> None:
+        self.violation = violation
+        super().__init__(
+            f"{where} built an invalid {violation.event_type}; the record it handled was "
+            f"valid, so change the values the code passes:\n  "
+            + "\n  ".join(
+                f"{path or '<root>'}: [{rule}] {msg}" for path, rule, msg in violation.problems
+            )
+        )
+
+
 class VoidedStep(Exception):
     """A handler did a step its owner had voided (see `Settlement`): a mistake in the service."""
 
 
 PROGRAMMING: tuple[type[BaseException], ...] = (
+    InvalidEventBuilt,
     VoidedStep,
     TypeError,
     AttributeError,
@@ -98,6 +114,7 @@ PROGRAMMING: tuple[type[BaseException], ...] = (
 )
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     RegistryUnavailable,
+    UnknownSubject,
     ProducerUnavailable,
     Stalled,
 )

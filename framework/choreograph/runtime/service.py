@@ -248,6 +248,20 @@ class Service:
             )
         return found
 
+    def check_timer(self, name: str) -> None:
+        """Timer `name` has something to run when it fires: a `@service.timer` handler or a
+        machine's deadline. Else it would fire into nothing, so scheduling it is refused."""
+        if self.timer_handler(name) is not None:
+            return
+        if any(m.timer_name == name for m in self.machines):
+            return
+        known = sorted([*self.timer_handlers, *(m.timer_name for m in self.machines)])
+        raise TopologyError(
+            f"{self.name}: timer {name!r} is scheduled but no handler serves it: register "
+            f"@service.timer({name!r}) or schedule one of the names served "
+            f"({', '.join(known) or 'none yet'})"
+        )
+
     def _check_received(self, event_type: Any, what: str, topic: str | None = None) -> None:
         """`event_type` is a contract this service can receive: on one of its inputs."""
         if not (isinstance(event_type, type) and issubclass(event_type, Event)):

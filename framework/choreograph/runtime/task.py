@@ -25,7 +25,7 @@ from choreograph.contracts.event import ContractViolation
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.contracts.structured import is_structured_type, others, read_structured
 from choreograph.runtime.context import Context, Origin, Output, RawEvent
-from choreograph.runtime.errors import ForeignKey, UndeclaredStore
+from choreograph.runtime.errors import ForeignKey, InvalidEventBuilt, UndeclaredStore
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.records import header
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
@@ -154,7 +154,7 @@ class PartitionTask:
                 return event_type or "unknown", "malformed", []
             raise
         ctx = Context(self, text_key, envelope, now)
-        with handling(envelope):
+        with handling(envelope), building(f"{service.name}, handling {event_type},"):
             if self.service.envelope_handlers:
                 data = structured.data if structured is not None and value is None else None
                 at = (
@@ -201,7 +201,10 @@ class PartitionTask:
         self.timers.fired(timer)
         machine = next((m for m in self.service.machines if m.timer_name == timer.name), None)
         handler = self.service.timer_handler(timer.name)
-        with handling(parent) if parent else contextlib.nullcontext():
+        with (
+            handling(parent) if parent else contextlib.nullcontext(),
+            building(f"{self.service.name}, firing timer {timer.name!r},"),
+        ):
             if machine is not None:
                 machine.timer_fired(ctx, payload)
             elif handler is not None:
@@ -282,6 +285,18 @@ class OwnedStore(Store):
     def delete(self, key: str) -> None:
         self._check(key)
         super().delete(key)
+
+
+@contextlib.contextmanager
+def building(where: str) -> Iterator[None]:
+    """Past decoding, a contract violation is in what the service's code built, not in the
+    record: raised as that programming error (see `InvalidEventBuilt`)."""
+    try:
+        yield
+    except ContractViolation as violation:
+        if violation.read:
+            raise
+        raise InvalidEventBuilt(violation, where) from None
 
 
 def returned_nothing(handler: Any, returned: object) -> None:

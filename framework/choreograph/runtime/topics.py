@@ -19,7 +19,11 @@ def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 30)
     for topic in topics:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
-            raise ConfigurationError(f"input topic {topic} does not exist")
+            raise ConfigurationError(
+                f"input topic {topic} does not exist: a service reads topics, it does not "
+                "create them; create it with its owner's partition count (e.g. kafka-topics.sh "
+                f"--create --topic {topic} --partitions 6), or correct the service's inputs"
+            )
         counts[topic] = len(found.partitions)
     return counts
 

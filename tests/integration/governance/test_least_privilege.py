@@ -30,6 +30,7 @@ from confluent_kafka.admin import (
 )
 
 from choreograph import AvroSerde, EventPublisher, ServiceConfig
+from choreograph.cli.main import main as cli
 from choreograph.governance.acls import bindings, derive
 from choreograph.runtime.engine import Engine
 from choreograph.testing.servers import Servers
@@ -40,6 +41,7 @@ from tests.workload_harness import engine_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SASL_PORT = 9094
+REPO = Path(__file__).resolve().parents[3]
 
 
 def sasl(user: str, password: str) -> dict[str, str]:
@@ -83,6 +85,15 @@ def test_a_service_runs_with_exactly_its_derived_acls(servers: Servers, tmp_path
     for future in admin.alter_user_scram_credentials([upsert]).values():
         future.result(30)
     service = payments(name=user)
+    # Shared topics are the platform's: created by an administrator, never by a service.
+    existing = admin.list_topics(timeout=30).topics
+    missing = [NewTopic(t, 1, 1) for t in {*service.inputs, *service.outputs} if t not in existing]
+    for future in admin.create_topics(missing).values() if missing else ():
+        try:
+            future.result(30)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
     start_at_end(servers.bootstrap, user, service.inputs)  # the shared topics' history is not ours
     acls = derive(service)
     assert {a.principal for a in acls} == {f"User:{user}"}
@@ -97,6 +108,10 @@ def test_a_service_runs_with_exactly_its_derived_acls(servers: Servers, tmp_path
         state_dir=tmp_path / "state",
         security=sasl(user, password),
     )
+    # Services never register schemas: the deployment does, before they start.
+    registered = cli(["schemas", "register", "--root", str(REPO / "schemas/avro"),
+                      "--registry", servers.registry_url])  # fmt: skip
+    assert registered == 0
     shop = EventPublisher({"bootstrap.servers": servers.bootstrap},
                           AvroSerde(servers.registry_url), "shop")  # fmt: skip
     key = f"ord-{run}"

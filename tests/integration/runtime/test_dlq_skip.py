@@ -52,7 +52,7 @@ def test_skip_dead_letters_the_record_and_moves_the_group_past_it(
 
     wrong = skip_cli(bootstrap_servers, "--service", service, "--topic", topic,
                      "--partition", "0", "--offset", "2", "--reason", "poison")  # fmt: skip
-    assert wrong.returncode == 1 and "stands at" in wrong.stdout
+    assert wrong.returncode == 1 and "stands at" in wrong.stderr
     assert group_offset(admin, service, topic) == 1  # refused: nothing moved
 
     done = skip_cli(bootstrap_servers, "--service", service, "--topic", topic,
@@ -96,6 +96,6 @@ def test_skip_is_refused_while_the_service_runs(
     try:
         refused = skip_cli(bootstrap_servers, "--service", service, "--topic", topic,
                            "--partition", "0", "--offset", "0", "--reason", "x")  # fmt: skip
-        assert refused.returncode == 1 and "stop the service first" in refused.stdout
+        assert refused.returncode == 1 and "stop the service first" in refused.stderr
     finally:
         member.close()

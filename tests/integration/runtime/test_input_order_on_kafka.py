@@ -95,8 +95,8 @@ def run(
             )
             return handled >= ORDERS
 
+        # No commit from here: the engine is not thread-safe, and it commits as it stops.
         wait_for(settled, "every payment handled or dead-lettered", seconds=90)
-        engine.commit()
     return engine, keys
 
 

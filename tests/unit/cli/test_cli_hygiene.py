@@ -18,6 +18,7 @@ NO_RESULT = {
     "saga-tracker run",
     "saga-tracker ui",
     "choreograph new service",
+    "choreograph init",
     "choreograph dev up",
     "choreograph dev down",
 }

@@ -61,14 +61,41 @@ def test_a_scaffolded_service_works_as_a_new_user_runs_it(tmp_path: Path) -> Non
 
 
 def test_refuses_bad_names_and_never_overwrites(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    args = ["--dir", str(tmp_path / "s"), "--tests", str(tmp_path / "t")]
-    assert main(["new", "service", "Fraud_Checks", *args]) == 2
-    assert "not a service name" in capsys.readouterr().err
-    assert main(["new", "service", "class", *args]) == 2
-    assert main(["new", "service", "loyalty", *args]) == 0
-    (tmp_path / "s/loyalty/service.py").write_text("# edited by the team\n")
-    assert main(["new", "service", "loyalty", *args]) == 2
+    assert main(["init", "acme-loyalty", "--dir", str(tmp_path / "team")]) == 0
+    monkeypatch.chdir(tmp_path / "team")
+    assert main(["new", "service", "Fraud_Checks"]) == 2
+    assert "not a usable name" in capsys.readouterr().err
+    assert main(["new", "service", "class"]) == 2
+    assert main(["new", "service", "loyalty"]) == 0
+    service = tmp_path / "team/acme_loyalty/loyalty/service.py"
+    assert "from acme_loyalty.contracts.loyalty import LoyaltyRequested" in service.read_text()
+    assert not (tmp_path / "team/tests/loyalty/__init__.py").exists()  # would shadow the service
+    service.write_text("# edited by the team\n")
+    assert main(["new", "service", "loyalty"]) == 2
     assert "would overwrite" in capsys.readouterr().err
-    assert (tmp_path / "s/loyalty/service.py").read_text() == "# edited by the team\n"
+    assert service.read_text() == "# edited by the team\n"
+
+
+def test_names_the_contract_to_handle_and_refuses_an_unknown_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["init", "acme-loyalty", "--dir", str(tmp_path / "team")]) == 0
+    monkeypatch.chdir(tmp_path / "team")
+    assert main(["new", "service", "points", "--on", "PointsEarned"]) == 2
+    assert "no contract 'PointsEarned' here; there are: com.acme.loyalty.LoyaltyRequested" in (
+        capsys.readouterr().err
+    )
+    assert main(["new", "service", "points", "--on", "com.acme.loyalty.LoyaltyRequested"]) == 0
+
+
+def test_outside_a_team_repository_it_says_how_to_start_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "service", "loyalty"]) == 2
+    err = capsys.readouterr().err
+    assert "no pyproject.toml with a [tool.choreograph] table" in err
+    assert "choreograph init NAME" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
