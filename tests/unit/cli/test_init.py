@@ -30,7 +30,7 @@ def test_writes_a_team_repository_with_its_own_contracts_and_models(
     workflow = (team / ".github/workflows/ci.yml").read_text()
     assert "choreograph schemas lint" in workflow and "choreograph contracts check" in workflow
     assert "FROM ${BASE}" in (team / "Dockerfile").read_text()
-    assert (team / "Dockerfile").read_text().endswith("CMD [\"acme_loyalty.loyalty\"]\n")
+    assert (team / "Dockerfile").read_text().endswith('CMD ["acme_loyalty.loyalty"]\n')
     for folder in ("processes", "policies", "tests"):
         assert (team / folder).is_dir()
     capsys.readouterr()
