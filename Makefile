@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres jaeger image
+.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres jaeger image wheel
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -42,6 +42,12 @@ jaeger:
 image: venv
 	@bash deploy/image/build.sh
 
+# The wheel users install (`pip install choreograph`), for the tests that adopt it from an empty
+# directory as a team would.
+wheel: venv
+	@rm -rf dist/wheel
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist/wheel .
+
 status:
 	@bash $(STACK) status
 
@@ -53,13 +59,13 @@ tools:
 demo: venv up
 	$(PY) -m choreograph_examples.demo
 
-test: venv up postgres jaeger tools image
+test: venv up postgres jaeger tools image wheel
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv up postgres jaeger tools image
+integration: venv up postgres jaeger tools image wheel
 	$(PY) -m pytest tests/integration tests/reliability tests/interop
 
 lint: venv

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from choreograph.cli.paths import default
-from choreograph.contracts.catalog import load_catalog
+from choreograph.cli.paths import catalog_of, default, importable
 from choreograph.machines.machine import StateMachine
 from choreograph.runtime.errors import TopologyError
 from choreograph.runtime.service import Service
@@ -58,7 +57,8 @@ def problems(service: Service, topics: set[str], contracts: set[str]) -> list[st
 
 
 def run_check(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args.schemas) if args.schemas.is_dir() else None
+    importable()
+    catalog = catalog_of(args.schemas) if args.schemas.is_dir() else None
     topics = {c.topic for c in catalog.contracts.values()} if catalog else set()
     contracts = set(catalog.contracts) if catalog else set()
     failed = 0

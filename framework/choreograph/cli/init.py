@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from choreograph.cli.entry import package_version
-from choreograph.contracts.catalog import load_catalog
-from choreograph.contracts.codegen import render_all, write
+from choreograph.cli.schemas import regenerate
 from choreograph.project import KEYS, find_project
 from choreograph.scaffold.names import BadName
 from choreograph.scaffold.team import files, team
@@ -66,8 +65,7 @@ def run_init(args: argparse.Namespace) -> int:
         path.write_text(text)
     project = find_project(target)
     assert project is not None  # the pyproject just written has the table
-    catalog = load_catalog(project.contracts)
-    generated = write(project.generated, render_all(catalog.contracts.values(), "schemas/avro"))
+    generated = regenerate(project)
     print(f"wrote {target}/ ({len(files(chosen)) + len(generated)} files)")
     print(
         f"next: cd {target} && choreograph new service {chosen.domain.replace('_', '-')} && pytest"

@@ -10,6 +10,7 @@ from choreograph.cli import (
     acls,
     audit,
     check,
+    contracts,
     dev,
     dlq,
     entry,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     dev.register(groups)
     schemas.register(groups)
+    contracts.register(groups)
     dlq.register(groups)
     processes.register(groups)
     policies.register(groups)

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from choreograph.contracts.catalog import Catalog, ContractError, load_catalog
+from choreograph.cli.paths import catalog_of
+from choreograph.contracts.catalog import Catalog, ContractError
 from choreograph.contracts.diagnostics import Diagnostic, render
 
 OK, BREAKING, UNREADABLE = 0, 1, 2
@@ -48,7 +49,7 @@ def catalog_beside(command: str, root: Path, schemas: Path) -> Catalog | None:
             )
             return None
     try:
-        return load_catalog(schemas)
+        return catalog_of(schemas)
     except ContractError as err:
         print(f"choreograph {command}: {err}", file=sys.stderr)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from choreograph.contracts.catalog import Catalog, load_catalog, with_others
 from choreograph.project import Project, ProjectError, find_project
 
 FALLBACK = {
@@ -41,3 +42,26 @@ NO_CONTRACTS = (
     "start a team repository with `choreograph init NAME` (it writes schemas/avro/<domain>/ "
     "with a first contract), or pass --root"
 )
+
+
+def catalog_of(schemas: Path) -> Catalog:
+    """The catalog services and definitions are checked against: the contracts in `schemas`,
+    and, when those are the project's own, the contracts it pulled from other teams."""
+    catalog = load_catalog(schemas)
+    project = here()
+    if project is None or schemas.resolve() != project.contracts.resolve():
+        return catalog
+    if not project.pulled.is_dir():
+        return catalog
+    return with_others(catalog, load_catalog(project.pulled))
+
+
+def importable() -> None:
+    """Modules of the project (or, outside one, of the working directory) importable, as
+    `python -m` makes them for the services themselves."""
+    import sys
+
+    project = here()
+    folder = str((project.source_root if project is not None else Path.cwd()).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)

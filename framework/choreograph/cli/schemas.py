@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from choreograph.cli.output import BREAKING, OK, UNREADABLE, finish
-from choreograph.cli.paths import NO_CONTRACTS, default, generated
+from choreograph.cli.paths import NO_CONTRACTS, default, generated, here
 from choreograph.contracts.avro_model import Schema, SchemaError, parse_schema
 from choreograph.contracts.catalog import Catalog, Contract, ContractError, load_catalog
 from choreograph.contracts.codegen import CodegenError, drift, render_all, write
@@ -21,6 +21,7 @@ from choreograph.contracts.compatibility import Mode, check_compatibility
 from choreograph.contracts.diagnostics import Diagnostic
 from choreograph.contracts.history import GitError, changed_since, toplevel, versions_at_or_before
 from choreograph.contracts.lint import lint_contract
+from choreograph.project import Project, ProjectError
 
 
 class Unreadable(Exception):
@@ -265,11 +266,20 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_codegen(args: argparse.Namespace) -> int:
-    catalog, unreadable = _catalog(args.root)
-    if unreadable:
-        return finish([], unreadable, "text")
+    if args.out is None:
+        print(
+            "choreograph schemas codegen: where should the models go? There is no team "
+            "repository here to say (`choreograph init NAME` starts one): pass --out",
+            file=sys.stderr,
+        )
+        return UNREADABLE
     try:
-        files = render_all(catalog.contracts.values(), args.root.as_posix())
+        project = here()
+        base = project.root if project is not None else Path.cwd()
+        files = _rendered(args.root, _pulled_root(args.root), base)
+    except Unreadable as err:
+        print(f"choreograph schemas codegen: {err}", file=sys.stderr)
+        return UNREADABLE
     except CodegenError as err:
         print(f"choreograph schemas codegen: {err}", file=sys.stderr)
         return BREAKING
@@ -283,3 +293,44 @@ def run_codegen(args: argparse.Namespace) -> int:
     for path in write(args.out, files):
         print(f"wrote {path}")
     return OK
+
+
+def _pulled_root(root: Path) -> Path | None:
+    """Other teams' contracts generated with these: the project's pulled folder, when these
+    are the project's own contracts."""
+    project = here()
+    if project is None or root.resolve() != project.contracts.resolve():
+        return None
+    return project.pulled if project.pulled.is_dir() else None
+
+
+def _rendered(root: Path, pulled: Path | None, base: Path) -> dict[str, str]:
+    catalog, unreadable = _catalog(root)
+    others = load_catalog(pulled) if pulled is not None else None
+    problems = [*unreadable, *(e.diagnostic() for e in (others.errors if others else []))]
+    if problems:
+        raise Unreadable("; ".join(d.text() for d in problems))
+    return render_all(
+        catalog.contracts.values(),
+        _shown(root, base),
+        others.contracts.values() if others else (),
+        _shown(pulled, base) if pulled is not None else "",
+    )
+
+
+def _shown(folder: Path, base: Path) -> str:
+    try:
+        return folder.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def regenerate(project: Project) -> list[Path]:
+    """Write the models of the project's own and pulled contracts; the files written."""
+    pulled = project.pulled if project.pulled.is_dir() else None
+    try:
+        return write(project.generated, _rendered(project.contracts, pulled, project.root))
+    except CodegenError as err:
+        raise ProjectError(str(err)) from None
+    except Unreadable as err:
+        raise ProjectError(str(err)) from None

@@ -222,6 +222,22 @@ def load_catalog(root: Path, display_base: Path | None = None) -> Catalog:
     return catalog
 
 
+def with_others(catalog: Catalog, others: Catalog) -> Catalog:
+    """`catalog` (and its policy) with the contracts of `others` beside its own: a repository's
+    contracts and those it pulled from other teams. A record in both is an error in `others`."""
+    merged = Catalog(catalog.root, catalog.policy, dict(catalog.contracts), list(catalog.errors))
+    merged.errors += others.errors
+    for name, contract in others.contracts.items():
+        twin = merged.contracts.get(name)
+        if twin is not None:
+            merged.errors.append(
+                ContractError(contract.path, 1, 1, f"{name} is also defined in {twin.path}")
+            )
+            continue
+        merged.contracts[name] = contract
+    return merged
+
+
 def _display(file: Path, base: Path) -> str:
     try:
         return str(file.resolve().relative_to(base.resolve()))

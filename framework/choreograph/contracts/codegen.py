@@ -262,13 +262,26 @@ def render_domain(domain: str, contracts: Iterable[Contract], source: str) -> st
     return "".join(parts)
 
 
-def render_all(contracts: Iterable[Contract], source: str) -> dict[str, str]:
-    """File name -> source for every domain, plus the package's __init__.py."""
+def render_all(
+    contracts: Iterable[Contract],
+    source: str,
+    pulled: Iterable[Contract] = (),
+    pulled_from: str = "",
+) -> dict[str, str]:
+    """File name -> source for every domain, plus the package's __init__.py. `pulled`: other
+    teams' contracts (from `pulled_from`), generated beside the repository's own."""
     by_domain: dict[str, list[Contract]] = {}
-    for c in contracts:
-        by_domain.setdefault(c.domain, []).append(c)
+    origin: dict[str, str] = {}
+    for folder, group in ((source, contracts), (pulled_from, pulled)):
+        for c in group:
+            if origin.setdefault(c.domain, folder) != folder:
+                raise CodegenError(
+                    f"domain {c.domain} is both in {origin[c.domain]} and in {folder}: a "
+                    "repository pulls only the domains it does not own"
+                )
+            by_domain.setdefault(c.domain, []).append(c)
     files = {
-        f"{d}.py": render_domain(d, cs, f"{source}/{d}") for d, cs in sorted(by_domain.items())
+        f"{d}.py": render_domain(d, cs, f"{origin[d]}/{d}") for d, cs in sorted(by_domain.items())
     }
     names = ", ".join(repr(d) for d in sorted(by_domain))
     files["__init__.py"] = (

@@ -232,8 +232,7 @@ jobs:
     env:
       # the registry the gate compares with (repository variables and secrets)
       CHOREOGRAPH_REGISTRY_URL: $${{ vars.CHOREOGRAPH_REGISTRY_URL }}
-      CHOREOGRAPH_REGISTRY_USERNAME: $${{ vars.CHOREOGRAPH_REGISTRY_USERNAME }}
-      CHOREOGRAPH_REGISTRY_PASSWORD: $${{ secrets.CHOREOGRAPH_REGISTRY_PASSWORD }}
+      CHOREOGRAPH_REGISTRY_USER_INFO: $${{ secrets.CHOREOGRAPH_REGISTRY_USER_INFO }}  # user:pass
     steps:
       - uses: actions/checkout@v4
         with:
