@@ -8,6 +8,7 @@ them from values without building a command line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="what the token may do",
     )
+    token.add_argument("--format", choices=("text", "json"), default="text")
     token.set_defaults(run=_token)
     entry.explain(parser)
     return parser
@@ -230,6 +232,10 @@ def _until_stopped(ended: threading.Event) -> None:
 
 def _token(args: argparse.Namespace) -> int:
     token = new_token()
+    if args.format == "json":
+        entry = {"name": args.name, "role": args.role, "sha256": digest(token)}
+        print(json.dumps({"token": token, "token_file_entry": entry}))
+        return 0
     print(f"token (give it to {args.name}, it is not stored): {token}")
     print(f'token-file line: - {{name: {args.name}, role: {args.role}, sha256: "{digest(token)}"}}')
     return 0

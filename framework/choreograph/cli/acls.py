@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from choreograph.cli.check import load
-from choreograph.cli.cluster import add_bootstrap
+from choreograph.cli.cluster import add_bootstrap, reached
 from choreograph.governance.acls import (
     as_json,
     bindings,
@@ -46,11 +47,22 @@ def run_acls(args: argparse.Namespace) -> int:
         return 2
     acls = derive(service, args.principal)
     if args.apply:
-        admin = AdminClient({"bootstrap.servers": args.bootstrap})
-        for binding, future in admin.create_acls(bindings(acls), request_timeout=30).items():
-            future.result()
-            del binding
-        print(f"created {len(acls)} ACL(s) for {acls[0].principal} on {args.bootstrap}")
+        config = reached(args, "acls")
+        if config is None:
+            return 2
+        admin = AdminClient(config.client_conf())
+        try:
+            for future in admin.create_acls(bindings(acls), request_timeout=30).values():
+                future.result()
+        except KafkaException as err:
+            print(
+                f"choreograph acls: {config.bootstrap_servers} refused: {err.args[0]}; "
+                "apply them as a principal allowed to alter the cluster's ACLs "
+                "(CHOREOGRAPH_SASL_USERNAME, CHOREOGRAPH_SASL_PASSWORD)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"created {len(acls)} ACL(s) for {acls[0].principal} on {config.bootstrap_servers}")
         return 0
     if args.format == "json":
         print(as_json(acls))

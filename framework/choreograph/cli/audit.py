@@ -11,11 +11,12 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from choreograph.cli.cluster import add_bootstrap, add_registry
+from choreograph.cli.cluster import add_bootstrap, add_registry, reached, registry_client
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.replay.capture import select
 from choreograph.replay.source import read_topics
+from choreograph.runtime.config import ServiceConfig
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,16 +33,19 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def decisions(
-    bootstrap: str, registry: str, correlation_id: str, *, topic: str = DECISIONS_TOPIC,
+    config: ServiceConfig, correlation_id: str, *, topic: str = DECISIONS_TOPIC,
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The decision records of one instance, as JSON-ready dicts, oldest first."""
-    serde = AvroSerde(registry)
+    serde = AvroSerde(registry_client(config))
     reader = model("dev.choreograph.DecisionRecord")
     since_ms = int(since.timestamp() * 1000) if since else None
     found = []
     for record in select(
-        read_topics(bootstrap, [topic], since_ms=since_ms), correlation_ids={correlation_id}
+        read_topics(
+            config.bootstrap_servers, [topic], since_ms=since_ms, client=config.client_conf()
+        ),
+        correlation_ids={correlation_id},
     ):
         try:
             decision = serde.deserialize(record.value, reader).event
@@ -78,9 +82,11 @@ def text(decision: dict[str, Any]) -> str:
 
 def run_show(args: argparse.Namespace) -> int:
     since = datetime.fromisoformat(args.since) if args.since else None
+    config = reached(args, "audit", args.topic)
+    if config is None:
+        return 2
     try:
-        found = decisions(args.bootstrap, args.registry, args.correlation_id, topic=args.topic,
-                          since=since)  # fmt: skip
+        found = decisions(config, args.correlation_id, topic=args.topic, since=since)
     except ValueError as err:
         print(f"choreograph audit: {err}", file=sys.stderr)
         return 2

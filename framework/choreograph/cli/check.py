@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "services", nargs="+", metavar="MODULE:ATTR", help="a Service, or a function building one"
     )
     parser.add_argument("--schemas", type=Path, default=default("contracts"))
+    parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=run_check)
 
 
@@ -62,20 +64,32 @@ def run_check(args: argparse.Namespace) -> int:
     topics = {c.topic for c in catalog.contracts.values()} if catalog else set()
     contracts = set(catalog.contracts) if catalog else set()
     failed = 0
+    results: list[dict[str, Any]] = []
     for spec in args.services:
         try:
             service, forgotten = load(spec)
         except (TopologyError, ImportError, AttributeError, ValueError) as err:
-            print(f"{spec}: {err}", file=sys.stderr)
+            results.append({"spec": spec, "ok": False, "problems": [str(err)]})
+            if args.format == "text":
+                print(f"{spec}: {err}", file=sys.stderr)
             failed += 1
             continue
         found = forgotten + problems(service, topics, contracts)
+        failed += bool(found)
+        results.append({
+            "spec": spec, "service": service.name, "ok": not found, "problems": found,
+            "inputs": service.inputs, "outputs": service.outputs,
+            "handled_types": sorted(service.models), "machines": [m.name for m in service.machines],
+        })  # fmt: skip
+        if args.format == "json":
+            continue
         for problem in found:
             print(problem, file=sys.stderr)
-        failed += bool(found)
         if not found:
             print(
                 f"ok  {service.name}: {len(service.inputs)} inputs, {len(service.outputs)} "
                 f"outputs, {len(service.models)} handled types, {len(service.machines)} machines"
             )
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
     return 1 if failed else 0

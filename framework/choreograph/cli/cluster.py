@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from choreograph.runtime.broker_contact import cluster_metadata
@@ -53,3 +54,24 @@ def reach(config: ServiceConfig, topic: str | None = None) -> None:
             f"there is no topic {topic} on {config.bootstrap_servers}: check the name "
             "(a service's dead letters are in <service>.dlq once it has started)"
         )
+
+
+def reached(
+    args: argparse.Namespace, command: str, topic: str | None = None
+) -> ServiceConfig | None:
+    """The cluster settings of `args`, once its broker answered (and has `topic`); None, having
+    said why in one line, when not. The caller exits 2 then."""
+    config = cluster_config(args)
+    try:
+        reach(config, topic)
+    except ClusterUnreachable as err:
+        print(f"choreograph {command}: {err}", file=sys.stderr)
+        return None
+    return config
+
+
+def registry_client(config: ServiceConfig) -> Any:
+    """A schema registry client with the services' registry settings (URL, credentials, CA)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient(config.registry_conf())

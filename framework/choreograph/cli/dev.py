@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
 from typing import Any
 
-from choreograph.cli.cluster import add_bootstrap, add_registry
+from choreograph.cli.cluster import add_bootstrap, add_registry, reached
 from choreograph.contracts.envelope import Envelope
 from choreograph.runtime.transactions import Outcome, Transactions
 
@@ -33,6 +34,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_bootstrap(smoke)
     add_registry(smoke)
     smoke.add_argument("--events", type=int, default=10, help="events to send and read back")
+    smoke.add_argument("--format", choices=("text", "json"), default="text")
     smoke.set_defaults(run=run_smoke)
 
 
@@ -47,25 +49,37 @@ def run_smoke(args: argparse.Namespace) -> int:
     from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
+    config = reached(args, "dev smoke")
+    if config is None:
+        return 2
+    client = config.client_conf()
+    progress = sys.stdout if args.format == "text" else sys.stderr
+
+    def say(line: str) -> None:
+        print(f"smoke: {line}", file=progress, flush=True)
+
+    def result(ok: bool, **facts: Any) -> int:
+        if args.format == "json":
+            print(json.dumps({"ok": ok, "topic": topic, **facts}))
+        return 0 if ok else 1
+
     run = uuid.uuid4().hex[:8]
     topic = f"smoke-{run}.events"
-    print(f"smoke: broker {args.bootstrap}, registry {args.registry}, topic {topic}", flush=True)
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    say(f"broker {config.bootstrap_servers}, registry {config.registry_url}, topic {topic}")
+    admin = AdminClient(client)
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
 
-    registry = SchemaRegistryClient({"url": args.registry})
+    registry = SchemaRegistryClient(config.registry_conf())
     serializer = AvroSerializer(
         registry,
         json.dumps(SMOKE_SCHEMA),
         conf={"subject.name.strategy": topic_record_subject_name_strategy},
     )
-    print("smoke: topic created; starting a transactional producer", flush=True)
-    txn = Transactions(
-        {"bootstrap.servers": args.bootstrap, "transactional.id": f"smoke-{run}"}, name="smoke"
-    )
+    say("topic created; starting a transactional producer")
+    txn = Transactions({**client, "transactional.id": f"smoke-{run}"}, name="smoke")
     if not txn.ready(30):
-        print(f"smoke: no transactional producer on {args.bootstrap} within 30 s", flush=True)
-        return 1
+        say(f"no transactional producer on {config.bootstrap_servers} within 30 s")
+        return result(False, failed="transactional producer")
     txn.begin()
     ctx = SerializationContext(topic, MessageField.VALUE)
     for seq in range(args.events):
@@ -77,14 +91,14 @@ def run_smoke(args: argparse.Namespace) -> int:
         txn.produce(topic, value, key.encode(), envelope.to_headers())
     outcome = txn.commit(30)
     if outcome is not Outcome.COMMITTED:
-        print(f"smoke: the transaction was not committed ({outcome.value})", flush=True)
-        return 1
-    print(f"smoke: committed {args.events} Avro events in one transaction", flush=True)
+        say(f"the transaction was not committed ({outcome.value})")
+        return result(False, failed=f"commit: {outcome.value}")
+    say(f"committed {args.events} Avro events in one transaction")
 
-    print("smoke: reading back", flush=True)
+    say("reading back")
     consumer = Consumer(
         {
-            "bootstrap.servers": args.bootstrap,
+            **client,
             "group.id": f"smoke-{run}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -92,7 +106,7 @@ def run_smoke(args: argparse.Namespace) -> int:
     )
     # Assigned, not subscribed: reading back needs no group join (and no wait on a coordinator).
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": args.registry}))
+    deserializer = AvroDeserializer(registry)
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     while len(seen) < args.events and time.monotonic() < deadline:
@@ -103,7 +117,5 @@ def run_smoke(args: argparse.Namespace) -> int:
     consumer.close()
     ok = sorted(e["sequence"] for e in seen) == list(range(args.events))
     verdict = "OK" if ok else "MISMATCH"
-    print(
-        f"smoke: read back {len(seen)}/{args.events} events read_committed: {verdict}", flush=True
-    )
-    return 0 if ok else 1
+    say(f"read back {len(seen)}/{args.events} events read_committed: {verdict}")
+    return result(ok, events=args.events, read_back=len(seen))

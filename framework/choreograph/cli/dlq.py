@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any
 
-from choreograph.cli.cluster import ClusterUnreachable, add_bootstrap, cluster_config, reach
+from choreograph.cli.cluster import (
+    ClusterUnreachable,
+    add_bootstrap,
+    cluster_config,
+    reach,
+    reached,
+)
 from choreograph.runtime.dlq import SkipRefused, read_dead_letters, replay, skip, summary
 
 
@@ -90,9 +96,12 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_skip(args: argparse.Namespace) -> int:
+    config = reached(args, "dlq skip", args.topic)
+    if config is None:
+        return 2
     try:
         entry = skip(
-            {"bootstrap.servers": args.bootstrap},
+            config.client_conf(),
             args.service,
             args.topic,
             args.partition,

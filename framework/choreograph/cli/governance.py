@@ -4,6 +4,7 @@ schema domain and policy (see choreograph.governance.owners)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="GitHub organisation of the teams (owners are written @ORG/TEAM)",
     )  # fmt: skip
     owners.add_argument("--check", action="store_true", help="fail if the file is stale")
+    owners.add_argument("--format", choices=("text", "json"), default="text")
     owners.set_defaults(run=run_codeowners)
 
 
@@ -38,16 +40,24 @@ def run_codeowners(args: argparse.Namespace) -> int:
     text = codeowners(rules, args.org)
     target = args.out if args.out.is_absolute() else args.root / args.out
     if missing:
-        return finish(missing, [], "text")
+        return finish(missing, [], args.format)
+
+    def said(state: str, line: str) -> None:
+        if args.format == "json":
+            owners = [{"pattern": k, "owners": v} for k, v in sorted(rules.items())]
+            print(json.dumps({"file": str(args.out), "state": state, "rules": owners}, indent=2))
+        else:
+            print(line, file=sys.stderr if state == "stale" else sys.stdout)
+
     if args.check:
         current = target.read_text() if target.exists() else ""
         if current != text:
-            print(f"{args.out} is stale: run `choreograph governance codeowners` and commit it",
-                  file=sys.stderr)  # fmt: skip
+            said("stale", f"{args.out} is stale: run `choreograph governance codeowners` and "
+                 "commit it")  # fmt: skip
             return 1
-        print(f"{args.out} matches the owners ({len(rules)} rules)")
+        said("current", f"{args.out} matches the owners ({len(rules)} rules)")
         return 0
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
-    print(f"wrote {args.out} ({len(rules)} rules)")
+    said("written", f"wrote {args.out} ({len(rules)} rules)")
     return 0

@@ -15,6 +15,7 @@ from choreograph.cli import (
     dlq,
     entry,
     governance,
+    image,
     init,
     new,
     policies,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     governance.register(groups)
     acls.register(groups)
     init.register(groups)
+    image.register(groups)
     new.register(groups)
     check.register(groups)
     replay.register(groups)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from choreograph.cli.output import UNREADABLE, catalog_beside, finish
 from choreograph.cli.paths import default
 from choreograph.contracts.history import GitError, git, toplevel
-from choreograph.process.change_control import check_in_place, render_diff
+from choreograph.process.change_control import check_in_place, describe, render_diff
 from choreograph.process.definition import (
     DefinitionError,
     ProcessDefinition,
@@ -37,6 +38,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diff = commands.add_parser("diff", help="what changes from one definition to another")
     diff.add_argument("before", help="a file, or REF:PATH for a version in git")
     diff.add_argument("after", help="a file, or REF:PATH")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
     diff.set_defaults(run=run_diff)
 
 
@@ -74,5 +76,12 @@ def run_diff(args: argparse.Namespace) -> int:
     except (OSError, DefinitionError, GitError) as err:
         print(f"choreograph processes: {err}", file=sys.stderr)
         return UNREADABLE
+    if args.format == "json":
+        print(json.dumps({
+            "process": after.name, "before": {"version": before.version, "source": args.before},
+            "after": {"version": after.version, "source": args.after},
+            "changes": describe(before, after),
+        }, indent=2))  # fmt: skip
+        return 0
     print(render_diff(before, after, (args.before, args.after)))
     return 0

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from choreograph.cli.check import load
-from choreograph.cli.cluster import add_bootstrap, add_registry
+from choreograph.cli.cluster import add_bootstrap, add_registry, reached, registry_client
 from choreograph.contracts.serde import AvroSerde
 from choreograph.replay.capture import (
     Capture,
@@ -51,12 +51,14 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cap.add_argument("--unmasked", action="store_true", help="keep PII fields as they are")
     add_bootstrap(cap)
     add_registry(cap)
+    cap.add_argument("--format", choices=("text", "json"), default="text")
     cap.set_defaults(run=run_capture)
     pub = commands.add_parser("publish", help="republish a capture into prefixed topics")
     pub.add_argument("capture", type=Path, help="capture file written by replay capture")
     pub.add_argument("--prefix", required=True, help="e.g. sandbox-42. (topics get it in front)")
     pub.add_argument("--fresh-ids", action="store_true", help="new correlation ids per instance")
     add_bootstrap(pub)
+    pub.add_argument("--format", choices=("text", "json"), default="text")
     pub.set_defaults(run=run_publish)
     run = commands.add_parser("run", help="replay a capture against a service's code")
     run.add_argument("capture", type=Path, help="capture file written by replay capture")
@@ -111,13 +113,15 @@ def _from_tracker(
             f"tracker), e.g. {without[0]}: add --topics to scan for their records"
         )
     origins = [o for t in tracked for o in t.origins]
-    records = list(read_at(args.bootstrap, origins))
+    records = list(read_at(args.bootstrap, origins, client=args.client))
     print(f"read {len(records)} record(s) at their timelines' coordinates", file=sys.stderr)
     if topics:
         chosen = {t.correlation_id for t in tracked}
         since = min(t.started_at for t in tracked)
         seen = {(r.topic, r.partition, r.offset) for r in records}
-        scanned = read_topics(args.bootstrap, topics, since_ms=_ms(since), progress=_progress)
+        scanned = read_topics(
+            args.bootstrap, topics, since_ms=_ms(since), progress=_progress, client=args.client
+        )
         records += [
             r for r in select(scanned, correlation_ids=chosen)
             if (r.topic, r.partition, r.offset) not in seen
@@ -137,7 +141,11 @@ def run_capture(args: argparse.Namespace) -> int:
             "(--since)", file=sys.stderr,
         )  # fmt: skip
         return 2
-    serde = AvroSerde(args.registry)
+    config = reached(args, "replay capture")
+    if config is None:
+        return 2
+    args.client = config.client_conf()
+    serde = AvroSerde(registry_client(config))
     try:
         if args.tracker:
             found = _from_tracker(args, ids, topics)
@@ -147,7 +155,9 @@ def run_capture(args: argparse.Namespace) -> int:
             chosen: Iterable[CapturedRecord] = found
         else:
             since = _ms(_time(args.since))
-            source = read_topics(args.bootstrap, topics, since_ms=since, progress=_progress)
+            source = read_topics(
+                args.bootstrap, topics, since_ms=since, progress=_progress, client=args.client
+            )
             chosen = select(
                 source, correlation_ids=ids or None, since_ms=since, until_ms=_ms(_time(args.until))
             )
@@ -162,6 +172,18 @@ def run_capture(args: argparse.Namespace) -> int:
         print(f"\nchoreograph replay: {err}", file=sys.stderr)
         return 2
     capture.write(args.out)
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "out": str(args.out),
+                    "records": len(capture.records),
+                    "instances": len(capture.instances()),
+                    "masked": capture.masked,
+                }
+            )
+        )
+        return 0
     masked = "PII masked" if capture.masked else "PII NOT masked"
     print(
         f"\nwrote {len(capture.records)} record(s) of {len(capture.instances())} instance(s) to "
@@ -176,8 +198,20 @@ def run_publish(args: argparse.Namespace) -> int:
     except CaptureError as err:
         print(f"choreograph replay: {err}", file=sys.stderr)
         return 2
-    published, there = publish(capture, args.bootstrap, args.prefix, fresh_ids=args.fresh_ids)
-    print(f"published {published} record(s) under {args.prefix}*; {there} were there already")
+    config = reached(args, "replay publish")
+    if config is None:
+        return 2
+    published, there = publish(
+        capture,
+        config.bootstrap_servers,
+        args.prefix,
+        fresh_ids=args.fresh_ids,
+        client=config.client_conf(),
+    )
+    if args.format == "json":
+        print(json.dumps({"published": published, "already_there": there, "prefix": args.prefix}))
+    else:
+        print(f"published {published} record(s) under {args.prefix}*; {there} were there already")
     return 0
 
 

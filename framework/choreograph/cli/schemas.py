@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from choreograph.cli.cluster import cluster_config, registry_client
 from choreograph.cli.output import BREAKING, OK, UNREADABLE, finish
 from choreograph.cli.paths import NO_CONTRACTS, default, generated, here
 from choreograph.contracts.avro_model import Schema, SchemaError, parse_schema
@@ -22,6 +25,7 @@ from choreograph.contracts.diagnostics import Diagnostic
 from choreograph.contracts.history import GitError, changed_since, toplevel, versions_at_or_before
 from choreograph.contracts.lint import lint_contract
 from choreograph.project import Project, ProjectError
+from choreograph.testing.servers import REGISTRY_ENV
 
 
 class Unreadable(Exception):
@@ -49,7 +53,10 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     reg = commands.add_parser("register", help="register every contract, then set its mode")
     common(reg)
-    reg.add_argument("--registry", metavar="URL", required=True)
+    reg.add_argument(
+        "--registry", metavar="URL", default=os.environ.get(REGISTRY_ENV),
+        required=REGISTRY_ENV not in os.environ, help=f"the registry ({REGISTRY_ENV})",
+    )  # fmt: skip
     reg.set_defaults(run=_guarded(run_register))
 
     gen = commands.add_parser("codegen", help="generate pydantic event models, one module a domain")
@@ -58,6 +65,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--out", type=Path, default=generated(), help="where models go (default: the project's)"
     )
     gen.add_argument("--check", action="store_true", help="fail if generated files are stale")
+    gen.add_argument("--format", choices=("text", "json"), default="text")
     gen.set_defaults(run=_guarded(run_codegen))
 
 
@@ -128,7 +136,7 @@ def run_check(args: argparse.Namespace) -> int:
         found = _check_git(catalog, args.root, args.against, compared)
         against = f"git history up to {args.against}"
     else:
-        found = _check_registry(catalog, args.registry, compared)
+        found = _check_registry(catalog, _registry_client(args), compared)
         against = f"the registry at {args.registry}"
     scope = "changed " if args.against else ""
     summary = (
@@ -176,10 +184,10 @@ def _check_git(
     return found
 
 
-def _registry_client(url: str):  # type: ignore[no-untyped-def]
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    return SchemaRegistryClient({"url": url})
+def _registry_client(args: argparse.Namespace) -> Any:
+    """The registry named on the line, with the services' registry credentials and CA
+    (CHOREOGRAPH_REGISTRY_USER_INFO, CHOREOGRAPH_REGISTRY_CA_LOCATION)."""
+    return registry_client(cluster_config(args))
 
 
 def registered_versions(client, subject: str) -> list[tuple[int | str, Schema]]:  # type: ignore[no-untyped-def]
@@ -197,9 +205,8 @@ def registered_versions(client, subject: str) -> list[tuple[int | str, Schema]]:
 
 
 def _check_registry(
-    catalog: Catalog, url: str, compared: list[int] | None = None
+    catalog: Catalog, client: Any, compared: list[int] | None = None
 ) -> list[Diagnostic]:
-    client = _registry_client(url)
     found: list[Diagnostic] = []
     for contract in sorted(catalog.contracts.values(), key=lambda c: c.path):
         previous = registered_versions(client, contract.subject)
@@ -228,7 +235,7 @@ def run_register(args: argparse.Namespace) -> int:
     catalog, unreadable = _catalog(args.root)
     if unreadable:
         return finish([], unreadable, args.format)
-    client = _registry_client(args.registry)
+    client = _registry_client(args)
     found: list[Diagnostic] = []
     for contract in sorted(catalog.contracts.values(), key=lambda c: c.path):
         problems = compatibility_diagnostics(
@@ -285,12 +292,18 @@ def run_codegen(args: argparse.Namespace) -> int:
         return BREAKING
     if args.check:
         stale = drift(args.out, files)
-        for line in stale:
-            print(line)
+        if args.format == "json":
+            print(json.dumps({"out": str(args.out), "stale": stale}, indent=2))
+        else:
+            for line in stale:
+                print(line)
         if stale:
             print("run `choreograph schemas codegen` and commit the result", file=sys.stderr)
         return BREAKING if stale else OK
-    for path in write(args.out, files):
+    written = write(args.out, files)
+    if args.format == "json":
+        print(json.dumps({"out": str(args.out), "written": [str(p) for p in written]}, indent=2))
+    for path in written if args.format == "text" else ():
         print(f"wrote {path}")
     return OK
 

@@ -9,7 +9,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from choreograph.cli.cluster import add_bootstrap, add_registry
+from choreograph.cli.cluster import (
+    ClusterUnreachable,
+    add_bootstrap,
+    add_registry,
+    cluster_config,
+    reach,
+    registry_client,
+)
 from choreograph.contracts.serde import AvroSerde
 from choreograph.process.definition import (
     DefinitionError,
@@ -57,7 +64,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             ]
             current = max(earlier, key=lambda d: d.version) if earlier else None
         capture = Capture.read(args.capture) if args.capture else _from_topics(args)
-    except (OSError, DefinitionError, CaptureError) as err:
+    except (OSError, DefinitionError, CaptureError, ClusterUnreachable) as err:
         print(f"choreograph simulate: {err}", file=sys.stderr)
         return 2
     report = simulate(capture, candidate, current)
@@ -71,10 +78,13 @@ def _from_topics(args: argparse.Namespace) -> Capture:
         raise CaptureError("--topics needs --since (and, optionally, --until)")
     since = int(datetime.fromisoformat(args.since).timestamp() * 1000)
     until = int(datetime.fromisoformat(args.until).timestamp() * 1000) if args.until else None
-    serde = AvroSerde(args.registry)
+    config = cluster_config(args)
+    reach(config)  # ClusterUnreachable: said in one line, exit 2
+    serde = AvroSerde(registry_client(config))
     topics = [t.strip() for t in args.topics.split(",") if t.strip()]
-    records = select(read_topics(args.bootstrap, topics, since_ms=since), since_ms=since,
-                     until_ms=until)  # fmt: skip
+    source = read_topics(config.bootstrap_servers, topics, since_ms=since,
+                         client=config.client_conf())  # fmt: skip
+    records = select(source, since_ms=since, until_ms=until)
     return build_capture(
         records, lambda schema_id: json.dumps(serde.writer_schema_json(schema_id)), mask=False
     )

@@ -4,6 +4,7 @@ all-clear from a broker that is away or a topic that is not there."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -104,3 +105,81 @@ def test_dlq_inspect_on_the_sasl_listener_with_and_without_credentials(servers: 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_operator_commands_on_the_sasl_listener_with_and_without_credentials(
+    servers: Servers,
+) -> None:
+    """audit show, replay capture and acls --apply take the same CHOREOGRAPH_* security
+    settings as services; without them each says which setting is missing and exits 2."""
+    from choreograph import AvroSerde, EventPublisher
+    from tests.integration.saga_tracker.helpers import order_placed
+
+    host = servers.bootstrap.rsplit(":", 1)[0]
+    with socket.socket() as probe:
+        if probe.connect_ex((host, SASL_PORT)) != 0:
+            pytest.fail(f"no SASL listener on {host}:{SASL_PORT}: run `deploy/local/stack.sh up`")
+    run = uuid.uuid4().hex[:6]
+    prefix, user, password = f"sasl-{run}", f"operator-{run}", secrets.token_urlsafe(16)
+    events, decisions = f"{prefix}.events", f"{prefix}.decisions"
+    admin = AdminClient({"bootstrap.servers": servers.bootstrap})
+    for future in admin.create_topics([NewTopic(t, 1, 1) for t in (events, decisions)]).values():
+        future.result(30)
+    shop = EventPublisher({"bootstrap.servers": servers.bootstrap},
+                          AvroSerde(servers.registry_url, auto_register=True), "shop")  # fmt: skip
+    shop.publish(order_placed(f"o-{run}", "10.00"), f"o-{run}", topic=events)
+    shop.flush(30)
+    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upsert = UserScramCredentialUpsertion(user, credential, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(30)
+    topic, group, prefixed = ResourceType.TOPIC, ResourceType.GROUP, ResourcePatternType.PREFIXED
+    allow = [
+        AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+        for kind, name, pattern, op in (
+            (topic, prefix, prefixed, AclOperation.READ),
+            (topic, prefix, prefixed, AclOperation.DESCRIBE),
+            (group, "choreograph-capture-", prefixed, AclOperation.READ),
+            (
+                ResourceType.BROKER,
+                "kafka-cluster",
+                ResourcePatternType.LITERAL,
+                AclOperation.ALTER,
+            ),
+        )
+    ]
+    for future in admin.create_acls(allow, request_timeout=30).values():
+        future.result()
+    time.sleep(2)  # credentials and ACLs reach the authorizer asynchronously
+    sasl_address = f"{host}:{SASL_PORT}"
+    secured = {
+        "CHOREOGRAPH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CHOREOGRAPH_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CHOREOGRAPH_SASL_USERNAME": user,
+        "CHOREOGRAPH_SASL_PASSWORD": password,
+        "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
+    }
+    capture = f"/tmp/{prefix}.capture"
+    commands = {
+        "audit show": ["audit", "show", "--correlation-id", f"o-{run}", "--topic", decisions],
+        "replay capture": ["replay", "capture", "--topics", events, "--since",
+                           "2026-01-01T00:00:00+00:00", "--out", capture, "--format", "json"],
+        "acls --apply": ["acls", "choreograph_examples.payments.service:build", "--principal",
+                         f"User:payments-{run}", "--apply"],
+    }  # fmt: skip
+    for name, args in commands.items():
+        refused, took = command(*args, "--bootstrap", sasl_address,
+                                CHOREOGRAPH_REGISTRY_URL=servers.registry_url)  # fmt: skip
+        assert refused.returncode == 2 and took < 10, (name, refused.stdout, refused.stderr)
+        assert "CHOREOGRAPH_SECURITY_PROTOCOL" in refused.stderr, name
+
+    audited, _ = command(*commands["audit show"], "--bootstrap", sasl_address, **secured)
+    assert audited.returncode == 1 and f"no decisions of o-{run}" in audited.stdout, audited.stderr
+    captured, _ = command(*commands["replay capture"], "--bootstrap", sasl_address, **secured)
+    assert captured.returncode == 0, captured.stderr
+    assert json.loads(captured.stdout)["records"] == 1
+    applied, _ = command(*commands["acls --apply"], "--bootstrap", sasl_address, **secured)
+    assert applied.returncode == 0, applied.stderr
+    assert f"ACL(s) for User:payments-{run} on {sasl_address}" in applied.stdout
+    os.unlink(capture)

@@ -22,17 +22,6 @@ NO_RESULT = {
     "choreograph dev up",
     "choreograph dev down",
 }
-# Leaves that still print text only; each is to gain a --format json of its result.
-TEXT_ONLY_YET = {
-    "choreograph check",
-    "choreograph dev smoke",
-    "choreograph governance codeowners",
-    "choreograph processes diff",
-    "choreograph replay capture",
-    "choreograph replay publish",
-    "choreograph schemas codegen",
-    "saga-tracker token",
-}
 
 
 def leaves(
@@ -66,7 +55,7 @@ def test_every_option_has_help(path: str, parser: argparse.ArgumentParser) -> No
 def test_every_leaf_that_prints_results_speaks_json(
     path: str, parser: argparse.ArgumentParser
 ) -> None:
-    if path in NO_RESULT or path in TEXT_ONLY_YET:
+    if path in NO_RESULT:
         return
     formats = [a for a in parser._actions if "--format" in a.option_strings]
     assert formats and "json" in (formats[0].choices or ()), f"{path}: no --format json"
