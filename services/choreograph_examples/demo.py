@@ -166,7 +166,32 @@ def create_topics(bootstrap: str, partitions: int) -> int:
     for future in admin.create_topics(wanted).values() if wanted else []:
         with suppress(Exception):  # created meanwhile by another run
             future.result(30)
+    _reset_stale_internal_topics(admin, existing, partitions)
     return partitions
+
+
+def _reset_stale_internal_topics(
+    admin: AdminClient, existing: dict[str, int], partitions: int
+) -> None:
+    """A team service's changelog and dead-letter topics made by an earlier run on fewer input
+    partitions: the service would refuse to start on them (they must match its inputs), so the
+    demo, which starts its services afresh, deletes them and lets the services make them again."""
+    stale = sorted(
+        name
+        for name, count in existing.items()
+        if count < partitions
+        and name.split(".", 1)[0] in TEAMS
+        and name.endswith((".changelog", ".dlq"))
+    )
+    if not stale:
+        return
+    print(f"  deleting {len(stale)} internal topic(s) of an earlier run on fewer partitions")
+    for future in admin.delete_topics(stale, operation_timeout=30).values():
+        with suppress(Exception):  # deleted meanwhile
+            future.result(60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and set(stale) & set(admin.list_topics(timeout=10).topics):
+        time.sleep(0.5)
 
 
 class Fleet:

@@ -23,6 +23,7 @@ from choreograph.runtime.engine import end_if_abandoned
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
+from saga_tracker.definitions import DefinitionsUnreadable
 from saga_tracker.service import REPARTITION
 from saga_tracker.throttle import ClientKeys
 from saga_tracker.visibility.ui import TrackerUi, UiSettings
@@ -57,13 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schemas", type=Path, default=Path(_env("SCHEMAS", "schemas/avro")))
     run.add_argument(
         "--inputs",
-        default=_env(
-            "INPUTS",
-            "orders.events,payments.events,inventory.events,shipping.events,choreograph.decisions,"
-            "choreograph.approvals",
-        ),
-        help="comma-separated domain topics to follow (and choreograph.decisions and "
-        "choreograph.approvals, for the services' decisions and approval requests)",
+        default=_env_or_none("INPUTS"),
+        help="comma-separated topics to follow; by default the topics of every event type the "
+        "definitions follow (from the contracts), choreograph.decisions and choreograph.approvals",
     )
     run.add_argument("--name", default=_env("NAME", "saga-tracker"))
     run.add_argument(
@@ -154,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = TrackerSettings(
         definitions=args.definitions,
         schemas=args.schemas,
-        inputs=[t.strip() for t in args.inputs.split(",") if t.strip()],
+        inputs=[t.strip() for t in args.inputs.split(",") if t.strip()] if args.inputs else None,
         config=config,
         name=args.name,
         repartition=args.repartition,
@@ -174,7 +171,12 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"saga-tracker run: --trusted-proxies: {err}", file=sys.stderr)
         return 2
-    app = TrackerApp(settings).start()
+    try:
+        app = TrackerApp(settings)
+    except DefinitionsUnreadable as err:  # set up wrong: what to change, exit 2
+        print(f"saga-tracker run: {err}", file=sys.stderr)
+        return 2
+    app.start()
     print(f"saga tracker: traces at {app.public_url}/traces", flush=True)
     _until_stopped(app.stopped)
     app.stop()

@@ -28,7 +28,7 @@ from choreograph.runtime.engine import Engine
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
-from saga_tracker.definitions import Definitions, command_and_incident_models
+from saga_tracker.definitions import Definitions, command_and_incident_models, tracked_inputs
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
@@ -47,7 +47,7 @@ log = logging.getLogger("saga_tracker")
 class TrackerSettings:
     definitions: Path
     schemas: Path
-    inputs: list[str]
+    inputs: list[str] | None  # None: derived from the definitions and contracts
     config: ServiceConfig
     name: str = "saga-tracker"
     repartition: str = REPARTITION
@@ -99,6 +99,7 @@ class TrackerApp:
         self.settings = s = settings
         definitions = Definitions.load(s.definitions)
         models = command_and_incident_models(s.schemas)
+        self.inputs = tracked_inputs(definitions, s.schemas, s.inputs)
         access = (
             Access.load(s.tokens, open_reads=s.open_reads)
             if s.tokens
@@ -113,7 +114,7 @@ class TrackerApp:
         self.router = Engine(
             build_router(
                 definitions,
-                s.inputs,
+                self.inputs,
                 name=f"{s.name}-router",
                 repartition=s.repartition,
                 metrics=self.metrics,

@@ -59,3 +59,52 @@ def command_and_incident_models(schemas: Path) -> dict[str, type[Event]]:
     if catalog.errors:
         raise DefinitionsUnreadable("; ".join(str(e) for e in catalog.errors))
     return bind_models(catalog.contracts.values(), "saga_tracker_models")
+
+
+# What the tracker reads beside the domain events its definitions follow: the services'
+# decision records and approval requests.
+TRACKER_TOPICS = ("choreograph.decisions", "choreograph.approvals")
+
+
+def tracked_inputs(
+    definitions: Definitions, schemas: Path, given: list[str] | None = None
+) -> list[str]:
+    """The topics the router consumes: those of every event type a definition follows (from the
+    contracts), and TRACKER_TOPICS. With `given` (an explicit --inputs), those, once each
+    followed type's topic is among them. Refuses, naming definition, type and topic, what would
+    leave a process waiting forever for events the tracker never reads."""
+    catalog = load_catalog(schemas)
+    problems: list[str] = []
+    needed: dict[str, list[tuple[str, str]]] = {}  # topic -> (process vN, event type)
+    for (name, version), rules in sorted(definitions.rules.items()):
+        for event_type in sorted(rules.definition.event_types()):
+            contract = catalog.contracts.get(event_type)
+            if contract is None:
+                problems.append(
+                    f"process {name} v{version} follows {event_type}, which has no contract in "
+                    f"{schemas}: add it, or pull it from its producer (`choreograph contracts "
+                    "pull`), or correct the definition"
+                )
+                continue
+            needed.setdefault(contract.topic, []).append((f"{name} v{version}", event_type))
+    if given is not None:
+        for topic, followers in sorted(needed.items()):
+            if not any(_carries(given_topic, topic) for given_topic in given):
+                process, event_type = followers[0]
+                problems.append(
+                    f"process {process} follows {event_type} on {topic}, which --inputs "
+                    f"({', '.join(given) or 'none'}) does not include: add {topic}, or leave "
+                    "--inputs out to follow the definitions' topics"
+                )
+    if problems:
+        raise DefinitionsUnreadable("; ".join(problems))
+    if given is not None:
+        return given
+    return [*sorted(needed), *TRACKER_TOPICS]
+
+
+def _carries(given: str, topic: str) -> bool:
+    """Whether input `given` carries the events of contract topic `topic`: it is that topic, a
+    copy under a prefix (a replay sandbox, `<prefix>orders.events`), or a copy under a suffix
+    (`orders.events.<run>`)."""
+    return given == topic or given.endswith(topic) or given.startswith(f"{topic}.")

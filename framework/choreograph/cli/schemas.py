@@ -200,7 +200,10 @@ def registered_versions(client, subject: str) -> list[tuple[int | str, Schema]]:
             return []
         raise Unreadable(f"registry: {err}") from None
     except Exception as err:
-        raise Unreadable(f"registry unreachable: {err}") from None
+        raise Unreadable(
+            f"cannot use the schema registry: {err}; check --registry (CHOREOGRAPH_REGISTRY_URL) "
+            "and its credentials (CHOREOGRAPH_REGISTRY_USER_INFO)"
+        ) from None
     return [(v, _parse_version(client.get_version(subject, v).schema.schema_str)) for v in versions]
 
 

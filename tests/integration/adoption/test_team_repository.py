@@ -10,6 +10,7 @@ change this reader cannot read.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -193,3 +194,26 @@ def test_a_consumer_pulls_a_producers_contract_and_its_gate_catches_a_breaking_c
     copy.write_text(copy.read_text().replace("Business key", "Our key"))
     edited = consumer.run("choreograph", "contracts", "check")
     assert edited.returncode == 1 and "was edited after it was pulled" in edited.stdout
+
+
+GUIDE = REPO / "docs/getting-started.md"
+SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+
+
+def test_the_getting_started_guide_works_as_written(venv: Path, tmp_path: Path) -> None:
+    """Every `sh` block of the guide, in order, in an empty directory: the guide's own venv
+    and `pip install choreograph` are the test's venv with the wheel installed."""
+    blocks = SHELL_BLOCK.findall(GUIDE.read_text())
+    assert len(blocks) >= 3
+    script = "\n".join(blocks)
+    assert "pip install choreograph" in script and "choreograph init" in script
+    script = script.replace(
+        "python3 -m venv .venv && . .venv/bin/activate", f". {venv}/bin/activate"
+    ).replace("pip install choreograph", "true  # installed from the wheel")
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "passed" in done.stdout and "ok  loyalty" in done.stdout

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import (
@@ -43,13 +44,51 @@ def command(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], f
     return done, time.monotonic() - started
 
 
-def test_an_absent_broker_is_one_line_and_exit_2_within_10_s() -> None:
-    done, took = command("dlq", "inspect", "--service", "payments", "--bootstrap", "127.0.0.1:9")
+ABSENT_BROKER = {
+    "dlq inspect": ["dlq", "inspect", "--service", "payments"],
+    "dlq skip": ["dlq", "skip", "--service", "payments", "--topic", "t", "--partition", "0",
+                 "--offset", "1", "--reason", "r"],
+    "audit show": ["audit", "show", "--correlation-id", "c"],
+    "replay capture": ["replay", "capture", "--topics", "t", "--since", "2026-01-01T00:00:00Z",
+                       "--out", "/tmp/never.capture"],
+    "dev smoke": ["dev", "smoke"],
+    "acls --apply": ["acls", "choreograph_examples.payments.service:build", "--apply"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("args", ABSENT_BROKER.values(), ids=ABSENT_BROKER.keys())
+def test_an_absent_broker_is_one_line_and_exit_2_within_10_s(args: list[str]) -> None:
+    done, took = command(*args, "--bootstrap", "127.0.0.1:9")
     assert done.returncode == 2, done.stdout + done.stderr
     assert took < 10, took
     assert done.stdout == ""
     [line] = done.stderr.strip().splitlines()
     assert "127.0.0.1:9" in line and "CHOREOGRAPH_BOOTSTRAP" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["schemas", "register"], ["schemas", "check"], ["contracts", "check"]],
+    ids=["schemas register", "schemas check", "contracts check"],
+)
+def test_an_absent_registry_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
+    init, _ = command("init", "acme-x", "--dir", str(tmp_path / "team"))
+    assert init.returncode == 0, init.stderr
+    from choreograph.contracts.pulled import Pinned, fingerprint, write_lock
+
+    schema = {"type": "record", "name": "A", "namespace": "com.acme.a", "fields": []}
+    (tmp_path / "team/schemas/pulled/a").mkdir(parents=True)
+    (tmp_path / "team/schemas/pulled/a/A.avsc").write_text(json.dumps(schema))
+    pinned = Pinned("a.events-com.acme.a.A", 1, 1, fingerprint(schema), "schemas/pulled/a/A.avsc")
+    write_lock(tmp_path / "team/contracts.lock", [pinned])
+    started = time.monotonic()
+    done = subprocess.run(
+        [CHOREOGRAPH, *args, "--registry", "http://127.0.0.1:9"], cwd=tmp_path / "team",
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and time.monotonic() - started < 10, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "CHOREOGRAPH_REGISTRY_URL" in line, line
 
 
 def test_a_dlq_that_does_not_exist_is_not_reported_empty(servers: Servers) -> None:

@@ -87,7 +87,7 @@ def test_a_service_runs_with_exactly_its_derived_acls(servers: Servers, tmp_path
     service = payments(name=user)
     # Shared topics are the platform's: created by an administrator, never by a service.
     existing = admin.list_topics(timeout=30).topics
-    missing = [NewTopic(t, 1, 1) for t in {*service.inputs, *service.outputs} if t not in existing]
+    missing = [NewTopic(t, 3, 1) for t in {*service.inputs, *service.outputs} if t not in existing]
     for future in admin.create_topics(missing).values() if missing else ():
         try:
             future.result(30)

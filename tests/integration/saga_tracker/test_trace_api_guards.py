@@ -82,7 +82,10 @@ def test_bodies_tokens_and_failed_attempts_are_guarded(
     settings = TrackerSettings(
         definitions=tmp_path / "processes",
         schemas=REPO / "schemas/avro",
-        inputs=[new_topic("orders.events", 1)],
+        # Every topic the definition follows, though only orders are placed here.
+        inputs=[
+            new_topic(f"{d}.events", 1) for d in ("orders", "payments", "inventory", "shipping")
+        ],
         config=ServiceConfig(
             bootstrap_servers=bootstrap_servers,
             registry_url=registry_url,

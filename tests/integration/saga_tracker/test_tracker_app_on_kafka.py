@@ -71,7 +71,8 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
     new_topic: Callable[..., str],
     tmp_path: Path,
 ) -> None:
-    topic = {d: new_topic(f"{d}.events", 2) for d in ("orders", "payments", "inventory")}
+    domains = ("orders", "payments", "inventory", "shipping")
+    topic = {d: new_topic(f"{d}.events", 2) for d in domains}
     (tmp_path / "processes").mkdir()
     (tmp_path / "processes/order-fulfilment.v1.yaml").write_text(DEFINITION)
     (tmp_path / "tokens.yaml").write_text(
