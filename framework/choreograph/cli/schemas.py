@@ -198,6 +198,12 @@ def registered_versions(client, subject: str) -> list[tuple[int | str, Schema]]:
     except SchemaRegistryError as err:
         if err.http_status_code == 404:
             return []
+        if err.http_status_code in (401, 403):
+            raise Unreadable(
+                f"the registry refused the credentials ({err.http_status_code}): set "
+                "CHOREOGRAPH_REGISTRY_USER_INFO (user:password) to an identity allowed to read "
+                "and register subjects"
+            ) from None
         raise Unreadable(f"registry: {err}") from None
     except Exception as err:
         raise Unreadable(

@@ -134,6 +134,11 @@ class Registry:
             else:
                 found = self.client.get_version(subject, version)
         except SchemaRegistryError as err:
+            if err.http_status_code in (401, 403):
+                raise PullError(
+                    f"the registry refused the credentials ({err.http_status_code}): set "
+                    "CHOREOGRAPH_REGISTRY_USER_INFO (user:password)"
+                ) from None
             if err.http_status_code == 404:
                 what = "subject" if version == "latest" else f"version {version} of"
                 raise PullError(f"the registry has no {what} {subject}") from None
