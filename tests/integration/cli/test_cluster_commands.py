@@ -44,6 +44,38 @@ def command(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], f
     return done, time.monotonic() - started
 
 
+def sasl_user(
+    servers: Servers,
+    user: str,
+    grants: list[tuple[ResourceType, str, ResourcePatternType, AclOperation]],
+) -> tuple[str, dict[str, str]]:
+    """A SCRAM user on the SASL listener with exactly `grants`: its address, and the
+    CHOREOGRAPH_* settings that sign in as it."""
+    host = servers.bootstrap.rsplit(":", 1)[0]
+    with socket.socket() as probe:
+        if probe.connect_ex((host, SASL_PORT)) != 0:
+            pytest.fail(f"no SASL listener on {host}:{SASL_PORT}: run `deploy/local/stack.sh up`")
+    password = secrets.token_urlsafe(16)
+    admin = AdminClient({"bootstrap.servers": servers.bootstrap})
+    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upsert = UserScramCredentialUpsertion(user, credential, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(30)
+    allow = [
+        AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+        for kind, name, pattern, op in grants
+    ]
+    for future in admin.create_acls(allow, request_timeout=30).values():
+        future.result()
+    time.sleep(2)  # credentials and ACLs reach the authorizer asynchronously
+    return f"{host}:{SASL_PORT}", {
+        "CHOREOGRAPH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CHOREOGRAPH_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CHOREOGRAPH_SASL_USERNAME": user,
+        "CHOREOGRAPH_SASL_PASSWORD": password,
+    }
+
+
 ABSENT_BROKER = {
     "dlq inspect": ["dlq", "inspect", "--service", "payments"],
     "dlq skip": ["dlq", "skip", "--service", "payments", "--topic", "t", "--partition", "0",
@@ -101,43 +133,22 @@ def test_a_dlq_that_does_not_exist_is_not_reported_empty(servers: Servers) -> No
 
 @pytest.mark.slow
 def test_dlq_inspect_on_the_sasl_listener_with_and_without_credentials(servers: Servers) -> None:
-    host = servers.bootstrap.rsplit(":", 1)[0]
-    with socket.socket() as probe:
-        if probe.connect_ex((host, SASL_PORT)) != 0:
-            pytest.fail(f"no SASL listener on {host}:{SASL_PORT}: run `deploy/local/stack.sh up`")
     run = uuid.uuid4().hex[:6]
-    service, user, password = f"sasl-{run}", f"oncall-{run}", secrets.token_urlsafe(16)
+    service = f"sasl-{run}"
     admin = AdminClient({"bootstrap.servers": servers.bootstrap})
     for future in admin.create_topics([NewTopic(f"{service}.dlq", 1, 1)]).values():
         future.result(30)
-    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-    upsert = UserScramCredentialUpsertion(user, credential, password.encode())
-    for future in admin.alter_user_scram_credentials([upsert]).values():
-        future.result(30)
     topic, literal = ResourceType.TOPIC, ResourcePatternType.LITERAL
-    allow = [
-        AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
-        for kind, name, pattern, op in (
-            (topic, f"{service}.dlq", literal, AclOperation.READ),
-            (topic, f"{service}.dlq", literal, AclOperation.DESCRIBE),
-            (ResourceType.GROUP, "dlq-inspect-", ResourcePatternType.PREFIXED, AclOperation.READ),
-        )
-    ]
-    for future in admin.create_acls(allow, request_timeout=30).values():
-        future.result()
-    time.sleep(2)  # credentials and ACLs reach the authorizer asynchronously
-    sasl_address = f"{host}:{SASL_PORT}"
+    sasl_address, secured = sasl_user(servers, f"oncall-{run}", [
+        (topic, f"{service}.dlq", literal, AclOperation.READ),
+        (topic, f"{service}.dlq", literal, AclOperation.DESCRIBE),
+        (ResourceType.GROUP, "dlq-inspect-", ResourcePatternType.PREFIXED, AclOperation.READ),
+    ])  # fmt: skip
 
     refused, took = command("dlq", "inspect", "--service", service, "--bootstrap", sasl_address)
     assert refused.returncode == 2 and took < 10
     assert "CHOREOGRAPH_SECURITY_PROTOCOL" in refused.stderr
 
-    secured = {
-        "CHOREOGRAPH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "CHOREOGRAPH_SASL_MECHANISM": "SCRAM-SHA-512",
-        "CHOREOGRAPH_SASL_USERNAME": user,
-        "CHOREOGRAPH_SASL_PASSWORD": password,
-    }
     done, _ = command(
         "dlq", "inspect", "--service", service, "--bootstrap", sasl_address, "--format", "json",
         **secured,
@@ -155,12 +166,8 @@ def test_operator_commands_on_the_sasl_listener_with_and_without_credentials(
     from choreograph import AvroSerde, EventPublisher
     from tests.integration.saga_tracker.helpers import order_placed
 
-    host = servers.bootstrap.rsplit(":", 1)[0]
-    with socket.socket() as probe:
-        if probe.connect_ex((host, SASL_PORT)) != 0:
-            pytest.fail(f"no SASL listener on {host}:{SASL_PORT}: run `deploy/local/stack.sh up`")
     run = uuid.uuid4().hex[:6]
-    prefix, user, password = f"sasl-{run}", f"operator-{run}", secrets.token_urlsafe(16)
+    prefix = f"sasl-{run}"
     events, decisions = f"{prefix}.events", f"{prefix}.decisions"
     admin = AdminClient({"bootstrap.servers": servers.bootstrap})
     for future in admin.create_topics([NewTopic(t, 1, 1) for t in (events, decisions)]).values():
@@ -169,36 +176,20 @@ def test_operator_commands_on_the_sasl_listener_with_and_without_credentials(
                           AvroSerde(servers.registry_url, auto_register=True), "shop")  # fmt: skip
     shop.publish(order_placed(f"o-{run}", "10.00"), f"o-{run}", topic=events)
     shop.flush(30)
-    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-    upsert = UserScramCredentialUpsertion(user, credential, password.encode())
-    for future in admin.alter_user_scram_credentials([upsert]).values():
-        future.result(30)
     topic, group, prefixed = ResourceType.TOPIC, ResourceType.GROUP, ResourcePatternType.PREFIXED
-    allow = [
-        AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
-        for kind, name, pattern, op in (
-            (topic, prefix, prefixed, AclOperation.READ),
-            (topic, prefix, prefixed, AclOperation.DESCRIBE),
-            (group, "choreograph-capture-", prefixed, AclOperation.READ),
-            (
-                ResourceType.BROKER,
-                "kafka-cluster",
-                ResourcePatternType.LITERAL,
-                AclOperation.ALTER,
-            ),
-        )
-    ]
-    for future in admin.create_acls(allow, request_timeout=30).values():
-        future.result()
-    time.sleep(2)  # credentials and ACLs reach the authorizer asynchronously
-    sasl_address = f"{host}:{SASL_PORT}"
-    secured = {
-        "CHOREOGRAPH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "CHOREOGRAPH_SASL_MECHANISM": "SCRAM-SHA-512",
-        "CHOREOGRAPH_SASL_USERNAME": user,
-        "CHOREOGRAPH_SASL_PASSWORD": password,
-        "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
-    }
+    cluster = (
+        ResourceType.BROKER,
+        "kafka-cluster",
+        ResourcePatternType.LITERAL,
+        AclOperation.ALTER,
+    )
+    sasl_address, secured = sasl_user(servers, f"operator-{run}", [
+        (topic, prefix, prefixed, AclOperation.READ),
+        (topic, prefix, prefixed, AclOperation.DESCRIBE),
+        (group, "choreograph-capture-", prefixed, AclOperation.READ),
+        cluster,
+    ])  # fmt: skip
+    secured["CHOREOGRAPH_REGISTRY_URL"] = servers.registry_url
     capture = f"/tmp/{prefix}.capture"
     commands = {
         "audit show": ["audit", "show", "--correlation-id", f"o-{run}", "--topic", decisions],
