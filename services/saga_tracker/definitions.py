@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from choreograph.contracts.catalog import load_catalog
+from choreograph.contracts.catalog import Catalog, load_catalog, with_others
 from choreograph.contracts.codegen import bind_models
 from choreograph.contracts.event import Event
 from choreograph.process.definition import ProcessDefinition, load_definitions
@@ -53,9 +53,20 @@ class Definitions:
         }
 
 
+def contracts_of(schemas: Path) -> Catalog:
+    """The contracts in `schemas` and, beside it, other teams' contracts a team repository
+    pulled (`schemas/pulled` next to `schemas/avro`, as `choreograph contracts pull` and the
+    image lay them out): a team's tracker follows both."""
+    catalog = load_catalog(schemas)
+    pulled = schemas.parent / "pulled"
+    if pulled.is_dir() and pulled.resolve() != schemas.resolve():
+        return with_others(catalog, load_catalog(pulled))
+    return catalog
+
+
 def command_and_incident_models(schemas: Path) -> dict[str, type[Event]]:
     """Models for every contract: the tracker builds compensation commands and incidents."""
-    catalog = load_catalog(schemas)
+    catalog = contracts_of(schemas)
     if catalog.errors:
         raise DefinitionsUnreadable("; ".join(str(e) for e in catalog.errors))
     return bind_models(catalog.contracts.values(), "saga_tracker_models")
@@ -73,7 +84,7 @@ def tracked_inputs(
     contracts), and TRACKER_TOPICS. With `given` (an explicit --inputs), those, once each
     followed type's topic is among them. Refuses, naming definition, type and topic, what would
     leave a process waiting forever for events the tracker never reads."""
-    catalog = load_catalog(schemas)
+    catalog = contracts_of(schemas)
     problems: list[str] = []
     needed: dict[str, list[tuple[str, str]]] = {}  # topic -> (process vN, event type)
     for (name, version), rules in sorted(definitions.rules.items()):

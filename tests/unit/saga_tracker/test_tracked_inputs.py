@@ -64,3 +64,20 @@ def test_run_refuses_to_start_and_says_why(capsys: pytest.CaptureFixture[str]) -
     assert code == 2
     err = capsys.readouterr().err
     assert "follows com.acme.payments.PaymentAuthorized on payments.events" in err
+
+
+def test_pulled_contracts_beside_the_teams_are_followed(tmp_path: Path) -> None:
+    """A team's process over another team's event: the contract was pulled, not copied."""
+    assert choreograph(["init", "acme-loyalty", "--dir", str(tmp_path / "team")]) == 0
+    pulled = tmp_path / "team/schemas/pulled/orders"
+    pulled.mkdir(parents=True)
+    (pulled / "OrderPlaced.avsc").write_text(
+        (REPO / "schemas/avro/orders/OrderPlaced.avsc").read_text()
+    )
+    (tmp_path / "team/schemas/pulled/schemas.yaml").write_text("records: {}\n")
+    process = TEAM_PROCESS.replace("start: com.acme.loyalty.LoyaltyRequested",
+                                   "start: com.acme.orders.OrderPlaced")  # fmt: skip
+    (tmp_path / "team/processes/loyalty-enrolment.v1.yaml").write_text(process)
+    definitions = Definitions.load(tmp_path / "team/processes")
+    found = tracked_inputs(definitions, tmp_path / "team/schemas/avro")
+    assert found[:2] == ["loyalty.events", "orders.events"]
