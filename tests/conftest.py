@@ -98,3 +98,29 @@ def postgres_url() -> str:
     except psycopg.OperationalError as err:
         pytest.fail(f"no PostgreSQL at {url}: {err}; run deploy/local/stack.sh start postgres")
     return url
+
+
+@pytest.fixture(scope="session")
+def secured_registry() -> tuple[str, str]:
+    """The registry behind an authenticating gateway, and the user info it accepts:
+    CHOREOGRAPH_SECURED_REGISTRY_URL and _USER_INFO, or the local stack's gateway (started by
+    `make test`; `deploy/local/stack.sh start registry-gateway` starts it, idempotently)."""
+    import os
+    import subprocess
+
+    url = os.environ.get("CHOREOGRAPH_SECURED_REGISTRY_URL")
+    user_info = os.environ.get("CHOREOGRAPH_SECURED_REGISTRY_USER_INFO")
+    if url and user_info:
+        return url, user_info
+    started = subprocess.run(
+        ["bash", str(REPO / "deploy/local/stack.sh"), "start", "registry-gateway"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"no registry gateway: {started.stderr.strip()[-500:]}")
+    found = dict(
+        line.split("=", 1) for line in started.stdout.splitlines() if line.startswith("CHOREO")
+    )
+    return found["CHOREOGRAPH_SECURED_REGISTRY_URL"], found[
+        "CHOREOGRAPH_SECURED_REGISTRY_USER_INFO"
+    ]

@@ -18,6 +18,10 @@
 #                     on request: Jaeger (built once from the Go module proxy), an OTLP receiver
 #                     (4317 gRPC, 4318 HTTP) with its query API on 16686, for the tracker's
 #                     OpenTelemetry export; prints CHOREOGRAPH_OTLP_ENDPOINT and CHOREOGRAPH_JAEGER_URL.
+#   stack.sh start registry-gateway
+#                     on request: the registry behind an authenticating gateway (Debian's nginx,
+#                     HTTP basic auth), as registries are often exposed, to try registry
+#                     credentials; prints CHOREOGRAPH_SECURED_REGISTRY_URL and its user info.
 #   stack.sh pause NAME / resume NAME
 #                     stall one server (SIGSTOP) and let it go on (SIGCONT): nothing answers,
 #                     connections stay open
@@ -45,6 +49,7 @@ REGISTRY_PORT=${CHOREOGRAPH_REGISTRY_PORT:-8081}
 REGISTRY_MGMT_PORT=${CHOREOGRAPH_REGISTRY_MGMT_PORT:-19000}
 ALERTMANAGER_PORT=${CHOREOGRAPH_ALERTMANAGER_PORT:-9093}
 POSTGRES_PORT=${CHOREOGRAPH_POSTGRES_PORT:-15432}
+GATEWAY_PORT=${CHOREOGRAPH_REGISTRY_GATEWAY_PORT:-8082}
 JAEGER_VERSION=${CHOREOGRAPH_JAEGER_VERSION:-v1.76.0}
 READY_TIMEOUT=${CHOREOGRAPH_READY_TIMEOUT:-180}
 
@@ -438,6 +443,66 @@ check_registry_storage() {
   echo kafkasql >"$REGISTRY_STORAGE"
 }
 
+# --- registry gateway (on request) -------------------------------------------------------------
+
+GATEWAY_DIR=$STATE/registry-gateway
+
+gateway_url() { echo "http://127.0.0.1:$GATEWAY_PORT/apis/ccompat/v7"; }
+
+gateway_user_info() { echo "ci:$(cat "$GATEWAY_DIR/password")"; }
+
+# Ready when it refuses an anonymous request and lets the credentials through to the registry.
+gateway_ready() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$(gateway_url)/subjects")" = 401 ] \
+    && curl -sf -o /dev/null -u "$(gateway_user_info)" "$(gateway_url)/subjects"
+}
+
+start_registry_gateway() {
+  if alive registry-gateway && gateway_ready; then
+    say "registry gateway already running at $(gateway_url)"
+    return 0
+  fi
+  command -v nginx >/dev/null 2>&1 || die "nginx is required for the registry gateway; run 'make prereqs' or install nginx-light"
+  registry_ready || die "the registry is not running: 'stack.sh up' first"
+  port_open 127.0.0.1 "$GATEWAY_PORT" && die "port $GATEWAY_PORT is taken by a process this script did not start"
+  mkdir -p "$LOGS" "$RUN" "$GATEWAY_DIR/tmp"
+  [ -s "$GATEWAY_DIR/password" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$GATEWAY_DIR/password"
+  printf 'ci:{PLAIN}%s\n' "$(cat "$GATEWAY_DIR/password")" >"$GATEWAY_DIR/users"
+  # As root, nginx's workers would drop to nobody, who cannot read the state folder.
+  local user=""
+  [ "$(id -u)" = 0 ] && user="user root;"
+  cat >"$GATEWAY_DIR/nginx.conf" <<CONF
+daemon off;
+$user
+worker_processes 1;
+pid $RUN/registry-gateway.nginx.pid;
+error_log $LOGS/registry-gateway.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $GATEWAY_DIR/tmp/body;
+  proxy_temp_path $GATEWAY_DIR/tmp/proxy;
+  fastcgi_temp_path $GATEWAY_DIR/tmp/fastcgi;
+  uwsgi_temp_path $GATEWAY_DIR/tmp/uwsgi;
+  scgi_temp_path $GATEWAY_DIR/tmp/scgi;
+  server {
+    listen 127.0.0.1:$GATEWAY_PORT;
+    location / {
+      auth_basic "schema registry";
+      auth_basic_user_file $GATEWAY_DIR/users;
+      proxy_pass http://127.0.0.1:$REGISTRY_PORT;
+      proxy_set_header Authorization "";
+    }
+  }
+}
+CONF
+  say "starting the registry gateway (nginx, basic auth) on 127.0.0.1:$GATEWAY_PORT"
+  nohup nginx -c "$GATEWAY_DIR/nginx.conf" -p "$GATEWAY_DIR" >>"$LOGS/registry-gateway.log" 2>&1 &
+  echo $! >"$RUN/registry-gateway.pid"
+  wait_until "registry gateway" "$LOGS/registry-gateway.log" registry-gateway gateway_ready
+  say "registry gateway ready at $(gateway_url)"
+}
+
 # --- commands ----------------------------------------------------------------------------------
 
 status() {
@@ -468,6 +533,14 @@ status() {
       rc=3
     fi
   fi
+  if alive registry-gateway; then  # on request only
+    if gateway_ready; then
+      say "registry gateway up $(gateway_url) (pid $(pid_of registry-gateway))"
+    else
+      say "registry gateway down $(gateway_url)"
+      rc=3
+    fi
+  fi
   if alive postgres; then  # on request only: not started is not a failure
     if postgres_ready; then
       say "postgres  up    $(postgres_url) (pid $(pid_of postgres))  log $POSTGRES_DATA/server.log"
@@ -493,6 +566,7 @@ case "$cmd" in
     echo "CHOREOGRAPH_ALERTMANAGER_URL=$(alertmanager_url)"
     ;;
   down)
+    stop_one registry-gateway
     stop_one jaeger
     stop_one postgres
     stop_one alertmanager
@@ -501,6 +575,7 @@ case "$cmd" in
     ;;
   status) status ;;
   clean)
+    stop_one registry-gateway
     stop_one jaeger
     stop_one postgres
     stop_one alertmanager
@@ -514,9 +589,9 @@ case "$cmd" in
   stop | start)
     name=${2:-}
     case "$name" in
-      kafka | registry | alertmanager | postgres | jaeger) ;;
+      kafka | registry | alertmanager | postgres | jaeger | registry-gateway) ;;
       *)
-        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres|jaeger" >&2
+        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres|jaeger|registry-gateway" >&2
         exit 2
         ;;
     esac
@@ -532,6 +607,11 @@ case "$cmd" in
         postgres)
           start_postgres
           echo "CHOREOGRAPH_VISIBILITY_URL=$(postgres_url)"
+          ;;
+        registry-gateway)
+          start_registry_gateway
+          echo "CHOREOGRAPH_SECURED_REGISTRY_URL=$(gateway_url)"
+          echo "CHOREOGRAPH_SECURED_REGISTRY_USER_INFO=$(gateway_user_info)"
           ;;
         jaeger)
           start_jaeger

@@ -213,3 +213,39 @@ def test_operator_commands_on_the_sasl_listener_with_and_without_credentials(
     assert applied.returncode == 0, applied.stderr
     assert f"ACL(s) for User:payments-{run} on {sasl_address}" in applied.stdout
     os.unlink(capture)
+
+
+@pytest.mark.slow
+def test_registry_commands_with_and_without_registry_credentials(
+    secured_registry: tuple[str, str], tmp_path: Path
+) -> None:
+    """schemas register/check and contracts pull against a registry that demands credentials:
+    they send CHOREOGRAPH_REGISTRY_USER_INFO as services do, and without it say so."""
+    url, user_info = secured_registry
+    domain = f"g{uuid.uuid4().hex[:7]}"
+    producer, consumer = tmp_path / "producer", tmp_path / "consumer"
+    assert command("init", f"acme-{domain}", "--dir", str(producer))[0].returncode == 0
+    assert command("init", "acme-reader", "--dir", str(consumer))[0].returncode == 0
+    subject = f"{domain}.events-com.acme.{domain}.{domain.capitalize()}Requested"
+    secured = {"CHOREOGRAPH_REGISTRY_USER_INFO": user_info}
+
+    def in_repo(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CHOREOGRAPH_")}
+        return subprocess.run(
+            [CHOREOGRAPH, *args, "--registry", url], cwd=folder, env={**clean, **env},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    for args, folder in ((["schemas", "register"], producer), (["schemas", "check"], producer),
+                         (["contracts", "pull", subject], consumer)):  # fmt: skip
+        refused = in_repo(folder, *args)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert "CHOREOGRAPH_REGISTRY_USER_INFO" in refused.stderr, args
+    registered = in_repo(producer, "schemas", "register", **secured)
+    assert registered.returncode == 0 and f"{subject} id" in registered.stderr + registered.stdout
+    checked = in_repo(producer, "schemas", "check", **secured)
+    assert checked.returncode == 0, checked.stderr
+    pulled = in_repo(consumer, "contracts", "pull", subject, **secured)
+    assert pulled.returncode == 0 and f"pulled {subject} version 1" in pulled.stdout
+    gated = in_repo(consumer, "contracts", "check", **secured)
+    assert gated.returncode == 0 and "compared 1 pinned reader(s)" in gated.stderr
