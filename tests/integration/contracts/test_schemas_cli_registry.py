@@ -81,4 +81,6 @@ def test_unreachable_registry_is_exit_2(
     code, _, err = run_cli(
         capsys, "schemas", "check", "--registry", "http://127.0.0.1:9/apis/ccompat/v7"
     )
-    assert code == 2 and "registry unreachable" in err
+    assert (
+        code == 2 and "cannot use the schema registry" in err and "CHOREOGRAPH_REGISTRY_URL" in err
+    )
