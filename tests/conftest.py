@@ -124,3 +124,21 @@ def secured_registry() -> tuple[str, str]:
     return found["CHOREOGRAPH_SECURED_REGISTRY_URL"], found[
         "CHOREOGRAPH_SECURED_REGISTRY_USER_INFO"
     ]
+
+
+@pytest.fixture(scope="session")
+def identity_provider() -> dict[str, str]:
+    """The OpenID Connect provider (Keycloak, realm `choreograph`): issuer, client id and
+    secret, demo users and their password. The local stack's (started by `make test`;
+    `deploy/local/stack.sh start keycloak` starts it, idempotently)."""
+    import subprocess
+
+    started = subprocess.run(
+        ["bash", str(REPO / "deploy/local/stack.sh"), "start", "keycloak"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"no identity provider: {started.stderr.strip()[-500:]}")
+    return dict(
+        line.split("=", 1) for line in started.stdout.splitlines() if line.startswith("CHOREO")
+    )

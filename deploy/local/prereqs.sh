@@ -17,6 +17,7 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/
   || missing+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)  # the registry gateway
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)  # Keycloak's distribution
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

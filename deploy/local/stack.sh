@@ -22,6 +22,11 @@
 #                     on request: the registry behind an authenticating gateway (Debian's nginx,
 #                     HTTP basic auth), as registries are often exposed, to try registry
 #                     credentials; prints CHOREOGRAPH_SECURED_REGISTRY_URL and its user info.
+#   stack.sh start keycloak
+#                     on request: Keycloak (Maven Central's keycloak-quarkus-dist), an OpenID
+#                     Connect provider with the realm in keycloak-realm.json: the saga tracker's
+#                     client (authorization code with PKCE), team groups and demo users; prints
+#                     CHOREOGRAPH_OIDC_* and the demo users' password.
 #   stack.sh pause NAME / resume NAME
 #                     stall one server (SIGSTOP) and let it go on (SIGCONT): nothing answers,
 #                     connections stay open
@@ -51,6 +56,9 @@ ALERTMANAGER_PORT=${CHOREOGRAPH_ALERTMANAGER_PORT:-9093}
 POSTGRES_PORT=${CHOREOGRAPH_POSTGRES_PORT:-15432}
 GATEWAY_PORT=${CHOREOGRAPH_REGISTRY_GATEWAY_PORT:-8082}
 JAEGER_VERSION=${CHOREOGRAPH_JAEGER_VERSION:-v1.76.0}
+KEYCLOAK_VERSION=${CHOREOGRAPH_KEYCLOAK_VERSION:-26.7.3}
+KEYCLOAK_PORT=${CHOREOGRAPH_KEYCLOAK_PORT:-8180}
+KEYCLOAK_MGMT_PORT=${CHOREOGRAPH_KEYCLOAK_MGMT_PORT:-19001}
 READY_TIMEOUT=${CHOREOGRAPH_READY_TIMEOUT:-180}
 
 CACHE=${CHOREOGRAPH_CACHE:-$HOME/.cache/choreograph}
@@ -443,6 +451,63 @@ check_registry_storage() {
   echo kafkasql >"$REGISTRY_STORAGE"
 }
 
+# --- keycloak (on request) ----------------------------------------------------------------------
+
+KEYCLOAK_HOME=$CACHE/keycloak-$KEYCLOAK_VERSION
+KEYCLOAK_DIR=$STATE/keycloak
+
+keycloak_issuer() { echo "http://127.0.0.1:$KEYCLOAK_PORT/realms/choreograph"; }
+
+keycloak_ready() { curl -sf -o /dev/null "$(keycloak_issuer)/.well-known/openid-configuration"; }
+
+# A secret made once per machine and kept in the state folder.
+kept_secret() {
+  [ -s "$KEYCLOAK_DIR/$1" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$KEYCLOAK_DIR/$1"
+  cat "$KEYCLOAK_DIR/$1"
+}
+
+fetch_keycloak() {
+  [ -x "$KEYCLOAK_HOME/bin/kc.sh" ] && return 0
+  say "fetching Keycloak $KEYCLOAK_VERSION from Maven Central"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/keycloak.XXXX")
+  mvn -q -B dependency:copy \
+    -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
+    -DoutputDirectory="$tmp" \
+    || die "Maven could not fetch org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip"
+  command -v unzip >/dev/null 2>&1 || die "unzip is required to unpack Keycloak; install unzip"
+  unzip -q "$tmp"/keycloak-quarkus-dist-*.zip -d "$tmp/x"
+  rm -rf "$KEYCLOAK_HOME" && mv "$tmp/x/keycloak-$KEYCLOAK_VERSION" "$KEYCLOAK_HOME"
+  rm -rf "$tmp"
+}
+
+start_keycloak() {
+  mkdir -p "$LOGS" "$RUN" "$KEYCLOAK_DIR"
+  if alive keycloak && keycloak_ready; then
+    say "keycloak already running at $(keycloak_issuer)"
+    return 0
+  fi
+  port_open 127.0.0.1 "$KEYCLOAK_PORT" && die "port $KEYCLOAK_PORT is taken by a process this script did not start"
+  fetch_keycloak
+  local java
+  java=$(registry_java) || die "Keycloak needs Java 21 or newer; set CHOREOGRAPH_REGISTRY_JAVA"
+  mkdir -p "$KEYCLOAK_HOME/data/import"
+  cp "$HERE/keycloak-realm.json" "$KEYCLOAK_HOME/data/import/choreograph-realm.json"
+  say "starting Keycloak $KEYCLOAK_VERSION on 127.0.0.1:$KEYCLOAK_PORT (realm choreograph)"
+  # The realm file's ${...} placeholders are filled from these at import (first start only).
+  CHOREOGRAPH_DEMO_PASSWORD=$(kept_secret demo-password) \
+  CHOREOGRAPH_OIDC_CLIENT_SECRET=$(kept_secret client-secret) \
+  KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=$(kept_secret admin-password) \
+  JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$java")")") \
+  nohup "$KEYCLOAK_HOME/bin/kc.sh" start-dev --http-host 127.0.0.1 --http-port "$KEYCLOAK_PORT" \
+    --http-management-port "$KEYCLOAK_MGMT_PORT" --import-realm \
+    --db dev-file --db-url "jdbc:h2:file:$KEYCLOAK_DIR/db/keycloak;NON_KEYWORDS=VALUE" \
+    >"$LOGS/keycloak.log" 2>&1 &
+  echo $! >"$RUN/keycloak.pid"
+  wait_until "Keycloak" "$LOGS/keycloak.log" keycloak keycloak_ready
+  say "keycloak ready at $(keycloak_issuer)"
+}
+
 # --- registry gateway (on request) -------------------------------------------------------------
 
 GATEWAY_DIR=$STATE/registry-gateway
@@ -533,6 +598,14 @@ status() {
       rc=3
     fi
   fi
+  if alive keycloak; then  # on request only
+    if keycloak_ready; then
+      say "keycloak  up    $(keycloak_issuer) (pid $(pid_of keycloak))  log $LOGS/keycloak.log"
+    else
+      say "keycloak  down  $(keycloak_issuer)"
+      rc=3
+    fi
+  fi
   if alive registry-gateway; then  # on request only
     if gateway_ready; then
       say "registry gateway up $(gateway_url) (pid $(pid_of registry-gateway))"
@@ -566,6 +639,7 @@ case "$cmd" in
     echo "CHOREOGRAPH_ALERTMANAGER_URL=$(alertmanager_url)"
     ;;
   down)
+    stop_one keycloak
     stop_one registry-gateway
     stop_one jaeger
     stop_one postgres
@@ -575,13 +649,14 @@ case "$cmd" in
     ;;
   status) status ;;
   clean)
+    stop_one keycloak
     stop_one registry-gateway
     stop_one jaeger
     stop_one postgres
     stop_one alertmanager
     stop_one registry
     stop_one kafka
-    rm -rf "$POSTGRES_DATA"
+    rm -rf "$POSTGRES_DATA" "$KEYCLOAK_DIR"
     rm -rf "$KAFKA_DATA" "$LOGS" "$KAFKA_CONF" "$STATE/alertmanager" "$STATE/alertmanager.yml" \
       "$REGISTRY_STORAGE"
     say "data and logs removed from $STATE"
@@ -589,9 +664,9 @@ case "$cmd" in
   stop | start)
     name=${2:-}
     case "$name" in
-      kafka | registry | alertmanager | postgres | jaeger | registry-gateway) ;;
+      kafka | registry | alertmanager | postgres | jaeger | registry-gateway | keycloak) ;;
       *)
-        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres|jaeger|registry-gateway" >&2
+        echo "usage: $(basename "$0") $cmd kafka|registry|alertmanager|postgres|jaeger|registry-gateway|keycloak" >&2
         exit 2
         ;;
     esac
@@ -607,6 +682,14 @@ case "$cmd" in
         postgres)
           start_postgres
           echo "CHOREOGRAPH_VISIBILITY_URL=$(postgres_url)"
+          ;;
+        keycloak)
+          start_keycloak
+          echo "CHOREOGRAPH_OIDC_ISSUER=$(keycloak_issuer)"
+          echo "CHOREOGRAPH_OIDC_CLIENT_ID=saga-tracker"
+          echo "CHOREOGRAPH_OIDC_CLIENT_SECRET=$(kept_secret client-secret)"
+          echo "CHOREOGRAPH_DEMO_USERS=alice,bob,carol,victor"
+          echo "CHOREOGRAPH_DEMO_PASSWORD=$(kept_secret demo-password)"
           ;;
         registry-gateway)
           start_registry_gateway
