@@ -118,7 +118,8 @@ def test_a_replica_killed_under_load_loses_and_doubles_nothing(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     name = f"tracker-{run}"
-    topics = {d: new_topic(f"{d}.events", 2) for d in ("orders", "payments", "inventory")}
+    domains = ("orders", "payments", "inventory", "shipping")  # every topic the process follows
+    topics = {d: new_topic(f"{d}.events", 2) for d in domains}
     repartition = new_topic("saga-tracker.repartition", 4)
     (tmp_path / "processes").mkdir()
     deadline_s = OVERDUE_DEADLINE_S if overdue else RESERVATION_DEADLINE_S
