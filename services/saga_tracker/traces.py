@@ -10,6 +10,7 @@
     GET /traces/<correlation id>                         one trace as a web page
     POST /api/instances/<correlation id>/actions         {"action": "retry|compensate|resolve",
                                                           "step": ..., "reason": ...}
+    GET /api/openapi.json                                this API described (openapi.yaml)
 
 Reads committed tracker state (what a restart would restore), so it never shows work a
 transaction may still abort: in a running tracker, through the visibility store (an indexed SQL
@@ -20,20 +21,36 @@ Reading needs a viewer or operator token (unless reads are open); acting needs a
 token, and every request to act is audited (see `actions`).
 
 A request to act must say how long its body is (`Content-Length`, at most `MAX_BODY` bytes,
-checked before anything is read: 400, 411 or 413) and that it is JSON (415). Failed attempts are
-limited per client (see `throttle`): past the limit, 429 with `Retry-After`.
+checked before anything is read: 411 or 413) and that it is JSON (415); a Content-Length that is
+no number is not HTTP, and the server answers it with 400 before the application sees it. Failed
+attempts are limited per client (see `throttle`): past the limit, 429 with `Retry-After`.
+
+Served by uvicorn, routed by Starlette (a maintained ASGI stack: the parsing, connection handling
+and thread pool are theirs, bounded); pages are Jinja2 templates in `templates/`, autoescaped.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import urlencode
+
+import uvicorn
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
@@ -186,6 +203,11 @@ def committed_decisions(tasks: Callable[[], Iterable[Any]]) -> DecisionSource:
 
 
 class TraceServer:
+    """The trace pages and the read and action API, served by uvicorn in a thread of its own.
+
+    Starlette routes the requests; blocking work (the visibility store, the action desk's
+    produce) runs in its bounded thread pool. Pages are Jinja2 templates with autoescaping."""
+
     def __init__(
         self,
         instances: InstanceReader,
@@ -215,39 +237,42 @@ class TraceServer:
         self.failures = failures or FailedAttempts()
         self.clients = clients or ClientKeys()
         self._stopping = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # Headers and body go out in two writes: with Nagle the second waits for the
-            # client's delayed ACK of the first (tens of ms per request).
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                owner.route(self)
-
-            def do_POST(self) -> None:
-                owner.act(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.app = self._app()
+        self.socket = socket.create_server((host, port))
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,  # whom to believe about the client is ClientKeys' call
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        self.uvicorn = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.uvicorn.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
         self.auditor = threading.Thread(target=self._audit_windows, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.socket.getsockname()[:2]
         return f"http://{host!s}:{port}"
 
     def start(self) -> TraceServer:
         self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.uvicorn.started and self.thread.is_alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the trace server did not start within 10 s")
+            time.sleep(0.01)
         self.auditor.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.uvicorn.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(10)
+        self.socket.close()
         self._stopping.set()
         if self.auditor.is_alive():
             self.auditor.join(5)
@@ -273,41 +298,45 @@ class TraceServer:
             except Unavailable as err:
                 log.warning("failed attempts not audited (%s): %s", err, detail)
 
-    def _client(self, request: BaseHTTPRequestHandler, principal: str | None) -> str:
-        forwarded = request.headers.get("X-Forwarded-For")
-        return self.clients.key(request.client_address[0], forwarded, principal)
+    # -- the application -----------------------------------------------------------------------
 
-    def _failed(
-        self, request: BaseHTTPRequestHandler, fields: dict[str, Any], outcome: str, detail: str
-    ) -> None:
+    def _app(self) -> Starlette:
+        routes = [
+            Route("/api/openapi.json", _openapi, methods=["GET"]),
+            Route("/api/instances", self._list_api, methods=["GET"]),
+            Route("/traces", self._list_page, methods=["GET"]),
+            Route("/api/approvals", self._approvals_api, methods=["GET"]),
+            Route("/approvals", self._approvals_page, methods=["GET"]),
+            Route("/api/instances/{correlation_id:str}", self._trace_api, methods=["GET"]),
+            Route("/traces/{correlation_id:str}", self._trace_page, methods=["GET"]),
+            Route("/api/instances/{correlation_id:str}/actions", self._act, methods=["POST"]),
+            Route("/api/approvals/{approval_id:str}", self._decide, methods=["POST"]),
+        ]
+        return Starlette(
+            routes=routes,
+            middleware=[Middleware(_Guard, server=self)],
+            exception_handlers={404: _not_found, 405: _not_found},
+        )
+
+    def _client(self, request: Request, principal: str | None) -> str:
+        forwarded = request.headers.get("X-Forwarded-For")
+        return self.clients.key(_peer(request), forwarded, principal)
+
+    def _failed(self, request: Request, fields: dict[str, Any], outcome: str, detail: str) -> None:
         """Count a failed attempt against its principal, or its address when anonymous, and
         audit it now if it should be (raises Unavailable)."""
         actor = fields.get("actor")
         anonymous = actor in (None, "anonymous")
         client = self._client(request, None if anonymous else str(actor))
         if self.failures.failed(client, outcome, anonymous=anonymous) and self.desk is not None:
-            address = self.clients.address(
-                request.client_address[0], request.headers.get("X-Forwarded-For")
-            )
+            address = self.clients.address(_peer(request), request.headers.get("X-Forwarded-For"))
             self.desk.audit(fields, outcome, f"{detail} (from {address})")
 
-    def _limited(self, request: BaseHTTPRequestHandler) -> bool:
+    def retry_after(self, request: Request) -> float:
         principal = self.access.who(request.headers.get("Authorization"))
-        wait = self.failures.retry_after(
+        return self.failures.retry_after(
             self._client(request, principal.name if principal else None)
         )
-        if not wait:
-            return False
-        request.close_connection = True
-        body = json.dumps({"error": "too many failed attempts; try again later"}).encode()
-        request.send_response(429)
-        request.send_header("Retry-After", str(int(wait) + 1))
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(body)))
-        request.send_header("Connection", "close")
-        request.end_headers()
-        request.wfile.write(body)
-        return True
 
     def find(self, correlation_id: str, process: str | None = None) -> Instance | None:
         """One instance: a key lookup, so a capture of thousands of instances costs thousands
@@ -326,133 +355,214 @@ class TraceServer:
         cursor = next(iter(query.get("cursor", [])), None)
         return self.instances.page(Filters.from_query(query), limit, cursor)
 
-    def route(self, request: BaseHTTPRequestHandler) -> None:
-        if self._limited(request):
-            return None
-        try:
-            return self._route(request)
-        except BadQuery as err:
-            return _send_json(request, 400, {"error": str(err)})
-        except VisibilityUnavailable as err:
-            log.warning("visibility store away", extra={"error": str(err)})
-            return _send(
-                request,
-                503,
-                json.dumps({"error": "the instance store does not answer; try again"}).encode(),
-                "application/json",
-                retry_after=5,
-            )
-
-    def _route(self, request: BaseHTTPRequestHandler) -> None:
-        url = urlsplit(request.path)
-        parts = [unquote(p) for p in url.path.strip("/").split("/") if p]
-        query = parse_qs(url.query)
+    def _reader(self, request: Request) -> Response | None:
+        """None when the request may read; else the refusal to send."""
         header = request.headers.get("Authorization")
         principal = self.access.who(header)
-        if not self.access.allows(principal, "read"):
-            if header is None or principal is None:
-                if header is not None:  # a token that is wrong: someone may be guessing
-                    self.failures.failed(self._client(request, None), "DENIED")  # not audited
-                return _unauthorized(request)
-            return _send_json(request, 403, {"error": "this token may not read traces"})
-        if parts == ["api", "instances"]:
-            page = self.listed(query)
-            link = _next_link(url.path, query, page.next_cursor)
-            return _send(
-                request,
-                200,
-                json.dumps(page.summaries, default=str).encode(),
-                "application/json",
-                link=link,
-            )
-        if parts == ["traces"]:
-            page = self.listed({"limit": ["100"], **query})
-            more = _next_link(url.path, query, page.next_cursor)
-            return _send_html(request, 200, _list_page(page.summaries, more))
-        if parts in (["api", "approvals"], ["approvals"]):
-            status = next(iter(query.get("status", [])), None)
-            listed = [a for a in self.approvals() if status in (None, a.get("status"))]
-            if parts[0] == "api":
-                return _send_json(request, 200, listed)
-            return _send_html(request, 200, _approvals_page(listed))
-        if (len(parts) == 3 and parts[:2] == ["api", "instances"]) or (
-            len(parts) == 2 and parts[0] == "traces"
-        ):
-            inst = self.find(parts[-1], next(iter(query.get("process", [])), None))
-            if inst is None:
-                return _send_json(request, 404, {"error": f"no instance {parts[-1]}"})
-            decided = self.decisions(inst.correlation_id)
-            asked = self.approvals_of(inst.correlation_id)
-            if parts[0] == "api":
-                return _send_json(
-                    request, 200, {**trace(inst), "decisions": decided, "approvals": asked}
-                )
-            return _send_html(request, 200, _trace_page(inst, decided, asked))
-        return _send_json(request, 404, {"error": "not found"})
-
-    def act(self, request: BaseHTTPRequestHandler) -> None:
-        parts = [unquote(p) for p in urlsplit(request.path).path.strip("/").split("/") if p]
-        if self._limited(request):
+        if self.access.allows(principal, "read"):
             return None
-        if len(parts) == 3 and parts[:2] == ["api", "approvals"]:
-            return self.decide(request, parts[2])
-        if len(parts) != 4 or parts[:2] != ["api", "instances"] or parts[3] != "actions":
-            request.close_connection = True
-            return _send_json(request, 404, {"error": "not found"})
-        if self.desk is None:
-            request.close_connection = True
-            return _send_json(request, 503, {"error": "operator actions are not enabled"})
-        target = parts[2]
-        principal = self.access.who(request.headers.get("Authorization"))
+        if header is None or principal is None:
+            if header is not None:  # a token that is wrong: someone may be guessing
+                self.failures.failed(self._client(request, None), "DENIED")  # not audited
+            return _unauthorized()
+        return JSONResponse({"error": "this token may not read traces"}, 403)
+
+    async def _read(self, request: Request, answer: Callable[[], Response]) -> Response:
+        refused = self._reader(request)
+        if refused is not None:
+            return refused
         try:
-            try:
-                body = _json_body(request)
-            except Refusal as refusal:
-                self._failed(request, audit_fields(principal, target), "INVALID", str(refusal))
-                _drain(request, refusal.unread)
-                return _send_json(request, refusal.status, {"error": str(refusal)})
+            return await run_in_threadpool(answer)
+        except BadQuery as err:
+            return JSONResponse({"error": str(err)}, 400)
+        except VisibilityUnavailable as err:
+            log.warning("visibility store away", extra={"error": str(err)})
+            return JSONResponse(
+                {"error": "the instance store does not answer; try again"}, 503,
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
+
+    async def _list_api(self, request: Request) -> Response:
+        query = _query(request)
+
+        def answer() -> Response:
+            page = self.listed(query)
+            link = _next_link(request.url.path, query, page.next_cursor)
+            headers = {"Link": f'<{link}>; rel="next"'} if link else None
+            return _json(page.summaries, 200, headers)
+
+        return await self._read(request, answer)
+
+    async def _list_page(self, request: Request) -> Response:
+        query = _query(request)
+
+        def answer() -> Response:
+            page = self.listed({"limit": ["100"], **query})
+            more = _next_link(request.url.path, query, page.next_cursor)
+            return _html("instances.html", title="Process instances",
+                         summaries=page.summaries, more=more)  # fmt: skip
+
+        return await self._read(request, answer)
+
+    def _approvals_listed(self, request: Request) -> list[dict[str, Any]]:
+        status = request.query_params.get("status")
+        return [a for a in self.approvals() if status in (None, a.get("status"))]
+
+    async def _approvals_api(self, request: Request) -> Response:
+        return await self._read(request, lambda: _json(self._approvals_listed(request)))
+
+    async def _approvals_page(self, request: Request) -> Response:
+        def answer() -> Response:
+            listed = self._approvals_listed(request)
+            return _html("approvals.html", title="Approval requests", approvals=listed)
+
+        return await self._read(request, answer)
+
+    def _traced(self, request: Request) -> tuple[Instance, list[Any], list[Any]] | Response:
+        correlation_id = request.path_params["correlation_id"]
+        inst = self.find(correlation_id, request.query_params.get("process"))
+        if inst is None:
+            return JSONResponse({"error": f"no instance {correlation_id}"}, 404)
+        return inst, self.decisions(inst.correlation_id), self.approvals_of(inst.correlation_id)
+
+    async def _trace_api(self, request: Request) -> Response:
+        def answer() -> Response:
+            found = self._traced(request)
+            if isinstance(found, Response):
+                return found
+            inst, decided, asked = found
+            return _json({**trace(inst), "decisions": decided, "approvals": asked})
+
+        return await self._read(request, answer)
+
+    async def _trace_page(self, request: Request) -> Response:
+        def answer() -> Response:
+            found = self._traced(request)
+            if isinstance(found, Response):
+                return found
+            inst, decided, asked = found
+            took = {n: f"{lat.total_seconds():.1f} s" for n, lat in step_latencies(inst).items()}
+            pending = [a for a in asked if a.get("status") == "pending"]
+            return _html("trace.html", title=f"Trace {inst.correlation_id}", inst=inst,
+                         took=took, decisions=decided, pending=pending)  # fmt: skip
+
+        return await self._read(request, answer)
+
+    async def _act(self, request: Request) -> Response:
+        if self.desk is None:
+            return JSONResponse({"error": "operator actions are not enabled"}, 503,
+                                headers={"Connection": "close"})  # fmt: skip
+        target = request.path_params["correlation_id"]
+        principal = self.access.who(request.headers.get("Authorization"))
+        desk = self.desk
+        try:
+            body = await _json_body(request)
+        except Refusal as refusal:
+            return await self._refused(request, refusal, audit_fields(principal, target))
+
+        def answer() -> Response:
             process = body.get("process") if isinstance(body, dict) else None
             found = self.find(target, process if isinstance(process, str) else None)
-            reply = self.desk.request(principal, target, body, found)
+            reply = desk.request(principal, target, body, found)
             if reply.failure is not None:
-                failure = reply.failure
-                self._failed(request, failure.fields, failure.outcome, failure.detail)
-        except Unavailable as unavailable:  # nothing was sent: the operator tries again
-            return _send_json(request, 503, {"error": str(unavailable)})
-        if reply.status == 401:
-            return _unauthorized(request)
-        return _send_json(request, reply.status, reply.body)
+                self._failed(request, reply.failure.fields, reply.failure.outcome,
+                             reply.failure.detail)  # fmt: skip
+            return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
 
-    def decide(self, request: BaseHTTPRequestHandler, approval_id: str) -> None:
+        return await self._acting(answer)
+
+    async def _decide(self, request: Request) -> Response:
         """POST /api/approvals/<id> {"decision": "grant|deny", "reason": ...}: approvers only,
         never the requester; every attempt audited."""
         if self.desk is None:
-            request.close_connection = True
-            return _send_json(request, 503, {"error": "approvals are not enabled"})
+            return JSONResponse({"error": "approvals are not enabled"}, 503,
+                                headers={"Connection": "close"})  # fmt: skip
+        approval_id = request.path_params["approval_id"]
         principal = self.access.who(request.headers.get("Authorization"))
         found = next((a for a in self.approvals() if a.get("approval_id") == approval_id), None)
         target = str((found or {}).get("correlation_id") or approval_id)
+        desk = self.desk
         try:
-            try:
-                body = _json_body(request)
-            except Refusal as refusal:
-                fields = audit_fields(principal, target, "approval")
-                self._failed(request, fields, "INVALID", str(refusal))
-                _drain(request, refusal.unread)
-                return _send_json(request, refusal.status, {"error": str(refusal)})
-            reply = self.desk.decide(principal, approval_id, body, found)
+            body = await _json_body(request)
+        except Refusal as refusal:
+            fields = audit_fields(principal, target, "approval")
+            return await self._refused(request, refusal, fields)
+
+        def answer() -> Response:
+            reply = desk.decide(principal, approval_id, body, found)
             if reply.failure is not None:
-                failure = reply.failure
-                self._failed(request, failure.fields, failure.outcome, failure.detail)
+                self._failed(request, reply.failure.fields, reply.failure.outcome,
+                             reply.failure.detail)  # fmt: skip
+            return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
+
+        return await self._acting(answer)
+
+    async def _acting(self, answer: Callable[[], Response]) -> Response:
+        try:
+            return await run_in_threadpool(answer)
+        except Unavailable as unavailable:  # nothing was sent: the operator tries again
+            return JSONResponse({"error": str(unavailable)}, 503)
+
+    async def _refused(
+        self, request: Request, refusal: Refusal, fields: dict[str, Any]
+    ) -> Response:
+        try:
+            await run_in_threadpool(self._failed, request, fields, "INVALID", str(refusal))
         except Unavailable as unavailable:
-            return _send_json(request, 503, {"error": str(unavailable)})
-        if reply.status == 401:
-            return _unauthorized(request)
-        return _send_json(request, reply.status, reply.body)
+            return JSONResponse({"error": str(unavailable)}, 503)
+        await _drain(request, refusal.unread)
+        return JSONResponse({"error": str(refusal)}, refusal.status,
+                            headers={"Connection": "close"})  # fmt: skip
 
 
-def _json_body(request: BaseHTTPRequestHandler) -> Any:
-    """The body of a request to act, checked before it is read; raises Refusal."""
+class _Guard:
+    """Before any route: a client past its failed attempts gets 429 and nothing is read."""
+
+    def __init__(self, app: ASGIApp, server: TraceServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            wait = self.server.retry_after(Request(scope))
+            if wait:
+                refusal = JSONResponse(
+                    {"error": "too many failed attempts; try again later"}, 429,
+                    headers={"Retry-After": str(int(wait) + 1), "Connection": "close"},
+                )  # fmt: skip
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI description (openapi.yaml beside this module)."""
+    text = (files("saga_tracker") / "openapi.yaml").read_text()
+    return dict(yaml.safe_load(text))
+
+
+async def _openapi(request: Request) -> Response:
+    return _json(OPENAPI)
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    query: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        query.setdefault(key, []).append(value)
+    return query
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "not found"}, 404)
+
+
+async def _json_body(request: Request) -> Any:
+    """The body of a request to act, checked before it is read; raises Refusal. (A
+    Content-Length that is no number never gets here: the HTTP layer answers it with 400.)"""
     if request.headers.get("Transfer-Encoding"):
         raise Refusal(411, "send the body with a Content-Length, not chunked")
     raw = request.headers.get("Content-Length")
@@ -468,80 +578,45 @@ def _json_body(request: BaseHTTPRequestHandler) -> Any:
     if kind != "application/json":
         raise Refusal(415, "send the body as application/json", unread=length)
     try:
-        return json.loads(request.rfile.read(length) or b"null")
+        return json.loads(await request.body() or b"null")
     except ValueError:
         return None  # not JSON: the desk says what to send
 
 
-def _drain(request: BaseHTTPRequestHandler, unread: int) -> None:
-    """Drop a refused body (up to a bound) so that the client reads the answer instead of a
-    reset connection; the connection is closed after the answer either way."""
-    request.close_connection = True
+async def _drain(request: Request, unread: int) -> None:
+    """Read and drop a refused body (up to a bound) so that the client reads the answer
+    instead of a reset connection; the connection is closed after the answer either way."""
     if unread <= 0:
         return
     left = min(unread, _DRAIN_LIMIT)
-    try:
-        request.connection.settimeout(2.0)
-        while left > 0:
-            chunk = request.rfile.read1(min(left, 64 * 1024))
-            if not chunk:
-                break
-            left -= len(chunk)
-    except OSError:  # a timeout, or the client gave up
-        pass
+    async for chunk in request.stream():
+        left -= len(chunk)
+        if left <= 0:
+            break
 
 
-def _unauthorized(request: BaseHTTPRequestHandler) -> None:
-    body = json.dumps({"error": "a valid bearer token is needed"}).encode()
-    request.send_response(401)
-    request.send_header("WWW-Authenticate", 'Bearer realm="saga-tracker"')
-    request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", str(len(body)))
-    request.end_headers()
-    request.wfile.write(body)
+def _unauthorized() -> Response:
+    return JSONResponse(
+        {"error": "a valid bearer token is needed"}, 401,
+        headers={"WWW-Authenticate": 'Bearer realm="saga-tracker"'},
+    )  # fmt: skip
 
 
-def _send(
-    request: BaseHTTPRequestHandler,
-    status: int,
-    body: bytes,
-    kind: str,
-    *,
-    link: str | None = None,
-    retry_after: int | None = None,
-) -> None:
-    request.send_response(status)
-    request.send_header("Content-Type", kind)
-    if link is not None:
-        request.send_header("Link", f'<{link}>; rel="next"')
-    if retry_after is not None:
-        request.send_header("Retry-After", str(retry_after))
-    request.send_header("Content-Length", str(len(body)))
-    request.end_headers()
-    request.wfile.write(body)
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, default=str).encode()
+    return Response(body, status, headers=headers, media_type="application/json")
 
 
-def _send_json(request: BaseHTTPRequestHandler, status: int, data: Any) -> None:
-    _send(request, status, json.dumps(data, default=str).encode(), "application/json")
-
-
-def _send_html(request: BaseHTTPRequestHandler, status: int, page: str) -> None:
-    _send(request, status, page.encode(), "text/html; charset=utf-8")
-
-
-_STYLE = (
-    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
-    ".failed,.needs_manual_resolution,.compensation_failed{color:#b00}.completed{color:#070}"
-    ".compensated,.compensating,.timed_out{color:#a60}.resolved{color:#555}"
+OPENAPI = openapi_document()
+PAGES = Environment(
+    loader=PackageLoader("saga_tracker", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
 )
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
+def _html(template: str, **values: Any) -> Response:
+    return HTMLResponse(PAGES.get_template(template).render(**values))
 
 
 def _next_link(path: str, query: dict[str, list[str]], cursor: str | None) -> str | None:
@@ -549,102 +624,3 @@ def _next_link(path: str, query: dict[str, list[str]], cursor: str | None) -> st
     if cursor is None:
         return None
     return f"{path}?{urlencode({**query, 'cursor': [cursor]}, doseq=True)}"
-
-
-def _list_page(summaries: list[dict[str, Any]], more: str | None) -> str:
-    def cell(value: Any) -> str:
-        return html.escape(str(value))
-
-    rows = "".join(
-        f"<tr><td><a href='/traces/{cell(i['correlation_id'])}'>"
-        f"{cell(i['correlation_id'])}</a></td>"
-        f"<td>{cell(i['process'])} v{i['version']}</td><td>{cell(i['business_key'])}</td>"
-        f"<td class='{cell(i['status'])}'>{cell(i['status'])}</td>"
-        f"<td>{cell(i['started_at'][:19].replace('T', ' '))}</td></tr>"
-        for i in summaries
-    )
-    head = "<tr><th>instance</th><th>process</th><th>key</th><th>status</th><th>started</th></tr>"
-    after = f"<p><a href='{html.escape(more)}'>older instances</a></p>" if more else ""
-    return _page("Process instances", f"<table>{head}{rows}</table>{after}")
-
-
-def _approvals_table(approvals: list[dict[str, Any]]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(str(a.get('approval_id')))}</td>"
-        f"<td><a href='/traces/{html.escape(str(a.get('correlation_id')))}'>"
-        f"{html.escape(str(a.get('correlation_id')))}</a></td>"
-        f"<td>{html.escape(str(a.get('machine')))} {html.escape(str(a.get('instance')))}</td>"
-        f"<td>{html.escape(str(a.get('state', '')))}</td>"
-        f"<td>{html.escape(str(a.get('summary', '')))}</td>"
-        f"<td>{html.escape(str(a.get('requested_by', '')))}</td>"
-        f"<td class='{html.escape(str(a.get('status')))}'>{html.escape(str(a.get('status')))}"
-        f"{' by ' + html.escape(str(a['approver'])) if a.get('approver') else ''}</td></tr>"
-        for a in approvals
-    )
-    return (
-        "<table><tr><th>approval</th><th>instance</th><th>waiting</th><th>state</th>"
-        f"<th>what</th><th>asked by</th><th>status</th></tr>{rows}</table>"
-    )
-
-
-def _approvals_page(approvals: list[dict[str, Any]]) -> str:
-    body = _approvals_table(approvals) if approvals else "<p>No approval requests.</p>"
-    return _page("Approval requests", body)
-
-
-def _decisions_table(decisions: list[dict[str, Any]]) -> str:
-    if not decisions:
-        return ""
-    rows = "".join(
-        f"<tr><td>{html.escape(d['at'])}</td><td>{html.escape(d['kind'])}</td>"
-        f"<td>{html.escape(d['by'])}</td>"
-        f"<td>{html.escape(str(d['from'] or ''))} &rarr; {html.escape(str(d['to'] or ''))}</td>"
-        f"<td>{html.escape('; '.join(d['rules']))}</td><td>{html.escape(d['actor'])}</td>"
-        f"<td>{html.escape(d['reason'])}</td></tr>"
-        for d in decisions
-    )
-    return (
-        "<h2>Decisions of the services</h2><table><tr><th>at</th><th>kind</th><th>by</th>"
-        f"<th>state</th><th>rules</th><th>actor</th><th>why</th></tr>{rows}</table>"
-    )
-
-
-def _trace_page(
-    inst: Instance,
-    decisions: list[dict[str, Any]] | None = None,
-    approvals: list[dict[str, Any]] | None = None,
-) -> str:
-    latencies = step_latencies(inst)
-    took = {name: f"{latency.total_seconds():.1f} s" for name, latency in latencies.items()}
-    steps = "".join(
-        f"<tr><td>{html.escape(name)}</td><td class='{s.status}'>{s.status}</td>"
-        f"<td>{took.get(name, '')}</td></tr>"
-        for name, s in inst.steps.items()
-    )
-    timeline = "".join(
-        f"<tr><td>{e.at:%H:%M:%S}.{e.at.microsecond // 1000:03d}</td><td>{html.escape(e.kind)}</td>"
-        f"<td>{html.escape(e.event_type)}</td><td>{html.escape(e.step or '')}</td>"
-        f"<td>{html.escape(e.source)}</td><td>{html.escape(e.note)}</td></tr>"
-        for e in inst.timeline
-    )
-    failure = (
-        f"<p class='failed'>{html.escape(inst.failure_reason)}</p>" if inst.failure_reason else ""
-    )
-    incidents = ", ".join(
-        f"<span class='{'failed' if severity == 'critical' else 'timed_out'}'>"
-        f"{html.escape(name)} ({severity})</span>"
-        for name, severity in sorted(inst.open_incidents.items())
-    )
-    paging = f"<p>open incidents: {incidents}</p>" if incidents else ""
-    value = f", value {inst.value:,.2f}" if inst.value is not None else ""
-    body = (
-        f"<p>{html.escape(inst.process)} v{inst.version}, key {html.escape(inst.business_key)}"
-        f"{value}, <span class='{inst.status}'>{inst.status}</span></p>{failure}{paging}"
-        f"<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>took</th></tr>{steps}</table>"
-        "<h2>Timeline</h2><table><tr><th>at</th><th>what</th><th>event</th><th>step</th>"
-        f"<th>source</th><th>note</th></tr>{timeline}</table>{_decisions_table(decisions or [])}"
-    )
-    pending = [a for a in approvals or [] if a.get("status") == "pending"]
-    if pending:
-        body += f"<h2>Pending approvals</h2>{_approvals_table(pending)}"
-    return _page(f"Trace {inst.correlation_id}", body)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from email.message import Message
-from typing import Any
 
 import pytest
+from starlette.requests import Request
 
 from saga_tracker.access import Access, Principal, digest
 from saga_tracker.throttle import ClientKeys, FailedAttempts
@@ -82,22 +81,19 @@ def test_without_trusted_proxies_a_signed_in_operator_is_still_not_locked_out() 
         server.stop()
 
 
-class Request:
-    """What `_failed` reads of a request: the peer and the headers."""
-
-    def __init__(self, peer: str, headers: dict[str, str]) -> None:
-        self.client_address = (peer, 40000)
-        self.headers = Message()
-        for name, value in headers.items():
-            self.headers[name] = value
+def request(peer: str, headers: dict[str, str]) -> Request:
+    """A request as the server sees it: its peer and its headers."""
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": raw,
+                    "client": (peer, 40000), "query_string": b""})  # fmt: skip
 
 
 def test_a_signed_in_operator_s_bad_requests_count_against_that_operator_only(
     behind_proxy: TraceServer,
 ) -> None:
-    request: Any = Request("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"})
+    seen = request("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"})
     for _ in range(3):
-        behind_proxy._failed(request, {"actor": "olga"}, "INVALID", "malformed body")
+        behind_proxy._failed(seen, {"actor": "olga"}, "INVALID", "malformed body")
     failures = behind_proxy.failures
     assert failures.retry_after("principal:olga") > 0
     assert failures.retry_after("address:203.0.113.9") == 0  # the address is not blamed

@@ -79,14 +79,14 @@ def test_pages_render_and_escape(server: tuple[TraceServer, TestKit]) -> None:
     srv, _ = server
     status, kind, page = get(f"{srv.url}/traces")
     assert status == 200 and kind.startswith("text/html")
-    assert "href='/traces/done'" in page and "href='/traces/stuck'" in page
+    assert 'href="/traces/done"' in page and 'href="/traces/stuck"' in page
     _, _, trace_page = get(f"{srv.url}/traces/stuck")
     assert (
         "step reservation timed out" in trace_page
         and "sent com.acme.payments.RefundPayment" in trace_page
     )
     assert "o-&lt;2&gt;" in trace_page and "o-<2>" not in trace_page  # business data is escaped
-    assert "open incidents: <span class='failed'>reservation (critical)</span>" in trace_page
+    assert 'open incidents: <span class="failed">reservation (critical)</span>' in trace_page
 
 
 def test_reads_need_a_token_when_tokens_are_configured(server: tuple[TraceServer, TestKit]) -> None:
