@@ -241,6 +241,7 @@ class TraceServer:
         self.socket = socket.create_server((host, port))
         config = uvicorn.Config(
             self.app,
+            log_config=None,  # the process's own logging (JSON or text) carries uvicorn's lines
             log_level="warning",
             access_log=False,
             proxy_headers=False,  # whom to believe about the client is ClientKeys' call

@@ -108,10 +108,15 @@ def test_bodies_tokens_and_failed_attempts_are_guarded(
     port = int(app.server.url.rsplit(":", 1)[1])
     as_alice = f"Bearer {alice}"
     try:
-        # Content-Length is checked before anything is read (and each refusal is audited).
+        # A Content-Length that is no number is not HTTP: the server answers 400 before the
+        # application sees it (so it is not audited). The rest is checked before anything is
+        # read, and each refusal is audited.
         json_alice = {"Content-Type": "application/json", "Authorization": as_alice}
         assert raw_post(port, path, {**json_alice, "Content-Length": "abc"}) == 400
         assert raw_post(port, path, {**json_alice, "Content-Length": "-1"}) == 400
+        assert raw_post(port, path, {**json_alice, "Transfer-Encoding": "chunked"},
+                        b"0\r\n\r\n") == 411  # fmt: skip
+        assert raw_post(port, path, {"Authorization": as_alice}) == 411  # no length at all
         big = b"{" + b" " * (10 * 1024 * 1024) + b"}"
         assert post(port, path, as_alice, big, "application/json")[0] == 413  # an answer, no reset
         assert post(port, path, as_alice, b'{"action": "resolve"}', "text/plain")[0] == 415
@@ -146,7 +151,7 @@ def test_bodies_tokens_and_failed_attempts_are_guarded(
         if entry["at"] >= started.replace(microsecond=0)
     ]
     mine = [(e["outcome"], e["actor"]) for e in entries if e["target"] == target]
-    assert mine.count(("INVALID", "alice")) == 4  # each of alice's own mistakes, one by one
+    assert mine.count(("INVALID", "alice")) == 4  # 411 twice, 413, 415: one by one
     assert ("REFUSED", "alice") in mine  # no such instance
     anonymous = [e for e in entries if e["actor"] == "anonymous"]
     assert 1 <= len(anonymous) <= 2, anonymous  # 26 anonymous attempts: at most two entries
