@@ -9,7 +9,14 @@ file holds SHA-256 digests, never tokens, so it can live in a Kubernetes secret 
       - {name: alice, role: operator, sha256: "9f86d081...", expires: 2027-03-31T00:00:00Z}
       - {name: dashboards, role: viewer, sha256: "60303ae2..."}
 
-`expires` is optional. The file is read again when it changes, so a token removed from it stops
+`expires` is optional. `teams` scopes an operator or approver to the processes those teams own
+(a definition's `owners.technical` and `owners.business`): without it a token acts for every
+team, as a platform's own on-call does.
+
+    tokens:
+      - {name: carol, role: operator, sha256: "...", teams: [team-payments]}
+
+ The file is read again when it changes, so a token removed from it stops
 working at once, without a restart; a file that becomes unreadable admits nobody until fixed.
 `saga-tracker token NAME --role operator` prints a new token and its line for the file.
 """
@@ -21,7 +28,7 @@ import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +55,7 @@ class _Token(BaseModel):
     role: Role
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     expires: datetime | None = None
+    teams: list[str] | None = Field(None, min_length=1)
 
 
 class _TokenFile(BaseModel):
@@ -63,9 +71,14 @@ class Principal:
     name: str
     role: Role
     expires: datetime | None = None
+    teams: frozenset[str] | None = None  # whose processes it acts on; None: every team's
 
     def may(self, right: str) -> bool:
         return right in RIGHTS[self.role]
+
+    def serves(self, owners: Iterable[str]) -> bool:
+        """Whether it may act on a process owned by `owners`."""
+        return self.teams is None or not self.teams.isdisjoint(owners)
 
 
 def digest(token: str) -> str:
@@ -161,4 +174,7 @@ def _read(path: Path) -> dict[str, Principal]:
     for t in parsed.tokens:
         if t.expires is not None and t.expires.tzinfo is None:
             raise AccessFileError(f"{path}: tokens/{t.name}/expires needs a time zone (Z)")
-    return {t.sha256: Principal(t.name, t.role, t.expires) for t in parsed.tokens}
+    return {
+        t.sha256: Principal(t.name, t.role, t.expires, frozenset(t.teams) if t.teams else None)
+        for t in parsed.tokens
+    }

@@ -24,6 +24,7 @@ from choreograph.contracts.publisher import EventPublisher
 from choreograph.contracts.serde import AvroSerde
 from choreograph.governance.approvals import DECIDED, ApprovalRefused, check_approver
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
+from choreograph.process.definition import ProcessDefinition
 from choreograph.runtime.transactions import Outcome, Transactions
 from saga_tracker.access import Principal
 from saga_tracker.definitions import Definitions
@@ -64,6 +65,26 @@ def audit_fields(
 
 
 NEEDED = {"act": "the operator role is needed", "approve": "the approver role is needed"}
+
+
+def owning_teams(definition: ProcessDefinition) -> list[str]:
+    """The teams a process belongs to: who maintains it and who answers for its outcome."""
+    return list(dict.fromkeys([definition.owners.technical, definition.owners.business]))
+
+
+def refuse_other_team(
+    principal: Principal, definition: ProcessDefinition, audit: dict[str, Any]
+) -> Reply | None:
+    """403 (audited DENIED) for a principal scoped to teams that do not own the process."""
+    owners = owning_teams(definition)
+    if principal.serves(owners):
+        return None
+    teams = ", ".join(sorted(principal.teams or ()))
+    error = (
+        f"{principal.name} acts for {teams}; {definition.name} is owned by "
+        f"{' and '.join(owners)}: one of their {principal.role}s can do this"
+    )
+    return Reply(403, {"error": error}, Failure(audit, "DENIED", f"owned by {owners[0]}"))
 
 
 def refuse_without(
@@ -135,6 +156,10 @@ class ActionDesk:
             self._audit(audit, "REFUSED", "no such instance")
             return Reply(404, {"error": f"no instance {correlation_id}"})
         rules = self.definitions.pinned(instance.process, instance.version)
+        assert principal is not None  # refuse_without let it through
+        other = refuse_other_team(principal, rules.definition, audit) if rules else None
+        if other is not None:
+            return other
         refused = (
             rules.refusal(instance, action, step)
             if rules
@@ -170,10 +195,12 @@ class ActionDesk:
         approval_id: str,
         body: Any,
         request: dict[str, Any] | None,
+        instance: Instance | None = None,
     ) -> Reply:
         """An approver grants or denies approval request `approval_id` (`request`: as the
-        tracker keeps it, None if unknown). Passing every check, the answer goes out as
-        ApprovalDecided to the waiting instance, with its ACCEPTED audit entry, in one
+        tracker keeps it, None if unknown; `instance`: the process instance it belongs to, whose
+        owners an approver scoped to teams must be among). Passing every check, the answer goes
+        out as ApprovalDecided to the waiting instance, with its ACCEPTED audit entry, in one
         transaction; every other outcome is audited too."""
         fields = body if isinstance(body, dict) else {}
         decision = str(fields.get("decision", ""))
@@ -194,6 +221,20 @@ class ActionDesk:
         if request is None:
             self._audit(audit, "REFUSED", f"no approval request {approval_id}")
             return Reply(404, {"error": f"no approval request {approval_id}"})
+        assert principal is not None  # refuse_without let it through
+        if principal.teams is not None:
+            rules = (
+                self.definitions.pinned(instance.process, instance.version) if instance else None
+            )
+            if rules is None:
+                error = (
+                    f"{principal.name} approves for {', '.join(sorted(principal.teams))}, and no "
+                    f"tracked process says which team owns approval {approval_id}"
+                )
+                return Reply(403, {"error": error}, Failure(audit, "DENIED", "owner unknown"))
+            other = refuse_other_team(principal, rules.definition, audit)
+            if other is not None:
+                return other
         if request.get("status") != "pending" or approval_id in self._decided:
             refused = f"approval {approval_id} is already {request.get('status', 'decided')}"
             if approval_id in self._decided:

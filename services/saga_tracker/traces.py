@@ -490,7 +490,8 @@ class TraceServer:
             return await self._refused(request, refusal, fields)
 
         def answer() -> Response:
-            reply = desk.decide(principal, approval_id, body, found)
+            instance = self.find(target) if found is not None else None
+            reply = desk.decide(principal, approval_id, body, found, instance)
             if reply.failure is not None:
                 self._failed(request, reply.failure.fields, reply.failure.outcome,
                              reply.failure.detail)  # fmt: skip
