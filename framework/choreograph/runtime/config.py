@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,9 @@ class ServiceConfig(BaseModel):
             for variable, setting in SECURITY_ENV.items()
             if os.environ.get(variable)
         }
+        misspelt = misspelt_settings(os.environ)
+        if misspelt:
+            raise SettingsError(f"service settings: {'; '.join(misspelt)}")
         try:
             settings = EnvironmentSettings(**overrides)
         except ValidationError as err:
@@ -196,6 +201,32 @@ class ServiceConfig(BaseModel):
         if security and "security" not in overrides:
             values["security"] = {**values["security"], **security}
         return cls(**values)
+
+
+def known_variables() -> set[str]:
+    """Every variable that sets something of ServiceConfig (nested ones with `__`)."""
+    known = set(SECURITY_ENV)
+    for name, field in ServiceConfig.model_fields.items():
+        known.add(environment_variable(name))
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            known |= {f"{ENV_PREFIX}{name.upper()}__{n.upper()}" for n in annotation.model_fields}
+    return known
+
+
+def misspelt_settings(environment: Mapping[str, str]) -> list[str]:
+    """CHOREOGRAPH_* variables that are no setting but nearly spell one: a typo would leave
+    the setting at its default without a word. (Other CHOREOGRAPH_* variables, of tools such as
+    the local stack, are left alone.)"""
+    known = known_variables()
+    found = []
+    for variable in sorted(environment):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        close = difflib.get_close_matches(variable, known, n=1, cutoff=0.9)
+        if close:
+            found.append(f"{variable} is not a setting: did you mean {close[0]}?")
+    return found
 
 
 def environment_variable(field: str) -> str:

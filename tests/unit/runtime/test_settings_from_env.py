@@ -8,6 +8,7 @@ import pytest
 
 from choreograph import ServiceConfig
 from choreograph.cli.settings import markdown, rows
+from choreograph.runtime.config import SettingsError
 
 DOCS = Path(__file__).parents[3] / "docs" / "settings.md"
 
@@ -56,3 +57,23 @@ def test_every_row_names_a_variable_the_settings_read() -> None:
     variables = [row["variable"] for row in rows()]
     assert len(variables) == len(set(variables))
     assert all(v.startswith("CHOREOGRAPH_") for v in variables)
+
+
+def test_a_misspelt_setting_stops_the_service_naming_the_setting_meant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHOREOGRAPH_COMMIT_INTERVL_MS", "50")
+    monkeypatch.setenv("CHOREOGRAPH_RETRY__MAX_ATEMPTS", "3")
+    with pytest.raises(SettingsError) as raised:
+        ServiceConfig.from_env()
+    message = str(raised.value)
+    assert "CHOREOGRAPH_COMMIT_INTERVL_MS is not a setting: did you mean " \
+        "CHOREOGRAPH_COMMIT_INTERVAL_MS?" in message  # fmt: skip
+    assert "did you mean CHOREOGRAPH_RETRY__MAX_ATTEMPTS?" in message
+
+
+def test_other_choreograph_variables_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = ["KAFKA_PORT", "IMAGE_DIR", "DEMO_PASSWORD", "SECURED_REGISTRY_USER_INFO"]
+    for tool in tools:
+        monkeypatch.setenv(f"CHOREOGRAPH_{tool}", "x")
+    assert ServiceConfig.from_env().commit_interval_ms > 0
