@@ -25,6 +25,7 @@ from saga_tracker.access import digest, new_token
 from saga_tracker.app import TrackerApp, TrackerSettings
 from saga_tracker.definitions import DefinitionsUnreadable
 from saga_tracker.service import REPARTITION
+from saga_tracker.signin import OidcSettings
 from saga_tracker.throttle import ClientKeys
 from saga_tracker.visibility.ui import TrackerUi, UiSettings
 
@@ -47,6 +48,35 @@ VISIBILITY_HELP = (
     "where instances are indexed for the API: a postgresql:// URL shared by replicas and the "
     "UI, or sqlite:///PATH; by default SQLite in the state folder"
 )
+
+
+def _add_signin(parser: argparse.ArgumentParser) -> None:
+    """People sign in to the pages through an OpenID Connect provider; secrets come from the
+    environment only (SAGA_TRACKER_OIDC_CLIENT_SECRET, SAGA_TRACKER_SESSION_SECRET)."""
+    parser.add_argument(
+        "--oidc-issuer", default=_env("OIDC_ISSUER", ""),
+        help="the identity provider's issuer URL; people sign in to the pages through it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--oidc-client-id", default=_env("OIDC_CLIENT_ID", "saga-tracker"),
+        help="the tracker's client at the provider (its secret: SAGA_TRACKER_OIDC_CLIENT_SECRET)",
+    )  # fmt: skip
+
+
+def _signin(args: argparse.Namespace, public_url: str) -> OidcSettings | None:
+    """The sign-in settings, or None without an issuer; SystemExit(2) naming what is missing."""
+    if not args.oidc_issuer:
+        return None
+    secret = _env("OIDC_CLIENT_SECRET", "")
+    session = _env("SESSION_SECRET", "")
+    missing = [name for name, value in (("SAGA_TRACKER_OIDC_CLIENT_SECRET", secret),
+               ("SAGA_TRACKER_SESSION_SECRET", session)) if not value]  # fmt: skip
+    if missing:
+        print(f"saga-tracker: --oidc-issuer needs {' and '.join(missing)} in the environment "
+              "(the session secret signs the cookies: the same on every replica)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    return OidcSettings(args.oidc_issuer, args.oidc_client_id, secret, public_url, session)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated addresses or networks (CIDR) of the proxies in front of the API "
         "(an ingress): their X-Forwarded-For names the client whose failed attempts are counted",
     )
+    _add_signin(run)
     run.set_defaults(run=_run)
     ui = commands.add_parser("ui", help="serve trace pages and the read API alone, read-only")
     ui.add_argument("--name", default=_env("NAME", "saga-tracker"), help="the tracker it shows")
@@ -128,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("OPEN_READS", "") in ("1", "true"),
         help="serve reads without a token (a trusted network only)",
     )
+    _add_signin(ui)
     ui.set_defaults(run=_ui)
     token = commands.add_parser("token", help="make a bearer token and its token-file line")
     token.add_argument("name", help="who the token is for")
@@ -165,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         visibility_url=args.visibility_url,
         otlp_endpoint=args.otlp_endpoint,
         trusted_proxies=_proxies(args.trusted_proxies),
+        signin=_signin(args, args.public_url),
     )
     try:
         ClientKeys(settings.trusted_proxies)
@@ -205,6 +238,7 @@ def _ui(args: argparse.Namespace) -> int:
                 tokens=args.tokens,
                 open_reads=args.open_reads,
                 trusted_proxies=_proxies(args.trusted_proxies),
+                signin=_signin(args, ""),
             )
         ).start()
     except ValueError as err:  # a trusted proxy that is no address

@@ -66,19 +66,43 @@ class _TokenFile(BaseModel):
 log = logging.getLogger("saga_tracker.access")
 
 
+Grant = tuple[Role, frozenset[str] | None]  # a role, for these teams (None: every team)
+
+
 @dataclass(frozen=True)
 class Principal:
+    """Who asks: a token's holder (one role) or a signed-in person (a role per group)."""
+
     name: str
     role: Role
     expires: datetime | None = None
     teams: frozenset[str] | None = None  # whose processes it acts on; None: every team's
+    also: tuple[Grant, ...] = ()  # further roles, from an identity provider's groups
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        return ((self.role, self.teams), *self.also)
 
     def may(self, right: str) -> bool:
-        return right in RIGHTS[self.role]
+        return any(right in RIGHTS[role] for role, _ in self.grants)
 
-    def serves(self, owners: Iterable[str]) -> bool:
-        """Whether it may act on a process owned by `owners`."""
-        return self.teams is None or not self.teams.isdisjoint(owners)
+    def serves(self, owners: Iterable[str], right: str | None = None) -> bool:
+        """Whether it may use `right` (any, if None) on a process owned by `owners`."""
+        wanted = set(owners)
+        return any(
+            (right is None or right in RIGHTS[role]) and (teams is None or bool(teams & wanted))
+            for role, teams in self.grants
+        )
+
+    def teams_for(self, right: str) -> set[str] | None:
+        """The teams it may use `right` for; None when every team."""
+        found: set[str] = set()
+        for role, teams in self.grants:
+            if right in RIGHTS[role]:
+                if teams is None:
+                    return None
+                found |= teams
+        return found
 
 
 def digest(token: str) -> str:

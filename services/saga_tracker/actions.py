@@ -73,16 +73,18 @@ def owning_teams(definition: ProcessDefinition) -> list[str]:
 
 
 def refuse_other_team(
-    principal: Principal, definition: ProcessDefinition, audit: dict[str, Any]
+    principal: Principal, definition: ProcessDefinition, audit: dict[str, Any], right: str = "act"
 ) -> Reply | None:
-    """403 (audited DENIED) for a principal scoped to teams that do not own the process."""
+    """403 (audited DENIED) for a principal whose `right` is scoped to teams that do not own
+    the process."""
     owners = owning_teams(definition)
-    if principal.serves(owners):
+    if principal.serves(owners, right):
         return None
-    teams = ", ".join(sorted(principal.teams or ()))
+    teams = ", ".join(sorted(principal.teams_for(right) or ()))
+    who = "operators" if right == "act" else "approvers"
     error = (
-        f"{principal.name} acts for {teams}; {definition.name} is owned by "
-        f"{' and '.join(owners)}: one of their {principal.role}s can do this"
+        f"{principal.name} {'acts' if right == 'act' else 'approves'} for {teams}; "
+        f"{definition.name} is owned by {' and '.join(owners)}: one of their {who} can do this"
     )
     return Reply(403, {"error": error}, Failure(audit, "DENIED", f"owned by {owners[0]}"))
 
@@ -222,17 +224,18 @@ class ActionDesk:
             self._audit(audit, "REFUSED", f"no approval request {approval_id}")
             return Reply(404, {"error": f"no approval request {approval_id}"})
         assert principal is not None  # refuse_without let it through
-        if principal.teams is not None:
+        approving_for = principal.teams_for("approve")
+        if approving_for is not None:
             rules = (
                 self.definitions.pinned(instance.process, instance.version) if instance else None
             )
             if rules is None:
                 error = (
-                    f"{principal.name} approves for {', '.join(sorted(principal.teams))}, and no "
+                    f"{principal.name} approves for {', '.join(sorted(approving_for))}, and no "
                     f"tracked process says which team owns approval {approval_id}"
                 )
                 return Reply(403, {"error": error}, Failure(audit, "DENIED", "owner unknown"))
-            other = refuse_other_team(principal, rules.definition, audit)
+            other = refuse_other_team(principal, rules.definition, audit, "approve")
             if other is not None:
                 return other
         if request.get("status") != "pending" or approval_id in self._decided:

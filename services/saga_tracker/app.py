@@ -32,6 +32,7 @@ from saga_tracker.definitions import Definitions, command_and_incident_models, t
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
+from saga_tracker.signin import OidcSettings
 from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer, changelog_kinds
@@ -63,6 +64,7 @@ class TrackerSettings:
     failed_attempts_window_s: float = 60.0
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
     trusted_proxies: list[str] = field(default_factory=list)
+    signin: OidcSettings | None = None  # people sign in to the pages (see signin)
     # Where the API reads instances: "" is SQLite in the state folder (each replica indexes its
     # own copy); a postgresql:// URL shares one database between replicas and the UI.
     visibility_url: str = ""
@@ -166,6 +168,7 @@ class TrackerApp:
             port=s.http_port,
             failures=FailedAttempts(s.failed_attempts_limit, s.failed_attempts_window_s),
             clients=ClientKeys(s.trusted_proxies),
+            signin=s.signin,
         )
         if s.alertmanager_url:
             notifier = build_notifier(

@@ -31,6 +31,7 @@ and thread pool are theirs, bounded); pages are Jinja2 templates in `templates/`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -47,15 +48,26 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from saga_tracker.access import Access
+from saga_tracker.access import Access, Principal
 from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, step_latencies, step_latency_ms
+from saga_tracker.signin import (
+    SESSION_LOGIN,
+    SESSION_USER,
+    OidcClient,
+    OidcSettings,
+    SignInFailed,
+    csrf_ok,
+    csrf_token,
+    principal_of,
+)
 from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.visibility.store import (
     MAX_PAGE,
@@ -221,10 +233,12 @@ class TraceServer:
         approvals: ApprovalSource | None = None,
         approvals_of: DecisionSource | None = None,
         clients: ClientKeys | None = None,
+        signin: OidcSettings | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions.
         `decisions`: the services' decision records per correlation id, shown on traces.
-        `clients`: whom failed attempts count against (the trusted proxies)."""
+        `clients`: whom failed attempts count against (the trusted proxies). `signin`: people
+        sign in to the pages through this OpenID Connect provider (see `signin`)."""
         self.instances = instances
         self.decisions = decisions or (lambda correlation_id: [])
         self.approvals = approvals or list
@@ -237,8 +251,12 @@ class TraceServer:
         self.failures = failures or FailedAttempts()
         self.clients = clients or ClientKeys()
         self._stopping = threading.Event()
-        self.app = self._app()
         self.socket = socket.create_server((host, port))
+        if signin is not None and not signin.public_url:  # reached where it listens
+            signin = dataclasses.replace(signin, public_url=self.url)
+        self.signin = signin
+        self.oidc = OidcClient(signin) if signin else None
+        self.app = self._app()
         config = uvicorn.Config(
             self.app,
             log_config=None,  # the process's own logging (JSON or text) carries uvicorn's lines
@@ -313,11 +331,83 @@ class TraceServer:
             Route("/api/instances/{correlation_id:str}/actions", self._act, methods=["POST"]),
             Route("/api/approvals/{approval_id:str}", self._decide, methods=["POST"]),
         ]
+        middleware = [Middleware(_Guard, server=self)]
+        if self.signin is not None:
+            routes += [
+                Route("/auth/login", self._login, methods=["GET"]),
+                Route("/auth/callback", self._callback, methods=["GET"]),
+                Route("/auth/logout", self._logout, methods=["POST"]),
+            ]
+            middleware.insert(0, Middleware(
+                SessionMiddleware, secret_key=self.signin.session_secret,
+                session_cookie="saga_tracker_session", max_age=self.signin.session_max_age_s,
+                same_site="lax", https_only=self.signin.public_url.startswith("https://"),
+            ))  # fmt: skip
         return Starlette(
             routes=routes,
-            middleware=[Middleware(_Guard, server=self)],
+            middleware=middleware,
             exception_handlers={404: _not_found, 405: _not_found},
         )
+
+    # -- who asks ------------------------------------------------------------------------------
+
+    def _principal(self, request: Request) -> tuple[Principal | None, bool]:
+        """Who asks, and whether through a signed-in session (whose forms need a CSRF token):
+        a bearer token when one is sent, else the session's person."""
+        header = request.headers.get("Authorization")
+        if header is not None or self.signin is None:
+            return self.access.who(header), False
+        user = request.session.get(SESSION_USER)
+        if not isinstance(user, dict):
+            return None, False
+        return principal_of(user), True
+
+    async def _login(self, request: Request) -> Response:
+        assert self.oidc is not None
+        wanted = request.query_params.get("next", "/traces")
+        next_path = wanted if wanted.startswith("/") and not wanted.startswith("//") else "/traces"
+        try:
+            url, login = await run_in_threadpool(self.oidc.start, next_path)
+        except SignInFailed as err:
+            return _html("message.html", status=503, title="Sign-in unavailable", text=str(err))
+        request.session[SESSION_LOGIN] = login
+        return RedirectResponse(url, 303)
+
+    async def _callback(self, request: Request) -> Response:
+        assert self.oidc is not None
+        login = request.session.pop(SESSION_LOGIN, None)
+        params = request.query_params
+        if not isinstance(login, dict) or "code" not in params:
+            why = params.get("error_description") or params.get("error") or "no sign-in started"
+            return _html("message.html", status=400, title="Not signed in",
+                         text=f"{why}; sign in again", link="/auth/login")  # fmt: skip
+        try:
+            user = await run_in_threadpool(
+                self.oidc.finish, login, params.get("state", ""), params["code"]
+            )
+        except SignInFailed as err:
+            return _html("message.html", status=400, title="Not signed in", text=str(err),
+                         link="/auth/login")  # fmt: skip
+        request.session.clear()
+        request.session[SESSION_USER] = user
+        csrf_token(request.session)
+        return RedirectResponse(str(login.get("next", "/traces")), 303)
+
+    async def _logout(self, request: Request) -> Response:
+        assert self.oidc is not None and self.signin is not None
+        form = await request.form()
+        if not csrf_ok(request.session, str(form.get("csrf", "")) or None):
+            stale = "the form is stale or foreign; reload the page"
+            return _html("message.html", status=403, title="Not signed out", text=stale,
+                         link="/traces")  # fmt: skip
+        user = request.session.get(SESSION_USER) or {}
+        request.session.clear()
+        after = f"{self.signin.public_url.rstrip('/')}/traces"
+        try:
+            ended = await run_in_threadpool(self.oidc.end_session_url, user.get("id_token"), after)
+        except SignInFailed:
+            ended = None
+        return RedirectResponse(ended or after, 303)
 
     def _client(self, request: Request, principal: str | None) -> str:
         forwarded = request.headers.get("X-Forwarded-For")
@@ -356,20 +446,29 @@ class TraceServer:
         cursor = next(iter(query.get("cursor", [])), None)
         return self.instances.page(Filters.from_query(query), limit, cursor)
 
-    def _reader(self, request: Request) -> Response | None:
-        """None when the request may read; else the refusal to send."""
+    def _reader(self, request: Request, page: bool = False) -> Response | None:
+        """None when the request may read; else the refusal to send (a page's: to sign in)."""
         header = request.headers.get("Authorization")
-        principal = self.access.who(header)
+        principal, signed_in = self._principal(request)
         if self.access.allows(principal, "read"):
             return None
+        if page and self.signin is not None and header is None:
+            if signed_in or isinstance(request.session.get(SESSION_USER), dict):
+                name = request.session[SESSION_USER].get("name")
+                return _html("message.html", status=403, title="No access",
+                             text=f"{name} is signed in, but none of their groups gives a role "
+                             "here (viewer, operator or approver)")  # fmt: skip
+            return RedirectResponse(f"/auth/login?{urlencode({'next': _here(request)})}", 303)
         if header is None or principal is None:
             if header is not None:  # a token that is wrong: someone may be guessing
                 self.failures.failed(self._client(request, None), "DENIED")  # not audited
             return _unauthorized()
         return JSONResponse({"error": "this token may not read traces"}, 403)
 
-    async def _read(self, request: Request, answer: Callable[[], Response]) -> Response:
-        refused = self._reader(request)
+    async def _read(
+        self, request: Request, answer: Callable[[], Response], page: bool = False
+    ) -> Response:
+        refused = self._reader(request, page)
         if refused is not None:
             return refused
         try:
@@ -401,9 +500,9 @@ class TraceServer:
             page = self.listed({"limit": ["100"], **query})
             more = _next_link(request.url.path, query, page.next_cursor)
             return _html("instances.html", title="Process instances",
-                         summaries=page.summaries, more=more)  # fmt: skip
+                         summaries=page.summaries, more=more, **self._who(request))  # fmt: skip
 
-        return await self._read(request, answer)
+        return await self._read(request, answer, page=True)
 
     def _approvals_listed(self, request: Request) -> list[dict[str, Any]]:
         status = request.query_params.get("status")
@@ -415,9 +514,10 @@ class TraceServer:
     async def _approvals_page(self, request: Request) -> Response:
         def answer() -> Response:
             listed = self._approvals_listed(request)
-            return _html("approvals.html", title="Approval requests", approvals=listed)
+            return _html("approvals.html", title="Approval requests", approvals=listed,
+                         **self._who(request))  # fmt: skip
 
-        return await self._read(request, answer)
+        return await self._read(request, answer, page=True)
 
     def _traced(self, request: Request) -> tuple[Instance, list[Any], list[Any]] | Response:
         correlation_id = request.path_params["correlation_id"]
@@ -445,16 +545,28 @@ class TraceServer:
             took = {n: f"{lat.total_seconds():.1f} s" for n, lat in step_latencies(inst).items()}
             pending = [a for a in asked if a.get("status") == "pending"]
             return _html("trace.html", title=f"Trace {inst.correlation_id}", inst=inst,
-                         took=took, decisions=decided, pending=pending)  # fmt: skip
+                         took=took, decisions=decided, pending=pending,
+                         **self._who(request))  # fmt: skip
 
-        return await self._read(request, answer)
+        return await self._read(request, answer, page=True)
+
+    def _who(self, request: Request) -> dict[str, Any]:
+        """What a page says of who is signed in, with the CSRF token of its forms."""
+        if self.signin is None or request.headers.get("Authorization"):
+            return {}
+        user = request.session.get(SESSION_USER)
+        if not isinstance(user, dict):
+            return {}
+        return {"user": user.get("name"), "csrf": csrf_token(request.session)}
 
     async def _act(self, request: Request) -> Response:
         if self.desk is None:
             return JSONResponse({"error": "operator actions are not enabled"}, 503,
                                 headers={"Connection": "close"})  # fmt: skip
         target = request.path_params["correlation_id"]
-        principal = self.access.who(request.headers.get("Authorization"))
+        principal, signed_in = self._principal(request)
+        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
+            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
         desk = self.desk
         try:
             body = await _json_body(request)
@@ -479,7 +591,9 @@ class TraceServer:
             return JSONResponse({"error": "approvals are not enabled"}, 503,
                                 headers={"Connection": "close"})  # fmt: skip
         approval_id = request.path_params["approval_id"]
-        principal = self.access.who(request.headers.get("Authorization"))
+        principal, signed_in = self._principal(request)
+        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
+            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
         found = next((a for a in self.approvals() if a.get("approval_id") == approval_id), None)
         target = str((found or {}).get("correlation_id") or approval_id)
         desk = self.desk
@@ -545,6 +659,11 @@ def openapi_document() -> dict[str, Any]:
 
 async def _openapi(request: Request) -> Response:
     return _json(OPENAPI)
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return f"{request.url.path}?{query}" if query else request.url.path
 
 
 def _peer(request: Request) -> str:
@@ -617,8 +736,8 @@ PAGES = Environment(
 )
 
 
-def _html(template: str, **values: Any) -> Response:
-    return HTMLResponse(PAGES.get_template(template).render(**values))
+def _html(template: str, status: int = 200, **values: Any) -> Response:
+    return HTMLResponse(PAGES.get_template(template).render(**values), status)
 
 
 def _next_link(path: str, query: dict[str, list[str]], cursor: str | None) -> str | None:

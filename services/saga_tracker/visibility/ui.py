@@ -16,6 +16,7 @@ from typing import Any
 
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
+from saga_tracker.signin import OidcSettings
 from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.traces import TraceServer
 from saga_tracker.visibility.indexer import Indexer, changelog_kinds
@@ -36,6 +37,7 @@ class UiSettings:
     tokens: Path | None = None
     open_reads: bool = False
     trusted_proxies: list[str] = field(default_factory=list)  # see ClientKeys
+    signin: OidcSettings | None = None  # people sign in to the pages (see signin)
 
 
 class TrackerUi:
@@ -67,6 +69,7 @@ class TrackerUi:
             port=s.http_port,
             failures=FailedAttempts(),
             clients=ClientKeys(s.trusted_proxies),
+            signin=s.signin,
         )
         self.failed = threading.Event()
         self.misconfigured = False

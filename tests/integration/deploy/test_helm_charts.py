@@ -235,3 +235,24 @@ def test_saga_tracker_replicas_share_a_postgres_and_the_ui_runs_on_its_own() -> 
     no_secret = helm("template", "demo", "saga-tracker", *PROCESSES,
                      "--set", "visibility.postgres.host=pg")  # fmt: skip
     assert no_secret.returncode != 0 and "existingSecret is required" in no_secret.stderr
+
+
+def test_saga_tracker_signs_people_in_through_the_configured_provider() -> None:
+    docs = render(
+        "saga-tracker", *PROCESSES,
+        "--set", "oidc.issuer=https://idp.example.com/realms/acme",
+        "--set", "oidc.existingSecret=tracker-oidc",
+        "--set", "http.publicUrl=https://tracker.example.com",
+    )  # fmt: skip
+    validate(docs)
+    [tracker] = [d for d in docs if d["kind"] == "StatefulSet"]
+    env = {e["name"]: e for e in tracker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SAGA_TRACKER_OIDC_ISSUER"]["value"] == "https://idp.example.com/realms/acme"
+    assert env["SAGA_TRACKER_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tracker-oidc", "key": "client-secret"}  # fmt: skip
+    assert (
+        env["SAGA_TRACKER_SESSION_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "session-secret"
+    )
+    unsecret = helm("template", "demo", "saga-tracker", *PROCESSES,
+                    "--set", "oidc.issuer=https://idp.example.com/realms/acme")  # fmt: skip
+    assert unsecret.returncode != 0 and "oidc.existingSecret is required" in unsecret.stderr
