@@ -83,6 +83,7 @@ from saga_tracker.visibility.store import (
 
 InstanceSource = Callable[[], Iterable[Instance]]
 MAX_BODY = 16 * 1024  # an action is a few short fields
+MAX_TARGET = 8 * 1024  # path and query: every filter of the list fits many times over
 _DRAIN_LIMIT = 16 * 1024 * 1024  # read and dropped after a 413, so the client sees the answer
 log = logging.getLogger("saga_tracker.traces")
 
@@ -632,7 +633,8 @@ class TraceServer:
 
 
 class _Guard:
-    """Before any route: a client past its failed attempts gets 429 and nothing is read."""
+    """Before any route: a request target longer than MAX_TARGET gets 414, a client past its
+    failed attempts 429, and nothing is read."""
 
     def __init__(self, app: ASGIApp, server: TraceServer) -> None:
         self.app = app
@@ -640,6 +642,14 @@ class _Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            if target > MAX_TARGET:
+                too_long = JSONResponse(
+                    {"error": f"the request target may be at most {MAX_TARGET} bytes"}, 414,
+                    headers={"Connection": "close"},
+                )  # fmt: skip
+                await too_long(scope, receive, send)
+                return
             wait = self.server.retry_after(Request(scope))
             if wait:
                 refusal = JSONResponse(

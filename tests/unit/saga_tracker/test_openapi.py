@@ -70,6 +70,9 @@ def test_reads_answer_what_the_document_says(traced: tuple[TraceServer, TestKit]
     status, _, bad = get(f"{srv.url}/api/instances?limit=0")
     assert status == 400
     conforms("/api/instances", "get", 400, bad)
+    status, _, long = get(f"{srv.url}/api/instances?process={'x' * 9000}")
+    assert status == 414
+    conforms("/api/instances", "get", 414, long)
     status, _, approvals = get(f"{srv.url}/api/approvals")
     assert status == 200
     conforms("/api/approvals", "get", 200, approvals)

@@ -112,3 +112,10 @@ def test_reads_need_a_token_when_tokens_are_configured(server: tuple[TraceServer
         assert disabled.value.code == 503  # no action desk: actions are off
     finally:
         srv.stop()
+
+
+def test_an_over_long_request_target_is_414(server: tuple[TraceServer, TestKit]) -> None:
+    srv, _ = server
+    status, _, answer = get(f"{srv.url}/api/instances?process={'x' * 9000}")
+    assert status == 414 and "at most 8192 bytes" in answer["error"]
+    assert get(f"{srv.url}/api/instances?process={'x' * 4000}")[0] == 200
