@@ -38,8 +38,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 import uvicorn
@@ -57,7 +58,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from saga_tracker.access import Access, Principal
 from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
-from saga_tracker.instance import Instance, step_latencies, step_latency_ms
+from saga_tracker.instance import Instance, InstanceStatus, step_latencies, step_latency_ms
 from saga_tracker.signin import (
     SESSION_LOGIN,
     SESSION_USER,
@@ -146,6 +147,7 @@ class CommittedInstances:
 def _matches(inst: Instance, f: Filters) -> bool:
     return (
         f.process in (None, inst.process)
+        and f.version in (None, inst.version)
         and f.status in (None, inst.status)
         and f.business_key in (None, inst.business_key)
         and (f.started_after is None or inst.started_at >= f.started_after)
@@ -500,8 +502,12 @@ class TraceServer:
         def answer() -> Response:
             page = self.listed({"limit": ["100"], **query})
             more = _next_link(request.url.path, query, page.next_cursor)
-            return _html("instances.html", title="Process instances",
-                         summaries=page.summaries, more=more, **self._who(request))  # fmt: skip
+            now = datetime.now(UTC)
+            shown = [{**i, "started": _when(i["started_at"], now)} for i in page.summaries]
+            asked = {k: v[0] for k, v in query.items() if v and k != "cursor"}
+            return _html("instances.html", title="Process instances", summaries=shown,
+                         more=more, asked=asked, statuses=get_args(InstanceStatus),
+                         **self._who(request))  # fmt: skip
 
         return await self._read(request, answer, page=True)
 
@@ -669,6 +675,18 @@ def openapi_document() -> dict[str, Any]:
 
 async def _openapi(request: Request) -> Response:
     return _json(OPENAPI)
+
+
+def _when(iso: str, now: datetime) -> dict[str, str]:
+    """A time as on-call reads it: in UTC with its zone, and how long ago."""
+    moment = datetime.fromisoformat(iso).astimezone(UTC)
+    seconds = int((now - moment).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if abs(seconds) >= size or unit == "s":
+            amount = abs(seconds) // size
+            ago = f"{amount} {unit} ago" if seconds >= 0 else f"in {amount} {unit}"
+            break
+    return {"iso": moment.isoformat(), "utc": f"{moment:%Y-%m-%d %H:%M:%S} UTC", "ago": ago}
 
 
 def _here(request: Request) -> str:

@@ -66,6 +66,7 @@ class ChangelogRecord:
 @dataclass(frozen=True)
 class Filters:
     process: str | None = None
+    version: int | None = None
     status: str | None = None
     business_key: str | None = None
     started_after: datetime | None = None  # inclusive
@@ -76,7 +77,7 @@ class Filters:
     def from_query(cls, query: dict[str, list[str]]) -> Filters:
         def one(name: str) -> str | None:
             values = query.get(name)
-            return values[0] if values else None
+            return values[0] if values and values[0] != "" else None  # a form's empty field
 
         def when(name: str) -> datetime | None:
             text = one(name)
@@ -91,16 +92,20 @@ class Filters:
                 raise BadQuery(f"{name}={text!r} needs a UTC offset, e.g. {text}Z")
             return moment
 
+        version = one("version")
+        if version is not None and not (version.isascii() and version.isdigit()):
+            raise BadQuery(f"version={version!r}: a process version is a whole number")
         incidents = (one("open_incidents") or "").lower()
-        if incidents not in ("", "true", "false", "1", "0"):
+        if incidents not in ("", "true", "false", "1", "0", "on"):
             raise BadQuery(f"open_incidents={incidents!r}: use true or false")
         return cls(
             process=one("process"),
+            version=int(version) if version is not None else None,
             status=one("status"),
             business_key=one("business_key"),
             started_after=when("started_after"),
             started_before=when("started_before"),
-            open_incidents=incidents in ("true", "1"),
+            open_incidents=incidents in ("true", "1", "on"),
         )
 
 
@@ -424,7 +429,7 @@ class VisibilityStore:
         """The SQL of one page: every filter is an equality or a range on an indexed column."""
         where: list[str] = []
         args: list[Any] = []
-        for column in ("process", "status", "business_key"):
+        for column in ("process", "version", "status", "business_key"):
             value = getattr(filters, column)
             if value is not None:
                 where.append(f"{column} = ?")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -58,6 +59,27 @@ def test_list_and_filter(server: tuple[TraceServer, TestKit]) -> None:
     assert [i["correlation_id"] for i in compensated] == ["stuck"]
     _, _, by_key = get(f"{srv.url}/api/instances?business_key=o-1&process=order-fulfilment")
     assert [i["status"] for i in by_key] == ["completed"]
+    _, _, of_v1 = get(f"{srv.url}/api/instances?version=1")
+    assert len(of_v1) == 2 and get(f"{srv.url}/api/instances?version=2")[2] == []
+    status, _, bad = get(f"{srv.url}/api/instances?version=one")
+    assert status == 400 and "a process version is a whole number" in bad["error"]
+
+
+def test_the_list_page_filters_with_a_form_shareable_as_a_url(
+    server: tuple[TraceServer, TestKit],
+) -> None:
+    srv, _ = server
+    # What the form sends: every field, the empty ones blank.
+    asked = ("process=&version=1&status=compensated&business_key=&started_after="
+             "&started_before=&open_incidents=true")  # fmt: skip
+    status, _, page = get(f"{srv.url}/traces?{asked}")
+    assert status == 200
+    assert 'href="/traces/stuck"' in page and 'href="/traces/done"' not in page
+    assert "<option selected>compensated</option>" in page
+    assert 'name="open_incidents" value="true" checked' in page and 'value="1"' in page
+    assert re.search(r"2026-\d\d-\d\d \d\d:\d\d:\d\d UTC</time> \(\d+ d ago\)", page)
+    _, _, nothing = get(f"{srv.url}/traces?status=failed")
+    assert "No instance matches." in nothing
 
 
 def test_one_trace_has_latencies_causation_and_failure(server: tuple[TraceServer, TestKit]) -> None:

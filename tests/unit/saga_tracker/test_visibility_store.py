@@ -95,6 +95,8 @@ def test_the_store_answers_as_the_committed_state_does(kit: TestKit, tmp_path: P
         Filters(process="order-fulfilment", status="completed"),
         Filters(business_key="o-<2>"),
         Filters(open_incidents=True),
+        Filters(process="order-fulfilment", version=1),
+        Filters(version=2),
         Filters(started_after=T0 + timedelta(minutes=5)),
         Filters(started_before=T0 + timedelta(minutes=5)),
     ]
@@ -102,6 +104,8 @@ def test_the_store_answers_as_the_committed_state_does(kit: TestKit, tmp_path: P
         assert store.page(filters, 50, None) == committed.page(filters, 50, None), filters
     assert store.page(Filters(), 50, None).summaries  # not an agreement on nothing
     assert store.page(Filters(open_incidents=True), 50, None).summaries  # "stuck" timed out
+    assert store.page(Filters(version=1), 50, None).summaries
+    assert not store.page(Filters(version=2), 50, None).summaries
     for corr in ("done", "stuck", "late"):
         assert store.find(corr) == committed.find(corr)
 
