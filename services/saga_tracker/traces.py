@@ -70,6 +70,7 @@ from saga_tracker.signin import (
     principal_of,
 )
 from saga_tracker.throttle import ClientKeys, FailedAttempts
+from saga_tracker.timeline import picture
 from saga_tracker.visibility.store import (
     MAX_PAGE,
     BadQuery,
@@ -237,6 +238,7 @@ class TraceServer:
         approvals_of: DecisionSource | None = None,
         clients: ClientKeys | None = None,
         signin: OidcSettings | None = None,
+        jaeger_url: str | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions.
         `decisions`: the services' decision records per correlation id, shown on traces.
@@ -253,6 +255,7 @@ class TraceServer:
         self.desk = desk
         self.failures = failures or FailedAttempts()
         self.clients = clients or ClientKeys()
+        self.jaeger_url = jaeger_url  # where each instance's OpenTelemetry trace can be seen
         self._stopping = threading.Event()
         self.socket = socket.create_server((host, port))
         if signin is not None and not signin.public_url:  # reached where it listens
@@ -551,11 +554,23 @@ class TraceServer:
             inst, decided, asked = found
             took = {n: f"{lat.total_seconds():.1f} s" for n, lat in step_latencies(inst).items()}
             pending = [a for a in asked if a.get("status") == "pending"]
+            now = datetime.now(UTC)
+            ended = _when(inst.ended_at.isoformat(), now) if inst.ended_at else None
+            causation = trace(inst)["causation"]
             return _html("trace.html", title=f"Trace {inst.correlation_id}", inst=inst,
                          took=took, decisions=decided, pending=pending,
-                         **self._who(request))  # fmt: skip
+                         pic=picture(inst, now, decided, asked), causation=causation,
+                         started=_when(inst.started_at.isoformat(), now), ended=ended,
+                         jaeger=self._jaeger(inst), **self._who(request))  # fmt: skip
 
         return await self._read(request, answer, page=True)
+
+    def _jaeger(self, inst: Instance) -> str | None:
+        """The instance's trace in Jaeger, when the tracker exports to one."""
+        if not self.jaeger_url or not inst.traceparent:
+            return None
+        parts = inst.traceparent.split("-")
+        return f"{self.jaeger_url.rstrip('/')}/trace/{parts[1]}" if len(parts) == 4 else None
 
     def _who(self, request: Request) -> dict[str, Any]:
         """What a page says of who is signed in, with the CSRF token of its forms."""
@@ -759,7 +774,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 OPENAPI = openapi_document()
 PAGES = Environment(
     loader=PackageLoader("saga_tracker", "templates"),
-    autoescape=select_autoescape(["html"]),
+    autoescape=select_autoescape(["html", "svg"]),
     trim_blocks=True,
 )
 
