@@ -52,7 +52,12 @@ VISIBILITY_HELP = (
 
 def _add_signin(parser: argparse.ArgumentParser) -> None:
     """People sign in to the pages through an OpenID Connect provider; secrets come from the
-    environment only (SAGA_TRACKER_OIDC_CLIENT_SECRET, SAGA_TRACKER_SESSION_SECRET)."""
+    environment only (SAGA_TRACKER_OIDC_CLIENT_SECRET, SAGA_TRACKER_SESSION_SECRET). And where
+    the pages link each instance's OpenTelemetry trace."""
+    parser.add_argument(
+        "--jaeger-url", default=_env("JAEGER_URL", "") or None,
+        help="Jaeger's UI, e.g. http://jaeger:16686: each trace page links its instance there",
+    )  # fmt: skip
     parser.add_argument(
         "--oidc-issuer", default=_env("OIDC_ISSUER", ""),
         help="the identity provider's issuer URL; people sign in to the pages through it",
@@ -198,6 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         otlp_endpoint=args.otlp_endpoint,
         trusted_proxies=_proxies(args.trusted_proxies),
         signin=_signin(args, args.public_url),
+        jaeger_url=args.jaeger_url,
     )
     try:
         ClientKeys(settings.trusted_proxies)
@@ -239,6 +245,7 @@ def _ui(args: argparse.Namespace) -> int:
                 open_reads=args.open_reads,
                 trusted_proxies=_proxies(args.trusted_proxies),
                 signin=_signin(args, ""),
+                jaeger_url=args.jaeger_url,
             )
         ).start()
     except ValueError as err:  # a trusted proxy that is no address

@@ -65,6 +65,7 @@ class TrackerSettings:
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
     trusted_proxies: list[str] = field(default_factory=list)
     signin: OidcSettings | None = None  # people sign in to the pages (see signin)
+    jaeger_url: str | None = None  # each trace page links its instance's trace there
     # Where the API reads instances: "" is SQLite in the state folder (each replica indexes its
     # own copy); a postgresql:// URL shares one database between replicas and the UI.
     visibility_url: str = ""
@@ -169,6 +170,7 @@ class TrackerApp:
             failures=FailedAttempts(s.failed_attempts_limit, s.failed_attempts_window_s),
             clients=ClientKeys(s.trusted_proxies),
             signin=s.signin,
+            jaeger_url=s.jaeger_url,
         )
         if s.alertmanager_url:
             notifier = build_notifier(

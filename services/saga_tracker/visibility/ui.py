@@ -38,6 +38,7 @@ class UiSettings:
     open_reads: bool = False
     trusted_proxies: list[str] = field(default_factory=list)  # see ClientKeys
     signin: OidcSettings | None = None  # people sign in to the pages (see signin)
+    jaeger_url: str | None = None  # each trace page links its instance's trace there
 
 
 class TrackerUi:
@@ -70,6 +71,7 @@ class TrackerUi:
             failures=FailedAttempts(),
             clients=ClientKeys(s.trusted_proxies),
             signin=s.signin,
+            jaeger_url=s.jaeger_url,
         )
         self.failed = threading.Event()
         self.misconfigured = False

@@ -46,3 +46,18 @@ def test_what_the_picture_shows_is_escaped(traced: tuple[TraceServer, TestKit]) 
     drawn = PAGES.get_template("timeline.svg").render(pic=picture(stuck, datetime.now(UTC)))
     assert "<script>" not in drawn and "&lt;script&gt;" in drawn
     ElementTree.fromstring(drawn)  # well-formed: a browser draws it
+
+
+def test_a_trace_links_its_instance_in_jaeger_when_configured(
+    traced: tuple[TraceServer, TestKit],  # noqa: F811
+) -> None:
+    _, kit = traced
+    stuck = committed_instances(lambda: kit.tasks).find("stuck")
+    assert stuck is not None
+    traced_one = dataclasses.replace(stuck, traceparent=f"00-{'ab' * 16}-{'cd' * 8}-01")
+    linked = TraceServer(committed_instances(lambda: kit.tasks), jaeger_url="http://jaeger:16686/")
+    try:
+        assert linked._jaeger(traced_one) == f"http://jaeger:16686/trace/{'ab' * 16}"
+        assert linked._jaeger(dataclasses.replace(stuck, traceparent=None)) is None
+    finally:
+        linked.socket.close()
