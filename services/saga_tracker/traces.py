@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, get_args
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import uvicorn
 import yaml
@@ -336,6 +336,8 @@ class TraceServer:
             Route("/traces/{correlation_id:str}", self._trace_page, methods=["GET"]),
             Route("/api/instances/{correlation_id:str}/actions", self._act, methods=["POST"]),
             Route("/api/approvals/{approval_id:str}", self._decide, methods=["POST"]),
+            Route("/traces/{correlation_id:str}/actions", self._act_form, methods=["POST"]),
+            Route("/approvals/{approval_id:str}", self._decide_form, methods=["POST"]),
         ]
         middleware = [Middleware(_Guard, server=self)]
         if self.signin is not None:
@@ -579,7 +581,13 @@ class TraceServer:
         user = request.session.get(SESSION_USER)
         if not isinstance(user, dict):
             return {}
-        return {"user": user.get("name"), "csrf": csrf_token(request.session)}
+        principal = principal_of(user)
+        return {
+            "user": user.get("name"),
+            "csrf": csrf_token(request.session),
+            "may_act": bool(principal and principal.may("act")) and self.desk is not None,
+            "may_approve": bool(principal and principal.may("approve")) and self.desk is not None,
+        }
 
     async def _act(self, request: Request) -> Response:
         if self.desk is None:
@@ -635,10 +643,87 @@ class TraceServer:
 
         return await self._acting(answer)
 
-    async def _acting(self, answer: Callable[[], Response]) -> Response:
+    # -- the pages' forms: a signed-in person's buttons -----------------------------------------
+
+    async def _form(self, request: Request) -> tuple[Principal | None, dict[str, str]] | Response:
+        """The form of a page's button, once it may be read: from a signed-in session, with the
+        session's CSRF token, small and url-encoded; else the page that says what is wrong."""
+        back = request.headers.get("Referer") or "/traces"
+        if self.desk is None:
+            off = "operator actions are not enabled on this tracker"
+            return _html("message.html", status=503, title="Not done", text=off, link=back)
+        principal, signed_in = self._principal(request)
+        if not signed_in:
+            return _html("message.html", status=401, title="Not done",
+                         text="sign in to act from the pages (scripts use the API with a "
+                         "token)", link="/auth/login" if self.signin else back)  # fmt: skip
+        length = request.headers.get("Content-Length", "")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            return _html("message.html", status=413 if length.isdigit() else 411,
+                         title="Not done", text="the form is too large or has no length",
+                         link=back)  # fmt: skip
+        kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            return _html("message.html", status=415, title="Not done",
+                         text="send the page's form as it is", link=back)  # fmt: skip
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if not csrf_ok(request.session, form.get("csrf")):
+            stale = "the form is stale or foreign; reload the page"
+            return _html("message.html", status=403, title="Not done", text=stale, link=back)
+        return principal, form
+
+    async def _act_form(self, request: Request) -> Response:
+        """POST /traces/<id>/actions from the page's buttons: the same checks and audit as the
+        API's, the result shown as a page."""
+        checked = await self._form(request)
+        if isinstance(checked, Response):
+            return checked
+        principal, form = checked
+        target = request.path_params["correlation_id"]
+        body = {k: form[k] for k in ("action", "step", "reason", "process") if form.get(k)}
+        desk, back = self.desk, f"/traces/{quote(target)}"
+        assert desk is not None
+
+        def answer() -> Response:
+            found = self.find(target, body.get("process"))
+            reply = desk.request(principal, target, body, found)
+            if reply.failure is not None:
+                self._failed(request, reply.failure.fields, reply.failure.outcome,
+                             reply.failure.detail)  # fmt: skip
+            return _outcome(reply.status, reply.body, back)
+
+        return await self._acting(answer, back)
+
+    async def _decide_form(self, request: Request) -> Response:
+        """POST /approvals/<id> from the approvals page: grant or deny, with a reason."""
+        checked = await self._form(request)
+        if isinstance(checked, Response):
+            return checked
+        principal, form = checked
+        approval_id = request.path_params["approval_id"]
+        body = {k: form[k] for k in ("decision", "reason") if form.get(k)}
+        desk = self.desk
+        assert desk is not None
+        found = next((a for a in self.approvals() if a.get("approval_id") == approval_id), None)
+        target = str((found or {}).get("correlation_id") or approval_id)
+
+        def answer() -> Response:
+            instance = self.find(target) if found is not None else None
+            reply = desk.decide(principal, approval_id, body, found, instance)
+            if reply.failure is not None:
+                self._failed(request, reply.failure.fields, reply.failure.outcome,
+                             reply.failure.detail)  # fmt: skip
+            return _outcome(reply.status, reply.body, "/approvals")
+
+        return await self._acting(answer, "/approvals")
+
+    async def _acting(self, answer: Callable[[], Response], page: str | None = None) -> Response:
         try:
             return await run_in_threadpool(answer)
         except Unavailable as unavailable:  # nothing was sent: the operator tries again
+            if page is not None:
+                again = f"{unavailable}; nothing was done, try again"
+                return _html("message.html", status=503, title="Not done", text=again, link=page)
             return JSONResponse({"error": str(unavailable)}, 503)
 
     async def _refused(
@@ -690,6 +775,16 @@ def openapi_document() -> dict[str, Any]:
 
 async def _openapi(request: Request) -> Response:
     return _json(OPENAPI)
+
+
+def _outcome(status: int, body: dict[str, Any], back: str) -> Response:
+    """A button's result as a page: what was accepted, or why not."""
+    if status == 202:
+        done = body.get("action_id") or body.get("approval_id")
+        text = f"accepted ({body.get('status')}, {done}); the timeline shows it once applied"
+        return _html("message.html", status=200, title="Done", text=text, link=back)
+    return _html("message.html", status=status, title="Not done",
+                 text=str(body.get("error", "refused")), link=back)  # fmt: skip
 
 
 def _when(iso: str, now: datetime) -> dict[str, str]:
