@@ -100,27 +100,34 @@ def postgres_url() -> str:
     return url
 
 
+def started_on_request(component: str, timeout: float) -> dict[str, str]:
+    """Start a server the local stack runs on request (idempotent: one that runs is left as it
+    is), and the CHOREOGRAPH_* lines it prints: its address and credentials."""
+    import subprocess
+
+    started = subprocess.run(
+        ["bash", str(REPO / "deploy/local/stack.sh"), "start", component],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"no {component}: {started.stderr.strip()[-500:]}")
+    return dict(
+        line.split("=", 1) for line in started.stdout.splitlines() if line.startswith("CHOREO")
+    )
+
+
 @pytest.fixture(scope="session")
 def secured_registry() -> tuple[str, str]:
     """The registry behind an authenticating gateway, and the user info it accepts:
     CHOREOGRAPH_SECURED_REGISTRY_URL and _USER_INFO, or the local stack's gateway (started by
-    `make test`; `deploy/local/stack.sh start registry-gateway` starts it, idempotently)."""
+    `make test`)."""
     import os
-    import subprocess
 
     url = os.environ.get("CHOREOGRAPH_SECURED_REGISTRY_URL")
     user_info = os.environ.get("CHOREOGRAPH_SECURED_REGISTRY_USER_INFO")
     if url and user_info:
         return url, user_info
-    started = subprocess.run(
-        ["bash", str(REPO / "deploy/local/stack.sh"), "start", "registry-gateway"],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    if started.returncode != 0:
-        pytest.fail(f"no registry gateway: {started.stderr.strip()[-500:]}")
-    found = dict(
-        line.split("=", 1) for line in started.stdout.splitlines() if line.startswith("CHOREO")
-    )
+    found = started_on_request("registry-gateway", 240)
     return found["CHOREOGRAPH_SECURED_REGISTRY_URL"], found[
         "CHOREOGRAPH_SECURED_REGISTRY_USER_INFO"
     ]
@@ -129,16 +136,5 @@ def secured_registry() -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def identity_provider() -> dict[str, str]:
     """The OpenID Connect provider (Keycloak, realm `choreograph`): issuer, client id and
-    secret, demo users and their password. The local stack's (started by `make test`;
-    `deploy/local/stack.sh start keycloak` starts it, idempotently)."""
-    import subprocess
-
-    started = subprocess.run(
-        ["bash", str(REPO / "deploy/local/stack.sh"), "start", "keycloak"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    if started.returncode != 0:
-        pytest.fail(f"no identity provider: {started.stderr.strip()[-500:]}")
-    return dict(
-        line.split("=", 1) for line in started.stdout.splitlines() if line.startswith("CHOREO")
-    )
+    secret, demo users and their password; the local stack's (started by `make test`)."""
+    return started_on_request("keycloak", 600)

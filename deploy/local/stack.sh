@@ -97,15 +97,18 @@ fetch_kafka() {
   rm -rf "$KAFKA_LIBS" && mv "$KAFKA_LIBS.partial" "$KAFKA_LIBS"
 }
 
+# One artifact from Maven Central into a folder.
+fetch_artifact() {
+  mvn -q -B dependency:copy -Dartifact="$1" -DoutputDirectory="$2" \
+    || die "Maven could not fetch $1"
+}
+
 fetch_apicurio() {
   [ -f "$APICURIO_HOME/quarkus-run.jar" ] && return 0
   say "fetching Apicurio Registry $APICURIO_VERSION from Maven Central"
   local tmp
   tmp=$(mktemp -d "$CACHE/apicurio.XXXX")
-  mvn -q -B dependency:copy \
-    -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
-    -DoutputDirectory="$tmp" \
-    || die "Maven could not fetch io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all"
+  fetch_artifact "io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" "$tmp"
   mkdir -p "$tmp/x"
   tar -xzf "$tmp"/apicurio-registry-app-*.tar.gz -C "$tmp/x"
   local jar
@@ -471,10 +474,7 @@ fetch_keycloak() {
   say "fetching Keycloak $KEYCLOAK_VERSION from Maven Central"
   local tmp
   tmp=$(mktemp -d "$CACHE/keycloak.XXXX")
-  mvn -q -B dependency:copy \
-    -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
-    -DoutputDirectory="$tmp" \
-    || die "Maven could not fetch org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip"
+  fetch_artifact "org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" "$tmp"
   command -v unzip >/dev/null 2>&1 || die "unzip is required to unpack Keycloak; install unzip"
   unzip -q "$tmp"/keycloak-quarkus-dist-*.zip -d "$tmp/x"
   rm -rf "$KEYCLOAK_HOME" && mv "$tmp/x/keycloak-$KEYCLOAK_VERSION" "$KEYCLOAK_HOME"

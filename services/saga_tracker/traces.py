@@ -531,29 +531,30 @@ class TraceServer:
 
         return await self._read(request, answer, page=True)
 
-    def _traced(self, request: Request) -> tuple[Instance, list[Any], list[Any]] | Response:
-        correlation_id = request.path_params["correlation_id"]
-        inst = self.find(correlation_id, request.query_params.get("process"))
-        if inst is None:
-            return JSONResponse({"error": f"no instance {correlation_id}"}, 404)
-        return inst, self.decisions(inst.correlation_id), self.approvals_of(inst.correlation_id)
+    def _traced(
+        self, request: Request, show: Callable[[Instance, list[Any], list[Any]], Response]
+    ) -> Callable[[], Response]:
+        """The answer about the instance the path names: `show` of it, its decisions and
+        approval requests, or 404."""
+
+        def answer() -> Response:
+            correlation_id = request.path_params["correlation_id"]
+            inst = self.find(correlation_id, request.query_params.get("process"))
+            if inst is None:
+                return JSONResponse({"error": f"no instance {correlation_id}"}, 404)
+            corr = inst.correlation_id
+            return show(inst, self.decisions(corr), self.approvals_of(corr))
+
+        return answer
 
     async def _trace_api(self, request: Request) -> Response:
-        def answer() -> Response:
-            found = self._traced(request)
-            if isinstance(found, Response):
-                return found
-            inst, decided, asked = found
+        def show(inst: Instance, decided: list[Any], asked: list[Any]) -> Response:
             return _json({**trace(inst), "decisions": decided, "approvals": asked})
 
-        return await self._read(request, answer)
+        return await self._read(request, self._traced(request, show))
 
     async def _trace_page(self, request: Request) -> Response:
-        def answer() -> Response:
-            found = self._traced(request)
-            if isinstance(found, Response):
-                return found
-            inst, decided, asked = found
+        def show(inst: Instance, decided: list[Any], asked: list[Any]) -> Response:
             took = {n: f"{lat.total_seconds():.1f} s" for n, lat in step_latencies(inst).items()}
             pending = [a for a in asked if a.get("status") == "pending"]
             now = datetime.now(UTC)
@@ -565,7 +566,7 @@ class TraceServer:
                          started=_when(inst.started_at.isoformat(), now), ended=ended,
                          jaeger=self._jaeger(inst), **self._who(request))  # fmt: skip
 
-        return await self._read(request, answer, page=True)
+        return await self._read(request, self._traced(request, show), page=True)
 
     def _jaeger(self, inst: Instance) -> str | None:
         """The instance's trace in Jaeger, when the tracker exports to one."""
