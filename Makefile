@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/local/stack.sh
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres jaeger image wheel registry-gateway keycloak
+.PHONY: demo test unit integration lint contracts bench format up down status prereqs tools venv clean postgres jaeger image wheel registry-gateway keycloak browser
 
 prereqs:
 	@bash deploy/local/prereqs.sh
@@ -38,6 +38,10 @@ postgres: prereqs
 jaeger:
 	@bash $(STACK) start jaeger
 
+# Headless Chromium and its driver, for the console's browser tests.
+browser:
+	@bash deploy/local/browser.sh
+
 # The OpenID Connect provider the saga tracker's console signs in with (Keycloak, demo users).
 keycloak: prereqs
 	@bash $(STACK) start keycloak
@@ -67,13 +71,13 @@ tools:
 demo: venv up
 	$(PY) -m choreograph_examples.demo
 
-test: venv up postgres jaeger registry-gateway keycloak tools image wheel
+test: venv up postgres jaeger registry-gateway keycloak browser tools image wheel
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv up postgres jaeger registry-gateway keycloak tools image wheel
+integration: venv up postgres jaeger registry-gateway keycloak browser tools image wheel
 	$(PY) -m pytest tests/integration tests/reliability tests/interop
 
 lint: venv
