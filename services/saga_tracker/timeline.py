@@ -110,10 +110,12 @@ def picture(
                                       f"{a.get('approval_id')} {a.get('status')}"))  # fmt: skip
     rows.append(Row(20 + len(rows) * ROW, "process", [], [], process_marks))
     ticks_every = _step(span)
+    label = "%Y-%m-%d %H:%M UTC" if span > 86400 else "%H:%M:%S UTC"
     axis = []
     t = 0.0
     while t <= span:
-        axis.append((x(start + timedelta(seconds=t)), _stamp(start + timedelta(seconds=t))))
+        at = start + timedelta(seconds=t)
+        axis.append((x(at), f"{at:{label}}"))
         t += ticks_every
     return Picture(WIDTH, 20 + len(rows) * ROW + 24, rows, axis)
 

@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from saga_tracker.actions import ActionDesk
 from saga_tracker.service import build_tracker
 from saga_tracker.signin import OidcSettings
 from saga_tracker.traces import TraceServer, committed_instances
-from tests.unit.saga_tracker.test_tracker_service import HAPPY_PATH, MODELS, T0, V1, definitions
+from tests.unit.saga_tracker.test_tracker_service import HAPPY_PATH, MODELS, V1, definitions
 from tests.unit.saga_tracker.test_tracker_service import send as track
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,17 +51,20 @@ def console(
 ) -> Iterator[TraceServer]:
     """A tracker's console over three instances: one done, one whose shipping is late with an
     alert (a step to retry), one compensated; and an approval request of the late one."""
-    kit = TestKit(build_tracker(definitions(V1), MODELS), start=T0)
+    # On the wall clock, so the pictures read as on-call would see them now.
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=80)
+    kit = TestKit(build_tracker(definitions(V1), MODELS), start=start)
     for kind in HAPPY_PATH:
         track(kit, f"com.acme.{kind}", corr="done", key="o-1")
         kit.advance(timedelta(minutes=1))
     for kind in ("orders.OrderPlaced", "payments.PaymentAuthorized", "inventory.StockReserved"):
         track(kit, f"com.acme.{kind}", corr="slow", key="o-2")
-    kit.advance(timedelta(minutes=61))  # shipping's deadline passes: an alert, still running
+        kit.advance(timedelta(minutes=3))
+    kit.advance(timedelta(minutes=58))  # shipping's deadline passes: an alert, still running
     approvals = [{"approval_id": "ap-1", "correlation_id": "slow", "status": "pending",
                   "machine": "goodwill", "instance": "o-2", "state": "requested",
                   "summary": "goodwill refund of 5.00", "requested_by": "alice",
-                  "requested_at": (T0 + timedelta(minutes=70)).isoformat()}]  # fmt: skip
+                  "requested_at": (start + timedelta(minutes=70)).isoformat()}]  # fmt: skip
     desk = ActionDesk({"bootstrap.servers": bootstrap_servers},
                       AvroSerde(registry_url, auto_register=True), definitions(V1), MODELS,
                       repartition=new_topic("saga-tracker.repartition"),
