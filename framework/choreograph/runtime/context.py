@@ -11,6 +11,7 @@ from choreograph.contracts.event import ContractViolation, Event
 from choreograph.contracts.publisher import encode_event
 from choreograph.contracts.serde import AvroSerde
 from choreograph.contracts.structured import others
+from choreograph.runtime.timers import deadline_ms
 from choreograph.state.store import Store
 
 if TYPE_CHECKING:
@@ -245,7 +246,7 @@ class Context:
                 "_traceparent": self.envelope.traceparent,
             }
         self._task.timers.schedule(
-            self.key, name, int(when.timestamp() * 1000), {**(payload or {}), **lineage}
+            self.key, name, deadline_ms(when), {**(payload or {}), **lineage}
         )
 
     def cancel(self, name: str) -> bool:

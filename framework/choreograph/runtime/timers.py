@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from choreograph.state.store import Store, decode_value, encode_value
@@ -18,6 +19,17 @@ TIMERS_STORE = "__timers"
 TIMER_INDEX_STORE = "__timer_index"
 _DEADLINE = struct.Struct(">Q")
 _UNKNOWN = -1  # no deadline is negative
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def deadline_ms(when: datetime) -> int:
+    """`when` in epoch milliseconds, rounded up: a timer never fires before its deadline (a
+    due check at a whole millisecond would otherwise fire up to 1 ms early). Integer arithmetic:
+    a float product can land a hair above a whole millisecond."""
+    micros = (when - _EPOCH) // timedelta(microseconds=1)
+    return -(-micros // 1000)
 
 
 @dataclass(frozen=True)
