@@ -332,6 +332,7 @@ class TraceServer:
             Route("/traces", self._list_page, methods=["GET"]),
             Route("/api/approvals", self._approvals_api, methods=["GET"]),
             Route("/approvals", self._approvals_page, methods=["GET"]),
+            Route("/incidents", self._incidents_page, methods=["GET"]),
             Route("/api/instances/{correlation_id:str}", self._trace_api, methods=["GET"]),
             Route("/traces/{correlation_id:str}", self._trace_page, methods=["GET"]),
             Route("/api/instances/{correlation_id:str}/actions", self._act, methods=["POST"]),
@@ -512,6 +513,25 @@ class TraceServer:
             asked = {k: v[0] for k, v in query.items() if v and k != "cursor"}
             return _html("instances.html", title="Process instances", summaries=shown,
                          more=more, asked=asked, statuses=get_args(InstanceStatus),
+                         **self._who(request))  # fmt: skip
+
+        return await self._read(request, answer, page=True)
+
+    async def _incidents_page(self, request: Request) -> Response:
+        """Instances with an open incident, newest first, each with its incidents' severity."""
+        query = _query(request)
+
+        def answer() -> Response:
+            page = self.listed({"limit": ["100"], **query, "open_incidents": ["true"]})
+            now = datetime.now(UTC)
+            rows = []
+            for summary in page.summaries:
+                inst = self.find(summary["correlation_id"], summary["process"])
+                severities = inst.open_incidents if inst is not None else {}
+                rows.append({**summary, "started": _when(summary["started_at"], now),
+                             "incidents": sorted(severities.items())})  # fmt: skip
+            more = _next_link(request.url.path, query, page.next_cursor)
+            return _html("incidents.html", title="Open incidents", rows=rows, more=more,
                          **self._who(request))  # fmt: skip
 
         return await self._read(request, answer, page=True)

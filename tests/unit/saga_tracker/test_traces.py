@@ -141,3 +141,14 @@ def test_an_over_long_request_target_is_414(server: tuple[TraceServer, TestKit])
     status, _, answer = get(f"{srv.url}/api/instances?process={'x' * 9000}")
     assert status == 414 and "at most 8192 bytes" in answer["error"]
     assert get(f"{srv.url}/api/instances?process={'x' * 4000}")[0] == 200
+
+
+def test_the_incidents_view_lists_open_incidents_with_their_severity(
+    server: tuple[TraceServer, TestKit],
+) -> None:
+    srv, _ = server
+    status, _, page = get(f"{srv.url}/incidents")
+    assert status == 200 and 'href="/traces/stuck"' in page and 'href="/traces/done"' not in page
+    assert '<span class="failed">reservation (critical)</span>' in page
+    _, _, listing = get(f"{srv.url}/traces")
+    assert 'href="/incidents"' in listing
