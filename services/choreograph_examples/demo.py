@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from choreograph.process.definition import ProcessDefinition, parse_definition
 from choreograph.testing.servers import Servers, resolve_servers
 from choreograph_examples.contracts.orders import OrderLine, OrderPlaced
 from choreograph_examples.payments.service import DECLINE_ABOVE, STALLED_CUSTOMER
+from saga_tracker.access import digest, new_token
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = [
@@ -235,11 +237,15 @@ def running(
     modules: dict[str, str] | None = None,
     tracker_args: list[str] | None = None,
     metrics_ports: dict[str, int] | None = None,
+    *,
+    open_reads: bool = True,
+    tracker_env: dict[str, str] | None = None,
 ) -> Iterator[Fleet]:
     """`modules`: a team's service run from another module (`python -m MODULE`), such as a
     variant under test in place of the reference one; `tracker_args`: more arguments for
     `saga_tracker run` (a token file, say); `metrics_ports`: where a team service (or
-    "saga-tracker") serves its Prometheus metrics."""
+    "saga-tracker") serves its Prometheus metrics; `open_reads`: anyone may read traces (tests
+    on loopback), else only who signs in or holds a token; `tracker_env`: the tracker's secrets."""
     ports = metrics_ports or {}
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -263,7 +269,7 @@ def running(
         )
         tracker = [
             sys.executable, "-m", "saga_tracker", "run", "--definitions", str(definitions),
-            "--http-port", str(port), "--open-reads",
+            "--http-port", str(port), *(["--open-reads"] if open_reads else []),
         ]  # fmt: skip
         if servers.alertmanager_url:
             tracker += ["--alertmanager", servers.alertmanager_url]
@@ -271,8 +277,9 @@ def running(
         if "saga-tracker" in ports:
             tracker += ["--metrics-port", str(ports["saga-tracker"])]
         fleet.start(
-            "saga-tracker", tracker, {**base, "CHOREOGRAPH_STATE_DIR": str(state / "tracker")}
-        )
+            "saga-tracker", tracker,
+            {**base, "CHOREOGRAPH_STATE_DIR": str(state / "tracker"), **(tracker_env or {})},
+        )  # fmt: skip
         yield fleet
     finally:
         fleet.stop()
@@ -295,17 +302,22 @@ def own_state_for(state: Path, bootstrap: str) -> bool:
     return dropped
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as reply:
+def _request(url: str, token: str | None) -> urllib.request.Request:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.Request(url, headers=headers)
+
+
+def get_json(url: str, token: str | None = None) -> Any:
+    with urllib.request.urlopen(_request(url, token), timeout=10) as reply:
         return json.load(reply)
 
 
-def list_instances(api: str, query: str = "") -> list[dict[str, Any]]:
+def list_instances(api: str, query: str = "", token: str | None = None) -> list[dict[str, Any]]:
     """Every instance the tracker lists for `query`, page after page (its `Link: rel=next`)."""
     found: list[dict[str, Any]] = []
     url: str | None = f"{api}/api/instances?limit=500{'&' + query if query else ''}"
     while url is not None:
-        with urllib.request.urlopen(url, timeout=10) as reply:
+        with urllib.request.urlopen(_request(url, token), timeout=10) as reply:
             found += json.load(reply)
             link = reply.headers.get("Link")
         url = f"{api}{link.split(';')[0].strip(' <>')}" if link else None
@@ -313,8 +325,9 @@ def list_instances(api: str, query: str = "") -> list[dict[str, Any]]:
 
 
 def wait_until_ready(
-    admin: AdminClient, fleet: Fleet, api: str, state: Path, seconds: float = 120
-) -> None:
+    admin: AdminClient, fleet: Fleet, api: str, state: Path, seconds: float = 120,
+    token: str | None = None,
+) -> None:  # fmt: skip
     """Every group stable, the tracker's API up, and the Faust app's tables recovered."""
     groups = [*TEAMS, "shipping", "saga-tracker", "saga-tracker-router"]
     deadline = time.monotonic() + seconds
@@ -324,7 +337,7 @@ def wait_until_ready(
             time.sleep(0.5)
             continue
         with suppress(Exception):
-            get_json(f"{api}/api/instances?process=none")
+            get_json(f"{api}/api/instances?process=none", token)
             described = admin.describe_consumer_groups(groups)
             states = {g: f.result(10) for g, f in described.items()}
             if all(s.members and str(s.state).endswith("STABLE") for s in states.values()):
@@ -350,7 +363,7 @@ def drive(publisher: EventPublisher, orders: list[PlannedOrder], rate: float) ->
 
 
 def follow(
-    api: str, placed: dict[str, str], fleet: Fleet, seconds: float
+    api: str, placed: dict[str, str], fleet: Fleet, seconds: float, token: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """Poll the tracker until every instance has ended; print progress as it goes."""
     deadline = time.monotonic() + seconds
@@ -358,7 +371,7 @@ def follow(
     last = ""
     while time.monotonic() < deadline:
         fleet.check()
-        for summary in list_instances(api, "process=order-fulfilment"):
+        for summary in list_instances(api, "process=order-fulfilment", token):
             if summary["correlation_id"] in placed:
                 seen[summary["correlation_id"]] = summary
         counts = Counter(s["status"] for s in seen.values())
@@ -400,11 +413,16 @@ def main(argv: list[str] | None = None) -> int:
     definition = write_accelerated(definitions, args.speed)
     orders = plan(args.orders, run)
     api = f"http://127.0.0.1:{args.port}"
-    with running(servers, args.state, definitions, partitions, args.port) as fleet:
+    token, tracker_args, tracker_env, sign_in = console_access(args.state, api)
+    with running(
+        servers, args.state, definitions, partitions, args.port,
+        tracker_args=tracker_args, open_reads=False, tracker_env=tracker_env,
+    ) as fleet:  # fmt: skip
         print("starting orders, payments, inventory, shipping (Faust) and the saga tracker ...")
         wait_until_ready(
-            AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api, args.state
-        )
+            AdminClient({"bootstrap.servers": servers.bootstrap}), fleet, api, args.state,
+            token=token,
+        )  # fmt: skip
         publisher = EventPublisher(
             {"bootstrap.servers": servers.bootstrap}, AvroSerde(servers.registry_url), "shop"
         )
@@ -412,13 +430,56 @@ def main(argv: list[str] | None = None) -> int:
         placed = drive(publisher, orders, args.rate)
         print("following them in the saga tracker ...", flush=True)
         patience = definition.deadline.total_seconds() / args.speed if definition.deadline else 60
-        seen = follow(api, placed, fleet, seconds=60 + patience)
+        seen = follow(api, placed, fleet, seconds=60 + patience, token=token)
         ok = summarize(orders, placed, seen, api)
+        print(sign_in)
         if args.keep:
             print("\neverything keeps running; press Enter to stop", flush=True)
             with suppress(KeyboardInterrupt, EOFError):
                 input()
     return 0 if ok else 1
+
+
+def console_access(state: Path, api: str) -> tuple[str, list[str], dict[str, str], str]:
+    """Who may see the console: people through the local stack's identity provider (Keycloak,
+    started if it is not running) and the demo itself through a viewer token, rather than
+    reads open to everyone. Returns the demo's token, the tracker's arguments and secrets, and
+    the line that tells the person at the terminal how to sign in."""
+    token = new_token()
+    tokens = state / "tracker-tokens.yaml"
+    line = f"  - {{name: demo, role: viewer, sha256: {digest(token)}}}"
+    tokens.write_text(f"tokens:\n{line}\n")
+    args = ["--tokens", str(tokens)]
+    started = subprocess.run(
+        ["bash", str(REPO / "deploy/local/stack.sh"), "start", "keycloak"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    idp = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
+    if started.returncode != 0 or "CHOREOGRAPH_OIDC_ISSUER" not in idp:
+        why = (started.stderr.strip().splitlines() or ["it did not start"])[-1]
+        return (
+            token,
+            args,
+            {},
+            (
+                f"  console            {api}/traces (no identity provider: {why}); "
+                f"read with: Authorization: Bearer {token}"
+            ),
+        )
+    args += ["--oidc-issuer", idp["CHOREOGRAPH_OIDC_ISSUER"], "--public-url", api,
+             "--oidc-client-id", idp["CHOREOGRAPH_OIDC_CLIENT_ID"]]  # fmt: skip
+    env = {"SAGA_TRACKER_OIDC_CLIENT_SECRET": idp["CHOREOGRAPH_OIDC_CLIENT_SECRET"],
+           "SAGA_TRACKER_SESSION_SECRET": secrets.token_urlsafe(32)}  # fmt: skip
+    return (
+        token,
+        args,
+        env,
+        (
+            f"  console            {api}/traces: sign in as alice (orders operator), bob (orders "
+            f"approver), carol (payments) or victor (viewer), password "
+            f"{idp['CHOREOGRAPH_DEMO_PASSWORD']}"
+        ),
+    )
 
 
 def summarize(

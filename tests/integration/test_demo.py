@@ -45,6 +45,8 @@ def test_demo_runs_the_reference_choreography_end_to_end(servers: Servers, tmp_p
     # (counted above) and left no incident open.
     assert re.search(r"open incidents\s+0\n", out)
     assert re.search(rf"trace pages\s+http://127.0.0.1:{port}/traces\n", out)
+    # Reads are not open to everyone: people sign in through the stack's identity provider.
+    assert re.search(rf"console\s+http://127.0.0.1:{port}/traces: sign in as alice", out), out
     assert "placed 40/40 orders" in out and "tracked 40/40" in out  # progress while it ran
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert logs == {
