@@ -56,7 +56,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from saga_tracker.access import Access, Principal
-from saga_tracker.actions import ActionDesk, Unavailable, audit_fields
+from saga_tracker.actions import ActionDesk, Reply, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
 from saga_tracker.instance import Instance, InstanceStatus, step_latencies, step_latency_ms
 from saga_tracker.signin import (
@@ -432,6 +432,13 @@ class TraceServer:
             address = self.clients.address(_peer(request), request.headers.get("X-Forwarded-For"))
             self.desk.audit(fields, outcome, f"{detail} (from {address})")
 
+    def _count_failure(self, request: Request, reply: Reply) -> None:
+        """A desk's reply that failed a check of who asks or what was sent counts (and is
+        audited) against its client, from the API and the pages alike."""
+        if reply.failure is not None:
+            failure = reply.failure
+            self._failed(request, failure.fields, failure.outcome, failure.detail)
+
     def retry_after(self, request: Request) -> float:
         principal = self.access.who(request.headers.get("Authorization"))
         return self.failures.retry_after(
@@ -628,9 +635,7 @@ class TraceServer:
             process = body.get("process") if isinstance(body, dict) else None
             found = self.find(target, process if isinstance(process, str) else None)
             reply = desk.request(principal, target, body, found)
-            if reply.failure is not None:
-                self._failed(request, reply.failure.fields, reply.failure.outcome,
-                             reply.failure.detail)  # fmt: skip
+            self._count_failure(request, reply)
             return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
 
         return await self._acting(answer)
@@ -657,9 +662,7 @@ class TraceServer:
         def answer() -> Response:
             instance = self.find(target) if found is not None else None
             reply = desk.decide(principal, approval_id, body, found, instance)
-            if reply.failure is not None:
-                self._failed(request, reply.failure.fields, reply.failure.outcome,
-                             reply.failure.detail)  # fmt: skip
+            self._count_failure(request, reply)
             return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
 
         return await self._acting(answer)
@@ -708,9 +711,7 @@ class TraceServer:
         def answer() -> Response:
             found = self.find(target, body.get("process"))
             reply = desk.request(principal, target, body, found)
-            if reply.failure is not None:
-                self._failed(request, reply.failure.fields, reply.failure.outcome,
-                             reply.failure.detail)  # fmt: skip
+            self._count_failure(request, reply)
             return _outcome(reply.status, reply.body, back)
 
         return await self._acting(answer, back)
@@ -731,9 +732,7 @@ class TraceServer:
         def answer() -> Response:
             instance = self.find(target) if found is not None else None
             reply = desk.decide(principal, approval_id, body, found, instance)
-            if reply.failure is not None:
-                self._failed(request, reply.failure.fields, reply.failure.outcome,
-                             reply.failure.detail)  # fmt: skip
+            self._count_failure(request, reply)
             return _outcome(reply.status, reply.body, "/approvals")
 
         return await self._acting(answer, "/approvals")
