@@ -14,10 +14,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from choreograph.cli import entry
 from choreograph.observability.logs import configure_json_logging
+from choreograph.process.definition import parse_duration
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import end_if_abandoned
 from choreograph.runtime.errors import ConfigurationError
@@ -84,6 +86,25 @@ def _signin(args: argparse.Namespace, public_url: str) -> OidcSettings | None:
     return OidcSettings(args.oidc_issuer, args.oidc_client_id, secret, public_url, session)
 
 
+def _add_reads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scoped-reads",
+        action="store_true",
+        default=_env("SCOPED_READS", "") in ("1", "true"),
+        help="a viewer reads only the processes its teams own (token teams, <team>-viewers "
+        "groups); by default viewers read every process",
+    )
+
+
+def _retention(text: str) -> timedelta | None:
+    if not text:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saga-tracker", description=__doc__)
     entry.add_common(parser)
@@ -138,10 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated addresses or networks (CIDR) of the proxies in front of the API "
         "(an ingress): their X-Forwarded-For names the client whose failed attempts are counted",
     )
+    run.add_argument(
+        "--retention",
+        type=_retention,
+        default=_retention(_env("RETENTION", "")),
+        help="how long ended instances are kept before they are deleted (e.g. 30d), where a "
+        "definition does not say; by default for ever",
+    )
+    _add_reads(run)
     _add_signin(run)
     run.set_defaults(run=_run)
     ui = commands.add_parser("ui", help="serve trace pages and the read API alone, read-only")
     ui.add_argument("--name", default=_env("NAME", "saga-tracker"), help="the tracker it shows")
+    ui.add_argument(
+        "--definitions",
+        type=Path,
+        default=Path(_env("DEFINITIONS", "processes")),
+        help="the process definitions: who owns each process, its steps and search attributes",
+    )
     ui.add_argument("--visibility-url", default=_visibility_default(), help=VISIBILITY_HELP)
     ui.add_argument(
         "--no-index",
@@ -164,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("OPEN_READS", "") in ("1", "true"),
         help="serve reads without a token (a trusted network only)",
     )
+    _add_reads(ui)
     _add_signin(ui)
     ui.set_defaults(run=_ui)
     token = commands.add_parser("token", help="make a bearer token and its token-file line")
@@ -204,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         trusted_proxies=_proxies(args.trusted_proxies),
         signin=_signin(args, args.public_url),
         jaeger_url=args.jaeger_url,
+        scoped_reads=args.scoped_reads,
+        retention=args.retention,
     )
     try:
         ClientKeys(settings.trusted_proxies)
@@ -246,12 +284,14 @@ def _ui(args: argparse.Namespace) -> int:
                 trusted_proxies=_proxies(args.trusted_proxies),
                 signin=_signin(args, ""),
                 jaeger_url=args.jaeger_url,
+                definitions=args.definitions,
+                scoped_reads=args.scoped_reads,
             )
         ).start()
     except ValueError as err:  # a trusted proxy that is no address
         print(f"saga-tracker ui: --trusted-proxies: {err}", file=sys.stderr)
         return 2
-    except ConfigurationError as err:  # the visibility URL cannot work: say what to change
+    except (ConfigurationError, DefinitionsUnreadable) as err:  # say what to change
         print(f"saga-tracker ui: {err}", file=sys.stderr)
         return 2
     print(f"saga tracker ui: traces at {ui.server.url}/traces", flush=True)

@@ -11,7 +11,9 @@ file holds SHA-256 digests, never tokens, so it can live in a Kubernetes secret 
 
 `expires` is optional. `teams` scopes an operator or approver to the processes those teams own
 (a definition's `owners.technical` and `owners.business`): without it a token acts for every
-team, as a platform's own on-call does.
+team, as a platform's own on-call does. Viewers see every process unless reads are scoped
+(`scoped_reads`, `saga-tracker run --scoped-reads`): then `teams` scopes reading too, and a
+principal reads only the processes its teams own.
 
     tokens:
       - {name: carol, role: operator, sha256: "...", teams: [team-payments]}
@@ -122,19 +124,32 @@ class Access:
         tokens: dict[str, Principal],
         *,
         open_reads: bool = False,
+        scoped_reads: bool = False,
         path: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._by_digest = tokens
         self.open_reads = open_reads
+        self.scoped_reads = scoped_reads
         self.path = path
         self.clock = clock
         self._seen = _stamp(path) if path else None
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, *, open_reads: bool = False) -> Access:
-        return cls(_read(path), open_reads=open_reads, path=path)
+    def load(cls, path: Path, *, open_reads: bool = False, scoped_reads: bool = False) -> Access:
+        return cls(_read(path), open_reads=open_reads, scoped_reads=scoped_reads, path=path)
+
+    def readable(
+        self, principal: Principal | None, owners: dict[str, list[str]]
+    ) -> frozenset[str] | None:
+        """The processes `principal` may read (None: all). Unscoped, everybody who may read
+        reads everything; scoped, only the processes its teams own (`owners`)."""
+        if not self.scoped_reads or principal is None:
+            return None
+        if principal.teams_for("read") is None:
+            return None
+        return frozenset(p for p, teams in owners.items() if principal.serves(teams, "read"))
 
     def _current(self) -> dict[str, Principal]:
         """The tokens, read again if the file changed since it was last read."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +27,21 @@ from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
 from choreograph.process.definition import ProcessDefinition
 from choreograph.runtime.transactions import Outcome, Transactions
 from saga_tracker.access import Principal
+from saga_tracker.batches import (
+    BATCH_CANCELLED,
+    BATCH_REQUESTED,
+    BATCHES,
+    ENDED_BATCH,
+    MAX_RATE,
+    chunks_of,
+)
 from saga_tracker.definitions import Definitions
-from saga_tracker.instance import ACTIONS, Instance
+from saga_tracker.instance import ACTIONS, STEP_ACTIONS, Instance
 from saga_tracker.service import ACTION, AUDIT
+
+MAX_BATCH = 100_000  # instances one batch may act on: narrow the query for more
+DEFAULT_RATE = 50  # actions per second a batch is dispatched at unless it says
+SAMPLE = 10  # instances shown before a batch is run
 
 
 class Unavailable(Exception):
@@ -115,6 +127,7 @@ class ActionDesk:
         repartition: str,
         transactional_id: str,
         source: str = "saga-tracker-api",
+        batches: str = BATCHES,
     ) -> None:
         self.txn = Transactions(
             {**client, "transactional.id": transactional_id, "enable.idempotence": True},
@@ -124,6 +137,7 @@ class ActionDesk:
         self.definitions = definitions
         self.models = models
         self.repartition = repartition
+        self.batches = batches
         self.source = source
         self._lock = threading.Lock()
         self._decided: set[str] = set()  # approvals answered here, before the tracker saw it
@@ -269,6 +283,118 @@ class ActionDesk:
         self._decided.add(approval_id)
         return Reply(202, {"approval_id": approval_id, "status": f"{decision} accepted"})
 
+    def batch(
+        self,
+        principal: Principal | None,
+        body: Any,
+        choose: Callable[[int], list[tuple[str, str]]],
+        count: Callable[[], dict[str, int]],
+        sample: Callable[[int], list[dict[str, Any]]],
+        query: str,
+    ) -> Reply:
+        """Check a batch request and, unless it is a dry run, send it. `count`: how many
+        instances the query chooses, per process; `choose(most)`: their keys, newest first;
+        `sample(n)`: n of them, for the dry run; `query`: the filters, as asked.
+
+        The dry run answers the count per process and a sample, and runs nothing. A run that
+        names `expect` is refused when the query now chooses another number (look again).
+        Every process chosen must be one the principal acts for, or nothing is sent: the
+        refusal names its owners."""
+        fields = body if isinstance(body, dict) else {}
+        action = str(fields.get("action", ""))
+        step = fields.get("step")
+        reason = fields.get("reason")
+        actor = principal.name if principal else "anonymous"
+        audit = audit_fields(principal, "batch", f"batch {action}", step)
+        denied = refuse_without(principal, "act", audit, f"{actor} may read but not act")
+        if denied is not None:
+            return denied
+        assert principal is not None
+        problem = _invalid_batch(fields, action, step, reason)
+        if problem:
+            return Reply(400, {"error": problem}, Failure(audit, "INVALID", problem))
+        per_process = count()
+        total = sum(per_process.values())
+        for process in sorted(per_process):
+            rules = self.definitions.latest.get(process)
+            if rules is None:
+                continue  # not followed any more: each action is refused by the tracker
+            other = refuse_other_team(principal, rules.definition, audit)
+            if other is not None:
+                return Reply(
+                    other.status,
+                    {"error": f"{other.body['error']} (narrow the query with process=)"},
+                    other.failure,
+                )
+        rate = int(fields.get("rate_per_s") or DEFAULT_RATE)
+        summary = {"count": total, "processes": per_process, "action": action, "step": step,
+                   "rate_per_s": rate, "query": query}  # fmt: skip
+        if fields.get("dry_run", False):
+            return Reply(200, {**summary, "dry_run": True, "sample": sample(SAMPLE)})
+        if total > MAX_BATCH:
+            error = f"the query chooses {total} instances, more than {MAX_BATCH}: narrow it"
+            return Reply(409, {"error": error})
+        targets = choose(MAX_BATCH)
+        expected = fields.get("expect")
+        if expected is not None and int(expected) != len(targets):
+            error = (f"the query now chooses {len(targets)} instances, not the {expected} "
+                     "shown: run the dry run again and check")  # fmt: skip
+            return Reply(409, {"error": error, "count": len(targets)})
+        batch_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        chunks = chunks_of(targets)
+        with self._transaction() as publisher:
+            for number, chunk in enumerate(chunks):
+                request = self.models[BATCH_REQUESTED].from_avro(
+                    {
+                        "batch_id": batch_id,
+                        "action": action,
+                        "step": step,
+                        "reason": reason,
+                        "actor": actor,
+                        "query": query,
+                        "rate_per_s": rate,
+                        "total": len(targets),
+                        "chunk": number,
+                        "chunks": len(chunks),
+                        "targets": [{"correlation_id": c, "process": p} for c, p in chunk],
+                        "requested_at": now,
+                    }
+                )
+                publisher.publish(request, batch_id, topic=self.batches, correlation_id=batch_id)
+            detail = f"{reason} ({len(targets)} instances: {query or 'every instance'})"
+            entry = {**audit, "target": batch_id, "batch_id": batch_id}
+            self._publish_audit(publisher, entry, "ACCEPTED", detail, batch_id, now)
+        return Reply(202, {**summary, "count": len(targets), "batch_id": batch_id,
+                           "status": "accepted"})  # fmt: skip
+
+    def cancel_batch(
+        self, principal: Principal | None, batch_id: str, body: Any, batch: dict[str, Any] | None
+    ) -> Reply:
+        """Stop a batch's dispatch (`batch`: as the runner keeps it, None if unknown)."""
+        fields = body if isinstance(body, dict) else {}
+        reason = fields.get("reason")
+        actor = principal.name if principal else "anonymous"
+        audit = {**audit_fields(principal, batch_id, "batch cancel"), "batch_id": batch_id}
+        denied = refuse_without(principal, "act", audit, f"{actor} may read but not act")
+        if denied is not None:
+            return denied
+        if not isinstance(reason, str) or not reason.strip():
+            problem = 'send {"reason": "..."}: it goes to the audit log'
+            return Reply(400, {"error": problem}, Failure(audit, "INVALID", problem))
+        if batch is None:
+            return Reply(404, {"error": f"no batch {batch_id}"})
+        if batch.get("status") in ENDED_BATCH:
+            return Reply(409, {"error": f"batch {batch_id} is {batch.get('status')}"})
+        now = datetime.now(UTC)
+        with self._transaction() as publisher:
+            stop = self.models[BATCH_CANCELLED].from_avro(
+                {"batch_id": batch_id, "actor": actor, "reason": reason, "at": now}
+            )
+            publisher.publish(stop, batch_id, topic=self.batches, correlation_id=batch_id)
+            self._publish_audit(publisher, audit, "ACCEPTED", reason, batch_id, now)
+        return Reply(202, {"batch_id": batch_id, "status": "cancel accepted"})
+
     def audit(self, audit: dict[str, Any], outcome: str, detail: str) -> None:
         """Record one entry on its own (raises `Unavailable` while the broker is away)."""
         self._audit(audit, outcome, detail)
@@ -317,16 +443,40 @@ class ActionDesk:
         publisher.publish(entry, audit["target"], correlation_id=audit["target"])
 
 
-def _invalid(fields: dict[str, Any], action: str, step: Any, reason: Any) -> str | None:
+def _invalid(
+    fields: dict[str, Any],
+    action: str,
+    step: Any,
+    reason: Any,
+    allowed: frozenset[str] = frozenset({"action", "step", "reason", "process"}),
+) -> str | None:
     if not fields:
-        return 'send a JSON object: {"action": "retry|compensate|resolve", "reason": "..."}'
+        return f'send a JSON object: {{"action": "{"|".join(ACTIONS)}", "reason": "..."}}'
     if action not in ACTIONS:
         return f"action must be one of {', '.join(ACTIONS)}"
     if step is not None and not isinstance(step, str):
         return "step must be a string"
+    if action in STEP_ACTIONS and not step:
+        return f"{action} needs the step to {action}"
     if not isinstance(reason, str) or not reason.strip():
         return "give a reason: it goes to the audit log"
-    unknown = set(fields) - {"action", "step", "reason", "process"}
+    unknown = set(fields) - allowed
     if unknown:
         return f"unknown fields: {', '.join(sorted(unknown))}"
+    return None
+
+
+def _invalid_batch(fields: dict[str, Any], action: str, step: Any, reason: Any) -> str | None:
+    allowed = frozenset({"action", "step", "reason", "rate_per_s", "dry_run", "expect", "query"})
+    problem = _invalid(fields, action, step, reason, allowed)
+    if problem:
+        return problem
+    rate = fields.get("rate_per_s")
+    if rate is not None and (not isinstance(rate, int) or not 1 <= rate <= MAX_RATE):
+        return f"rate_per_s is a whole number of actions a second, 1 to {MAX_RATE}"
+    expected = fields.get("expect")
+    if expected is not None and (not isinstance(expected, int) or expected < 0):
+        return "expect is the count the dry run showed"
+    if not isinstance(fields.get("dry_run", False), bool):
+        return "dry_run is true or false"
     return None

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from choreograph.runtime.engine import Engine
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
+from saga_tracker.batches import batches_topic, build_batch_runner
 from saga_tracker.definitions import Definitions, command_and_incident_models, tracked_inputs
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
@@ -71,6 +73,8 @@ class TrackerSettings:
     visibility_url: str = ""
     # OTLP/HTTP endpoint (e.g. http://collector:4318) to export ended instances to; off if "".
     otlp_endpoint: str = ""
+    scoped_reads: bool = False  # a principal reads only the processes its teams own
+    retention: timedelta | None = None  # ended instances kept this long, unless defined; None: ever
 
 
 def visibility_url(settings: TrackerSettings) -> str:
@@ -104,10 +108,11 @@ class TrackerApp:
         models = command_and_incident_models(s.schemas)
         self.inputs = tracked_inputs(definitions, s.schemas, s.inputs)
         access = (
-            Access.load(s.tokens, open_reads=s.open_reads)
+            Access.load(s.tokens, open_reads=s.open_reads, scoped_reads=s.scoped_reads)
             if s.tokens
-            else Access({}, open_reads=s.open_reads)
+            else Access({}, open_reads=s.open_reads, scoped_reads=s.scoped_reads)
         )
+        self.batches_topic = batches_topic(s.name)
         self.metrics = TrackerMetrics()
         self.spans: InstanceSpans | None = None
         if s.otlp_endpoint:
@@ -134,8 +139,19 @@ class TrackerApp:
                 metrics=self.metrics,
                 alerts_topic=s.alerts_topic,
                 spans=self.spans,
+                batches=self.batches_topic,
+                retention=s.retention,
             ),
             self._config("tracker"),
+        )
+        self.batch_runner = Engine(
+            build_batch_runner(
+                models,
+                name=f"{s.name}-batches",
+                topic=self.batches_topic,
+                repartition=s.repartition,
+            ),
+            self._config("batches"),
         )
         self.metrics.register(self.tracker.metrics.registry)
         self.tracker.metrics.registry.register(OpenInstances(lambda: self.tracker.tasks.values()))
@@ -146,7 +162,7 @@ class TrackerApp:
             changelog_kinds(self.tracker.service),
             name=f"{s.name}-visibility-{s.config.instance_id}",
         )
-        self.engines = [self.router, self.tracker]
+        self.engines = [self.router, self.tracker, self.batch_runner]
         self.desk = ActionDesk(
             s.config.client_conf(),
             AvroSerde(
@@ -157,6 +173,7 @@ class TrackerApp:
             models,
             repartition=s.repartition,
             transactional_id=f"{s.name}-api-{s.config.instance_id}",
+            batches=self.batches_topic,
         )
         self.server = TraceServer(
             self.visibility,
@@ -171,6 +188,8 @@ class TrackerApp:
             clients=ClientKeys(s.trusted_proxies),
             signin=s.signin,
             jaeger_url=s.jaeger_url,
+            facts=definitions.facts(),
+            batches=self.visibility.batches,
         )
         if s.alertmanager_url:
             notifier = build_notifier(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from saga_tracker.instance import Instance, StepState, TimelineEntry
+from saga_tracker.instance import PROCESS, Instance, StepState, TimelineEntry
 
-_TIMES = ("started_at", "ended_at", "deadline", "compensation_deadline", "at")
+_TIMES = ("started_at", "ended_at", "deadline", "compensation_deadline", "at", "paused_at")
 
 
 def _times(raw: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +63,12 @@ def encode(inst: Instance) -> dict[str, Any]:
         "reported": inst.reported,
         "conflict": inst.conflict,
         "traceparent": inst.traceparent,
+        "attributes": inst.attributes,
+        "timers": {name: at.isoformat() for name, at in inst.timers.items()},
+        "paused_at": _iso(inst.paused_at),
+        "paused_s": inst.paused_s,
+        "held": inst.held,
+        "batched": inst.batched,
     }
 
 
@@ -71,4 +77,26 @@ def decode(raw: dict[str, Any]) -> Instance:
     fields["steps"] = {name: StepState(**_times(s)) for name, s in raw["steps"].items()}
     fields["timeline"] = [TimelineEntry(**_times(e)) for e in raw["timeline"]]
     fields["open_incidents"] = dict(raw["open_incidents"])
-    return Instance(**fields)
+    timers = raw.get("timers")
+    fields["attributes"] = dict(raw.get("attributes") or {})
+    inst = Instance(**{**fields, "timers": {}})
+    if timers is None:  # kept before the instance knew its timers: the ones its state implies
+        inst.timers = armed_deadlines(inst)
+    else:
+        inst.timers = {name: datetime.fromisoformat(at) for name, at in timers.items()}
+    return inst
+
+
+def armed_deadlines(inst: Instance) -> dict[str, datetime]:
+    """The deadlines an instance's state says are armed (for one stored before `timers`)."""
+    if inst.ended:
+        return {}
+    found: dict[str, datetime] = {}
+    if inst.deadline is not None and inst.status == "running":
+        found[PROCESS] = inst.deadline
+    for name, state in inst.steps.items():
+        if state.status == "running" and state.deadline is not None:
+            found[name] = state.deadline
+        if state.status == "compensating" and state.compensation_deadline is not None:
+            found[f"{name}.compensation"] = state.compensation_deadline
+    return found

@@ -4,6 +4,7 @@ process, running ones stay on the version they started with."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from choreograph.contracts.catalog import Catalog, load_catalog, with_others
@@ -11,6 +12,22 @@ from choreograph.contracts.codegen import bind_models
 from choreograph.contracts.event import Event
 from choreograph.process.definition import ProcessDefinition, load_definitions
 from saga_tracker.instance import ProcessRules
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What the pages and the API need to know of the processes, from their definitions (any
+    version): who owns each, its steps and its search attributes."""
+
+    owners: dict[str, list[str]] = field(default_factory=dict)
+    steps: dict[str, list[str]] = field(default_factory=dict)
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+
+    def all_steps(self) -> list[str]:
+        return sorted({s for names in self.steps.values() for s in names})
+
+    def all_attributes(self) -> list[str]:
+        return sorted({a for names in self.attributes.values() for a in names})
 
 
 class DefinitionsUnreadable(Exception):
@@ -44,13 +61,31 @@ class Definitions:
         return {t for rules in self.rules.values() for t in rules.definition.event_types()}
 
     def bodies_read(self) -> set[str]:
-        """Event types whose body the tracker reads: starts of processes with a value at risk.
-        Every other followed event is tracked from its envelope alone."""
-        return {
-            rules.definition.start
-            for rules in self.rules.values()
-            if rules.definition.value_at_risk
-        }
+        """Event types whose body the tracker reads: starts of processes with a value at risk,
+        and events carrying a search attribute. Every other followed event is tracked from its
+        envelope alone."""
+        found: set[str] = set()
+        for rules in self.rules.values():
+            d = rules.definition
+            if d.value_at_risk:
+                found.add(d.start)
+            found |= {a.event_or(d.start) for a in d.search_attributes.values()}
+        return found
+
+    def facts(self) -> ProcessFacts:
+        """Per process (any version): the teams that own it (who maintains it and who answers
+        for its outcome), its steps, its search attributes."""
+        facts = ProcessFacts()
+        for (name, _), rules in sorted(self.rules.items()):
+            d = rules.definition
+            for found, new in (
+                (facts.owners, [d.owners.technical, d.owners.business]),
+                (facts.steps, [step.name for step in d.steps]),
+                (facts.attributes, list(d.search_attributes)),
+            ):
+                known = found.setdefault(name, [])
+                known += [item for item in new if item not in known]
+        return facts
 
 
 def contracts_of(schemas: Path) -> Catalog:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from decimal import Decimal
+from typing import Any, Literal, get_args
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.process.definition import Outcome, ProcessDefinition, Step
@@ -34,12 +35,23 @@ InstanceStatus = Literal[
     "compensated",
     "needs_manual_resolution",
     "resolved",
+    "cancelled",  # an operator stopped tracking it: no more deadlines, commands or alerts
 ]
 Severity = Literal["warning", "critical"]
-Action = Literal["retry", "compensate", "resolve"]
-ACTIONS: tuple[Action, ...] = ("retry", "compensate", "resolve")
+Action = Literal[
+    "retry", "compensate", "resolve", "cancel", "pause", "resume", "redrive", "hold", "release"
+]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+# Actions that name a step.
+STEP_ACTIONS: frozenset[str] = frozenset({"retry", "redrive"})
 ENDED: frozenset[str] = frozenset(
-    {"completed", "failed", "compensated", "needs_manual_resolution", "resolved"}
+    {"completed", "failed", "compensated", "needs_manual_resolution", "resolved", "cancelled"}
+)
+# Ended by a person: what comes later is recorded on the timeline, nothing more.
+CLOSED: frozenset[str] = frozenset({"resolved", "cancelled"})
+# A step that needs attention or is under way: what "instances at step X" means.
+ACTIVE_STEP: frozenset[str] = frozenset(
+    {"running", "settling", "timed_out", "failed", "compensating", "compensation_failed"}
 )
 PROCESS = "process"  # deadline and incident name of the whole process
 # A step that has not said how it ended: it may still happen, or its owner may still settle it.
@@ -93,10 +105,34 @@ class Instance:
     reported: str | None = None  # the process's own outcome events: success or failure
     conflict: str | None = None  # what cannot be undone although the process is being undone
     traceparent: str | None = None  # of the start event: the instance's trace joins its trace
+    # The definition's search attributes, read from the events that carry them: filters for
+    # on-call, and the recorded inputs a redrive builds its command from.
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # Deadlines armed now (name -> when), kept by the rules: a pause takes them all back and a
+    # resume sets them again, moved by how long the instance was paused.
+    timers: dict[str, datetime] = field(default_factory=dict)
+    paused_at: datetime | None = None  # paused by an operator: no deadline fires, no SLA clock
+    paused_s: float = 0.0  # how long it was paused before, in all (off its SLA clock)
+    held: str | None = None  # a legal hold (who and why): kept past its retention
+    batched: list[str] = field(default_factory=list)  # the last batch actions applied (ids)
 
     @property
     def ended(self) -> bool:
         return self.status in ENDED
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+    def active_steps(self) -> list[str]:
+        """The steps under way or needing attention (see ACTIVE_STEP)."""
+        return [name for name, s in self.steps.items() if s.status in ACTIVE_STEP]
+
+    def sla_seconds(self) -> float | None:
+        """Time on its SLA clock: start to end, less the time it was paused."""
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds() - self.paused_s
 
     @property
     def at_risk(self) -> bool:
@@ -104,6 +140,18 @@ class Instance:
         if self.status in ("compensating", "needs_manual_resolution"):
             return True
         return not self.ended and bool(self.open_incidents)
+
+
+def attribute_value(value: Any) -> str | float | bool:
+    """A search attribute's value as kept: numbers as floats, times as RFC 3339 text, the rest
+    (text, enum symbols) as text."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 # -- effects ---------------------------------------------------------------------------------
@@ -125,10 +173,12 @@ class SendCommand:
     """Send a step's compensation command, its settle command, or its retry command."""
 
     step: str
-    purpose: Literal["compensation", "retry", "settle"]
+    purpose: Literal["compensation", "retry", "settle", "redrive"]
     command: str  # Avro full name of the command
     key: str  # business key the command is about
     reason: str
+    # Sent for an operator's decision: its command is caused by that decision's record.
+    by_operator: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,16 +225,28 @@ class ProcessRules:
         self.definition = definition
         self.steps = {s.name: s for s in definition.steps}
         self.mentioned = definition.event_types()
+        read: dict[str, list[str]] = {}
+        for attribute in definition.search_attributes.values():
+            wanted = read.setdefault(attribute.event_or(definition.start), [])
+            if attribute.field not in wanted:
+                wanted.append(attribute.field)
+        self._read = {kind: tuple(names) for kind, names in read.items()}
 
     # -- start ---------------------------------------------------------------------------------
 
     def start(
-        self, envelope: Envelope, now: datetime, origin: str = ""
+        self,
+        envelope: Envelope,
+        now: datetime,
+        origin: str = "",
+        fields: dict[str, Any] | None = None,
     ) -> tuple[Instance, list[Effect]]:
-        """`origin`: where the start event was read, kept on the timeline (see TimelineEntry)."""
+        """`origin`: where the start event was read, kept on the timeline (see TimelineEntry).
+        `fields`: what its body holds of the fields `fields_read` names."""
         d = self.definition
         inst = Instance(envelope.correlation_id, d.name, d.version, envelope.subject, now)
         inst.traceparent = envelope.traceparent
+        self._record(inst, envelope.type, fields)
         inst.steps = {s.name: StepState(s.name) for s in d.steps}
         effects: list[Effect] = []
         if d.deadline:
@@ -194,18 +256,68 @@ class ProcessRules:
         for step in d.steps:
             if not step.starts_on:
                 effects += self._start_step(inst, step, now)
-        return inst, effects
+        return inst, self._armed(inst, effects, now)
+
+    def fields_read(self, event_type: str) -> tuple[str, ...]:
+        """The body fields of `event_type` the instance records (its search attributes)."""
+        return self._read.get(event_type, ())
+
+    def _record(self, inst: Instance, event_type: str, fields: dict[str, Any] | None) -> None:
+        """Keep the search attributes an event carries (the first value of each stands, as
+        for an attribute set at start)."""
+        for name, attribute in self.definition.search_attributes.items():
+            if attribute.event_or(self.definition.start) != event_type or not fields:
+                continue
+            value = fields.get(attribute.field)
+            if value is not None and name not in inst.attributes:
+                inst.attributes[name] = attribute_value(value)
+
+    def _armed(self, inst: Instance, effects: list[Effect], now: datetime) -> list[Effect]:
+        """Keep the instance's armed deadlines in step with `effects`. While it is paused a new
+        deadline is kept back (set on resume with the time it had left) and nothing is
+        cancelled (nothing is set). An instance that ended is paused no more."""
+        out: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, SetDeadline):
+                if inst.paused_at is not None:  # its time starts running at the resume
+                    inst.timers[effect.name] = effect.at - (now - inst.paused_at)
+                    continue
+                inst.timers[effect.name] = effect.at
+            elif isinstance(effect, CancelDeadline):
+                inst.timers.pop(effect.name, None)
+                if inst.paused_at is not None:
+                    continue
+            out.append(effect)
+        if inst.ended and inst.paused_at is not None:
+            inst.paused_s += (now - inst.paused_at).total_seconds()
+            inst.paused_at = None
+            inst.timers.clear()
+        return out
 
     # -- events --------------------------------------------------------------------------------
 
     def apply(
-        self, inst: Instance, envelope: Envelope, now: datetime, origin: str = ""
+        self,
+        inst: Instance,
+        envelope: Envelope,
+        now: datetime,
+        origin: str = "",
+        fields: dict[str, Any] | None = None,
     ) -> list[Effect]:
         """Advance `inst` by one event of the process; events it does not know change nothing.
         Every event the process mentions is recorded on the timeline, late or not, with where
-        it was read (`origin`) when known."""
+        it was read (`origin`) when known. `fields`: as for `start`."""
+        kind = envelope.type
+        if kind not in self.mentioned:
+            return []
+        self._record(inst, kind, fields)
+        return self._armed(inst, self._apply(inst, envelope, now, origin), now)
+
+    def _apply(
+        self, inst: Instance, envelope: Envelope, now: datetime, origin: str
+    ) -> list[Effect]:
         kind, d = envelope.type, self.definition
-        if kind not in self.mentioned or (kind == d.start and not self._reports(kind)):
+        if kind == d.start and not self._reports(kind):
             return []
         named, note = self._step_of(kind), self._lateness(inst)
         self._log(inst, now, "event", envelope, step=named, note=note, origin=origin)
@@ -213,7 +325,7 @@ class ProcessRules:
         for step in d.steps:
             if step.compensation and kind in step.compensation.completes_on:
                 effects += self._compensation_confirmed(inst, step, now)
-        if inst.status == "resolved":
+        if inst.status in CLOSED:
             return effects  # a person closed it: what comes later is recorded, nothing more
         for step in d.steps:
             if kind in step.completes_on:
@@ -252,7 +364,17 @@ class ProcessRules:
     # -- deadlines -----------------------------------------------------------------------------
 
     def deadline_passed(self, inst: Instance, name: str, now: datetime) -> list[Effect]:
-        """A deadline set by an earlier effect has passed (the tracker's timer fired)."""
+        """A deadline set by an earlier effect has passed (the tracker's timer fired). While the
+        instance is paused it is kept back: it passes again right after the resume."""
+        if inst.paused_at is not None:
+            inst.timers[name] = inst.paused_at
+            return []
+        inst.timers.pop(name, None)
+        if inst.status in CLOSED:
+            return []
+        return self._armed(inst, self._deadline_passed(inst, name, now), now)
+
+    def _deadline_passed(self, inst: Instance, name: str, now: datetime) -> list[Effect]:
         if name.endswith(".settle"):
             return self._settle_overdue(inst, self.steps[name.removesuffix(".settle")], now)
         if name.endswith(".compensation"):
@@ -299,9 +421,10 @@ class ProcessRules:
 
     def refusal(self, inst: Instance, action: str, step: str | None) -> str | None:
         """Why `action` does not apply to `inst` now; None when it does."""
+        if action in STEP_ACTIONS and (step is None or step not in inst.steps):
+            return f"{action} needs one of the steps: {', '.join(inst.steps)}"
         if action == "retry":
-            if step is None or step not in inst.steps:
-                return f"retry needs one of the steps: {', '.join(inst.steps)}"
+            assert step is not None
             state = inst.steps[step]
             if state.status == "compensation_failed":
                 return None
@@ -311,6 +434,19 @@ class ProcessRules:
                     return None
                 return f"the instance is {inst.status}: its steps are being or were undone"
             return f"step {step} is {state.status}: nothing to retry"
+        if action == "redrive":
+            assert step is not None
+            if self.steps[step].redrive is None:
+                return (
+                    f"step {step} of {inst.process} v{inst.version} declares no redrive "
+                    "command: add `redrive: {command: ..., payload: ...}` to the step"
+                )
+            if inst.status not in ("running", "failed"):
+                return f"the instance is {inst.status}: redrive runs a step of a live process"
+            status = inst.steps[step].status
+            if status not in ("pending", "running", "failed", "timed_out"):
+                return f"step {step} is {status}: nothing to redrive"
+            return None
         if action == "compensate":
             if inst.status not in ("running", "failed"):
                 return f"the instance is {inst.status}"
@@ -325,6 +461,18 @@ class ProcessRules:
             if inst.open_incidents or inst.status in ("needs_manual_resolution", "failed"):
                 return None
             return f"the instance is {inst.status} with no open incident: nothing to resolve"
+        if action in ("cancel", "pause"):
+            if inst.ended:
+                return f"the instance is {inst.status}: it has ended"
+            if action == "pause" and inst.paused_at is not None:
+                return f"the instance is paused already, since {inst.paused_at.isoformat()}"
+            return None
+        if action == "resume":
+            return None if inst.paused_at is not None else "the instance is not paused"
+        if action == "hold":
+            return f"the instance is on hold already ({inst.held})" if inst.held else None
+        if action == "release":
+            return None if inst.held else "the instance is not on hold"
         return f"unknown action {action!r}; use one of {', '.join(ACTIONS)}"
 
     def act(
@@ -340,12 +488,28 @@ class ProcessRules:
         refused = self.refusal(inst, action, step)
         if refused:
             raise ActionRefused(refused)
-        what = f"{action} {step}" if action == "retry" else action
+        what = f"{action} {step}" if action in STEP_ACTIONS else action
         self._log(inst, now, "operator", step=step, note=f"{what} by {actor}: {reason}")
         why = f"{what} requested by {actor}: {reason}"
+        if action == "pause":
+            inst.paused_at = now
+            return [CancelDeadline(name) for name in sorted(inst.timers)]
+        if action == "resume":
+            return self._resume(inst, now)
+        if action in ("hold", "release"):
+            inst.held = f"{actor}: {reason}" if action == "hold" else None
+            return []
+        return self._armed(inst, self._act(inst, action, step, why, now), now)
+
+    def _act(
+        self, inst: Instance, action: str, step: str | None, why: str, now: datetime
+    ) -> list[Effect]:
         if action == "retry":
             assert step is not None
             return self._retry(inst, self.steps[step], now, why)
+        if action == "redrive":
+            assert step is not None
+            return self._redrive(inst, self.steps[step], now, why)
         if action == "compensate":
             effects: list[Effect] = []
             for s in self.definition.steps:
@@ -357,6 +521,12 @@ class ProcessRules:
                     if s.settle is not None:
                         effects.append(CancelDeadline(f"{s.name}.settle"))
             return effects + self._begin_undo(inst, now, why) + self._reconcile(inst, now)
+        if action == "cancel":
+            effects = [self._resolve(inst, name) for name in sorted(inst.open_incidents)]
+            effects += [CancelDeadline(name) for name in sorted(inst.timers)]
+            inst.status, inst.ended_at = "cancelled", now
+            self._log(inst, now, "status", note="cancelled")
+            return effects
         effects = [self._resolve(inst, name) for name in sorted(inst.open_incidents)]
         if inst.status != "running":
             inst.status, inst.ended_at = "resolved", now
@@ -367,6 +537,42 @@ class ProcessRules:
                 for s, st in inst.steps.items()
                 if st.status == "compensating"
             ]
+        return effects
+
+    def _resume(self, inst: Instance, now: datetime) -> list[Effect]:
+        """The clock runs again: every deadline kept back is set, later by the pause."""
+        assert inst.paused_at is not None
+        held = now - inst.paused_at
+        inst.paused_s += held.total_seconds()
+        inst.paused_at = None
+        inst.timers = {name: at + held for name, at in inst.timers.items()}
+        if inst.deadline is not None and PROCESS in inst.timers:
+            inst.deadline = inst.timers[PROCESS]
+        for name, state in inst.steps.items():
+            if state.deadline is not None and name in inst.timers:
+                state.deadline = inst.timers[name]
+            undo = f"{name}.compensation"
+            if state.compensation_deadline is not None and undo in inst.timers:
+                state.compensation_deadline = inst.timers[undo]
+        return [SetDeadline(name, at) for name, at in sorted(inst.timers.items())]
+
+    def _redrive(self, inst: Instance, step: Step, now: datetime, why: str) -> list[Effect]:
+        """Run the step again: its redrive command, built from the instance's recorded inputs,
+        and a fresh deadline; the process is live again if it had failed."""
+        assert step.redrive is not None
+        effects: list[Effect] = []
+        if step.name in inst.open_incidents:
+            effects.append(self._resolve(inst, step.name))
+        if inst.status == "failed" and inst.deadline and inst.deadline > now:
+            effects.append(SetDeadline(PROCESS, inst.deadline))  # its end cancelled it
+        inst.status, inst.ended_at, inst.failure_reason = "running", None, None
+        inst.steps[step.name].reported = None
+        effects += self._start_step(inst, step, now)
+        command = step.redrive.command
+        effects.append(
+            SendCommand(step.name, "redrive", command, inst.business_key, why, by_operator=True)
+        )
+        self._log(inst, now, "redrive", step=step.name, note=f"sent {command}")
         return effects
 
     def _retry(self, inst: Instance, step: Step, now: datetime, why: str) -> list[Effect]:
@@ -382,8 +588,9 @@ class ProcessRules:
         inst.status, inst.ended_at, inst.failure_reason = "running", None, None
         effects += self._start_step(inst, step, now)
         if step.retry is not None:
+            command = step.retry.command
             effects.append(
-                SendCommand(step.name, "retry", step.retry.command, inst.business_key, why)
+                SendCommand(step.name, "retry", command, inst.business_key, why, by_operator=True)
             )
             self._log(inst, now, "retry", step=step.name, note=f"sent {step.retry.command}")
         return effects

@@ -39,21 +39,24 @@ class Snapshot:
     status: str
     steps: dict[str, str]
     timeline: int
-    open: tuple[int, float, float]
+    open: tuple[int, float, float, int]
+    held: bool = False
 
     @classmethod
     def of(cls, inst: Instance) -> Snapshot:
         steps: dict[str, str] = {name: s.status for name, s in inst.steps.items()}
-        return cls(inst.status, steps, len(inst.timeline), contribution(inst))
+        return cls(inst.status, steps, len(inst.timeline), contribution(inst), bool(inst.held))
 
 
-def contribution(inst: Instance) -> tuple[int, float, float]:
-    """What one instance adds to its process's gauges: open, value in flight, value at risk."""
+def contribution(inst: Instance) -> tuple[int, float, float, int]:
+    """What one instance adds to its process's gauges: open, value in flight, value at risk,
+    paused."""
     value = inst.value or 0.0
     return (
         0 if inst.ended else 1,
         0.0 if inst.ended else value,
         value if inst.at_risk else 0.0,
+        1 if inst.paused else 0,
     )
 
 
@@ -106,6 +109,12 @@ class TrackerMetrics:
             ["event_type", "reason"],
             registry=None,
         )
+        self.deleted = Counter(
+            "choreograph_saga_instances_deleted",
+            "Ended instances deleted once their retention passed.",
+            ["process"],
+            registry=None,
+        )
         self.actions = Counter(
             "choreograph_saga_operator_actions",
             "Operator actions the tracker carried out or refused.",
@@ -123,6 +132,7 @@ class TrackerMetrics:
             self.incidents,
             self.rejected,
             self.actions,
+            self.deleted,
         ):
             registry.register(metric)
 
@@ -154,8 +164,9 @@ class TrackerMetrics:
             took = inst.ended_at - inst.started_at
             self.durations.labels(process, inst.status).observe(took.total_seconds())
             target = rules.definition.sla or rules.definition.deadline
-            if target is not None:
-                met = inst.status == "completed" and took <= target
+            on_clock = inst.sla_seconds()  # a pause stops the SLA clock
+            if target is not None and on_clock is not None:
+                met = inst.status == "completed" and on_clock <= target.total_seconds()
                 self.sla.labels(process, "true" if met else "false").inc()
 
 
@@ -170,10 +181,11 @@ class OpenInstances(Collector):
         for task in list(self.tasks()):
             view = task.committed_view(STATS)
             for key, row in view.items() if view is not None else ():
-                total = totals.setdefault(key, [0, 0.0, 0.0])
+                total = totals.setdefault(key, [0, 0.0, 0.0, 0])
                 total[0] += row["open"]
                 total[1] += row["in_flight"]
                 total[2] += row["at_risk"]
+                total[3] += row.get("paused", 0)
         families = (
             GaugeMetricFamily(
                 "choreograph_saga_active_instances",
@@ -189,6 +201,11 @@ class OpenInstances(Collector):
                 "choreograph_saga_value_at_risk",
                 "Sum of the value-at-risk field over instances alerting, compensating or "
                 "waiting for manual resolution.",
+                labels=["process"],
+            ),
+            GaugeMetricFamily(
+                "choreograph_saga_paused_instances",
+                "Process instances an operator paused: their deadlines and SLA clock stand still.",
                 labels=["process"],
             ),
         )

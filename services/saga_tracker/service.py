@@ -30,8 +30,10 @@ from choreograph.contracts.serde import MislabelledRecord, SerdeError
 from choreograph.governance.approvals import DECIDED, REQUESTED
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.governance.decisions import Kind, record_decision
+from choreograph.process.definition import render_template
 from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
 from choreograph.runtime.service import Service
+from saga_tracker.batches import BATCH_ITEM_DONE, BATCHES
 from saga_tracker.codec import decode, encode, timeline_entry
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import (
@@ -58,6 +60,7 @@ DECISION = "dev.choreograph.DecisionRecord"
 DECISIONS_STORE = "decisions"  # the services' decisions per correlation id, for traces
 APPROVALS_STORE = "approvals"  # approval requests by id, with their answers
 MAX_DECISIONS_SHOWN = 200
+MAX_BATCHES_KEPT = 20  # ids of batch actions an instance remembers, so none applies twice
 log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
 # The router copies a body only where the tracker reads it (a start event's value at risk), and
@@ -142,12 +145,16 @@ class Tracker:
         metrics: TrackerMetrics | None = None,
         alerts_topic: str | None = None,
         spans: EndedInstances | None = None,
+        batches_topic: str | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         self.definitions = definitions
         self.models = models
         self.metrics = metrics or TrackerMetrics()
         self.alerts_topic = alerts_topic  # None: the Incident contract's topic
         self.spans = spans
+        self.batches_topic = batches_topic  # where batch actions' outcomes are reported
+        self.retention = retention  # how long ended instances are kept, unless defined
 
     def on_event(self, ctx: Context, raw: RawEvent) -> None:
         envelope = raw.envelope
@@ -163,15 +170,18 @@ class Tracker:
         origin = origin_of(raw)
         found = self._instances(ctx)
         if found:
-            self._advance(ctx, envelope, found, origin)
+            self._advance(ctx, envelope, found, origin, raw)
             return
         starting = self.definitions.starting(envelope.type)
         if not starting:
             self._park(ctx, envelope, origin)  # came before the event that starts its process
             return
         for rules in starting:
-            inst, effects = rules.start(envelope, ctx.now, origin)
-            inst.value = self._value(ctx, raw, rules)
+            value_field = rules.definition.value_at_risk
+            fields = self._fields(ctx, raw, (value_field or "", *rules.fields_read(envelope.type)))
+            inst, effects = rules.start(envelope, ctx.now, origin, fields)
+            value = fields.get(value_field) if value_field else None
+            inst.value = float(value) if isinstance(value, int | float | Decimal) else None
             self._settle(ctx, rules, None, inst, effects)
         self._replay_parked(ctx)
 
@@ -221,17 +231,18 @@ class Tracker:
         if (known or {}).get("status", "pending") == "pending":  # the first answer stands
             store.put(event["approval_id"], {**base, **answer})
 
-    def _value(self, ctx: Context, raw: RawEvent, rules: ProcessRules) -> float | None:
-        """The definition's value-at-risk field of the start event (the one body decoded)."""
-        field = rules.definition.value_at_risk
-        if not field or raw.value is None:  # no body: the router left a large one behind
-            return None
+    def _fields(self, ctx: Context, raw: RawEvent | None, names: tuple[str, ...]) -> dict[str, Any]:
+        """The body fields the definitions read of this event (a value at risk, search
+        attributes): those alone are decoded. Empty without a body (the router left a large
+        one behind, or it was parked) or when it cannot be read."""
+        wanted = tuple(dict.fromkeys(n for n in names if n))
+        if not wanted or raw is None or (raw.value is None and raw.data is None):
+            return {}
         try:
-            value = ctx.read_fields(raw, field).get(field)  # that field alone is decoded
+            return ctx.read_fields(raw, *wanted)
         except SerdeError as err:
-            log.warning("value of %s unreadable: %s", raw.envelope.correlation_id, err)
-            return None
-        return float(value) if isinstance(value, (int, float, Decimal)) else None
+            log.warning("fields of %s unreadable: %s", raw.envelope.correlation_id, err)
+            return {}
 
     def _instances(self, ctx: Context) -> list[Instance]:
         """Instances of this correlation id: one lookup per process followed (no scan)."""
@@ -240,7 +251,12 @@ class Tracker:
         return [decode(raw) for raw in found if raw is not None]
 
     def _advance(
-        self, ctx: Context, envelope: Envelope, instances: list[Instance], origin: str = ""
+        self,
+        ctx: Context,
+        envelope: Envelope,
+        instances: list[Instance],
+        origin: str = "",
+        raw: RawEvent | None = None,
     ) -> None:
         """Apply an event to every instance of this correlation id, each on its own version, late
         or not: what a step reports after a timeout or after the end still counts."""
@@ -248,9 +264,9 @@ class Tracker:
             pinned = self.definitions.pinned(inst.process, inst.version)
             if pinned is not None:
                 before = Snapshot.of(inst)
-                self._settle(
-                    ctx, pinned, before, inst, pinned.apply(inst, envelope, ctx.now, origin)
-                )
+                fields = self._fields(ctx, raw, pinned.fields_read(envelope.type))
+                effects = pinned.apply(inst, envelope, ctx.now, origin, fields)
+                self._settle(ctx, pinned, before, inst, effects)
 
     def _park(self, ctx: Context, envelope: Envelope, origin: str) -> None:
         """Events of one process come from several topics and can overtake its start event:
@@ -300,19 +316,26 @@ class Tracker:
             self.metrics.actions.labels("unknown", "invalid").inc()
             return
         kind, step = str(action.action).lower(), action.step
+        batch_id = getattr(action, "batch_id", None)
         raw_inst = ctx.store("instances").get(f"{action.correlation_id}/{action.process}")
         inst = decode(raw_inst) if raw_inst is not None else None
         rules = self.definitions.pinned(inst.process, inst.version) if inst else None
         if inst is None or rules is None:
             refused = f"no instance {action.correlation_id} of {action.process}"
+        elif batch_id and action.action_id in inst.batched:
+            return  # this action of the batch was applied already: once is enough
         else:
             before = Snapshot.of(inst)
             try:
                 effects = rules.act(inst, kind, step, action.actor, action.reason, ctx.now)
-                self._decided(ctx, inst, before, "operator-action",
-                              f"{kind}{f' {step}' if step else ''}: {action.reason}",
-                              actor=action.actor)  # fmt: skip
-                self._settle(ctx, rules, before, inst, effects)
+                what = f"{kind}{f' {step}' if step else ''}: {action.reason}"
+                if batch_id:
+                    what += f" (batch {batch_id})"
+                    inst.batched = [*inst.batched[-(MAX_BATCHES_KEPT - 1) :], action.action_id]
+                decision = self._decided(
+                    ctx, inst, before, "operator-action", what, actor=action.actor
+                )
+                self._settle(ctx, rules, before, inst, effects, decision)
                 refused = ""
             except ActionRefused as err:
                 refused = str(err)
@@ -329,7 +352,21 @@ class Tracker:
             role="operator",
             outcome=outcome,
             detail=refused or action.reason,
+            batch_id=batch_id,
         )
+        if batch_id and self.batches_topic:
+            done = self.models[BATCH_ITEM_DONE].from_avro(
+                {
+                    "batch_id": batch_id,
+                    "action_id": action.action_id,
+                    "correlation_id": action.correlation_id,
+                    "process": action.process,
+                    "applied": not refused,
+                    "detail": refused or action.reason,
+                    "at": ctx.now,
+                }
+            )
+            ctx.emit(done, key=batch_id, topic=self.batches_topic)
 
     def _settle(
         self,
@@ -338,7 +375,10 @@ class Tracker:
         before: Snapshot | None,
         inst: Instance,
         effects: list[Effect],
+        decision: Envelope | None = None,
     ) -> None:
+        """Carry out `effects` and keep `inst`. `decision`: the operator's decision record that
+        caused them, which the commands they send are caused by."""
         key = f"{inst.correlation_id}/{inst.process}"
         for effect in effects:
             if isinstance(effect, SendCommand):
@@ -353,9 +393,10 @@ class Tracker:
             elif isinstance(effect, CancelDeadline):
                 ctx.cancel(timer)
             elif isinstance(effect, SendCommand):
-                self._command(ctx, rules, inst, effect)
+                self._command(ctx, rules, inst, effect, decision if effect.by_operator else None)
             elif isinstance(effect, (RaiseIncident, ResolveIncident)):
                 self._incident(ctx, rules, inst, effect)
+        self._retain(ctx, rules, before, inst, key)
         ctx.store("instances").put(key, encode(inst))
         self.metrics.observe(rules, before, inst, effects)
         self._count(ctx, inst, before)
@@ -374,9 +415,9 @@ class Tracker:
         *,
         actor: str | None = None,
         trigger: str | None = None,
-    ) -> None:
+    ) -> Envelope:
         """A decision record of the tracker's, in the transaction that carries its effect."""
-        record_decision(
+        return record_decision(
             ctx,
             subject="process",
             name=inst.process,
@@ -394,7 +435,7 @@ class Tracker:
     def _count(self, ctx: Context, inst: Instance, before: Snapshot | None) -> None:
         """Keep the partition's open-instance and value totals (the gauges) in step."""
         after = contribution(inst)
-        was = before.open if before else (0, 0.0, 0.0)
+        was = before.open if before else (0, 0.0, 0.0, 0)
         if after == was:
             return
         stats = ctx.store(STATS)
@@ -402,13 +443,24 @@ class Tracker:
         row["open"] += after[0] - was[0]
         row["in_flight"] += after[1] - was[1]
         row["at_risk"] += after[2] - was[2]
+        row["paused"] = row.get("paused", 0) + after[3] - was[3]
         stats.put(inst.process, row)
 
     def _command(
-        self, ctx: Context, rules: ProcessRules, inst: Instance, effect: SendCommand
+        self,
+        ctx: Context,
+        rules: ProcessRules,
+        inst: Instance,
+        effect: SendCommand,
+        decision: Envelope | None = None,
     ) -> None:
         step = rules.steps[effect.step]
-        templates = {"compensation": step.compensation, "retry": step.retry, "settle": step.settle}
+        templates = {
+            "compensation": step.compensation,
+            "retry": step.retry,
+            "settle": step.settle,
+            "redrive": step.redrive,
+        }
         template = templates[effect.purpose]
         assert template is not None
         values = {
@@ -418,7 +470,9 @@ class Tracker:
             "process": inst.process,
             "step": step.name,
         }
-        payload = {k: v.format(**values) for k, v in template.payload.items()}
+        payload = {
+            k: render_template(v, values, inst.attributes) for k, v in template.payload.items()
+        }
         model = self.models[effect.command]
         empty = unfilled(model, payload)
         if empty or not effect.key:
@@ -435,7 +489,46 @@ class Tracker:
             self.metrics.incidents.labels(inst.process, "critical").inc()
             self._incident(ctx, rules, inst, RaiseIncident(name, step.name, "critical", summary))
             return
-        ctx.emit(model.from_avro(payload), key=effect.key)
+        ctx.emit(model.from_avro(payload), key=effect.key, caused_by=decision)
+
+    def _retain(
+        self,
+        ctx: Context,
+        rules: ProcessRules,
+        before: Snapshot | None,
+        inst: Instance,
+        key: str,
+    ) -> None:
+        """An ended instance is deleted once its retention has passed, unless it is on hold: a
+        timer set when it ends (or leaves a hold), cancelled when it comes back to life."""
+        keep = rules.definition.retention or self.retention
+        if keep is None:
+            return
+        ended_now = inst.ended and not inst.held
+        ended_before = before is not None and before.status in ENDED and not before.held
+        if ended_now == ended_before:
+            return
+        timer = f"retention:{inst.process}"
+        if ended_now and inst.ended_at is not None:
+            ctx.schedule(timer, max(inst.ended_at + keep, ctx.now), {"instance": key})
+        else:
+            ctx.cancel(timer)
+
+    def on_retention(self, ctx: Context, payload: dict[str, Any]) -> None:
+        """Delete an ended instance whose retention passed (a tombstone on its changelog, so
+        the visibility store drops it too), and its services' decisions once no instance of
+        its correlation id is left."""
+        instances = ctx.store("instances")
+        raw_inst = instances.get(payload["instance"])
+        if raw_inst is None:
+            return
+        inst = decode(raw_inst)
+        if not inst.ended or inst.held:
+            return  # it came back to life, or was put on hold, after the timer was set
+        instances.delete(payload["instance"])
+        self.metrics.deleted.labels(inst.process).inc()
+        if not self._instances(ctx):
+            ctx.store(DECISIONS_STORE).delete(ctx.key)
 
     def _incident(
         self,
@@ -520,16 +613,23 @@ def build_tracker(
     metrics: TrackerMetrics | None = None,
     alerts_topic: str | None = None,
     spans: EndedInstances | None = None,
+    batches: str | None = BATCHES,
+    retention: timedelta | None = None,
 ) -> Service:
+    """`batches`: the topic batch actions' outcomes go back to (None: no batches);
+    `retention`: how long ended instances are kept where a definition does not say (None:
+    for ever)."""
     commands = {
         models[c.command].__avro_topic__
         for rules in definitions.rules.values()
         for step in rules.definition.steps
-        for c in (step.compensation, step.retry, step.settle)
+        for c in (step.compensation, step.retry, step.settle, step.redrive)
         if c is not None
     }
     written = {models[m].__avro_topic__ for m in (TRACE, AUDIT, INCIDENT)} | commands
     written.add(DECISIONS_TOPIC)  # timeouts, compensations, escalations, operator actions
+    if batches:
+        written.add(batches)
     tracker = Service(
         name,
         [repartition],
@@ -542,9 +642,10 @@ def build_tracker(
     tracker.store("instances", keyed=False)
     tracker.store(APPROVALS_STORE, keyed=False)  # by approval id
     tracker.store(STATS, keyed=False)
-    logic = Tracker(definitions, models, metrics, alerts_topic, spans)
+    logic = Tracker(definitions, models, metrics, alerts_topic, spans, batches, retention)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
+    tracker.timer("retention:*")(logic.on_retention)
     tracker.timer("parked:expire")(logic.on_parked_expired)
     return tracker
 

@@ -11,6 +11,8 @@ Roles come from the provider's groups, by name:
 
     choreograph-viewers        viewer of every process
     choreograph-operators      operator of every process (a platform's on-call)
+    <team>-viewers             viewer of the processes <team> owns (where reads are scoped;
+                               otherwise of every process)
     <team>-operators           operator of the processes <team> owns
     <team>-approvers           approver of the processes <team> owns
 
@@ -59,7 +61,11 @@ class OidcSettings:
         return f"{self.public_url.rstrip('/')}/auth/callback"
 
 
-ROLE_SUFFIXES: dict[str, Role] = {"-operators": "operator", "-approvers": "approver"}
+ROLE_SUFFIXES: dict[str, Role] = {
+    "-viewers": "viewer",
+    "-operators": "operator",
+    "-approvers": "approver",
+}
 EVERY_TEAM: dict[str, Role] = {
     "choreograph-viewers": "viewer",
     "choreograph-operators": "operator",

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, get_args
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import uvicorn
 import yaml
@@ -56,9 +56,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from saga_tracker.access import Access, Principal
-from saga_tracker.actions import ActionDesk, Reply, Unavailable, audit_fields
+from saga_tracker.actions import DEFAULT_RATE, SAMPLE, ActionDesk, Reply, Unavailable, audit_fields
 from saga_tracker.codec import decode, encode
-from saga_tracker.instance import Instance, InstanceStatus, step_latencies, step_latency_ms
+from saga_tracker.definitions import ProcessFacts
+from saga_tracker.instance import (
+    ACTIONS,
+    Instance,
+    InstanceStatus,
+    attribute_value,
+    step_latencies,
+    step_latency_ms,
+)
 from saga_tracker.signin import (
     SESSION_LOGIN,
     SESSION_USER,
@@ -73,14 +81,18 @@ from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.timeline import picture
 from saga_tracker.visibility.store import (
     MAX_PAGE,
+    AttributeFilter,
     BadQuery,
     Filters,
     InstanceReader,
     Page,
     VisibilityUnavailable,
+    canonical,
     decode_cursor,
     encode_cursor,
+    grouped,
     millis,
+    spellings,
 )
 
 InstanceSource = Callable[[], Iterable[Instance]]
@@ -88,6 +100,24 @@ MAX_BODY = 16 * 1024  # an action is a few short fields
 MAX_TARGET = 8 * 1024  # path and query: every filter of the list fits many times over
 _DRAIN_LIMIT = 16 * 1024 * 1024  # read and dropped after a 413, so the client sees the answer
 log = logging.getLogger("saga_tracker.traces")
+
+
+class NotReadable(Exception):
+    """Reads are scoped to teams and the process is another team's; says whose (403)."""
+
+
+# What /batches/new takes besides the filters (the step to retry or redrive is `action_step`:
+# `step` is the filter "at step").
+_BATCH_FIELDS = frozenset({"action", "action_step", "reason", "rate_per_s", "expect", "csrf"})
+
+
+def _batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch as the runner keeps it, with its progress worked out."""
+    total = int(batch.get("total") or 0)
+    answered = int(batch.get("applied") or 0) + int(batch.get("refused") or 0)
+    shown = {k: v for k, v in batch.items() if k != "received"}
+    return {**shown, "answered": answered,
+            "progress": round(100 * answered / total, 1) if total else 100.0}  # fmt: skip
 
 
 class Refusal(Exception):
@@ -126,6 +156,28 @@ class CommittedInstances:
             None,
         )
 
+    def count(self, filters: Filters | None = None) -> int:
+        return sum(_matches(i, filters or Filters()) for i in self())
+
+    def keys(self, filters: Filters, most: int) -> list[tuple[str, str]]:
+        listed = self.page(filters, max(1, most), None).summaries
+        return [(s["correlation_id"], s["process"]) for s in listed][:most]
+
+    def totals(self, filters: Filters) -> dict[str, list[dict[str, Any]]]:
+        return _committed_totals(list(self()), filters)
+
+    def at_risk_by_step(self) -> list[dict[str, Any]]:
+        rows: dict[tuple[str, str, str], list[float]] = {}
+        for inst in self():
+            if inst.ended:
+                continue
+            for name in inst.active_steps():
+                row = rows.setdefault((inst.process, name, inst.steps[name].status), [0, 0.0])
+                row[0] += 1
+                row[1] += inst.value or 0.0
+        return [{"process": p, "step": st, "step_status": ss, "count": int(n), "value": v}
+                for (p, st, ss), (n, v) in sorted(rows.items())]  # fmt: skip
+
     def page(self, filters: Filters, limit: int, cursor: str | None) -> Page:
         """A scan of every instance: for the few a TestKit holds (a tracker uses the store)."""
         keyed = sorted(
@@ -145,6 +197,23 @@ class CommittedInstances:
         )
 
 
+def _committed_totals(instances: list[Instance], filters: Filters) -> dict[str, Any]:
+    chosen = [i for i in instances if _matches(i, filters)]
+    by_step: dict[tuple[str, str], list[float]] = {}
+    for inst in chosen:
+        for name in inst.active_steps():
+            if filters.step is not None and name != filters.step:
+                continue
+            row = by_step.setdefault((name, inst.steps[name].status), [0, 0.0])
+            row[0] += 1
+            row[1] += inst.value or 0.0
+    return grouped(
+        [(i.process, i.status, 1, i.value) for i in chosen],
+        [{"step": st, "step_status": ss, "count": int(n), "value": v}
+         for (st, ss), (n, v) in sorted(by_step.items())],
+    )  # fmt: skip
+
+
 def _matches(inst: Instance, f: Filters) -> bool:
     return (
         f.process in (None, inst.process)
@@ -154,7 +223,24 @@ def _matches(inst: Instance, f: Filters) -> bool:
         and (f.started_after is None or inst.started_at >= f.started_after)
         and (f.started_before is None or inst.started_at < f.started_before)
         and (not f.open_incidents or bool(inst.open_incidents))
+        and (f.step is None or f.step in inst.active_steps())
+        and f.paused in (None, inst.paused)
+        and (f.processes is None or inst.process in f.processes)
+        and all(_attribute_matches(inst, a) for a in f.attributes)
     )
+
+
+def _attribute_matches(inst: Instance, wanted: AttributeFilter) -> bool:
+    value = inst.attributes.get(wanted.name)
+    if value is None:
+        return False
+    value = attribute_value(value)
+    if wanted.equals is not None and canonical(value) not in spellings(wanted.equals):
+        return False
+    number = value if isinstance(value, float) else None
+    if wanted.at_least is not None and (number is None or number < wanted.at_least):
+        return False
+    return not (wanted.at_most is not None and (number is None or number > wanted.at_most))
 
 
 def committed_instances(tasks: Callable[[], Iterable[Any]]) -> CommittedInstances:
@@ -172,6 +258,9 @@ def summary(inst: Instance) -> dict[str, Any]:
         "ended_at": inst.ended_at.isoformat() if inst.ended_at else None,
         "failure_reason": inst.failure_reason,
         "open_incidents": sorted(inst.open_incidents),
+        "paused": inst.paused,
+        "held": inst.held is not None,
+        "attributes": {k: attribute_value(v) for k, v in inst.attributes.items()},
     }
 
 
@@ -239,12 +328,18 @@ class TraceServer:
         clients: ClientKeys | None = None,
         signin: OidcSettings | None = None,
         jaeger_url: str | None = None,
+        facts: ProcessFacts | None = None,
+        batches: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         """Without `access`, reads are open and nobody may act; without `desk`, no actions.
         `decisions`: the services' decision records per correlation id, shown on traces.
         `clients`: whom failed attempts count against (the trusted proxies). `signin`: people
-        sign in to the pages through this OpenID Connect provider (see `signin`)."""
+        sign in to the pages through this OpenID Connect provider (see `signin`). `facts`: the
+        processes' owners, steps and search attributes (from their definitions). `batches`:
+        the batch operations the batch runner keeps."""
         self.instances = instances
+        self.facts = facts or ProcessFacts()
+        self.batches = batches or list
         self.decisions = decisions or (lambda correlation_id: [])
         self.approvals = approvals or list
         # One instance's approval requests: a lookup where the source has one.
@@ -327,8 +422,19 @@ class TraceServer:
 
     def _app(self) -> Starlette:
         routes = [
+            Route("/", self._overview_page, methods=["GET"]),
             Route("/api/openapi.json", _openapi, methods=["GET"]),
             Route("/api/instances", self._list_api, methods=["GET"]),
+            Route("/api/instances/totals", self._totals_api, methods=["GET"]),
+            Route("/api/batches", self._batches_api, methods=["GET"]),
+            Route("/api/batches", self._batch_api, methods=["POST"]),
+            Route("/api/batches/{batch_id:str}", self._one_batch_api, methods=["GET"]),
+            Route("/api/batches/{batch_id:str}/cancel", self._cancel_api, methods=["POST"]),
+            Route("/batches", self._batches_page, methods=["GET"]),
+            Route("/batches", self._batch_form, methods=["POST"]),
+            Route("/batches/new", self._dry_run_page, methods=["GET"]),
+            Route("/batches/{batch_id:str}", self._batch_page, methods=["GET"]),
+            Route("/batches/{batch_id:str}/cancel", self._cancel_form, methods=["POST"]),
             Route("/traces", self._list_page, methods=["GET"]),
             Route("/api/approvals", self._approvals_api, methods=["GET"]),
             Route("/approvals", self._approvals_page, methods=["GET"]),
@@ -450,7 +556,29 @@ class TraceServer:
         of lookups, not scans."""
         return self.instances.find(correlation_id, process)
 
-    def listed(self, query: dict[str, list[str]]) -> Page:
+    def readable(self, request: Request) -> frozenset[str] | None:
+        """The processes who asks may read (None: all)."""
+        principal, _ = self._principal(request)
+        return self.access.readable(principal, self.facts.owners)
+
+    def filters(self, request: Request, query: dict[str, list[str]]) -> Filters:
+        """The filters `query` asks for, within what who asks may read."""
+        readable = self.readable(request)
+        asked = Filters.from_query(query)
+        if readable is not None and asked.process is not None and asked.process not in readable:
+            raise NotReadable(self._not_readable(request, asked.process))
+        return dataclasses.replace(asked, processes=readable)
+
+    def _not_readable(self, request: Request, process: str) -> str:
+        principal, _ = self._principal(request)
+        owners = self.facts.owners.get(process)
+        who = principal.name if principal else "anonymous"
+        if not owners:
+            return f"{who} may not read {process}: no followed definition says who owns it"
+        teams = ", ".join(sorted(principal.teams_for("read") or ())) if principal else ""
+        return f"{who} reads for {teams or 'no team'}; {process} is owned by {' and '.join(owners)}"
+
+    def listed(self, query: dict[str, list[str]], filters: Filters | None = None) -> Page:
         """One page of the list `query` asks for (BadQuery when it cannot be answered)."""
         text = next(iter(query.get("limit", [])), "50")
         try:
@@ -460,7 +588,7 @@ class TraceServer:
         if not 1 <= limit <= MAX_PAGE:
             raise BadQuery(f"limit={limit}: ask for 1 to {MAX_PAGE} instances per page")
         cursor = next(iter(query.get("cursor", [])), None)
-        return self.instances.page(Filters.from_query(query), limit, cursor)
+        return self.instances.page(filters or Filters.from_query(query), limit, cursor)
 
     def _reader(self, request: Request, page: bool = False) -> Response | None:
         """None when the request may read; else the refusal to send (a page's: to sign in)."""
@@ -491,6 +619,10 @@ class TraceServer:
             return await run_in_threadpool(answer)
         except BadQuery as err:
             return JSONResponse({"error": str(err)}, 400)
+        except NotReadable as err:
+            if page:
+                return _html("message.html", status=403, title="No access", text=str(err))
+            return JSONResponse({"error": str(err)}, 403)
         except VisibilityUnavailable as err:
             log.warning("visibility store away", extra={"error": str(err)})
             return JSONResponse(
@@ -502,24 +634,50 @@ class TraceServer:
         query = _query(request)
 
         def answer() -> Response:
-            page = self.listed(query)
+            page = self.listed(query, self.filters(request, query))
             link = _next_link(request.url.path, query, page.next_cursor)
             headers = {"Link": f'<{link}>; rel="next"'} if link else None
             return _json(page.summaries, 200, headers)
 
         return await self._read(request, answer)
 
+    async def _totals_api(self, request: Request) -> Response:
+        """How many instances the filters choose, and their value, per status and per step."""
+        query = _query(request)
+        return await self._read(
+            request, lambda: _json(self.instances.totals(self.filters(request, query)))
+        )
+
     async def _list_page(self, request: Request) -> Response:
         query = _query(request)
 
         def answer() -> Response:
-            page = self.listed({"limit": ["100"], **query})
+            filters = self.filters(request, query)
+            page = self.listed({"limit": ["100"], **query}, filters)
             more = _next_link(request.url.path, query, page.next_cursor)
             now = datetime.now(UTC)
             shown = [{**i, "started": _when(i["started_at"], now)} for i in page.summaries]
             asked = {k: v[0] for k, v in query.items() if v and k != "cursor"}
+            chosen = urlencode(filters.query())
             return _html("instances.html", title="Process instances", summaries=shown,
                          more=more, asked=asked, statuses=get_args(InstanceStatus),
+                         steps=self.facts.all_steps(), attributes=self.facts.all_attributes(),
+                         batch_link=f"/batches/new?{chosen}", **self._who(request))  # fmt: skip
+
+        return await self._read(request, answer, page=True)
+
+    async def _overview_page(self, request: Request) -> Response:
+        """The front page: open instances per step with the value at risk there, the batches
+        under way, and where to go next."""
+
+        def answer() -> Response:
+            readable = self.readable(request)
+            rows = [
+                r for r in self.instances.at_risk_by_step()
+                if readable is None or r["process"] in readable
+            ]  # fmt: skip
+            running = [b for b in self.batches() if b.get("status") not in ("done", "cancelled")]
+            return _html("overview.html", title="Saga tracker", rows=rows, running=running,
                          **self._who(request))  # fmt: skip
 
         return await self._read(request, answer, page=True)
@@ -529,7 +687,8 @@ class TraceServer:
         query = _query(request)
 
         def answer() -> Response:
-            page = self.listed({"limit": ["100"], **query, "open_incidents": ["true"]})
+            asked = {"limit": ["100"], **query, "open_incidents": ["true"]}
+            page = self.listed(asked, self.filters(request, asked))
             now = datetime.now(UTC)
             rows = []
             for summary in page.summaries:
@@ -545,7 +704,16 @@ class TraceServer:
 
     def _approvals_listed(self, request: Request) -> list[dict[str, Any]]:
         status = request.query_params.get("status")
-        return [a for a in self.approvals() if status in (None, a.get("status"))]
+        listed = [a for a in self.approvals() if status in (None, a.get("status"))]
+        readable = self.readable(request)
+        if readable is None:
+            return listed
+        shown = []
+        for approval in listed:  # scoped: only those of instances of readable processes
+            inst = self.find(str(approval.get("correlation_id", "")))
+            if inst is not None and inst.process in readable:
+                shown.append(approval)
+        return shown
 
     async def _approvals_api(self, request: Request) -> Response:
         return await self._read(request, lambda: _json(self._approvals_listed(request)))
@@ -562,17 +730,213 @@ class TraceServer:
         self, request: Request, show: Callable[[Instance, list[Any], list[Any]], Response]
     ) -> Callable[[], Response]:
         """The answer about the instance the path names: `show` of it, its decisions and
-        approval requests, or 404."""
+        approval requests, or 404 (403 where reads are scoped and it is another team's)."""
 
         def answer() -> Response:
             correlation_id = request.path_params["correlation_id"]
             inst = self.find(correlation_id, request.query_params.get("process"))
             if inst is None:
                 return JSONResponse({"error": f"no instance {correlation_id}"}, 404)
+            readable = self.readable(request)
+            if readable is not None and inst.process not in readable:
+                raise NotReadable(self._not_readable(request, inst.process))
             corr = inst.correlation_id
             return show(inst, self.decisions(corr), self.approvals_of(corr))
 
         return answer
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def _batches_readable(self, request: Request) -> list[dict[str, Any]]:
+        found = sorted(self.batches(), key=lambda b: str(b.get("requested_at")), reverse=True)
+        return [_batch_view(b) for b in found]
+
+    def _batch(self, batch_id: str) -> dict[str, Any] | None:
+        found = next((b for b in self.batches() if b.get("batch_id") == batch_id), None)
+        return _batch_view(found) if found is not None else None
+
+    async def _batches_api(self, request: Request) -> Response:
+        return await self._read(request, lambda: _json(self._batches_readable(request)))
+
+    async def _one_batch_api(self, request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+
+        def answer() -> Response:
+            found = self._batch(batch_id)
+            if found is None:
+                return JSONResponse({"error": f"no batch {batch_id}"}, 404)
+            return _json(found)
+
+        return await self._read(request, answer)
+
+    def _chooser(
+        self, request: Request, query: dict[str, list[str]]
+    ) -> tuple[Filters, Callable[[int], list[tuple[str, str]]], Callable[[], dict[str, int]],
+               Callable[[int], list[dict[str, Any]]]]:  # fmt: skip
+        """What a batch over `query` chooses: its filters (within what who asks may read),
+        and how to list, count per process and sample the instances."""
+        filters = self.filters(request, query)
+
+        def per_process() -> dict[str, int]:
+            totals = self.instances.totals(filters)
+            return {row["process"]: row["count"] for row in totals["by_process"]}
+
+        def sample(n: int) -> list[dict[str, Any]]:
+            return self.instances.page(filters, n, None).summaries
+
+        return filters, lambda most: self.instances.keys(filters, most), per_process, sample
+
+    async def _batch_api(self, request: Request) -> Response:
+        """POST /api/batches {"query": {filters}, "action", "step", "reason", "rate_per_s",
+        "dry_run", "expect"}: a dry run answers the count and a sample; a run sends the batch."""
+        if self.desk is None:
+            return JSONResponse({"error": "operator actions are not enabled"}, 503,
+                                headers={"Connection": "close"})  # fmt: skip
+        principal, signed_in = self._principal(request)
+        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
+            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
+        try:
+            body = await _json_body(request)
+        except Refusal as refusal:
+            return await self._refused(request, refusal, audit_fields(principal, "batch"))
+        desk = self.desk
+        asked = body.get("query") if isinstance(body, dict) else None
+        query = {k: [str(v)] for k, v in asked.items()} if isinstance(asked, dict) else {}
+
+        def answer() -> Response:
+            try:
+                filters, choose, count, sample = self._chooser(request, query)
+            except (BadQuery, NotReadable) as err:
+                status = 403 if isinstance(err, NotReadable) else 400
+                return JSONResponse({"error": str(err)}, status)
+            reply = desk.batch(principal, body, choose, count, sample, urlencode(filters.query()))
+            self._count_failure(request, reply)
+            return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
+
+        return await self._acting(answer)
+
+    async def _cancel_api(self, request: Request) -> Response:
+        if self.desk is None:
+            return JSONResponse({"error": "operator actions are not enabled"}, 503,
+                                headers={"Connection": "close"})  # fmt: skip
+        batch_id = request.path_params["batch_id"]
+        principal, signed_in = self._principal(request)
+        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
+            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
+        try:
+            body = await _json_body(request)
+        except Refusal as refusal:
+            return await self._refused(request, refusal, audit_fields(principal, batch_id))
+        desk = self.desk
+
+        def answer() -> Response:
+            reply = desk.cancel_batch(principal, batch_id, body, self._batch(batch_id))
+            self._count_failure(request, reply)
+            return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
+
+        return await self._acting(answer)
+
+    async def _batches_page(self, request: Request) -> Response:
+        def answer() -> Response:
+            return _html("batches.html", title="Batch operations",
+                         batches=self._batches_readable(request), **self._who(request))  # fmt: skip
+
+        return await self._read(request, answer, page=True)
+
+    async def _batch_page(self, request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+
+        def answer() -> Response:
+            found = self._batch(batch_id)
+            if found is None:
+                return _html("message.html", status=404, title="Not found",
+                             text=f"no batch {batch_id}", link="/batches")  # fmt: skip
+            return _html("batch.html", title=f"Batch {batch_id}", batch=found,
+                         **self._who(request))  # fmt: skip
+
+        return await self._read(request, answer, page=True)
+
+    async def _dry_run_page(self, request: Request) -> Response:
+        """GET /batches/new?<filters>&action=&action_step=: what a batch would act on (the
+        count per process and a sample), with the form that runs it."""
+        query = _query(request)
+        filters_only = {k: v for k, v in query.items() if k not in _BATCH_FIELDS}
+        principal, _ = self._principal(request)
+
+        def answer() -> Response:
+            filters, _, count, sample = self._chooser(request, filters_only)
+            counts = count()
+            now = datetime.now(UTC)
+            shown = [{**i, "started": _when(i["started_at"], now)} for i in sample(SAMPLE)]
+            refused = []
+            if principal is not None and principal.may("act"):
+                for process in counts:
+                    owners = self.facts.owners.get(process)
+                    if owners is not None and not principal.serves(owners, "act"):
+                        refused.append(f"{process} is owned by {' and '.join(owners)}")
+            return _html("batch_new.html", title="Batch operation: look before acting",
+                         counts=counts, total=sum(counts.values()), sample=shown,
+                         query=urlencode(filters.query()), asked=filters.query(),
+                         action=request.query_params.get("action", ""),
+                         step=request.query_params.get("action_step", ""), actions=ACTIONS,
+                         steps=self.facts.all_steps(), refused=refused,
+                         **self._who(request))  # fmt: skip
+
+        return await self._read(request, answer, page=True)
+
+    async def _batch_form(self, request: Request) -> Response:
+        """POST /batches from the dry-run page: the batch is run as the page showed it (its
+        count is checked again), then its progress page."""
+        checked = await self._form(request)
+        if isinstance(checked, Response):
+            return checked
+        principal, form = checked
+        desk = self.desk
+        assert desk is not None
+        query = {k: [v] for k, v in parse_qsl(form.get("query", ""))}
+        body: dict[str, Any] = {k: form[k] for k in ("action", "step", "reason") if form.get(k)}
+        try:
+            body["rate_per_s"] = int(form.get("rate_per_s") or DEFAULT_RATE)
+            body["expect"] = int(form["expect"])
+        except (KeyError, ValueError):
+            return _html("message.html", status=400, title="Not done",
+                         text="rate and count are whole numbers", link="/batches")  # fmt: skip
+
+        def answer() -> Response:
+            try:
+                filters, choose, count, sample = self._chooser(request, query)
+            except (BadQuery, NotReadable) as err:
+                return _html("message.html", status=400, title="Not done", text=str(err),
+                             link="/traces")  # fmt: skip
+            reply = desk.batch(principal, body, choose, count, sample, urlencode(filters.query()))
+            self._count_failure(request, reply)
+            if reply.status == 202:
+                return RedirectResponse(f"/batches/{quote(reply.body['batch_id'])}", 303)
+            back = (
+                f"/batches/new?{urlencode({**filters.query(), 'action': body.get('action', '')})}"
+            )
+            return _outcome(reply.status, reply.body, back)
+
+        return await self._acting(answer, "/batches")
+
+    async def _cancel_form(self, request: Request) -> Response:
+        checked = await self._form(request)
+        if isinstance(checked, Response):
+            return checked
+        principal, form = checked
+        batch_id = request.path_params["batch_id"]
+        desk, back = self.desk, f"/batches/{quote(batch_id)}"
+        assert desk is not None
+
+        def answer() -> Response:
+            body = {"reason": form.get("reason", "")}
+            reply = desk.cancel_batch(principal, batch_id, body, self._batch(batch_id))
+            self._count_failure(request, reply)
+            if reply.status == 202:
+                return RedirectResponse(back, 303)
+            return _outcome(reply.status, reply.body, back)
+
+        return await self._acting(answer, back)
 
     async def _trace_api(self, request: Request) -> Response:
         def show(inst: Instance, decided: list[Any], asked: list[Any]) -> Response:
@@ -591,7 +955,8 @@ class TraceServer:
                          took=took, decisions=decided, pending=pending,
                          pic=picture(inst, now, decided, asked), causation=causation,
                          started=_when(inst.started_at.isoformat(), now), ended=ended,
-                         jaeger=self._jaeger(inst), **self._who(request))  # fmt: skip
+                         jaeger=self._jaeger(inst), actions=ACTIONS,
+                         **self._who(request))  # fmt: skip
 
         return await self._read(request, self._traced(request, show), page=True)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 
 if TYPE_CHECKING:
+    from choreograph.contracts.envelope import Envelope
     from choreograph.runtime.context import Context
 
 Subject = Literal["machine", "process", "handler"]
@@ -25,6 +26,7 @@ Kind = Literal[
     "compensation",
     "settle",
     "retry",
+    "redrive",
     "escalation",
     "operator-action",
     "approval",
@@ -69,8 +71,9 @@ def record_decision(
     actor_kind: ActorKind = "service",
     reason: str = "",
     rules: list[RuleEvaluation] | None = None,
-) -> None:
-    """Emit a DecisionRecord from `ctx`, with the rules evaluated in this handling so far (and
+) -> Envelope:
+    """Emit a DecisionRecord from `ctx` (and return its envelope: what it decided is caused by
+    it), with the rules evaluated in this handling so far (and
     `rules`). `trigger`: the event type or timer that caused it; by default the event in hand."""
     envelope = ctx.envelope
     from_timer = envelope is None or envelope.type == "choreograph.timer"
@@ -102,4 +105,4 @@ def record_decision(
             "at": ctx.now,
         }
     )
-    ctx.emit(record, key=ctx.key, topic=DECISIONS_TOPIC)
+    return ctx.emit(record, key=ctx.key, topic=DECISIONS_TOPIC)

@@ -75,8 +75,45 @@ class Command(_Strict):
     payload: dict[str, str] = Field(
         default_factory=dict,
         description="command fields; values may use {business_key}, {reason}, "
-        "{correlation_id}, {process} and {step}",
+        "{correlation_id}, {process}, {step} and the instance's recorded search attributes as "
+        "{attributes.NAME} (a value that is that placeholder alone keeps the attribute's type)",
     )
+
+
+PLACEHOLDERS = ("business_key", "reason", "correlation_id", "process", "step")
+_WHOLE_ATTRIBUTE = re.compile(r"^\{attributes\.([a-z][a-z0-9_]*)\}$")
+
+
+class _Attributes:
+    """`{attributes.NAME}` in a template: a recorded attribute, "" when it was not recorded."""
+
+    def __init__(self, values: dict[str, Any], known: set[str] | None) -> None:
+        self._values = values
+        self._known = known
+
+    def __getattr__(self, name: str) -> Any:
+        if self._known is not None and name not in self._known:
+            raise KeyError(f"attributes.{name}")
+        value = self._values.get(name)
+        return "" if value is None else value
+
+
+def render_template(
+    template: str,
+    values: dict[str, str],
+    attributes: dict[str, Any],
+    known: set[str] | None = None,
+) -> Any:
+    """A payload template filled in. A template that is one `{attributes.NAME}` alone gives the
+    attribute's value as recorded (a number stays a number; None when not recorded). `known`:
+    the attribute names allowed (others raise KeyError), None for any. Raises KeyError,
+    IndexError or ValueError for a template that cannot be filled."""
+    whole = _WHOLE_ATTRIBUTE.match(template)
+    if whole:
+        if known is not None and whole.group(1) not in known:
+            raise KeyError(f"attributes.{whole.group(1)}")
+        return attributes.get(whole.group(1))
+    return template.format(**values, attributes=_Attributes(attributes, known))
 
 
 class Compensation(Command):
@@ -117,6 +154,11 @@ class Step(_Strict):
     retry: Command | None = Field(
         None, description="command an operator's retry sends to run the step again"
     )
+    redrive: Command | None = Field(
+        None,
+        description="command an operator's redrive sends to run the step again from the "
+        "instance's recorded inputs ({attributes.NAME} in its payload)",
+    )
     settle: Settle | None = Field(
         None,
         description="asked of the step's owner when it times out before it reported, instead "
@@ -133,6 +175,25 @@ class Step(_Strict):
         return self
 
 
+ATTRIBUTE_RE = r"^[a-z][a-z0-9_]*$"
+
+
+class SearchAttribute(_Strict):
+    """A field of one of the process's events, recorded on each instance to search by, count
+    and sum (and to build redrive commands from)."""
+
+    field: str = Field(min_length=1, description="a top-level field of the event")
+    event: str | None = Field(None, description="the event type carrying it; default: the start")
+
+    def event_or(self, start: str) -> str:
+        return self.event or start
+
+
+def _attribute(value: Any) -> Any:
+    """`name: field` is short for `name: {field: field}` (a field of the start event)."""
+    return {"field": value} if isinstance(value, str) else value
+
+
 class ProcessDefinition(_Strict):
     name: str = Field(pattern=NAME_RE)
     version: int = Field(ge=1)
@@ -147,6 +208,18 @@ class ProcessDefinition(_Strict):
         None, description="target time to completion; defaults to the process deadline"
     )
     value_at_risk: str | None = Field(None, description="numeric field of the start event")
+    search_attributes: dict[
+        Annotated[str, Field(pattern=ATTRIBUTE_RE)],
+        Annotated[SearchAttribute, BeforeValidator(_attribute)],
+    ] = Field(
+        default_factory=dict,
+        description="fields of the process's events kept on each instance, to search by",
+    )
+    retention: Duration | None = Field(
+        None,
+        description="how long an ended instance is kept before the tracker deletes it; "
+        "default: the tracker's setting",
+    )
     steps: list[Step] = Field(min_length=1)
 
     def event_types(self) -> set[str]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import difflib
 from pathlib import PurePath
 
-from choreograph.contracts.avro_model import Primitive, Union
+from choreograph.contracts.avro_model import Enum, Primitive, Union
 from choreograph.contracts.catalog import Catalog
 from choreograph.contracts.diagnostics import Diagnostic
-from choreograph.process.definition import LoadedDefinition
+from choreograph.process.definition import PLACEHOLDERS, LoadedDefinition, render_template
 
 NUMERIC = {"int", "long", "float", "double"}
 
@@ -110,9 +110,11 @@ class _Linter:
                 for key in ("voided_on", "done_on"):
                     for j, name in enumerate(getattr(step.settle, key)):
                         self.event(f"{at}/settle/{key}/{j}", name)
-            if step.retry is not None:
-                self.command(f"{at}/retry/command", step.retry.command)
-                self.payload(f"{at}/retry/payload", step.retry.command, step.retry.payload)
+            for key in ("retry", "redrive"):
+                sent = getattr(step, key)
+                if sent is not None:
+                    self.command(f"{at}/{key}/command", sent.command)
+                    self.payload(f"{at}/{key}/payload", sent.command, sent.payload)
             if step.on_timeout == "compensate" and not any(
                 s.compensation for s in d.steps[: i + 1]
             ):
@@ -133,7 +135,47 @@ class _Linter:
                 )
         if d.value_at_risk:
             self.value_field(d.start, d.value_at_risk)
+        for name, attribute in d.search_attributes.items():
+            self.attribute(name, attribute.event_or(d.start), attribute.field)
         return self.found
+
+    def attribute(self, name: str, event: str, field_name: str) -> None:
+        """A search attribute is a scalar field of an event the process follows."""
+        d = self.loaded.definition
+        at = f"/search_attributes/{name}"
+        if event not in d.event_types():
+            self.add(
+                f"{at}/event",
+                "attribute-event",
+                f"search attribute {name} reads {event}, which process {d.name} does not follow",
+                "name an event the process starts, advances, completes or fails on",
+            )
+            return
+        contract = self.catalog.contracts.get(event)
+        if contract is None:
+            return  # already reported as unknown-event
+        field = contract.schema.field_named(field_name)
+        kind = field.type if field else None
+        if isinstance(kind, Union):
+            kind = next(
+                (b for b in kind.branches if not (isinstance(b, Primitive) and b.type == "null")),
+                None,
+            )
+        scalar = isinstance(kind, Enum) or (
+            isinstance(kind, Primitive)
+            and kind.type != "null"
+            and (kind.type != "bytes" or kind.logical == "decimal")
+        )
+        if field is None or not scalar:
+            fields = ", ".join(f.name for f in contract.schema.fields)
+            self.add(
+                f"{at}/field",
+                "attribute-field",
+                f"search attribute {name}: {event} has no "
+                f"{'field' if field is None else 'text, number, boolean or enum field'} "
+                f"{field_name}",
+                f"name a top-level text, number, boolean or enum field of {event}: {fields}",
+            )
 
     def command(self, pointer: str, name: str) -> None:
         contract = self.catalog.contracts.get(name)
@@ -175,15 +217,18 @@ class _Linter:
                     f"{command} needs {name}, which the payload does not give",
                     f'add {name}: "{{business_key}}" (or {{reason}}, {{correlation_id}}...)',
                 )
+        known = set(self.loaded.definition.search_attributes)
         for name, template in payload.items():
             try:
-                template.format(business_key="", reason="", correlation_id="", process="", step="")
-            except (KeyError, IndexError, ValueError) as err:
+                render_template(template, dict.fromkeys(PLACEHOLDERS, ""), {}, known)
+            except (KeyError, IndexError, ValueError, AttributeError) as err:
+                attributes = ", ".join(f"{{attributes.{a}}}" for a in sorted(known))
                 self.add(
                     f"{pointer}/{name}",
                     "command-payload",
                     f"template {template!r} uses an unknown placeholder: {err}",
-                    "use {business_key}, {reason}, {correlation_id}, {process} or {step}",
+                    "use {business_key}, {reason}, {correlation_id}, {process} or {step}"
+                    + (f", or a search attribute: {attributes}" if attributes else ""),
                 )
 
     def value_field(self, start: str, field_name: str) -> None:

@@ -160,8 +160,16 @@ class Context:
         """Store `name` of this partition. Keyed stores check that each key belongs here."""
         return self._task.keyed_store(name, self.key)
 
-    def emit(self, event: Event, key: str | None = None, topic: str | None = None) -> Envelope:
-        """Publish `event` in this transaction; its envelope follows the event in hand."""
+    def emit(
+        self,
+        event: Event,
+        key: str | None = None,
+        topic: str | None = None,
+        *,
+        caused_by: Envelope | None = None,
+    ) -> Envelope:
+        """Publish `event` in this transaction; its envelope follows the event in hand, or
+        `caused_by` (an envelope emitted in this handling, such as a decision record's)."""
         key = key or self.key
         service = self._task.service
         service.check_output(topic or event.__avro_topic__, event.__avro_name__)
@@ -171,7 +179,7 @@ class Context:
             key,
             self.service,
             topic=topic,
-            parent=self.envelope,
+            parent=caused_by or self.envelope,
             now=self.now,
         )
         self.outputs.append(

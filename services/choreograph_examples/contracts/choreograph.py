@@ -69,12 +69,12 @@ class AuditEntry(Event):
     __avro_name__: ClassVar[str] = 'dev.choreograph.AuditEntry'
     __avro_domain__: ClassVar[str] = 'choreograph'
     __avro_topic__: ClassVar[str] = 'choreograph.audit'
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"AuditEntry","namespace":"dev.choreograph","doc":"One operator request and what became of it; on choreograph.audit, never deleted.","fields":[{"name":"audit_id","type":"string","doc":"Unique id of this entry."},{"name":"action_id","type":["null","string"],"default":null,"doc":"Operator action (or approval request) the entry is about, when one was issued."},{"name":"action","type":"string","doc":"retry, compensate or resolve, as asked; grant or deny for an approval."},{"name":"target","type":"string","doc":"Process instance (correlation id) acted on."},{"name":"step","type":["null","string"],"default":null,"doc":"Step named in the request, if any."},{"name":"actor","type":"string","doc":"Token holder who asked; \'anonymous\' without a valid token."},{"name":"role","type":["null","string"],"default":null,"doc":"Role of the token holder, if known."},{"name":"outcome","type":{"type":"enum","name":"AuditOutcome","doc":"What became of the request.","symbols":["ACCEPTED","APPLIED","REFUSED","DENIED","INVALID","UNKNOWN"],"default":"UNKNOWN"},"doc":"ACCEPTED by the API, APPLIED by the tracker, REFUSED as not applicable, DENIED for want of rights, INVALID as malformed."},{"name":"detail","type":"string","doc":"The reason given, or why it was refused."},{"name":"recorded_by","type":"string","doc":"Service that wrote the entry."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was recorded."}]}')
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"AuditEntry","namespace":"dev.choreograph","doc":"One operator request and what became of it; on choreograph.audit, never deleted.","fields":[{"name":"audit_id","type":"string","doc":"Unique id of this entry."},{"name":"action_id","type":["null","string"],"default":null,"doc":"Operator action (or approval request) the entry is about, when one was issued."},{"name":"action","type":"string","doc":"The action as asked (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release); grant or deny for an approval; batch <action> for a batch as a whole."},{"name":"target","type":"string","doc":"Process instance (correlation id) acted on, or the batch id for a batch as a whole."},{"name":"step","type":["null","string"],"default":null,"doc":"Step named in the request, if any."},{"name":"actor","type":"string","doc":"Token holder who asked; \'anonymous\' without a valid token."},{"name":"role","type":["null","string"],"default":null,"doc":"Role of the token holder, if known."},{"name":"outcome","type":{"type":"enum","name":"AuditOutcome","doc":"What became of the request.","symbols":["ACCEPTED","APPLIED","REFUSED","DENIED","INVALID","UNKNOWN"],"default":"UNKNOWN"},"doc":"ACCEPTED by the API, APPLIED by the tracker, REFUSED as not applicable, DENIED for want of rights, INVALID as malformed."},{"name":"detail","type":"string","doc":"The reason given, or why it was refused."},{"name":"recorded_by","type":"string","doc":"Service that wrote the entry."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was recorded."},{"name":"batch_id","type":["null","string"],"default":null,"doc":"The batch operation the entry belongs to, if any."}]}')
 
     audit_id: String = Field(description='Unique id of this entry.')
     action_id: None | String = Field(default=None, description='Operator action (or approval request) the entry is about, when one was issued.')
-    action: String = Field(description='retry, compensate or resolve, as asked; grant or deny for an approval.')
-    target: String = Field(description='Process instance (correlation id) acted on.')
+    action: String = Field(description='The action as asked (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release); grant or deny for an approval; batch <action> for a batch as a whole.')
+    target: String = Field(description='Process instance (correlation id) acted on, or the batch id for a batch as a whole.')
     step: None | String = Field(default=None, description='Step named in the request, if any.')
     actor: String = Field(description="Token holder who asked; 'anonymous' without a valid token.")
     role: None | String = Field(default=None, description='Role of the token holder, if known.')
@@ -82,6 +82,69 @@ class AuditEntry(Event):
     detail: String = Field(description='The reason given, or why it was refused.')
     recorded_by: String = Field(description='Service that wrote the entry.')
     at: datetime.datetime = Field(description='When it was recorded.')
+    batch_id: None | String = Field(default=None, description='The batch operation the entry belongs to, if any.')
+
+
+class BatchCancelled(Event):
+    """An operator stops a batch: what was not dispatched yet is not."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.BatchCancelled'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'saga-tracker.batches'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"BatchCancelled","namespace":"dev.choreograph","doc":"An operator stops a batch: what was not dispatched yet is not.","fields":[{"name":"batch_id","type":"string","doc":"The batch stopped."},{"name":"actor","type":"string","doc":"Who stopped it."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."}]}')
+
+    batch_id: String = Field(description='The batch stopped.')
+    actor: String = Field(description='Who stopped it.')
+    reason: String = Field(description="Why, in the operator's words.")
+    at: datetime.datetime = Field(description='When it was asked.')
+
+
+class BatchItemDone(Event):
+    """The tracker applied or refused one action of a batch; keyed by the batch id, so its runner counts the outcomes."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.BatchItemDone'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'saga-tracker.batches'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"BatchItemDone","namespace":"dev.choreograph","doc":"The tracker applied or refused one action of a batch; keyed by the batch id, so its runner counts the outcomes.","fields":[{"name":"batch_id","type":"string","doc":"The batch."},{"name":"action_id","type":"string","doc":"The action, as dispatched."},{"name":"correlation_id","type":"string","doc":"The instance acted on."},{"name":"process","type":"string","doc":"Its process."},{"name":"applied","type":"boolean","doc":"Applied; false when refused."},{"name":"detail","type":"string","doc":"Why it was refused, or the reason given."},{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When the tracker decided."}]}')
+
+    batch_id: String = Field(description='The batch.')
+    action_id: String = Field(description='The action, as dispatched.')
+    correlation_id: String = Field(description='The instance acted on.')
+    process: String = Field(description='Its process.')
+    applied: Boolean = Field(description='Applied; false when refused.')
+    detail: String = Field(description='Why it was refused, or the reason given.')
+    at: datetime.datetime = Field(description='When the tracker decided.')
+
+
+class BatchTarget(AvroRecord):
+    """One process instance a batch acts on."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.BatchTarget'
+
+    correlation_id: String = Field(description="The instance's correlation id.")
+    process: String = Field(description="The instance's process.")
+
+
+class BatchRequested(Event):
+    """An operator runs one action on every instance a query chose, at a bounded rate. Sent in chunks of targets, keyed by the batch id, in one transaction with its audit entry; the tracker's batch runner dispatches the actions."""
+
+    __avro_name__: ClassVar[str] = 'dev.choreograph.BatchRequested'
+    __avro_domain__: ClassVar[str] = 'choreograph'
+    __avro_topic__: ClassVar[str] = 'saga-tracker.batches'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"BatchRequested","namespace":"dev.choreograph","doc":"An operator runs one action on every instance a query chose, at a bounded rate. Sent in chunks of targets, keyed by the batch id, in one transaction with its audit entry; the tracker\'s batch runner dispatches the actions.","fields":[{"name":"batch_id","type":"string","doc":"Unique id of the batch; every action of it and its audit entries name it."},{"name":"action","type":"string","doc":"The action every instance gets (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release)."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry or redrive, if any."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"actor","type":"string","doc":"Who asked."},{"name":"query","type":"string","doc":"The filters that chose the instances, as a query string."},{"name":"rate_per_s","type":"int","doc":"Most actions dispatched per second."},{"name":"total","type":"int","doc":"How many instances the batch acts on, in all its chunks."},{"name":"chunk","type":"int","doc":"Which chunk this is, from 0."},{"name":"chunks","type":"int","doc":"How many chunks the batch has."},{"name":"targets","type":{"type":"array","items":{"type":"record","name":"BatchTarget","doc":"One process instance a batch acts on.","fields":[{"name":"correlation_id","type":"string","doc":"The instance\'s correlation id."},{"name":"process","type":"string","doc":"The instance\'s process."}]}},"doc":"This chunk\'s instances, in the order they are acted on."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."}]}')
+
+    batch_id: String = Field(description='Unique id of the batch; every action of it and its audit entries name it.')
+    action: String = Field(description='The action every instance gets (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release).')
+    step: None | String = Field(default=None, description='Step to retry or redrive, if any.')
+    reason: String = Field(description="Why, in the operator's words.")
+    actor: String = Field(description='Who asked.')
+    query: String = Field(description='The filters that chose the instances, as a query string.')
+    rate_per_s: Int32 = Field(description='Most actions dispatched per second.')
+    total: Int32 = Field(description='How many instances the batch acts on, in all its chunks.')
+    chunk: Int32 = Field(description='Which chunk this is, from 0.')
+    chunks: Int32 = Field(description='How many chunks the batch has.')
+    targets: list[BatchTarget] = Field(description="This chunk's instances, in the order they are acted on.")
+    requested_at: datetime.datetime = Field(description='When it was asked.')
 
 
 class RuleEvaluation(AvroRecord):
@@ -156,24 +219,31 @@ class OperatorActionKind(StrEnum):
     COMPENSATE = 'COMPENSATE'
     RESOLVE = 'RESOLVE'
     UNKNOWN = 'UNKNOWN'
+    CANCEL = 'CANCEL'
+    PAUSE = 'PAUSE'
+    RESUME = 'RESUME'
+    REDRIVE = 'REDRIVE'
+    HOLD = 'HOLD'
+    RELEASE = 'RELEASE'
 
 
 class OperatorAction(Event):
-    """An operator asks the saga tracker to retry a step, compensate or resolve a process instance; audited on choreograph.audit."""
+    """An operator asks the saga tracker to act on a process instance (retry or redrive a step, compensate, resolve, cancel, pause, resume, hold or release it), alone or as one of a batch; audited on choreograph.audit."""
 
     __avro_name__: ClassVar[str] = 'dev.choreograph.OperatorAction'
     __avro_domain__: ClassVar[str] = 'choreograph'
     __avro_topic__: ClassVar[str] = 'saga-tracker.repartition'
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"OperatorAction","namespace":"dev.choreograph","doc":"An operator asks the saga tracker to retry a step, compensate or resolve a process instance; audited on choreograph.audit.","fields":[{"name":"action_id","type":"string","doc":"Unique id of the request, also in its audit entries."},{"name":"action","type":{"type":"enum","name":"OperatorActionKind","doc":"What the operator asks for.","symbols":["RETRY","COMPENSATE","RESOLVE","UNKNOWN"],"default":"UNKNOWN"},"doc":"What the operator asks for."},{"name":"correlation_id","type":"string","doc":"Process instance acted on."},{"name":"process","type":"string","doc":"Process definition name of the instance."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry, if any."},{"name":"actor","type":"string","doc":"Name of the token holder who asked."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."}]}')
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"OperatorAction","namespace":"dev.choreograph","doc":"An operator asks the saga tracker to act on a process instance (retry or redrive a step, compensate, resolve, cancel, pause, resume, hold or release it), alone or as one of a batch; audited on choreograph.audit.","fields":[{"name":"action_id","type":"string","doc":"Unique id of the request, also in its audit entries."},{"name":"action","type":{"type":"enum","name":"OperatorActionKind","doc":"What the operator asks for.","symbols":["RETRY","COMPENSATE","RESOLVE","UNKNOWN","CANCEL","PAUSE","RESUME","REDRIVE","HOLD","RELEASE"],"default":"UNKNOWN"},"doc":"What the operator asks for."},{"name":"correlation_id","type":"string","doc":"Process instance acted on."},{"name":"process","type":"string","doc":"Process definition name of the instance."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry or redrive, if any."},{"name":"actor","type":"string","doc":"Name of the token holder who asked."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."},{"name":"batch_id","type":["null","string"],"default":null,"doc":"The batch operation this action is one of, if any."}]}')
 
     action_id: String = Field(description='Unique id of the request, also in its audit entries.')
     action: OperatorActionKind = Field(description='What the operator asks for.')
     correlation_id: String = Field(description='Process instance acted on.')
     process: String = Field(description='Process definition name of the instance.')
-    step: None | String = Field(default=None, description='Step to retry, if any.')
+    step: None | String = Field(default=None, description='Step to retry or redrive, if any.')
     actor: String = Field(description='Name of the token holder who asked.')
     reason: String = Field(description="Why, in the operator's words.")
     requested_at: datetime.datetime = Field(description='When it was asked.')
+    batch_id: None | String = Field(default=None, description='The batch operation this action is one of, if any.')
 
 
 class TraceEntry(AvroRecord):
@@ -226,4 +296,4 @@ class ProcessTrace(Event):
     timeline: list[TraceEntry] = Field(description='Everything that happened, in order.')
 
 
-EVENTS: tuple[type[Event], ...] = (ApprovalDecided, ApprovalRequested, AuditEntry, DecisionRecord, Incident, OperatorAction, ProcessTrace,)
+EVENTS: tuple[type[Event], ...] = (ApprovalDecided, ApprovalRequested, AuditEntry, BatchCancelled, BatchItemDone, BatchRequested, DecisionRecord, Incident, OperatorAction, ProcessTrace,)

@@ -27,6 +27,19 @@ class ReleaseStock(Event):
     reason: String = Field(description='Why the stock is released.')
 
 
+class ReserveStock(Event):
+    """Command from the saga tracker, for an operator's redrive: reserve an order's stock again, as if its payment had just been authorised."""
+
+    __avro_name__: ClassVar[str] = 'com.acme.inventory.ReserveStock'
+    __avro_domain__: ClassVar[str] = 'inventory'
+    __avro_topic__: ClassVar[str] = 'inventory.commands'
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"ReserveStock","namespace":"com.acme.inventory","doc":"Command from the saga tracker, for an operator\'s redrive: reserve an order\'s stock again, as if its payment had just been authorised.","fields":[{"name":"order_id","type":"string","doc":"Business key of the order."},{"name":"customer_id","type":"string","default":"","doc":"Who ordered, as the tracker recorded it."},{"name":"reason","type":"string","doc":"Why it is asked again."}]}')
+
+    order_id: String = Field(description='Business key of the order.')
+    customer_id: String = Field(default='', description='Who ordered, as the tracker recorded it.')
+    reason: String = Field(description='Why it is asked again.')
+
+
 class StockReleased(Event):
     """Stock reserved for an order is available again (confirms a ReleaseStock)."""
 
@@ -62,4 +75,4 @@ class StockReserved(Event):
     warehouse: String = Field(description='Warehouse holding the stock.')
 
 
-EVENTS: tuple[type[Event], ...] = (ReleaseStock, StockReleased, StockReservationFailed, StockReserved,)
+EVENTS: tuple[type[Event], ...] = (ReleaseStock, ReserveStock, StockReleased, StockReservationFailed, StockReserved,)

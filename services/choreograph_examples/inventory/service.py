@@ -1,12 +1,14 @@
 """The inventory team's processor: remembers each order's lines, reserves them once the payment
-is authorised, and releases them when the saga tracker asks (`ReleaseStock`). SKUs starting with
-`OOS-` are out of stock."""
+is authorised (or when the saga tracker asks again, `ReserveStock`, for an operator's redrive),
+and releases them when the saga tracker asks (`ReleaseStock`). SKUs starting with `OOS-` are
+out of stock."""
 
 from __future__ import annotations
 
 from choreograph import Context, Service
 from choreograph_examples.contracts.inventory import (
     ReleaseStock,
+    ReserveStock,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -26,7 +28,14 @@ def build(name: str = "inventory") -> Service:
         ctx.store("orders").put(ctx.key, {"skus": [line.sku for line in event.lines]})
 
     @service.handle(PaymentAuthorized)
-    def reserve(ctx: Context, event: PaymentAuthorized) -> None:
+    def paid(ctx: Context, event: PaymentAuthorized) -> None:
+        reserve(ctx)
+
+    @service.handle(ReserveStock)
+    def asked_again(ctx: Context, command: ReserveStock) -> None:
+        reserve(ctx)  # reserving twice holds the stock once, and confirms again
+
+    def reserve(ctx: Context) -> None:
         order = ctx.store("orders").get(ctx.key)
         if order is None:
             raise LookupError(f"payment for unknown order {ctx.key}")  # retried, then DLQ

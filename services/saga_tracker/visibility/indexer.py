@@ -26,6 +26,7 @@ from saga_tracker.visibility.store import ChangelogRecord, VisibilityStore, Visi
 
 log = logging.getLogger("saga_tracker.visibility")
 FED_STORES = ("instances", "decisions", "approvals")
+BATCH_STORE = "batches"  # the batch runner's, for the batches' progress
 BATCH = 2000
 POLL_S = 0.1  # the most a change waits in the broker before the indexer asks for it
 REDISCOVER_S = 30.0  # look for new changelog partitions this often
@@ -33,9 +34,12 @@ REDISCOVER_S = 30.0  # look for new changelog partitions this often
 
 def changelog_kinds(tracker: Service | str) -> dict[str, str]:
     """Changelog topic -> what its records are, from the tracker's service (or its name: the
-    UI does not build the tracker), named as the service names its stores' changelogs."""
+    UI does not build the tracker), named as the service names its stores' changelogs; and
+    the batch runner's (`<tracker>-batches`)."""
     service = tracker if isinstance(tracker, Service) else Service(tracker, ["-"])
-    return {service.changelog_topic(store): store for store in FED_STORES}
+    runner = Service(f"{service.name}-batches", ["-"])
+    kinds = {service.changelog_topic(store): store for store in FED_STORES}
+    return {**kinds, runner.changelog_topic(BATCH_STORE): BATCH_STORE}
 
 
 class Indexer:

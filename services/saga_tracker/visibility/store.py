@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -30,8 +31,9 @@ import orjson
 
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.codec import decode
-from saga_tracker.instance import Instance
+from saga_tracker.instance import ACTIVE_STEP, ENDED, Instance, attribute_value
 
+log = logging.getLogger("saga_tracker.visibility")
 MAX_PAGE = 500
 POOL_IDLE = 8  # idle connections kept for the next requests
 IDLE_CHECK_S = 2.0  # a connection idle this long is checked before use
@@ -64,6 +66,16 @@ class ChangelogRecord:
 
 
 @dataclass(frozen=True)
+class AttributeFilter:
+    """One search attribute condition: equal to `equals`, or within [`at_least`, `at_most`]."""
+
+    name: str
+    equals: str | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+
+
+@dataclass(frozen=True)
 class Filters:
     process: str | None = None
     version: int | None = None
@@ -72,6 +84,12 @@ class Filters:
     started_after: datetime | None = None  # inclusive
     started_before: datetime | None = None  # exclusive
     open_incidents: bool = False
+    step: str | None = None  # the step is under way or needs attention (ACTIVE_STEP)
+    paused: bool | None = None
+    attributes: tuple[AttributeFilter, ...] = ()
+    # The processes the reader may see (None: all); set by the API from who asks, never by the
+    # query.
+    processes: frozenset[str] | None = None
 
     @classmethod
     def from_query(cls, query: dict[str, list[str]]) -> Filters:
@@ -92,12 +110,15 @@ class Filters:
                 raise BadQuery(f"{name}={text!r} needs a UTC offset, e.g. {text}Z")
             return moment
 
+        def flag(name: str) -> bool | None:
+            text = (one(name) or "").lower()
+            if text not in ("", "true", "false", "1", "0", "on"):
+                raise BadQuery(f"{name}={text!r}: use true or false")
+            return None if text == "" else text in ("true", "1", "on")
+
         version = one("version")
         if version is not None and not (version.isascii() and version.isdigit()):
             raise BadQuery(f"version={version!r}: a process version is a whole number")
-        incidents = (one("open_incidents") or "").lower()
-        if incidents not in ("", "true", "false", "1", "0", "on"):
-            raise BadQuery(f"open_incidents={incidents!r}: use true or false")
         return cls(
             process=one("process"),
             version=int(version) if version is not None else None,
@@ -105,8 +126,82 @@ class Filters:
             business_key=one("business_key"),
             started_after=when("started_after"),
             started_before=when("started_before"),
-            open_incidents=incidents in ("true", "1", "on"),
+            open_incidents=bool(flag("open_incidents")),
+            step=one("step"),
+            paused=flag("paused"),
+            attributes=attribute_filters(query),
         )
+
+    def query(self) -> dict[str, str]:
+        """These filters as query parameters (what `from_query` reads back)."""
+        found: dict[str, str] = {}
+        for name in ("process", "version", "status", "business_key", "step"):
+            value = getattr(self, name)
+            if value is not None:
+                found[name] = str(value)
+        for name in ("started_after", "started_before"):
+            moment = getattr(self, name)
+            if moment is not None:
+                found[name] = moment.isoformat()
+        if self.open_incidents:
+            found["open_incidents"] = "true"
+        if self.paused is not None:
+            found["paused"] = "true" if self.paused else "false"
+        for a in self.attributes:
+            if a.equals is not None:
+                found[f"attr.{a.name}"] = a.equals
+            for suffix, bound in ((".min", a.at_least), (".max", a.at_most)):
+                if bound is not None:
+                    found[f"attr.{a.name}{suffix}"] = canonical(bound)
+        return found
+
+
+ATTRIBUTE_NAME = re.compile(r"^attr\.([a-z][a-z0-9_]*)(\.min|\.max)?$")
+
+
+def attribute_filters(query: dict[str, list[str]]) -> tuple[AttributeFilter, ...]:
+    """`attr.NAME=value` (equal), `attr.NAME.min=` and `attr.NAME.max=` (a numeric range)."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, values in query.items():
+        if not key.startswith("attr.") or not values or values[0] == "":
+            continue
+        matched = ATTRIBUTE_NAME.match(key)
+        if matched is None:
+            raise BadQuery(
+                f"{key}: name a search attribute as attr.NAME, attr.NAME.min or attr.NAME.max"
+            )
+        name, bound = matched.group(1), matched.group(2)
+        if bound is None:
+            found.setdefault(name, {})["equals"] = values[0]
+            continue
+        try:
+            number = float(values[0])
+        except ValueError:
+            raise BadQuery(f"{key}={values[0]!r}: a range bound is a number") from None
+        found.setdefault(name, {})["at_least" if bound == ".min" else "at_most"] = number
+    return tuple(AttributeFilter(name, **found[name]) for name in sorted(found))
+
+
+def canonical(value: Any) -> str:
+    """An attribute value as text: numbers the same however they were written (12, 12.0)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        number = float(value)
+        return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+    return str(value)
+
+
+def spellings(text: str) -> list[str]:
+    """What an asked-for value may be stored as: as written, and as a number's text if it is
+    one (asking for total=12.50 finds 12.5)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return [text]
+    if number != number or number in (float("inf"), float("-inf")):
+        return [text]
+    return list(dict.fromkeys([text, canonical(number)]))
 
 
 @dataclass(frozen=True)
@@ -121,6 +216,14 @@ class InstanceReader(Protocol):
     def page(self, filters: Filters, limit: int, cursor: str | None) -> Page: ...
 
     def find(self, correlation_id: str, process: str | None = None) -> Instance | None: ...
+
+    def count(self, filters: Filters | None = None) -> int: ...
+
+    def keys(self, filters: Filters, most: int) -> list[tuple[str, str]]: ...
+
+    def totals(self, filters: Filters) -> dict[str, list[dict[str, Any]]]: ...
+
+    def at_risk_by_step(self) -> list[dict[str, Any]]: ...
 
 
 def encode_cursor(started_ms: int, key: str) -> str:
@@ -143,8 +246,9 @@ def millis(moment: datetime) -> int:
 
 
 def summary_of(row: Sequence[Any]) -> dict[str, Any]:
-    """A listed instance (the columns of `_SUMMARY`), as the API has always shown it."""
+    """A listed instance (the columns of `_SUMMARY`), as the API shows it."""
     corr, process, version, business_key, status, started, ended, reason, incidents = row[:9]
+    paused, held, attributes = row[10:13]
     return {
         "correlation_id": corr,
         "process": process,
@@ -155,6 +259,9 @@ def summary_of(row: Sequence[Any]) -> dict[str, Any]:
         "ended_at": _iso(ended) if ended is not None else None,
         "failure_reason": reason,
         "open_incidents": orjson.loads(incidents),
+        "paused": bool(paused),
+        "held": bool(held),
+        "attributes": orjson.loads(attributes) if attributes else {},
     }
 
 
@@ -162,10 +269,15 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
-_SUMMARY = (
-    "correlation_id, process, version, business_key, status, started_at, ended_at, "
-    "failure_reason, incidents, key"
-)
+_SUMMARY = ", ".join(
+    f"i.{c}"
+    for c in (
+        "correlation_id", "process", "version", "business_key", "status", "started_at",
+        "ended_at", "failure_reason", "incidents", "key", "paused", "held", "attributes",
+    )
+)  # fmt: skip
+_ENDED = ENDED
+SCHEMA_VERSION = "2"  # another version found: the store is rebuilt from the changelogs
 
 
 class VisibilityStore:
@@ -253,8 +365,7 @@ class VisibilityStore:
                 if self._postgres:  # replicas starting together: one creates, the others wait
                     db.autocommit = False
                     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [self.prefix])
-                for statement in self._schema():
-                    cursor.execute(statement)
+                self._migrate(cursor)
                 db.commit()
                 self._schema_ready = True
             if self._postgres and db.autocommit == write:
@@ -288,6 +399,40 @@ class VisibilityStore:
 
     # -- schema ----------------------------------------------------------------------------------
 
+    TABLES = ("instances", "steps", "attributes", "documents", "positions")
+
+    def _migrate(self, cursor: _Cursor) -> None:
+        """Make the tables; a store of another schema version is dropped first. It is a copy of
+        the changelogs, so its positions go with it and the indexers read them again."""
+        p = self.prefix
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {p}_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        cursor.execute(f"SELECT value FROM {p}_meta WHERE name = 'schema'")
+        found = cursor.fetchone()
+        if found is None or found[0] != SCHEMA_VERSION:
+            if found is not None or self._has_table(cursor, f"{p}_instances"):
+                log.warning(
+                    "visibility store %s: schema %s, this tracker writes %s: rebuilt from the "
+                    "changelogs", p, found[0] if found else "1", SCHEMA_VERSION
+                )  # fmt: skip
+            for table in self.TABLES:
+                cursor.execute(f"DROP TABLE IF EXISTS {p}_{table}")
+            cursor.execute(f"DELETE FROM {p}_meta WHERE name = 'schema'")
+            cursor.execute(
+                f"INSERT INTO {p}_meta (name, value) VALUES ('schema', ?)", [SCHEMA_VERSION]
+            )
+        for statement in self._schema():
+            cursor.execute(statement)
+
+    def _has_table(self, cursor: _Cursor, name: str) -> bool:
+        if self._postgres:
+            cursor.execute("SELECT to_regclass(?) IS NOT NULL", [name])
+        else:
+            cursor.execute("SELECT count(*) > 0 FROM sqlite_master WHERE name = ?", [name])
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
     def _schema(self) -> list[str]:
         p, big = self.prefix, "BIGINT"
         real = "DOUBLE PRECISION" if self._postgres else "REAL"
@@ -297,6 +442,7 @@ class VisibilityStore:
                 version INTEGER NOT NULL, business_key TEXT NOT NULL, status TEXT NOT NULL,
                 started_at {big} NOT NULL, ended_at {big}, failure_reason TEXT,
                 open_incidents INTEGER NOT NULL, incidents TEXT NOT NULL, value {real},
+                paused INTEGER NOT NULL, held INTEGER NOT NULL, attributes TEXT NOT NULL,
                 doc TEXT NOT NULL, src_partition INTEGER NOT NULL, src_offset {big} NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS {p}_by_started ON {p}_instances (started_at, key)",
             f"""CREATE INDEX IF NOT EXISTS {p}_by_status
@@ -311,6 +457,29 @@ class VisibilityStore:
                 ON {p}_instances (correlation_id, started_at)""",
             f"""CREATE INDEX IF NOT EXISTS {p}_with_incidents
                 ON {p}_instances (started_at, key) WHERE open_incidents > 0""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_paused
+                ON {p}_instances (started_at, key) WHERE paused > 0""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_ended
+                ON {p}_instances (ended_at) WHERE ended_at IS NOT NULL""",
+            # A row per step under way or needing attention: "instances at step X" is an index
+            # range, and counts per step read these rows alone.
+            f"""CREATE TABLE IF NOT EXISTS {p}_steps (
+                key TEXT NOT NULL, step TEXT NOT NULL, step_status TEXT NOT NULL,
+                process TEXT NOT NULL, status TEXT NOT NULL, started_at {big} NOT NULL,
+                value {real}, PRIMARY KEY (key, step))""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_steps_by_step
+                ON {p}_steps (step, started_at, key)""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_steps_by_process
+                ON {p}_steps (process, step, step_status, status)""",
+            # A row per search attribute of an instance: an equality is an index range in
+            # start order; a number also has its value for ranges and sums.
+            f"""CREATE TABLE IF NOT EXISTS {p}_attributes (
+                key TEXT NOT NULL, name TEXT NOT NULL, text TEXT NOT NULL, num {real},
+                started_at {big} NOT NULL, PRIMARY KEY (key, name))""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_attributes_by_text
+                ON {p}_attributes (name, text, started_at, key)""",
+            f"""CREATE INDEX IF NOT EXISTS {p}_attributes_by_num
+                ON {p}_attributes (name, num, started_at, key)""",
             f"""CREATE TABLE IF NOT EXISTS {p}_documents (
                 kind TEXT NOT NULL, key TEXT NOT NULL, correlation_id TEXT, status TEXT,
                 doc TEXT NOT NULL, src_partition INTEGER NOT NULL, src_offset {big} NOT NULL,
@@ -346,13 +515,26 @@ class VisibilityStore:
             latest[(kinds[r.topic], r.key)] = r
         upserts: dict[str, list[tuple[Any, ...]]] = {"instances": [], "documents": []}
         deletes: dict[str, list[tuple[Any, ...]]] = {"instances": [], "documents": []}
+        # An instance's step and attribute rows follow its row: replaced where its row took
+        # this record (an older record changes nothing), dropped where its row is gone.
+        follow: list[tuple[Any, ...]] = []
+        steps: list[tuple[Any, ...]] = []
+        attributes: list[tuple[Any, ...]] = []
+        gone: list[tuple[Any, ...]] = []
         for (kind, key), r in latest.items():
             table = "instances" if kind == "instances" else "documents"
             if r.value is None:
                 head = (key,) if table == "instances" else (kind, key)
                 deletes[table].append((*head, r.partition, r.offset))
+                if table == "instances":
+                    gone.append((key, key))
             elif table == "instances":
-                upserts[table].append(_instance_row(r))
+                row = _instance_row(r)
+                upserts[table].append(row)
+                took = (key, r.partition, r.offset)
+                follow.append((key, *took))
+                steps += [(*row_, *took) for row_ in _step_rows(r, row)]
+                attributes += [(*row_, *took) for row_ in _attribute_rows(r, row)]
             else:
                 upserts[table].append(_document_row(kind, r))
         changed = 0
@@ -366,6 +548,29 @@ class VisibilityStore:
                 if rows:
                     db.executemany(self._delete[table], rows)
                     changed += db.rowcount
+            row_took = f"EXISTS (SELECT 1 FROM {p}_instances i WHERE {_TOOK})"
+            for table in ("steps", "attributes"):
+                if follow:
+                    db.executemany(f"DELETE FROM {p}_{table} WHERE key = ? AND {row_took}", follow)
+                if gone:
+                    db.executemany(
+                        f"""DELETE FROM {p}_{table} WHERE key = ?
+                            AND NOT EXISTS (SELECT 1 FROM {p}_instances i WHERE i.key = ?)""",
+                        gone,
+                    )
+            if steps:
+                db.executemany(
+                    f"""INSERT INTO {p}_steps (key, step, step_status, process, status,
+                            started_at, value)
+                        SELECT ?, ?, ?, ?, ?, ?, ? WHERE {row_took} ON CONFLICT DO NOTHING""",
+                    steps,
+                )
+            if attributes:
+                db.executemany(
+                    f"""INSERT INTO {p}_attributes (key, name, text, num, started_at)
+                        SELECT ?, ?, ?, ?, ? WHERE {row_took} ON CONFLICT DO NOTHING""",
+                    attributes,
+                )
             if ends:
                 db.executemany(
                     f"""INSERT INTO {p}_positions (topic, part, next_offset) VALUES (?, ?, ?)
@@ -383,14 +588,15 @@ class VisibilityStore:
         self._upsert = {
             "instances": f"""INSERT INTO {p}_instances (key, correlation_id, process, version,
                     business_key, status, started_at, ended_at, failure_reason, open_incidents,
-                    incidents, value, doc, src_partition, src_offset)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    incidents, value, paused, held, attributes, doc, src_partition, src_offset)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET
                     status = excluded.status, version = excluded.version,
                     business_key = excluded.business_key, started_at = excluded.started_at,
                     ended_at = excluded.ended_at, failure_reason = excluded.failure_reason,
                     open_incidents = excluded.open_incidents, incidents = excluded.incidents,
-                    value = excluded.value, doc = excluded.doc,
+                    value = excluded.value, paused = excluded.paused, held = excluded.held,
+                    attributes = excluded.attributes, doc = excluded.doc,
                     src_partition = excluded.src_partition, src_offset = excluded.src_offset
                 WHERE {newer.format(t=f"{p}_instances")}""",
             "documents": f"""INSERT INTO {p}_documents (kind, key, correlation_id, status, doc,
@@ -426,32 +632,157 @@ class VisibilityStore:
         )
 
     def list_query(self, filters: Filters, limit: int, cursor: str | None) -> tuple[str, list[Any]]:
-        """The SQL of one page: every filter is an equality or a range on an indexed column."""
-        where: list[str] = []
-        args: list[Any] = []
-        for column in ("process", "version", "status", "business_key"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if filters.started_after is not None:
-            where.append("started_at >= ?")
-            args.append(millis(filters.started_after))
-        if filters.started_before is not None:
-            where.append("started_at < ?")
-            args.append(millis(filters.started_before))
-        if filters.open_incidents:
-            where.append("open_incidents > 0")
+        """The SQL of one page: walked newest first along one index (of the step, the first
+        attribute equality, or the instances), each other filter checked on the way."""
+        source, walked, where, args = self._filtered(filters)
         if cursor is not None:
             started, key = decode_cursor(cursor)
-            where.append("(started_at, key) < (?, ?)")  # a row value: one index range
+            where.append(f"({walked}.started_at, {walked}.key) < (?, ?)")  # one index range
             args += [started, key]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = (
-            f"SELECT {_SUMMARY} FROM {self.prefix}_instances {clause} "
-            f"ORDER BY started_at DESC, key DESC LIMIT {int(limit)}"
+            f"SELECT {_SUMMARY} FROM {source} {clause} "
+            f"ORDER BY {walked}.started_at DESC, {walked}.key DESC LIMIT {int(limit)}"
         )
         return sql, args
+
+    def _filtered(self, filters: Filters) -> tuple[str, str, list[str], list[Any]]:
+        """FROM, the alias of the table walked (`d`, or `i` when it is the instances), and the
+        WHERE conditions and arguments of `filters` (`i` is the instance)."""
+        p = self.prefix
+        where: list[str] = []
+        args: list[Any] = []
+        equalities = [a for a in filters.attributes if a.equals is not None]
+        driver: AttributeFilter | None = None
+        walked = "d"
+        if filters.step is not None:
+            source = f"{p}_steps d JOIN {p}_instances i ON i.key = d.key"
+            where.append("d.step = ?")
+            args.append(filters.step)
+        elif equalities:
+            driver = equalities[0]
+            source = f"{p}_attributes d JOIN {p}_instances i ON i.key = d.key"
+            where.append("d.name = ?")
+            args.append(driver.name)
+            where.append(_one_of("d.text", spellings(str(driver.equals)), args))
+        else:
+            source, walked = f"{p}_instances i", "i"
+        for column in ("process", "version", "status", "business_key"):
+            value = getattr(filters, column)
+            if value is not None:
+                where.append(f"i.{column} = ?")
+                args.append(value)
+        if filters.processes is not None:
+            where.append(_one_of("i.process", sorted(filters.processes), args))
+        if filters.started_after is not None:
+            where.append(f"{walked}.started_at >= ?")
+            args.append(millis(filters.started_after))
+        if filters.started_before is not None:
+            where.append(f"{walked}.started_at < ?")
+            args.append(millis(filters.started_before))
+        if filters.open_incidents:
+            where.append("i.open_incidents > 0")
+        if filters.paused is not None:
+            where.append("i.paused > 0" if filters.paused else "i.paused = 0")
+        for attribute in filters.attributes:
+            if attribute is driver:
+                continue
+            test = ["a.key = i.key", "a.name = ?"]
+            args.append(attribute.name)
+            if attribute.equals is not None:
+                test.append(_one_of("a.text", spellings(str(attribute.equals)), args))
+            if attribute.at_least is not None:
+                test.append("a.num >= ?")
+                args.append(attribute.at_least)
+            if attribute.at_most is not None:
+                test.append("a.num <= ?")
+                args.append(attribute.at_most)
+            where.append(f"EXISTS (SELECT 1 FROM {p}_attributes a WHERE {' AND '.join(test)})")
+        return source, walked, where, args
+
+    def count(self, filters: Filters | None = None) -> int:
+        """How many instances `filters` choose (all without)."""
+        source, _, where, args = self._filtered(filters or Filters())
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._transaction() as db:
+            db.execute(f"SELECT count(*) FROM {source} {clause}", args)
+            row = db.fetchone()
+        return int(row[0]) if row else 0
+
+    def keys(self, filters: Filters, most: int) -> list[tuple[str, str]]:
+        """(correlation id, process) of every instance `filters` choose, newest first, up to
+        `most` (a batch's targets), read a page at a time."""
+        found: list[tuple[str, str]] = []
+        cursor: str | None = None
+        while len(found) < most:
+            page = min(5000, most - len(found))
+            sql, args = self.list_query(filters, page, cursor)
+            with self._transaction() as db:
+                db.execute(sql, args)
+                rows = db.fetchall()
+            found += [(row[0], row[1]) for row in rows]
+            if len(rows) < page:
+                break
+            cursor = encode_cursor(rows[-1][5], rows[-1][9])
+        return found
+
+    def totals(self, filters: Filters) -> dict[str, list[dict[str, Any]]]:
+        """How many instances `filters` choose, and the sum of their value, per process and per
+        status; and per step under way or needing attention, with the step's status."""
+        source, _, where, args = self._filtered(filters)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        p = self.prefix
+        with self._transaction() as db:
+            db.execute(
+                f"SELECT i.process, i.status, count(*), sum(i.value) FROM {source} {clause} "
+                "GROUP BY i.process, i.status ORDER BY i.process, i.status",
+                args,
+            )
+            by_process_status = db.fetchall()
+            if filters.step is None:  # the steps table joined in
+                source = f"{source} JOIN {p}_steps s ON s.key = i.key"
+                step = "s"
+            else:
+                step = "d"
+            db.execute(
+                f"SELECT {step}.step, {step}.step_status, count(*), sum(i.value) "
+                f"FROM {source} {clause} GROUP BY {step}.step, {step}.step_status "
+                f"ORDER BY {step}.step, {step}.step_status",
+                args,
+            )
+            by_step = [
+                {"step": st, "step_status": ss, "count": int(n), "value": float(v or 0)}
+                for st, ss, n, v in db.fetchall()
+            ]
+        return grouped(by_process_status, by_step)
+
+    def at_risk_by_step(self) -> list[dict[str, Any]]:
+        """Open instances per process and step under way or needing attention, with their
+        value: the console's front page. Reads the step rows alone."""
+        ended = sorted(_ENDED)
+        marks = ", ".join("?" for _ in ended)
+        with self._transaction() as db:
+            db.execute(
+                f"SELECT process, step, step_status, count(*), sum(value) FROM {self.prefix}_steps "
+                f"WHERE status NOT IN ({marks}) GROUP BY process, step, step_status "
+                "ORDER BY process, step, step_status",
+                ended,
+            )
+            return [
+                {"process": pr, "step": st, "step_status": ss, "count": int(n),
+                 "value": float(v or 0)}
+                for pr, st, ss, n, v in db.fetchall()
+            ]  # fmt: skip
+
+    def ended_before(self, moment: datetime, most: int) -> list[str]:
+        """Keys of instances that ended before `moment` (the oldest first)."""
+        with self._transaction() as db:
+            db.execute(
+                f"SELECT key FROM {self.prefix}_instances WHERE ended_at < ? "
+                f"ORDER BY ended_at LIMIT {int(most)}",
+                [millis(moment)],
+            )
+            return [row[0] for row in db.fetchall()]
 
     def explain(self, filters: Filters, cursor: str | None = None) -> str:
         """The database's plan for one page (to check that no request scans every row)."""
@@ -480,6 +811,10 @@ class VisibilityStore:
         found = self._documents("approvals", where, args)
         return sorted(found, key=lambda a: str(a.get("requested_at", "")))
 
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch operation, as the batch runner keeps it."""
+        return [b for b in self._documents("batches", "1 = 1", []) if isinstance(b, dict)]
+
     def approvals_of(self, correlation_id: str) -> list[dict[str, Any]]:
         found = self._documents("approvals", "correlation_id = ?", [correlation_id])
         return sorted(found, key=lambda a: str(a.get("requested_at", "")))
@@ -493,15 +828,40 @@ class VisibilityStore:
     def drop(self) -> None:
         """Remove this tracker's tables (benchmarks and tests on a shared database)."""
         with self._transaction(write=True) as db:
-            for table in ("instances", "documents", "positions"):
+            for table in (*self.TABLES, "meta"):
                 db.execute(f"DROP TABLE IF EXISTS {self.prefix}_{table}")
         self._schema_ready = False
 
-    def count(self) -> int:
-        with self._transaction() as db:
-            db.execute(f"SELECT count(*) FROM {self.prefix}_instances")
-            row = db.fetchone()
-        return int(row[0]) if row else 0
+
+def grouped(
+    by_process_status: Iterable[Sequence[Any]], by_step: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Totals as the API shows them, from (process, status, count, value sum) rows."""
+    processes: dict[str, list[float]] = {}
+    statuses: dict[str, list[float]] = {}
+    for process, status, n, value in by_process_status:
+        for found, name in ((processes, process), (statuses, status)):
+            row = found.setdefault(name, [0, 0.0])
+            row[0] += int(n)
+            row[1] += float(value or 0)
+    return {
+        "by_process": [{"process": k, "count": int(n), "value": v}
+                       for k, (n, v) in sorted(processes.items())],
+        "by_status": [{"status": k, "count": int(n), "value": v}
+                      for k, (n, v) in sorted(statuses.items())],
+        "by_step": by_step,
+    }  # fmt: skip
+
+
+def _one_of(column: str, values: list[str], args: list[Any]) -> str:
+    """`column = ?` for one value, `column IN (...)` for several (an empty list: nothing)."""
+    args += values
+    if len(values) == 1:
+        return f"{column} = ?"
+    return f"{column} IN ({', '.join('?' for _ in values)})" if values else "1 = 0"
+
+
+_TOOK = "i.key = ? AND i.src_partition = ? AND i.src_offset = ?"  # the row took this record
 
 
 def _instance_row(r: ChangelogRecord) -> tuple[Any, ...]:
@@ -521,10 +881,36 @@ def _instance_row(r: ChangelogRecord) -> tuple[Any, ...]:
         len(incidents),
         json.dumps(incidents),
         v.get("value"),
+        1 if v.get("paused_at") else 0,
+        1 if v.get("held") else 0,
+        json.dumps(v.get("attributes") or {}, separators=(",", ":")),
         r.raw.decode() if r.raw is not None else json.dumps(v, separators=(",", ":")),
         r.partition,
         r.offset,
     )
+
+
+def _step_rows(r: ChangelogRecord, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """(key, step, step status, process, instance status, started at, value) per active step."""
+    key, _, process, _, _, status, started = row[:7]
+    value = row[11]
+    return [
+        (key, name, step["status"], process, status, started, value)
+        for name, step in (r.value.get("steps") or {}).items()
+        if step.get("status") in ACTIVE_STEP
+    ]
+
+
+def _attribute_rows(r: ChangelogRecord, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """(key, name, text, number, started at) per recorded search attribute."""
+    rows = []
+    for name, raw in (r.value.get("attributes") or {}).items():
+        if raw is None:
+            continue
+        value = attribute_value(raw)
+        number = float(value) if isinstance(value, float) else None
+        rows.append((row[0], name, canonical(value), number, row[6]))
+    return rows
 
 
 def _document_row(kind: str, r: ChangelogRecord) -> tuple[Any, ...]:

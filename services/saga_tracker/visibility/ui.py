@@ -16,6 +16,7 @@ from typing import Any
 
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
+from saga_tracker.definitions import Definitions, DefinitionsUnreadable, ProcessFacts
 from saga_tracker.signin import OidcSettings
 from saga_tracker.throttle import ClientKeys, FailedAttempts
 from saga_tracker.traces import TraceServer
@@ -39,6 +40,9 @@ class UiSettings:
     trusted_proxies: list[str] = field(default_factory=list)  # see ClientKeys
     signin: OidcSettings | None = None  # people sign in to the pages (see signin)
     jaeger_url: str | None = None  # each trace page links its instance's trace there
+    # The definitions: owners (for scoped reads), steps and search attributes (for the filters).
+    definitions: Path | None = None
+    scoped_reads: bool = False
 
 
 class TrackerUi:
@@ -56,10 +60,18 @@ class TrackerUi:
             else None
         )
         access = (
-            Access.load(s.tokens, open_reads=s.open_reads)
+            Access.load(s.tokens, open_reads=s.open_reads, scoped_reads=s.scoped_reads)
             if s.tokens
-            else Access({}, open_reads=s.open_reads)
+            else Access({}, open_reads=s.open_reads, scoped_reads=s.scoped_reads)
         )
+        facts = ProcessFacts()
+        if s.definitions is not None and s.definitions.is_dir():
+            facts = Definitions.load(s.definitions).facts()
+        elif s.scoped_reads:
+            raise DefinitionsUnreadable(
+                f"--scoped-reads needs the process definitions (who owns each process), and "
+                f"{s.definitions} is no folder: pass --definitions"
+            )
         self.server = TraceServer(
             self.store,
             decisions=self.store.decisions,
@@ -72,6 +84,8 @@ class TrackerUi:
             clients=ClientKeys(s.trusted_proxies),
             signin=s.signin,
             jaeger_url=s.jaeger_url,
+            facts=facts,
+            batches=self.store.batches,
         )
         self.failed = threading.Event()
         self.misconfigured = False

@@ -228,3 +228,61 @@ def test_settle_without_a_compensation_is_refused(tmp_path: Path) -> None:
     text = edit_v2(lambda d: d["steps"][0].pop("compensation"))
     with pytest.raises(DefinitionError, match="has settle but no compensation"):
         parse_definition(text, "order-fulfilment.v2.yaml")
+
+
+V3 = (REPO / "processes" / "order-fulfilment.v3.yaml").read_text()
+
+
+def edit_v3(change: Any) -> str:
+    raw = yaml.safe_load(V3)
+    change(raw)
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda d: d["search_attributes"].update(region="region"), "attribute-field"),
+        (lambda d: d["search_attributes"].update(items="lines"), "attribute-field"),
+        (
+            lambda d: d["search_attributes"].update(
+                why={"event": "com.acme.payments.RefundPayment", "field": "reason"}
+            ),
+            "attribute-event",
+        ),
+        (
+            lambda d: d["steps"][1]["redrive"]["payload"].update(reason="{attributes.region}"),
+            "command-payload",
+        ),
+        (
+            lambda d: d["steps"][1]["redrive"].update(command="com.acme.orders.OrderPlaced"),
+            "command-topic",
+        ),
+    ],
+)
+def test_search_attributes_and_redrive_are_linted_against_the_contracts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: Any,
+    rule: str,
+) -> None:
+    code, found = lint(
+        tmp_path, monkeypatch, capsys, edit_v3(change), name="order-fulfilment.v3.yaml"
+    )
+    assert (rule, "error") in found and code == 1
+
+
+def test_search_attributes_of_any_followed_event_and_their_short_form_are_read() -> None:
+    text = edit_v3(
+        lambda d: d["search_attributes"].update(
+            paid={"event": "com.acme.payments.PaymentAuthorized", "field": "amount"}
+        )
+    )
+    d = parse_definition(text, "order-fulfilment.v3.yaml").definition
+    assert d.search_attributes["customer_id"].field == "customer_id"
+    assert d.search_attributes["customer_id"].event_or(d.start) == d.start
+    assert d.search_attributes["paid"].event == "com.acme.payments.PaymentAuthorized"
+    assert d.retention == timedelta(days=30)
+    with pytest.raises(DefinitionError, match="search_attributes"):
+        parse_definition(edit_v3(lambda d: d["search_attributes"].update(Bad="x")), "x.yaml")

@@ -250,3 +250,187 @@ def test_the_api_pages_by_link_header_and_refuses_bad_queries(api: TraceServer) 
         assert status == 400 and why in body["error"], (query, body)
     status, one, _ = fetch(f"{api.url}/api/instances/c-0007")
     assert status == 200 and one["correlation_id"] == "c-0007"
+
+
+def at_steps(n: int) -> list[ChangelogRecord]:
+    """`n` instances with search attributes, each at one step (some paused, some ended)."""
+    from saga_tracker.instance import StepState
+
+    records = []
+    for i in range(n):
+        step = ("payment", "reservation", "shipping")[i % 3]
+        status = "running" if i % 5 else "failed"
+        inst = Instance(
+            correlation_id=f"s-{i:04d}",
+            process="order-fulfilment",
+            version=3,
+            business_key=f"o-{i}",
+            started_at=T0 + timedelta(seconds=i),
+            status=status,  # type: ignore[arg-type]
+            value=float(10 * (i % 4 + 1)),
+            attributes={
+                "customer_id": f"cust-{i % 7}",
+                "total": 10.0 * (i % 4 + 1),
+                "currency": "EUR" if i % 2 else "CHF",
+            },
+            steps={step: StepState(step, "failed" if status == "failed" else "running")},
+            paused_at=T0 if i % 6 == 0 else None,
+        )
+        records.append(
+            ChangelogRecord(TOPIC, i % 4, i, f"{inst.correlation_id}/{inst.process}", encode(inst))
+        )
+    return records
+
+
+def chosen(store: VisibilityStore, filters: Filters) -> list[str]:
+    seen, cursor = [], None
+    while True:
+        page = store.page(filters, 7, cursor)
+        seen += [s["correlation_id"] for s in page.summaries]
+        if (cursor := page.next_cursor) is None:
+            return seen
+
+
+def test_steps_and_search_attributes_filter_as_the_committed_state_does(tmp_path: Path) -> None:
+    from saga_tracker.codec import decode
+    from saga_tracker.traces import _matches
+    from saga_tracker.visibility.store import AttributeFilter
+
+    store = store_at(tmp_path)
+    records = at_steps(120)
+    store.apply(KINDS, records)
+    every = [decode(r.value) for r in records]
+    asked = [
+        Filters(step="payment"),
+        Filters(step="reservation", status="failed"),
+        Filters(paused=True),
+        Filters(attributes=(AttributeFilter("customer_id", equals="cust-3"),)),
+        Filters(attributes=(AttributeFilter("total", equals="20.0"),)),  # 20.0 is 20
+        Filters(attributes=(AttributeFilter("total", at_least=25, at_most=40),)),
+        Filters(
+            step="shipping",
+            attributes=(
+                AttributeFilter("currency", equals="EUR"),
+                AttributeFilter("total", at_least=30),
+            ),
+        ),
+        Filters(processes=frozenset({"refund"})),
+    ]
+    for filters in asked:
+        expected = [
+            i.correlation_id
+            for i in sorted(every, key=lambda i: i.started_at, reverse=True)
+            if _matches(i, filters)  # the TestKit's reading of the same filters
+        ]
+        assert chosen(store, filters) == expected, filters
+        assert store.count(filters) == len(expected), filters
+    assert len(chosen(store, Filters(step="payment"))) == 40
+    assert chosen(store, Filters(processes=frozenset({"refund"}))) == []
+
+
+def test_totals_count_and_sum_per_process_status_and_step(tmp_path: Path) -> None:
+    from saga_tracker.codec import decode
+    from saga_tracker.traces import _committed_totals
+    from saga_tracker.visibility.store import AttributeFilter
+
+    store = store_at(tmp_path)
+    records = at_steps(60)
+    store.apply(KINDS, records)
+    every = [decode(r.value) for r in records]
+    for filters in (
+        Filters(),
+        Filters(step="payment"),
+        Filters(attributes=(AttributeFilter("currency", equals="CHF"),)),
+    ):
+        assert store.totals(filters) == _committed_totals(every, filters), filters
+    totals = store.totals(Filters())
+    assert totals["by_status"] == [
+        {"status": "failed", "count": 12, "value": sum(i.value or 0 for i in every[::5])},
+        {"status": "running", "count": 48,
+         "value": sum(i.value or 0 for n, i in enumerate(every) if n % 5)},
+    ]  # fmt: skip
+    at_risk = store.at_risk_by_step()
+    assert {(r["step"], r["step_status"]) for r in at_risk} == {
+        ("payment", "running"),
+        ("reservation", "running"),
+        ("shipping", "running"),
+    }  # fmt: skip  (failed instances have ended: not at risk any more)
+    assert sum(r["count"] for r in at_risk) == 48
+
+
+def test_no_step_or_attribute_request_scans_or_sorts_every_instance(tmp_path: Path) -> None:
+    from saga_tracker.visibility.store import AttributeFilter
+
+    store = store_at(tmp_path)
+    store.apply(KINDS, at_steps(300))
+    for filters in (
+        Filters(step="payment"),
+        Filters(step="payment", status="running"),
+        Filters(attributes=(AttributeFilter("customer_id", equals="cust-3"),)),
+        Filters(attributes=(AttributeFilter("total", equals="20"),)),
+        Filters(
+            status="running",
+            attributes=(
+                AttributeFilter("customer_id", equals="cust-3"),
+                AttributeFilter("total", at_least=10),
+            ),
+        ),
+    ):
+        for cursor in (None, store.page(filters, 5, None).next_cursor):
+            plan = store.explain(filters, cursor)
+            for line in plan.splitlines():
+                assert "TEMP B-TREE" not in line, plan
+                if "SCAN" in line:
+                    assert "USING" in line, plan
+
+
+def test_a_step_or_attribute_row_follows_its_instance_and_leaves_with_it(tmp_path: Path) -> None:
+    from saga_tracker.visibility.store import AttributeFilter
+
+    store = store_at(tmp_path)
+    [first] = at_steps(1)
+    store.apply(KINDS, [first])
+    assert chosen(store, Filters(step="payment")) == ["s-0000"]
+    moved = {**first.value, "steps": {"payment": {**first.value["steps"]["payment"],
+                                                  "status": "completed"}},
+             "attributes": {"customer_id": "cust-9"}}  # fmt: skip
+    store.apply(KINDS, [ChangelogRecord(TOPIC, 0, 10, first.key, moved)])
+    store.apply(KINDS, [first])  # an older record again: changes nothing
+    assert chosen(store, Filters(step="payment")) == []
+    cust = (AttributeFilter("customer_id", equals="cust-9"),)
+    assert chosen(store, Filters(attributes=cust)) == ["s-0000"]
+    store.apply(KINDS, [ChangelogRecord(TOPIC, 0, 11, first.key, None)])
+    assert chosen(store, Filters(attributes=cust)) == [] and store.count() == 0
+
+
+def test_a_store_of_an_earlier_schema_is_rebuilt_from_the_changelogs(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "visibility.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE saga_tracker_instances (key TEXT PRIMARY KEY, doc TEXT)")
+    old.execute("CREATE TABLE saga_tracker_positions (topic TEXT, part INTEGER, next_offset INT)")
+    old.execute("INSERT INTO saga_tracker_positions VALUES ('t', 0, 99)")
+    old.commit()
+    old.close()
+    store = store_at(tmp_path)
+    assert store.positions() == {}  # read the changelogs again, from their start
+    store.apply(KINDS, at_steps(3))
+    assert store.count() == 3
+
+
+def test_the_list_query_string_reads_back_the_same_filters() -> None:
+    from saga_tracker.visibility.store import AttributeFilter
+
+    filters = Filters(
+        process="p", version=2, status="running", step="payment", paused=False,
+        open_incidents=True, started_after=T0,
+        attributes=(AttributeFilter("region", equals="EU"),
+                    AttributeFilter("total", at_least=10.5, at_most=100)),
+    )  # fmt: skip
+    query = {k: [v] for k, v in filters.query().items()}
+    assert Filters.from_query(query) == filters
+    with pytest.raises(BadQuery, match=r"attr\.NAME"):
+        Filters.from_query({"attr.Bad-Name": ["x"]})
+    with pytest.raises(BadQuery, match="a range bound is a number"):
+        Filters.from_query({"attr.total.min": ["lots"]})
