@@ -492,6 +492,14 @@ start_keycloak() {
   local java
   java=$(registry_java) || die "Keycloak needs Java 21 or newer; set CHOREOGRAPH_REGISTRY_JAVA"
   mkdir -p "$KEYCLOAK_HOME/data/import"
+  # The realm is imported at the first start only: a changed realm file starts from a new
+  # database, so it takes effect (the demo users and their password are made again).
+  local realm_sum
+  realm_sum=$(sha256sum "$HERE/keycloak-realm.json" | cut -d' ' -f1)
+  if [ "$(cat "$KEYCLOAK_DIR/realm.sha256" 2>/dev/null)" != "$realm_sum" ]; then
+    rm -rf "$KEYCLOAK_DIR/db"
+    echo "$realm_sum" >"$KEYCLOAK_DIR/realm.sha256"
+  fi
   cp "$HERE/keycloak-realm.json" "$KEYCLOAK_HOME/data/import/choreograph-realm.json"
   say "starting Keycloak $KEYCLOAK_VERSION on 127.0.0.1:$KEYCLOAK_PORT (realm choreograph)"
   # The realm file's ${...} placeholders are filled from these at import (first start only).

@@ -29,7 +29,7 @@ from choreograph.runtime.engine import Engine
 from choreograph.runtime.errors import ConfigurationError
 from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
-from saga_tracker.batches import batches_topic, build_batch_runner
+from saga_tracker.batches import batches_topic, build_batch_runner, ensure_batches_topic
 from saga_tracker.definitions import Definitions, command_and_incident_models, tracked_inputs
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
@@ -223,6 +223,9 @@ class TrackerApp:
         return base.model_copy(update=update)
 
     def start(self) -> TrackerApp:
+        ensure_batches_topic(
+            self.settings.config.client_conf(), self.batches_topic, self.settings.repartition
+        )
         for engine in self.engines:
             thread = threading.Thread(
                 target=self._run, args=(engine,), name=engine.service.name, daemon=True

@@ -16,13 +16,19 @@ id is `<batch id>/<index>`, and its audit entries (written by the tracker) name 
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from choreograph.contracts.event import Event
 from choreograph.runtime.context import Context
 from choreograph.runtime.service import Service
 
+log = logging.getLogger("saga_tracker.batches")
 BATCHES = "saga-tracker.batches"
 BATCH_REQUESTED = "dev.choreograph.BatchRequested"
 BATCH_CANCELLED = "dev.choreograph.BatchCancelled"
@@ -164,6 +170,25 @@ def build_batch_runner(
     runner.handle(models[BATCH_ITEM_DONE], topic=topic)(item_done)
     runner.timer("batch:tick")(tick)
     return runner
+
+
+def ensure_batches_topic(client_conf: dict[str, Any], topic: str, like: str) -> None:
+    """Create the batches topic when missing, with as many partitions as the repartition topic
+    `like` (it is the tracker's own, as its changelogs are). A broker that does not answer is
+    left to the runner's start, which waits for it and says what is wrong."""
+    admin = AdminClient(client_conf)
+    try:
+        metadata = admin.list_topics(timeout=10)
+        if topic in metadata.topics and metadata.topics[topic].error is None:
+            return
+        model = metadata.topics.get(like)
+        partitions = len(model.partitions) if model is not None and model.error is None else 1
+        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions)])
+        futures[topic].result(timeout=30)
+        log.info("created %s with %d partitions", topic, partitions)
+    except KafkaException as err:
+        if "TOPIC_ALREADY_EXISTS" not in str(err):
+            log.warning("batches topic %s not created: %s", topic, err)
 
 
 def chunks_of(targets: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:

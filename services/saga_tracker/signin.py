@@ -189,6 +189,43 @@ class OidcClient:
             raise SignInFailed(f"the ID token is not for this sign-in: {err}") from None
         return dict(token.claims)
 
+    def bearer(self, token: str) -> dict[str, Any] | None:
+        """The person an access token of this provider names (name and groups), for scripts
+        and the CLI signed in with the device flow; None when it is not one, or is not for
+        this tracker (its audience), or has expired."""
+        if token.count(".") != 2:
+            return None  # not a JWT: a token of the token file
+        try:
+            _, keys = self._provider()
+        except SignInFailed:
+            return None
+        try:
+            decoded = jwt.decode(token, keys)
+        except (JoseError, ValueError):
+            try:
+                _, keys = self._provider(fresh=True)
+                decoded = jwt.decode(token, keys)
+            except (JoseError, ValueError, SignInFailed):
+                return None
+        registry = jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": self.settings.issuer},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        claims = dict(decoded.claims)
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        try:
+            registry.validate(claims)
+        except JoseError:
+            return None
+        if self.settings.client_id not in audiences:
+            return None
+        return {
+            "name": str(claims.get("preferred_username") or claims["sub"]),
+            "groups": [str(g) for g in claims.get("groups", [])],
+        }
+
     def end_session_url(self, id_token: str | None, after: str) -> str | None:
         """Where to send the browser to sign out at the provider too, if it says."""
         meta, _ = self._provider()

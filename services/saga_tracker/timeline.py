@@ -1,7 +1,8 @@
 """The picture of one instance: a row per step with a bar from its start to its report (or to
 now), its deadline as a tick, and marks for what happened on it (timeouts, compensations and
 their confirmations, incidents, events that came late); a last row for the services' decisions
-and approval requests. Laid out here, drawn by templates/timeline.svg (autoescaped), so the
+and approval requests; a shaded band for each time an operator paused it (its deadlines and SLA
+clock stood still). Laid out here, drawn by templates/timeline.svg (autoescaped), so the
 page needs no script.
 """
 
@@ -48,6 +49,7 @@ class Picture:
     height: int
     rows: list[Row]
     axis: list[tuple[float, str]]  # x, label
+    pauses: list[Bar]  # from a pause to its resume (or to now)
 
 
 def _stamp(moment: datetime) -> str:
@@ -109,6 +111,15 @@ def picture(
             process_marks.append(Mark(x(at), "approval", f"{_stamp(at)} approval "
                                       f"{a.get('approval_id')} {a.get('status')}"))  # fmt: skip
     rows.append(Row(20 + len(rows) * ROW, "process", [], [], process_marks))
+    pauses, paused_at = [], None
+    for e in inst.timeline:
+        if e.kind == "operator" and e.note.startswith("pause by "):
+            paused_at = e.at
+        elif e.kind == "operator" and e.note.startswith("resume by ") and paused_at is not None:
+            pauses.append(_pause(x(paused_at), x(e.at), paused_at, e.at))
+            paused_at = None
+    if paused_at is not None and inst.paused_at is not None:
+        pauses.append(_pause(x(paused_at), x(now), paused_at, None))
     ticks_every = _step(span)
     label = "%Y-%m-%d %H:%M UTC" if span > 86400 else "%H:%M:%S UTC"
     axis = []
@@ -117,7 +128,12 @@ def picture(
         at = start + timedelta(seconds=t)
         axis.append((x(at), f"{at:{label}}"))
         t += ticks_every
-    return Picture(WIDTH, 20 + len(rows) * ROW + 24, rows, axis)
+    return Picture(WIDTH, 20 + len(rows) * ROW + 24, rows, axis, pauses)
+
+
+def _pause(left: float, right: float, since: datetime, until: datetime | None) -> Bar:
+    end = _stamp(until) if until else "now"
+    return Bar(left, max(right - left, 2.0), "paused", f"paused {_stamp(since)} to {end}")
 
 
 def _step(span: float) -> float:

@@ -471,7 +471,7 @@ class TraceServer:
         a bearer token when one is sent, else the session's person."""
         header = request.headers.get("Authorization")
         if header is not None or self.signin is None:
-            return self.access.who(header), False
+            return self.who(header), False
         user = request.session.get(SESSION_USER)
         if not isinstance(user, dict):
             return None, False
@@ -545,8 +545,20 @@ class TraceServer:
             failure = reply.failure
             self._failed(request, failure.fields, failure.outcome, failure.detail)
 
+    def who(self, authorization: str | None) -> Principal | None:
+        """The principal of a bearer token: one of the token file's, or an access token of the
+        identity provider (the CLI signed in with the device flow), roles from its groups."""
+        found = self.access.who(authorization)
+        if found is not None or self.oidc is None:
+            return found
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        person = self.oidc.bearer(token.strip())
+        return principal_of(person) if person is not None else None
+
     def retry_after(self, request: Request) -> float:
-        principal = self.access.who(request.headers.get("Authorization"))
+        principal = self.who(request.headers.get("Authorization"))
         return self.failures.retry_after(
             self._client(request, principal.name if principal else None)
         )

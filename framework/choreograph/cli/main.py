@@ -17,6 +17,7 @@ from choreograph.cli import (
     governance,
     image,
     init,
+    instances,
     new,
     policies,
     processes,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     processes.register(groups)
     policies.register(groups)
     audit.register(groups)
+    instances.register(groups)
     governance.register(groups)
     acls.register(groups)
     init.register(groups)

@@ -112,3 +112,38 @@ def test_a_url_that_cannot_work_stops_the_ui_with_what_to_change(
     )  # fmt: skip
     assert ui.returncode == 2, ui.stderr
     assert advice in ui.stderr
+
+
+def test_steps_attributes_and_totals_on_postgres(postgres_url: str) -> None:
+    """The same answers as on SQLite (checked there against the TestKit's reading), with
+    PostgreSQL's plans walking an index."""
+    from saga_tracker.codec import decode
+    from saga_tracker.traces import _committed_totals, _matches
+    from saga_tracker.visibility.store import AttributeFilter
+    from tests.unit.saga_tracker.test_visibility_store import at_steps, chosen
+
+    store = fresh_store(postgres_url)
+    records = at_steps(120)
+    store.apply(KINDS, records)
+    store.apply(KINDS, records)  # again: nothing doubles
+    every = sorted((decode(r.value) for r in records), key=lambda i: i.started_at, reverse=True)
+    for filters in (
+        Filters(step="payment"),
+        Filters(step="reservation", status="failed"),
+        Filters(paused=True),
+        Filters(attributes=(AttributeFilter("customer_id", equals="cust-3"),)),
+        Filters(attributes=(AttributeFilter("total", equals="20.0"),)),
+        Filters(
+            step="shipping",
+            attributes=(
+                AttributeFilter("currency", equals="EUR"),
+                AttributeFilter("total", at_least=30),
+            ),
+        ),
+    ):
+        assert chosen(store, filters) == [i.correlation_id for i in every if _matches(i, filters)]
+        assert store.totals(filters) == _committed_totals(every, filters)
+    plan = store.explain(Filters(attributes=(AttributeFilter("customer_id", equals="cust-3"),)))
+    assert "attributes_by_text" in plan, plan
+    store.drop()
+    store.close()

@@ -74,7 +74,9 @@ def call(url: str, token: str, body: Any = None) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(request) as reply:
             text = reply.read().decode()
-            return reply.status, json.loads(text) if "json" in reply.headers["Content-Type"] else text
+            return reply.status, json.loads(text) if "json" in reply.headers[
+                "Content-Type"
+            ] else text
     except urllib.error.HTTPError as err:
         text = err.read().decode()
         return err.code, json.loads(text) if "json" in err.headers["Content-Type"] else text
@@ -192,7 +194,9 @@ def test_a_run_whose_count_moved_since_the_dry_run_is_refused(server: TraceServe
 
 
 def test_the_dry_run_page_shows_the_count_the_sample_and_the_form(server: TraceServer) -> None:
-    status, page = call(f"{server.url}/batches/new?step=payment&action=pause&action_step=payment", "platform")
+    status, page = call(
+        f"{server.url}/batches/new?step=payment&action=pause&action_step=payment", "platform"
+    )
     assert status == 200
     assert '<strong id="count">6</strong>' in page
     # A bearer token's holder has no session: the page shows, the form needs a signed-in person.

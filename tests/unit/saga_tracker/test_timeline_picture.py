@@ -61,3 +61,26 @@ def test_a_trace_links_its_instance_in_jaeger_when_configured(
         assert linked._jaeger(dataclasses.replace(stuck, traceparent=None)) is None
     finally:
         linked.socket.close()
+
+
+def test_a_pause_is_a_band_from_pause_to_resume_and_on_to_now_while_paused() -> None:
+    from datetime import timedelta
+
+    from tests.unit.saga_tracker.test_instance_rules import T0, reference, started
+
+    rules = reference()
+    inst, _ = started(rules)
+    rules.act(inst, "pause", None, "alice", "deploy", T0 + timedelta(minutes=10))
+    rules.act(inst, "resume", None, "alice", "done", T0 + timedelta(minutes=20))
+    rules.act(inst, "pause", None, "bob", "again", T0 + timedelta(minutes=30))
+    now = T0 + timedelta(minutes=40)
+    pic = picture(inst, now)
+    first, second = pic.pauses
+    assert first.title == "paused 09:10:00 UTC to 09:20:00 UTC"
+    assert second.title == "paused 09:30:00 UTC to now"
+    assert first.x < first.x + first.width <= second.x
+    drawn = PAGES.get_template("timeline.svg").render(pic=pic)
+    bands = ElementTree.fromstring(drawn).findall(
+        "{http://www.w3.org/2000/svg}rect[@class='pause']"
+    )
+    assert len(bands) == 2
