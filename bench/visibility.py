@@ -7,8 +7,10 @@ API's latency over HTTP.
    has read to the end: records per second, against the tracker's 12k events/s target (each
    tracked event changes one instance, so one changelog record at most).
 3. Serves the store over HTTP and measures, with `--clients` concurrent clients, list-by-status
-   (first and second page), get-by-business-key and get-by-id: p50 and p99 in milliseconds,
-   against the 50 ms target.
+   (first and second page), get-by-business-key, get-by-id, and the searches of repair at scale:
+   by a search attribute (a customer among 10,000), by an attribute and a status, by the step an
+   instance is at, and the totals (count and value per status and step) of one customer: p50
+   and p99 in milliseconds, against the 50 ms target.
 
     PYTHONPATH=.:services .venv/bin/python -m bench.visibility [--instances 1000000]
 """
@@ -48,13 +50,24 @@ LATENCY_TARGET_MS = 50.0
 POSTGRES = "postgresql://choreograph:choreograph@127.0.0.1:15432/choreograph"
 
 
+CUSTOMERS = 10_000
+REGIONS = ("eu-west", "eu-north", "us-east", "us-west", "apac")
+STEPS = ("payment", "reservation", "shipping")
+
+
 def instance(i: int, t0: datetime) -> Instance:
     started = t0 + timedelta(milliseconds=i * 37)
     status = STATUSES[i % 4] if i % 10 else "running"
     corr = str(uuid.UUID(int=i))
+    at = STEPS[i % 3] if status == "running" else None  # a running instance is at a step
     steps = {
-        name: StepState(name=name, status="completed", started_at=started, ended_at=started)
-        for name in ("payment", "reservation", "shipping")
+        name: StepState(
+            name=name,
+            status="running" if name == at else "completed",
+            started_at=started,
+            ended_at=None if name == at else started,
+        )
+        for name in STEPS
     }
     timeline = [
         TimelineEntry(
@@ -83,6 +96,11 @@ def instance(i: int, t0: datetime) -> Instance:
         timeline=timeline,
         open_incidents={"payment-timeout": "page"} if i % 97 == 0 else {},
         value=float(i % 500),
+        attributes={
+            "customer_id": f"cust-{i % CUSTOMERS}",
+            "total": float(i % 500),
+            "region": REGIONS[i % len(REGIONS)],
+        },
     )
 
 
@@ -122,8 +140,11 @@ def index(store: VisibilityStore, bootstrap: str, topic: str, count: int) -> flo
 
 def latencies(url: str, count: int, clients: int, seconds: float) -> dict[str, list[float]]:
     """Per request kind, milliseconds, from `clients` threads for `seconds`."""
-    found: dict[str, list[float]] = {"list by status": [], "second page": [], "by business key": [],
-                                     "by id": []}  # fmt: skip
+    found: dict[str, list[float]] = {
+        kind: []
+        for kind in ("list by status", "second page", "by business key", "by id",
+                     "by attribute", "attribute + status", "at step", "totals of a customer")
+    }  # fmt: skip
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
@@ -141,6 +162,14 @@ def latencies(url: str, count: int, clients: int, seconds: float) -> dict[str, l
                 path = link.split(";")[0].strip("<> ")
             elif kind == "by business key":
                 path = f"/api/instances?business_key=o-{i}"
+            elif kind == "by attribute":
+                path = f"/api/instances?attr.customer_id=cust-{i % CUSTOMERS}&limit=50"
+            elif kind == "attribute + status":
+                path = f"/api/instances?attr.region={rand.choice(REGIONS)}&status=running&limit=50"
+            elif kind == "at step":
+                path = f"/api/instances?step={rand.choice(STEPS)}&limit=50"
+            elif kind == "totals of a customer":
+                path = f"/api/instances/totals?attr.customer_id=cust-{i % CUSTOMERS}"
             else:
                 path = f"/api/instances/{uuid.UUID(int=i)}"
             began = time.perf_counter()

@@ -72,14 +72,11 @@ def audited(bootstrap: str, registry: str, batch_id: str, expected: int) -> list
     return found
 
 
-def test_a_batch_over_ten_thousand_instances_survives_a_kill_of_the_tracker(
-    bootstrap_servers: str,
-    registry_url: str,
-    new_topic: Callable[..., str],
-    tmp_path: Path,
-) -> None:
-    run = uuid.uuid4().hex[:8]
-    name = f"batches-{run}"
+def tracker_env(
+    bootstrap: str, registry: str, new_topic: Callable[..., str], tmp_path: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment of a tracker of its own (topics, definitions, an operator's token), and
+    the domain topics it follows."""
     domains = ("orders", "payments", "inventory", "shipping")
     topics = {d: new_topic(f"{d}.events", 2) for d in domains}
     repartition = new_topic("saga-tracker.repartition", 4)
@@ -91,8 +88,8 @@ def test_a_batch_over_ten_thousand_instances_survives_a_kill_of_the_tracker(
     tokens.write_text(f"tokens:\n  - {{name: nora, role: operator, sha256: {digest(TOKEN)}}}\n")
     env = {k: v for k, v in os.environ.items() if k != "CHOREOGRAPH_ALERTMANAGER_URL"}
     env.update(
-        CHOREOGRAPH_BOOTSTRAP=bootstrap_servers,
-        CHOREOGRAPH_REGISTRY_URL=registry_url,
+        CHOREOGRAPH_BOOTSTRAP=bootstrap,
+        CHOREOGRAPH_REGISTRY_URL=registry,
         SAGA_TRACKER_REPARTITION=repartition,
         SAGA_TRACKER_DEFINITIONS=str(tmp_path / "processes"),
         SAGA_TRACKER_SCHEMAS=str(REPO / "schemas/avro"),
@@ -100,6 +97,18 @@ def test_a_batch_over_ten_thousand_instances_survives_a_kill_of_the_tracker(
         SAGA_TRACKER_TOKENS=str(tokens),
         PYTHONPATH=f"{REPO}:{REPO / 'framework'}:{REPO / 'services'}",
     )
+    return env, topics
+
+
+def test_a_batch_over_ten_thousand_instances_survives_a_kill_of_the_tracker(
+    bootstrap_servers: str,
+    registry_url: str,
+    new_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name = f"batches-{run}"
+    env, topics = tracker_env(bootstrap_servers, registry_url, new_topic, tmp_path)
     args = ["run", "--auto-register-schemas"]
     with tracker_process(name, "a", tmp_path, env, args) as (first, api, log):
         wait_for(lambda: answers(api, "/api/instances?limit=1") is not None, "the API", 120)
@@ -179,3 +188,53 @@ def test_a_batch_over_ten_thousand_instances_survives_a_kill_of_the_tracker(
             f"{tracked_s:.1f} s; tracker killed with {at_kill['dispatched']} of {INSTANCES} "
             f"dispatched; after the restart the batch ended with each instance paused once"
         )
+
+
+def test_ended_instances_leave_the_store_its_changelog_and_the_api_after_their_retention(
+    bootstrap_servers: str,
+    registry_url: str,
+    new_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name = f"retention-{run}"
+    env, topics = tracker_env(bootstrap_servers, registry_url, new_topic, tmp_path)
+    args = ["run", "--auto-register-schemas", "--retention", "3s"]
+    with tracker_process(name, "a", tmp_path, env, args) as (tracker, api, log):
+        wait_for(lambda: answers(api, "/api/instances?limit=1") is not None, "the API", 120)
+        publisher = EventPublisher(
+            {"bootstrap.servers": bootstrap_servers}, AvroSerde(registry_url), "shop"
+        )
+        orders = [f"T{run}-{i}" for i in range(30)]
+        for order in orders:
+            publisher.publish(order_placed(order, "5.00"), order, topic=topics["orders"])
+        publisher.flush()
+        wait_for(lambda: len(answers(api, "/api/instances?limit=100") or []) == 30, "tracking")
+        kept = get(api, "/api/instances?limit=100")[0]["correlation_id"]
+        hold = urllib.request.Request(
+            f"{api}/api/instances/{kept}/actions",
+            data=json.dumps({"action": "hold", "reason": "case 7"}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        assert urllib.request.urlopen(hold, timeout=10).status == 202
+        cli = [sys.executable, "-m", "choreograph.cli.main", "instances", "cancel", "--all",
+               "--reason", "test orders", "--yes", "--wait", "--tracker", api,
+               "--token", TOKEN, "--rate", "100"]  # fmt: skip
+        cancelled = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert "done: 30 dispatched, 30 applied, 0 refused of 30" in cancelled.stdout
+        wait_for(
+            lambda: [s["correlation_id"] for s in get(api, "/api/instances?limit=100")] == [kept],
+            "every ended instance but the one on hold to leave the API",
+            60,
+        )
+        tombstones = 0
+        consumer = committed_consumer(bootstrap_servers, f"{name}.instances.changelog")
+        ends = time.monotonic() + 15
+        while time.monotonic() < ends and tombstones < 29:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None and msg.value() is None:
+                tombstones += 1
+        consumer.close()
+        assert tombstones == 29  # deleted from the tracker's store: its changelog says so
+        assert tracker.poll() is None, log.read_text()[-3000:]

@@ -277,7 +277,7 @@ _SUMMARY = ", ".join(
     )
 )  # fmt: skip
 _ENDED = ENDED
-SCHEMA_VERSION = "2"  # another version found: the store is rebuilt from the changelogs
+SCHEMA_VERSION = "3"  # another version found: the store is rebuilt from the changelogs
 
 
 class VisibilityStore:
@@ -319,6 +319,9 @@ class VisibilityStore:
         db = sqlite3.connect(path or ":memory:", timeout=30, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the indexer
         db.execute("PRAGMA synchronous=NORMAL")
+        # 32 MiB of pages, grown as used: the indexes' inner pages of a million instances stay
+        # cached, so an insert reads no page from disk (2 MiB, the default, halves indexing).
+        db.execute("PRAGMA cache_size=-32768")
         return db
 
     def _take(self) -> Any:
@@ -436,6 +439,9 @@ class VisibilityStore:
     def _schema(self) -> list[str]:
         p, big = self.prefix, "BIGINT"
         real = "DOUBLE PRECISION" if self._postgres else "REAL"
+        # SQLite keeps a table with a composite key as a table and an index; without a rowid,
+        # the key is the table: one tree fewer to write per row.
+        keyed = "" if self._postgres else " WITHOUT ROWID"
         return [
             f"""CREATE TABLE IF NOT EXISTS {p}_instances (
                 key TEXT PRIMARY KEY, correlation_id TEXT NOT NULL, process TEXT NOT NULL,
@@ -466,7 +472,7 @@ class VisibilityStore:
             f"""CREATE TABLE IF NOT EXISTS {p}_steps (
                 key TEXT NOT NULL, step TEXT NOT NULL, step_status TEXT NOT NULL,
                 process TEXT NOT NULL, status TEXT NOT NULL, started_at {big} NOT NULL,
-                value {real}, PRIMARY KEY (key, step))""",
+                value {real}, PRIMARY KEY (key, step)){keyed}""",
             f"""CREATE INDEX IF NOT EXISTS {p}_steps_by_step
                 ON {p}_steps (step, started_at, key)""",
             f"""CREATE INDEX IF NOT EXISTS {p}_steps_by_process
@@ -475,11 +481,11 @@ class VisibilityStore:
             # start order; a number also has its value for ranges and sums.
             f"""CREATE TABLE IF NOT EXISTS {p}_attributes (
                 key TEXT NOT NULL, name TEXT NOT NULL, text TEXT NOT NULL, num {real},
-                started_at {big} NOT NULL, PRIMARY KEY (key, name))""",
+                started_at {big} NOT NULL, PRIMARY KEY (key, name)){keyed}""",
             f"""CREATE INDEX IF NOT EXISTS {p}_attributes_by_text
                 ON {p}_attributes (name, text, started_at, key)""",
             f"""CREATE INDEX IF NOT EXISTS {p}_attributes_by_num
-                ON {p}_attributes (name, num, started_at, key)""",
+                ON {p}_attributes (name, num, started_at, key) WHERE num IS NOT NULL""",
             f"""CREATE TABLE IF NOT EXISTS {p}_documents (
                 kind TEXT NOT NULL, key TEXT NOT NULL, correlation_id TEXT, status TEXT,
                 doc TEXT NOT NULL, src_partition INTEGER NOT NULL, src_offset {big} NOT NULL,
@@ -517,24 +523,20 @@ class VisibilityStore:
         deletes: dict[str, list[tuple[Any, ...]]] = {"instances": [], "documents": []}
         # An instance's step and attribute rows follow its row: replaced where its row took
         # this record (an older record changes nothing), dropped where its row is gone.
-        follow: list[tuple[Any, ...]] = []
-        steps: list[tuple[Any, ...]] = []
-        attributes: list[tuple[Any, ...]] = []
-        gone: list[tuple[Any, ...]] = []
+        followers: dict[str, tuple[int, int, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {}
+        gone: list[str] = []
         for (kind, key), r in latest.items():
             table = "instances" if kind == "instances" else "documents"
             if r.value is None:
                 head = (key,) if table == "instances" else (kind, key)
                 deletes[table].append((*head, r.partition, r.offset))
                 if table == "instances":
-                    gone.append((key, key))
+                    gone.append(key)
             elif table == "instances":
                 row = _instance_row(r)
                 upserts[table].append(row)
-                took = (key, r.partition, r.offset)
-                follow.append((key, *took))
-                steps += [(*row_, *took) for row_ in _step_rows(r, row)]
-                attributes += [(*row_, *took) for row_ in _attribute_rows(r, row)]
+                followers[key] = (r.partition, r.offset, _step_rows(r, row),
+                                  _attribute_rows(r, row))  # fmt: skip
             else:
                 upserts[table].append(_document_row(kind, r))
         changed = 0
@@ -548,27 +550,50 @@ class VisibilityStore:
                 if rows:
                     db.executemany(self._delete[table], rows)
                     changed += db.rowcount
-            row_took = f"EXISTS (SELECT 1 FROM {p}_instances i WHERE {_TOOK})"
-            for table in ("steps", "attributes"):
-                if follow:
-                    db.executemany(f"DELETE FROM {p}_{table} WHERE key = ? AND {row_took}", follow)
-                if gone:
-                    db.executemany(
-                        f"""DELETE FROM {p}_{table} WHERE key = ?
-                            AND NOT EXISTS (SELECT 1 FROM {p}_instances i WHERE i.key = ?)""",
-                        gone,
+            # Which rows took their record: read back in this transaction, which holds them
+            # (another indexer writing the same rows waits for it to end).
+            took: list[str] = []
+            keys = list(followers)
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                db.execute(
+                    f"SELECT key, src_partition, src_offset FROM {p}_instances "
+                    f"WHERE key IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
+                )
+                took += [k for k, part, off in db.fetchall() if followers[k][:2] == (part, off)]
+            gone_now = gone
+            if gone:
+                left: set[str] = set()
+                for start in range(0, len(gone), 500):
+                    chunk = gone[start : start + 500]
+                    db.execute(
+                        f"SELECT key FROM {p}_instances "
+                        f"WHERE key IN ({', '.join('?' for _ in chunk)})",
+                        chunk,
                     )
+                    left |= {row[0] for row in db.fetchall()}
+                gone_now = [k for k in gone if k not in left]
+            replaced = took + gone_now
+            for table in ("steps", "attributes"):
+                for start in range(0, len(replaced), 500):
+                    chunk = replaced[start : start + 500]
+                    db.execute(
+                        f"DELETE FROM {p}_{table} WHERE key IN ({', '.join('?' for _ in chunk)})",
+                        chunk,
+                    )
+            steps = [row for k in took for row in followers[k][2]]
+            attributes = [row for k in took for row in followers[k][3]]
             if steps:
                 db.executemany(
                     f"""INSERT INTO {p}_steps (key, step, step_status, process, status,
-                            started_at, value)
-                        SELECT ?, ?, ?, ?, ?, ?, ? WHERE {row_took} ON CONFLICT DO NOTHING""",
+                            started_at, value) VALUES (?, ?, ?, ?, ?, ?, ?)""",
                     steps,
                 )
             if attributes:
                 db.executemany(
                     f"""INSERT INTO {p}_attributes (key, name, text, num, started_at)
-                        SELECT ?, ?, ?, ?, ? WHERE {row_took} ON CONFLICT DO NOTHING""",
+                        VALUES (?, ?, ?, ?, ?)""",
                     attributes,
                 )
             if ends:
@@ -859,9 +884,6 @@ def _one_of(column: str, values: list[str], args: list[Any]) -> str:
     if len(values) == 1:
         return f"{column} = ?"
     return f"{column} IN ({', '.join('?' for _ in values)})" if values else "1 = 0"
-
-
-_TOOK = "i.key = ? AND i.src_partition = ? AND i.src_offset = ?"  # the row took this record
 
 
 def _instance_row(r: ChangelogRecord) -> tuple[Any, ...]:

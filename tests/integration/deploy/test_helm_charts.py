@@ -256,3 +256,26 @@ def test_saga_tracker_signs_people_in_through_the_configured_provider() -> None:
     unsecret = helm("template", "demo", "saga-tracker", *PROCESSES,
                     "--set", "oidc.issuer=https://idp.example.com/realms/acme")  # fmt: skip
     assert unsecret.returncode != 0 and "oidc.existingSecret is required" in unsecret.stderr
+
+
+def test_saga_tracker_scopes_reads_and_keeps_ended_instances_as_long_as_set() -> None:
+    docs = render(
+        "saga-tracker", *PROCESSES, "--set", "http.scopedReads=true", "--set", "retention=30d"
+    )
+    validate(docs)
+    [tracker] = [d for d in docs if d["kind"] == "StatefulSet"]
+    [ui] = [d for d in docs if d["kind"] == "Deployment"]
+    env = {e["name"]: e for e in tracker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SAGA_TRACKER_SCOPED_READS"]["value"] == "true"
+    assert env["SAGA_TRACKER_RETENTION"]["value"] == "30d"
+    ui_container = ui["spec"]["template"]["spec"]["containers"][0]
+    ui_env = {e["name"]: e for e in ui_container["env"]}
+    # The UI knows who owns each process from the definitions, mounted as the tracker's are.
+    assert ui_env["SAGA_TRACKER_SCOPED_READS"]["value"] == "true"
+    assert ui_env["SAGA_TRACKER_DEFINITIONS"]["value"] == "/etc/choreograph/processes"
+    mounts = {m["name"]: m["mountPath"] for m in ui_container["volumeMounts"]}
+    assert mounts["processes"] == "/etc/choreograph/processes"
+    defaults = render("saga-tracker", *PROCESSES)
+    [tracker] = [d for d in defaults if d["kind"] == "StatefulSet"]
+    names = {e["name"] for e in tracker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SAGA_TRACKER_SCOPED_READS" not in names and "SAGA_TRACKER_RETENTION" not in names
