@@ -860,9 +860,11 @@ class TraceServer:
 
         def answer() -> Response:
             found = self._batch(batch_id)
-            if found is None:
-                return _html("message.html", status=404, title="Not found",
-                             text=f"no batch {batch_id}", link="/batches")  # fmt: skip
+            if found is None:  # asked for a moment ago: shown once the batch runner has it
+                return _html("message.html", status=404, title="Not found", refresh=2,
+                             text=f"no batch {batch_id} (yet: a batch just asked for shows "
+                             "here once the tracker's batch runner has it)",
+                             link="/batches")  # fmt: skip
             return _html("batch.html", title=f"Batch {batch_id}", batch=found,
                          **self._who(request))  # fmt: skip
 

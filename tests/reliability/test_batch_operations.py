@@ -203,7 +203,9 @@ def test_ended_instances_leave_the_store_its_changelog_and_the_api_after_their_r
     with tracker_process(name, "a", tmp_path, env, args) as (tracker, api, log):
         wait_for(lambda: answers(api, "/api/instances?limit=1") is not None, "the API", 120)
         publisher = EventPublisher(
-            {"bootstrap.servers": bootstrap_servers}, AvroSerde(registry_url), "shop"
+            {"bootstrap.servers": bootstrap_servers},
+            AvroSerde(registry_url, auto_register=True),
+            "shop",
         )
         orders = [f"T{run}-{i}" for i in range(30)]
         for order in orders:

@@ -160,3 +160,100 @@ def test_on_call_works_an_incident_from_the_browser(
     carol.find_element(By.CSS_SELECTOR, "form.act button").click()
     WebDriverWait(carol, 30).until(lambda d: "Not done" in d.page_source)
     assert "order-fulfilment is owned by team-orders" in carol.page_source
+
+
+@pytest.fixture
+def batch_console(
+    bootstrap_servers: str,
+    registry_url: str,
+    new_topic: Callable[..., str],
+    identity_provider: dict[str, str],
+) -> Iterator[tuple[TraceServer, TestKit, TestKit, str]]:
+    """A console over five running orders, whose batches go to the broker; the test hands them
+    to a batch runner (a TestKit), the runner's actions to the tracker and back."""
+    from saga_tracker.batches import STATE, build_batch_runner
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    kit = TestKit(build_tracker(definitions(V1), MODELS), start=start)
+    for i in range(5):
+        track(kit, "com.acme.orders.OrderPlaced", corr=f"run-{i}", key=f"o-{i}")
+        kit.advance(timedelta(minutes=1))
+    track(kit, "com.acme.orders.OrderPlaced", corr="other", key="o-9")
+    track(kit, "com.acme.orders.OrderCancelled", corr="other", key="o-9")
+    runner = TestKit(build_batch_runner(MODELS, repartition="saga-tracker.repartition"),
+                     start=start)  # fmt: skip
+    batches = new_topic("saga-tracker.batches")
+    desk = ActionDesk({"bootstrap.servers": bootstrap_servers},
+                      AvroSerde(registry_url, auto_register=True), definitions(V1), MODELS,
+                      repartition=new_topic("saga-tracker.repartition"),
+                      transactional_id=f"console-{uuid.uuid4().hex[:8]}",
+                      batches=batches)  # fmt: skip
+    signin = OidcSettings(identity_provider["CHOREOGRAPH_OIDC_ISSUER"],
+                          identity_provider["CHOREOGRAPH_OIDC_CLIENT_ID"],
+                          identity_provider["CHOREOGRAPH_OIDC_CLIENT_SECRET"], "",
+                          secrets.token_urlsafe(32))  # fmt: skip
+
+    def kept() -> list[dict[str, object]]:
+        views = [task.committed_view(STATE) for task in runner.tasks]
+        return [value for view in views if view is not None for _, value in view.items()]
+
+    srv = TraceServer(committed_instances(lambda: kit.tasks), access=Access({}), desk=desk,
+                      signin=signin, facts=definitions(V1).facts(),
+                      batches=kept).start()  # fmt: skip
+    yield srv, kit, runner, batches
+    srv.stop()
+
+
+def test_on_call_repairs_many_instances_at_once_from_the_browser(
+    batch_console: tuple[TraceServer, TestKit, TestKit, str],
+    browsers: Callable[[], webdriver.Chrome],
+    identity_provider: dict[str, str],
+    bootstrap_servers: str,
+    registry_url: str,
+) -> None:
+    from choreograph.contracts.serde import AvroSerde as Serde
+    from tests.kafka_helpers import committed_consumer
+
+    console, kit, runner, batches = batch_console
+    alice = browsers()
+    sign_in(alice, console, identity_provider, "alice", "/traces?status=running")
+    alice.find_element(By.CSS_SELECTOR, "a.batch").click()
+    WebDriverWait(alice, 10).until(lambda d: d.find_elements(By.ID, "count"))
+    assert alice.find_element(By.ID, "count").text == "5"  # the count, before anything is done
+    assert len(alice.find_elements(By.CSS_SELECTOR, "table a")) == 5  # and a sample
+    shot(alice, "batch-dry-run")
+    Select(alice.find_element(By.NAME, "action")).select_by_visible_text("pause")
+    alice.find_element(By.NAME, "reason").send_keys("payments deploy, INC-7")
+    alice.find_element(By.CSS_SELECTOR, "form.run button").click()
+    WebDriverWait(alice, 30).until(lambda d: "/batches/" in d.current_url)
+    batch_id = alice.current_url.rsplit("/", 1)[1]
+
+    # What the tracker's batch runner does with it: read it from the broker, dispatch, apply.
+    consumer = committed_consumer(bootstrap_servers, batches)
+    serde = Serde(registry_url)
+    requested = None
+    for _ in range(60):
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            requested = serde.deserialize(msg.value(), MODELS["dev.choreograph.BatchRequested"])
+            break
+    consumer.close()
+    assert requested is not None and requested.event.batch_id == batch_id
+    assert requested.event.total == 5 and requested.event.actor == "alice"
+    runner.send(requested.event, batch_id, topic="saga-tracker.batches")
+    runner.advance(timedelta(0))
+    for action in runner.emitted(topic="saga-tracker.repartition"):
+        kit.send(action.event, action.key, topic="saga-tracker.repartition",
+                 correlation_id=action.key)  # fmt: skip
+    for done in kit.emitted(topic="saga-tracker.batches"):
+        runner.send(done.event, done.key, topic="saga-tracker.batches")
+
+    WebDriverWait(alice, 30).until(
+        lambda d: d.find_element(By.ID, "batch-status").text == "done"
+    )  # the page follows the batch by itself
+    assert alice.find_element(By.ID, "applied").text == "5"
+    assert alice.find_element(By.ID, "refused").text == "0"
+    shot(alice, "batch")
+    alice.get(f"{console.url}/traces/run-0")
+    assert "paused since" in alice.page_source
+    assert alice.find_elements(By.CSS_SELECTOR, "svg.timeline rect.pause")
