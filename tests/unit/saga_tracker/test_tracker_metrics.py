@@ -115,3 +115,24 @@ def test_a_late_refund_counts_as_completed_and_clears_the_value_at_risk() -> Non
     send(kit, "com.acme.inventory.StockReleased", corr="late", key="late")
     assert value("choreograph_saga_value_at_risk", P) == 0
     assert value("choreograph_saga_active_instances", P) == 0
+
+
+def test_paused_instances_are_counted_and_their_sla_clock_stands_still() -> None:
+    from tests.unit.saga_tracker.test_batches import action
+    from tests.unit.saga_tracker.test_tracker_service import instance
+
+    kit, registry = setup()
+    place(kit, "a", "10.00")
+    place(kit, "b", "10.00")
+    action(kit, "a", "pause")
+    gauge = registry.get_sample_value
+    assert gauge("choreograph_saga_paused_instances", P) == 1
+    kit.advance(timedelta(hours=5))  # far past the process deadline (2 h) and the SLA
+    assert not [e for e in instance(kit, "a").timeline if e.kind == "timeout"]
+    assert [e.step for e in instance(kit, "b").timeline if e.kind == "timeout"][0] == "payment"
+    action(kit, "a", "resume")
+    assert gauge("choreograph_saga_paused_instances", P) == 0
+    for kind in HAPPY_PATH[1:]:
+        send(kit, f"com.acme.{kind}", corr="a", key="a")
+    # 5 h from start to end, all but minutes of it paused: within the 2 h SLA.
+    assert gauge("choreograph_saga_sla_total", {**P, "met": "true"}) == 1
