@@ -44,6 +44,94 @@ class Ids:
         return f"{self.prefix}{self.n:0{width}x}"
 
 
+class Tally:
+    """The per-event work and the state write-back, apart from the loop that feeds them, so
+    `bench.engine_loop` runs the same body without a broker."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        schema_of: Any,
+        output: str,
+        changelog: str,
+        source: str,
+        out_frame: bytes,
+        stores: dict[int, Any],
+    ) -> None:
+        self.producer = producer
+        self.schema_of = schema_of  # schema id -> its parsed writer schema
+        self.output = output
+        self.changelog = changelog
+        self.source = source.encode()
+        self.out_frame = out_frame
+        self.stores = stores
+        self.pending: dict[int, dict[bytes, bytes]] = {p: {} for p in stores}
+        self.readers: dict[int, Any] = {}
+        self.tallied = fastavro.parse_schema(orjson.loads((HERE / "Tallied.avsc").read_bytes()))
+        self.ids = Ids()
+        self.positions: dict[int, int] = {}
+
+    def handle(self, batch: list[Any]) -> None:
+        producer, ids, source = self.producer, self.ids, self.source
+        now_text = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for msg in batch:
+            if msg.error() is not None:
+                continue
+            value, key, partition = msg.value(), msg.key(), msg.partition()
+            schema_id = FRAME.unpack_from(value)[1]
+            reader = self.readers.get(schema_id)
+            if reader is None:
+                reader = self.readers[schema_id] = self.schema_of(schema_id)
+            tick = fastavro.schemaless_reader(io.BytesIO(value[5:]), reader, None)
+            header = dict(msg.headers() or ())
+            event_id = header.get("ce_id", b"").decode()
+            correlation = (header.get("ce_correlationid") or header.get("ce_id") or b"").decode()
+            parent = (header.get("traceparent") or b"").decode()
+            trace = parent[3:35] if len(parent) == 55 else ids.next(32)[-32:]
+            pending_p = self.pending[partition]
+            current = pending_p.get(key)
+            if current is None:
+                current = self.stores[partition].get(key)
+            state = orjson.loads(current) if current else {"count": 0, "total": 0}
+            state["count"] += 1
+            state["total"] += tick["amount"]
+            encoded_state = orjson.dumps(state)
+            pending_p[key] = encoded_state
+            out = io.BytesIO()
+            out.write(self.out_frame)
+            record = {"input_id": tick["id"], "key": tick["key"], "count": state["count"],
+                      "total": state["total"]}  # fmt: skip
+            fastavro.schemaless_writer(out, self.tallied, record)
+            headers = [
+                ("ce_specversion", b"1.0"), ("ce_id", ids.next().encode()),
+                ("ce_source", source), ("ce_type", b"bench.workload.Tallied"),
+                ("ce_time", now_text.encode()), ("ce_subject", key),
+                ("content-type", b"application/avro"),
+                ("ce_correlationid", correlation.encode()), ("ce_causationid", event_id.encode()),
+                ("traceparent", f"00-{trace}-{ids.next()}-01".encode()),
+            ]  # fmt: skip
+            while True:
+                try:
+                    producer.produce(self.output, out.getvalue(), key, partition=partition,
+                                     headers=headers)  # fmt: skip
+                    producer.produce(self.changelog, encoded_state, key, partition=partition)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            self.positions[partition] = msg.offset() + 1
+        producer.poll(0)
+
+    def write_back(self) -> None:
+        """After the commit: the transaction's state into RocksDB, one WriteBatch a partition."""
+        for p, writes in self.pending.items():
+            if writes:
+                wb = WriteBatch(raw_mode=True)
+                for k, v in writes.items():
+                    wb.put(k, v)
+                self.stores[p].write(wb)
+                writes.clear()
+
+
 def main() -> None:
     args = contender_args("--input", "--output", "--group", "--bootstrap", "--registry",
                           "--state-dir", "--instance")  # fmt: skip
@@ -58,13 +146,13 @@ def main() -> None:
     ).values():
         with contextlib.suppress(KafkaException):  # it exists
             future.result(30)
-    tallied = fastavro.parse_schema(orjson.loads((HERE / "Tallied.avsc").read_bytes()))
     out_id = registry.register_schema(
         f"{args.output}-bench.workload.Tallied",
         Schema((HERE / "Tallied.avsc").read_text(), "AVRO"),
     )
-    out_frame = FRAME.pack(0, out_id)
-    readers: dict[int, Any] = {}
+
+    def schema_of(schema_id: int) -> Any:
+        return fastavro.parse_schema(orjson.loads(registry.get_schema(schema_id).schema_str))
 
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap, "group.id": args.group,
@@ -77,84 +165,30 @@ def main() -> None:
     })  # fmt: skip
     producer.init_transactions(30)
     stores: dict[int, Rdict] = {}
-    pending: dict[int, dict[bytes, bytes]] = {}
+    tally = Tally(producer, schema_of, args.output, changelog, args.group,
+                  FRAME.pack(0, out_id), stores)  # fmt: skip
 
     def assigned(_: Consumer, tps: list[TopicPartition]) -> None:
         for tp in tps:
             options = Options(raw_mode=True)
             path = os.path.join(args.state_dir, str(tp.partition))
             stores[tp.partition] = Rdict(path, options, access_type=AccessType.read_write())
-            pending[tp.partition] = {}
+            tally.pending[tp.partition] = {}
 
     consumer.subscribe([args.input], on_assign=assigned)
-    ids = Ids()
-    positions: dict[int, int] = {}
     in_txn, started = False, 0.0
     while True:
         batch = consumer.consume(500, 0.05)
         if batch and not in_txn:
             producer.begin_transaction()
             in_txn, started = True, time.monotonic()
-        now_text = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        for msg in batch:
-            if msg.error() is not None:
-                continue
-            value, key, partition = msg.value(), msg.key(), msg.partition()
-            schema_id = FRAME.unpack_from(value)[1]
-            reader = readers.get(schema_id)
-            if reader is None:
-                raw = orjson.loads(registry.get_schema(schema_id).schema_str)
-                reader = readers[schema_id] = fastavro.parse_schema(raw)
-            tick = fastavro.schemaless_reader(io.BytesIO(value[5:]), reader, None)
-            header = dict(msg.headers() or ())
-            event_id = header.get("ce_id", b"").decode()
-            correlation = (header.get("ce_correlationid") or header.get("ce_id") or b"").decode()
-            parent = (header.get("traceparent") or b"").decode()
-            trace = parent[3:35] if len(parent) == 55 else ids.next(32)[-32:]
-            pending_p = pending[partition]
-            current = pending_p.get(key)
-            if current is None:
-                current = stores[partition].get(key)
-            state = orjson.loads(current) if current else {"count": 0, "total": 0}
-            state["count"] += 1
-            state["total"] += tick["amount"]
-            encoded_state = orjson.dumps(state)
-            pending_p[key] = encoded_state
-            out = io.BytesIO()
-            out.write(out_frame)
-            record = {"input_id": tick["id"], "key": tick["key"], "count": state["count"],
-                      "total": state["total"]}  # fmt: skip
-            fastavro.schemaless_writer(out, tallied, record)
-            headers = [
-                ("ce_specversion", b"1.0"), ("ce_id", ids.next().encode()),
-                ("ce_source", args.group.encode()), ("ce_type", b"bench.workload.Tallied"),
-                ("ce_time", now_text.encode()), ("ce_subject", key),
-                ("content-type", b"application/avro"),
-                ("ce_correlationid", correlation.encode()), ("ce_causationid", event_id.encode()),
-                ("traceparent", f"00-{trace}-{ids.next()}-01".encode()),
-            ]  # fmt: skip
-            while True:
-                try:
-                    producer.produce(args.output, out.getvalue(), key, partition=partition,
-                                     headers=headers)  # fmt: skip
-                    producer.produce(changelog, encoded_state, key, partition=partition)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            positions[partition] = msg.offset() + 1
-        producer.poll(0)
+        tally.handle(batch)
         if in_txn and time.monotonic() - started >= interval:
-            offsets = [TopicPartition(args.input, p, o) for p, o in positions.items()]
+            offsets = [TopicPartition(args.input, p, o) for p, o in tally.positions.items()]
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
             in_txn = False
-            for p, writes in pending.items():
-                if writes:
-                    wb = WriteBatch(raw_mode=True)
-                    for k, v in writes.items():
-                        wb.put(k, v)
-                    stores[p].write(wb)
-                    writes.clear()
+            tally.write_back()
 
 
 if __name__ == "__main__":

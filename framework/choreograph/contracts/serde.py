@@ -29,9 +29,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from choreograph.contracts.event import ContractViolation, Event
+from choreograph.contracts.fast_codec import Reader, Writer, reader_for, writer_for
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+_SCHEMA_ID = struct.Struct(">I")
 # A registry that hangs must not hang its caller: every request is bounded. Generous, since a
 # direct caller (a tool, a test harness) may not retry; services set their own tighter bound
 # (ServiceConfig.registry_conf) and pause and retry above it.
@@ -153,6 +155,7 @@ class _ReadPlan(NamedTuple):
     model: type[Event] | None  # None: a plain dict in the writer's shape
     reader: Any  # parsed reader schema when it differs from the writer's, else None
     flat: bool  # the model is built directly from what Avro decoding guarantees
+    fast: Reader | None  # a reader generated for the writer's schema (see fast_codec)
 
 
 _read = fastavro.schemaless_reader
@@ -215,6 +218,8 @@ class AvroSerde:
         self._readers: dict[str, type[Event]] = {}
         self._plans: dict[tuple[int, type[Event] | None], _ReadPlan] = {}
         self._projections: dict[tuple[int, tuple[str, ...]], tuple[str, Any, Any]] = {}
+        # Per (topic, model): the frame and a generated writer, or None (fastavro writes it).
+        self._encoders: dict[tuple[str, type[Event]], tuple[bytes, Writer | None]] = {}
         for model in models:
             self.add_model(model)
 
@@ -290,16 +295,25 @@ class AvroSerde:
         return found
 
     def serialize(self, event: Event, topic: str) -> bytes:
-        """Encode `event` (valid by construction: see AvroRecord) for `topic`."""
+        """Encode `event` (valid by construction: see AvroRecord) for `topic`: by a writer
+        generated for its schema where one covers it (flat records of primitives), else by
+        fastavro; the bytes are the same."""
         model = type(event)
-        schema_id = self.schema_id(topic, model)
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(MAGIC, schema_id))
+        encoder = self._encoders.get((topic, model))
+        if encoder is None:
+            frame = _HEADER.pack(MAGIC, self.schema_id(topic, model))
+            fast = writer_for(model.__avro_schema__) if model._is_flat() else None
+            encoder = self._encoders[(topic, model)] = (frame, fast)
+        frame, fast = encoder
         try:
+            if fast is not None:
+                return fast(event.__dict__, frame)
+            buf = io.BytesIO()
+            buf.write(frame)
             fastavro.schemaless_writer(buf, self._parsed(model), event.to_avro())
-        except (ValueError, TypeError, AttributeError) as err:
+            return buf.getvalue()
+        except (ValueError, TypeError, AttributeError, KeyError, struct.error) as err:
             raise SerdeError(f"{model.__avro_name__} cannot be encoded: {err}") from err
-        return buf.getvalue()
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -347,11 +361,13 @@ class AvroSerde:
         """How to read values of `schema_id` (into `reader`): worked out once per pair."""
         writer_name, writer = self.writer_schema(schema_id)
         model = reader or self._readers.get(writer_name)
+        fast = reader_for(self._writer_raw[schema_id])
         if model is None:
-            plan = _ReadPlan(writer_name, writer, None, None, False)
+            plan = _ReadPlan(writer_name, writer, None, None, False, fast)
         else:
             resolved = None if self._same(schema_id, model) else self._parsed(model)
-            plan = _ReadPlan(writer_name, writer, model, resolved, model._is_flat())
+            fast = fast if resolved is None else None  # resolution (defaults...) is fastavro's
+            plan = _ReadPlan(writer_name, writer, model, resolved, model._is_flat(), fast)
         self._plans[(schema_id, reader)] = plan
         return plan
 
@@ -390,13 +406,20 @@ class AvroSerde:
         """Decode a value; into `reader`, else the model registered for the writer's record name,
         else into a plain dict in the writer's own shape. `claimed`: the event type the envelope
         says this is; a body written as anything else raises MislabelledRecord."""
-        schema_id, body = _framed(data)
+        if not data or len(data) < _HEADER.size or data[0] != MAGIC:
+            _framed(data)  # says what is wrong
+        assert data is not None
+        schema_id = _SCHEMA_ID.unpack_from(data, 1)[0]
         plan = self._plans.get((schema_id, reader)) or self._plan(schema_id, reader)
         writer_name = plan.writer_name
         if claimed is not None and claimed != writer_name:
             raise MislabelledRecord(claimed, writer_name)
         try:
-            record: dict[str, Any] = _read(_Buffer(body), plan.writer, plan.reader)  # type: ignore[assignment]
+            if plan.fast is not None:
+                record = plan.fast(data, _HEADER.size)
+            else:
+                body = data[_HEADER.size :]
+                record = _read(_Buffer(body), plan.writer, plan.reader)  # type: ignore[assignment]
         except Exception as err:
             raise SerdeError(f"cannot decode {writer_name} (schema id {schema_id}): {err}") from err
         model = plan.model

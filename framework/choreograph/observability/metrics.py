@@ -20,7 +20,7 @@ class ServiceMetrics:
         )
         self.handler_seconds = Histogram(
             "choreograph_handler_seconds",
-            "Time to decode and handle one record.",
+            "Time to decode and handle one record (one record in 16 is timed).",
             ["service", "type"],
             buckets=LATENCY_BUCKETS,
             registry=r,

@@ -129,7 +129,7 @@ def test_paused_instances_are_counted_and_their_sla_clock_stands_still() -> None
     assert gauge("choreograph_saga_paused_instances", P) == 1
     kit.advance(timedelta(hours=5))  # far past the process deadline (2 h) and the SLA
     assert not [e for e in instance(kit, "a").timeline if e.kind == "timeout"]
-    assert [e.step for e in instance(kit, "b").timeline if e.kind == "timeout"][0] == "payment"
+    assert next(e.step for e in instance(kit, "b").timeline if e.kind == "timeout") == "payment"
     action(kit, "a", "resume")
     assert gauge("choreograph_saga_paused_instances", P) == 0
     for kind in HAPPY_PATH[1:]:
