@@ -85,6 +85,18 @@ def _parse_time(text: str) -> datetime:
 
 
 def _parse_time_text(text: str) -> datetime:
+    if (
+        len(text) == 27
+        and text[26] == "Z"
+        and text[10] == "T"
+        and text[19] == "."
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+    ):  # the form every platform event has: fromisoformat checks its digits and ranges
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise EnvelopeError(f"ce_time {text!r} is not RFC 3339") from None
     m = _RFC3339.match(text)
     if m is None:
         raise EnvelopeError(f"ce_time {text!r} is not RFC 3339")
@@ -301,7 +313,8 @@ class Envelope:
         raw_time = get("ce_time")
         when = _parse_time(raw_time) if raw_time else datetime.now(UTC)
         extensions: dict[str, str] = {}
-        for name in sorted(values.keys() - _KNOWN):
+        others = [name for name in values if name not in _KNOWN]  # extensions, if any
+        for name in sorted(others) if others else ():
             attribute = name[3:]
             if attribute not in _EXTENSIONS_SEEN:
                 if not _EXTENSION_NAME.match(attribute):

@@ -390,7 +390,7 @@ class Engine:
             event_type, outcome, outputs = task.process(
                 msg.key(), msg.value(), headers, now, msg.topic(), offset
             )
-            self.limits.check(outputs, task.stores.values())
+            self.limits.check(outputs, task.state.written())
         except Exception as error:
             self._current = None  # handled here: retried or dead-lettered, not a crash
             task.end_message(ok=False)
@@ -547,6 +547,7 @@ class Engine:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:
             self._begin()
+            produce = self.txn.producer.produce  # positional, no kwargs dict: the hot path
             for i, (partition, (store, key, value)) in enumerate(writes):
                 # Only the last write per changelog partition reports its offset: where the
                 # store's local state stands once this commits.
@@ -555,7 +556,10 @@ class Engine:
                     report = self._changelog_delivered
                 elif not self.eos:
                     report = self._delivered
-                self.txn.produce(store.changelog, value, key, None, partition, report)
+                try:
+                    produce(store.changelog, value, key, partition, report)
+                except (BufferError, KafkaException):  # the careful path waits or says why
+                    self.txn.produce(store.changelog, value, key, None, partition, report)
             if self.eos:
                 outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
             else:

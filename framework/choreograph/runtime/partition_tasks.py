@@ -105,6 +105,9 @@ class PartitionTasks:
     def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
         started = time.monotonic()
         restore(self.config.client_conf(), jobs)
+        for task in tasks.values():  # the restore wrote the backends directly
+            for store in task.stores.values():
+                store.forget_cache()
         for job in jobs:
             name = self.service.name
             self.metrics.restore_remaining.labels(name, job.store, str(job.partition)).set(0)

@@ -31,7 +31,7 @@ from choreograph.runtime.records import header
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
 from choreograph.state.partition_state import PartitionState
-from choreograph.state.store import CommittedView, Store
+from choreograph.state.store import CommittedView, Store, decode_value, encode_value
 
 if TYPE_CHECKING:
     from choreograph.runtime.service import Service
@@ -154,7 +154,7 @@ class PartitionTask:
                 return event_type or "unknown", "malformed", []
             raise
         ctx = Context(self, text_key, envelope, now)
-        with handling(envelope), building(f"{service.name}, handling {event_type},"):
+        with handling(envelope), building("{}, handling {},", service.name, event_type):
             if self.service.envelope_handlers:
                 data = structured.data if structured is not None and value is None else None
                 at = (
@@ -203,7 +203,7 @@ class PartitionTask:
         handler = self.service.timer_handler(timer.name)
         with (
             handling(parent) if parent else contextlib.nullcontext(),
-            building(f"{self.service.name}, firing timer {timer.name!r},"),
+            building("{}, firing timer {!r},", self.service.name, timer.name),
         ):
             if machine is not None:
                 machine.timer_fired(ctx, payload)
@@ -275,28 +275,39 @@ class OwnedStore(Store):
         return self._store.scan_raw(start, stop)
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._check(key)
-        return super().get(key, default)
+        if key != self._record_key:
+            self._check(key)
+        raw = self._store.get_raw(key.encode())
+        return default if raw is None else decode_value(raw)
 
     def put(self, key: str, value: Any) -> None:
-        self._check(key)
-        super().put(key, value)
+        if key != self._record_key:
+            self._check(key)
+        self._store.put_raw(key.encode(), encode_value(value))
 
     def delete(self, key: str) -> None:
         self._check(key)
         super().delete(key)
 
 
-@contextlib.contextmanager
-def building(where: str) -> Iterator[None]:
+class building:
     """Past decoding, a contract violation is in what the service's code built, not in the
-    record: raised as that programming error (see `InvalidEventBuilt`)."""
-    try:
-        yield
-    except ContractViolation as violation:
-        if violation.read:
-            raise
-        raise InvalidEventBuilt(violation, where) from None
+    record: raised as that programming error (see `InvalidEventBuilt`). `where` says which
+    handling, formatted only then (a class, not a generator: it wraps every record)."""
+
+    __slots__ = ("args", "template")
+
+    def __init__(self, template: str, *args: object) -> None:
+        self.template = template
+        self.args = args
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: object) -> None:  # fmt: skip
+        if isinstance(error, ContractViolation) and not error.read:
+            raise InvalidEventBuilt(error, self.template.format(*self.args)) from None
 
 
 def returned_nothing(handler: Any, returned: object) -> None:

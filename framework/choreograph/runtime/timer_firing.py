@@ -60,7 +60,7 @@ class TimerFiring:
             return  # backing off after a failure
         try:
             outputs = task.fire(timer, now)
-            self.limits.check(outputs, task.stores.values())
+            self.limits.check(outputs, task.state.written())
         except Exception as error:
             task.end_message(ok=False)
             attempts = failed[0] if failed else 0

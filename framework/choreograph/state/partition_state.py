@@ -24,8 +24,9 @@ class PartitionState:
     ) -> None:
         """`changelogs`: store name -> its changelog topic; `open_backend(store)` opens one."""
         self.partition = partition
+        self._written: list[Store] = []  # stores the message in hand wrote to
         self.stores = {
-            name: Store(name, partition, open_backend(name), topic)
+            name: Store(name, partition, open_backend(name), topic, self._written)
             for name, topic in changelogs.items()
         }
         self._store_list = list(self.stores.values())
@@ -57,8 +58,15 @@ class PartitionState:
     # -- the open transaction ------------------------------------------------------------------
 
     def end_message(self, ok: bool) -> None:
-        for store in self._store_list:
-            store.end_message(ok)
+        written = self._written
+        if written:
+            for store in written:
+                store.end_message(ok)
+            written.clear()
+
+    def written(self) -> list[Store]:
+        """The stores the message in hand wrote to, before it ends."""
+        return self._written
 
     def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
         """Every write of the open transaction, for the changelogs."""
@@ -81,6 +89,7 @@ class PartitionState:
         for store in self._store_list:
             store.aborted()
         self._logged.clear()
+        self._written.clear()
 
     # -- closing -------------------------------------------------------------------------------
 

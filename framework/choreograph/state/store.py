@@ -1,7 +1,8 @@
 """A key-value store of one partition, with the layers exactly-once processing needs.
 
 Reads see, in order: the writes of the message being handled, the writes of the open transaction,
-then committed state in the backend. A failed handler drops its message layer; an aborted
+then committed state: a cache of committed values (as Kafka Streams' record cache: a key read or
+committed lately is not read from RocksDB again), else the backend. A failed handler drops its message layer; an aborted
 transaction drops the transaction layer; a committed one is produced to the changelog (inside the
 transaction) and then applied to the backend. Values are JSON, keys strings (or raw bytes for the
 runtime's own stores, e.g. timers).
@@ -87,15 +88,31 @@ class CommittedView:
             yield key.decode(), decode_value(value)
 
 
+CACHED_KEYS = 50_000  # committed values a store keeps in memory; past it the cache starts over
+
+
 class Store:
-    def __init__(self, name: str, partition: int, backend: Backend, changelog: str = "") -> None:
-        """`changelog`: the topic its writes are logged to (the service names it)."""
+    def __init__(
+        self,
+        name: str,
+        partition: int,
+        backend: Backend,
+        changelog: str = "",
+        written: list[Store] | None = None,
+    ) -> None:
+        """`changelog`: the topic its writes are logged to (the service names it). `written`:
+        where the store puts itself when the message in hand first writes to it, so the message
+        end visits only the stores written (the partition's state keeps that list)."""
         self.name = name
         self.partition = partition
         self.backend = backend
         self.changelog = changelog
         self._txn: dict[bytes, bytes | None] = {}
         self._msg: dict[bytes, bytes | None] = {}
+        self._written = written
+        # Committed values by key (None: known absent): filled by reads and by commits, never
+        # by the open transaction, so it never holds what an abort takes back.
+        self._cache: dict[bytes, bytes | None] = {}
 
     # -- raw access ------------------------------------------------------------------------------
 
@@ -104,10 +121,20 @@ class Store:
             return self._msg[key]
         if key in self._txn:
             return self._txn[key]
-        return self.backend.get(key)
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = self.backend.get(key)
+        if len(cache) >= CACHED_KEYS:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def put_raw(self, key: bytes, value: bytes | None) -> None:
-        self._msg[key] = value
+        msg = self._msg
+        if not msg and self._written is not None:
+            self._written.append(self)
+        msg[key] = value
 
     def scan_raw(
         self, start: bytes = b"", stop: bytes | None = None
@@ -173,11 +200,19 @@ class Store:
         offset just past them) in the same atomic write."""
         if self._txn or applied is not None:
             self.backend.write(self._txn, applied)
+            cache = self._cache
+            if len(cache) + len(self._txn) > CACHED_KEYS:
+                cache.clear()
+            cache.update(self._txn)
             self._txn = {}
 
     def aborted(self) -> None:
         self._txn.clear()
         self._msg.clear()
+
+    def forget_cache(self) -> None:
+        """The backend was written behind the store's back (a restore): read it afresh."""
+        self._cache.clear()
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:
