@@ -348,6 +348,21 @@ def read_headers(headers: Headers | None) -> dict[str, str]:
     other header is not read, whatever its bytes: it belongs to someone else. A CloudEvents
     extension (`ce_*`) that is not text is left out rather than failing; a known attribute that
     is not UTF-8 is an EnvelopeError."""
+    if not headers:
+        return {}
+    try:  # the platform's own records: known attributes only, all bytes, all UTF-8
+        values = {
+            name: raw.decode() for name, raw in headers if name in _KNOWN and type(raw) is bytes
+        }
+    except UnicodeDecodeError:
+        values = {}
+    if len(values) == len(headers):
+        return values
+    return _read_headers(headers)
+
+
+def _read_headers(headers: Headers) -> dict[str, str]:
+    """`read_headers` for records that carry other headers, text values or extensions."""
     values: dict[str, str] = {}
     for name, raw in headers or ():
         if raw is None or not (name in _KNOWN or name.startswith("ce_")):
