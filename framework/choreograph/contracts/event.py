@@ -21,8 +21,6 @@ from pydantic import (
 )
 from pydantic import StrictInt as _StrictInt
 
-from choreograph.contracts.fast_models import constructor_for
-
 Int32 = Annotated[_StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[_StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 Boolean = StrictBool
@@ -72,8 +70,6 @@ class ContractViolation(ValueError):
 
 _set = object.__setattr__
 _FIELD_COUNTS: dict[type, int] = {}  # per model class (pydantic's `model_fields` is slow to read)
-_UNSET = object()
-_CONSTRUCTORS: dict[type, Any] = {}  # per model class: its generated constructor, or None
 
 
 class AvroRecord(BaseModel):
@@ -90,12 +86,6 @@ class AvroRecord(BaseModel):
     __avro_flat__: ClassVar[bool | None] = None  # no nested records and no aliases
 
     def __init__(self, **data: Any) -> None:
-        cls = type(self)
-        build = _CONSTRUCTORS.get(cls, _UNSET)
-        if build is _UNSET:
-            build = _CONSTRUCTORS[cls] = constructor_for(cls)
-        if build is not None and build(self, data):
-            return  # plain values of the contract's scalar types (see fast_models)
         try:
             super().__init__(**data)
         except ValidationError as err:

@@ -2,10 +2,10 @@
 
 Reads see, in order: the writes of the message being handled, the writes of the open transaction,
 then committed state: a cache of committed values (as Kafka Streams' record cache: a key read or
-committed lately is not read from RocksDB again), else the backend. A failed handler drops its message layer; an aborted
-transaction drops the transaction layer; a committed one is produced to the changelog (inside the
-transaction) and then applied to the backend. Values are JSON, keys strings (or raw bytes for the
-runtime's own stores, e.g. timers).
+committed lately is not read from RocksDB again), else the backend. A failed handler drops its
+message layer; an aborted transaction drops the transaction layer; a committed one is produced
+to the changelog (inside the transaction) and then applied to the backend. Values are JSON, keys
+strings (or raw bytes for the runtime's own stores, e.g. timers).
 """
 
 from __future__ import annotations
