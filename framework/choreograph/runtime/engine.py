@@ -543,23 +543,21 @@ class Engine:
         if not writes and not self.positions and not self.txn.open:
             return True
         started = time.perf_counter()
-        last = {(store.name, partition): i for i, (partition, (store, _, _)) in enumerate(writes)}
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:
             self._begin()
             produce = self.txn.producer.produce  # positional, no kwargs dict: the hot path
-            for i, (partition, (store, key, value)) in enumerate(writes):
-                # Only the last write per changelog partition reports its offset: where the
-                # store's local state stands once this commits.
-                report: Callable[[KafkaError | None, Message], None] | None = None
-                if last[(store.name, partition)] == i:
-                    report = self._changelog_delivered
-                elif not self.eos:
-                    report = self._delivered
-                try:
-                    produce(store.changelog, value, key, partition, report)
-                except (BufferError, KafkaException):  # the careful path waits or says why
-                    self.txn.produce(store.changelog, value, key, None, partition, report)
+            logged, each = self._changelog_delivered, None if self.eos else self._delivered
+            for partition, (store, changes) in writes:
+                # Only the last write of a store reports its offset: where the store's local
+                # state stands once this commits.
+                changelog, last = store.changelog, next(reversed(changes))
+                for key, value in changes.items():
+                    report = logged if key is last else each
+                    try:
+                        produce(changelog, value, key, partition, report)
+                    except (BufferError, KafkaException):  # the careful path waits or says why
+                        self.txn.produce(changelog, value, key, None, partition, report)
             if self.eos:
                 outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
             else:

@@ -221,7 +221,7 @@ class PartitionTask:
         if not ok:
             self.timers.reset_floor()
 
-    def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
+    def changelog_writes(self) -> list[tuple[Store, dict[bytes, bytes | None]]]:
         return self.state.changelog_writes()
 
     def committed(self) -> None:

@@ -9,7 +9,7 @@ write as the data. So local data and its changelog offset never disagree, whatev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from choreograph.state.backends import Backend
 from choreograph.state.restore import RestoreJob
@@ -68,11 +68,10 @@ class PartitionState:
         """The stores the message in hand wrote to, before it ends."""
         return self._written
 
-    def changelog_writes(self) -> Iterator[tuple[Store, bytes, bytes | None]]:
-        """Every write of the open transaction, for the changelogs."""
-        for store in self._store_list:
-            for key, value in store.pending().items():
-                yield store, key, value
+    def changelog_writes(self) -> list[tuple[Store, dict[bytes, bytes | None]]]:
+        """The writes of the open transaction, store by store (those with any), for the
+        changelogs: the last write of each store reports where its changelog stands."""
+        return [(store, store.pending()) for store in self._store_list if store.pending()]
 
     def logged(self, changelog: str, next_offset: int) -> None:
         """The broker acknowledged a store's changelog write up to `next_offset` (exclusive)."""
