@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from choreograph.contracts.envelope import Envelope
 from choreograph.contracts.event import ContractViolation, Event
-from choreograph.contracts.publisher import encode_event
+from choreograph.contracts.publisher import topic_of
 from choreograph.contracts.serde import AvroSerde
 from choreograph.contracts.structured import others
 from choreograph.runtime.timers import deadline_ms
@@ -171,20 +171,15 @@ class Context:
         """Publish `event` in this transaction; its envelope follows the event in hand, or
         `caused_by` (an envelope emitted in this handling, such as a decision record's)."""
         key = key or self.key
-        service = self._task.service
-        service.check_output(topic or event.__avro_topic__, event.__avro_name__)
-        target, value, envelope = encode_event(
-            self._task.serde,
-            event,
-            key,
-            self.service,
-            topic=topic,
-            parent=caused_by or self.envelope,
-            now=self.now,
+        task = self._task
+        service = task.service
+        target = topic or topic_of(type(event))
+        service.check_output(target, event.__avro_name__)
+        value = task.serde.serialize(event, target)
+        envelope, headers = Envelope.emitted(
+            event.__avro_name__, service.name, key, caused_by or self.envelope, self.now
         )
-        self.outputs.append(
-            Output(target, key.encode(), value, envelope.to_headers(), event, envelope)
-        )
+        self.outputs.append(Output(target, key.encode(), value, headers, event, envelope))
         return envelope
 
     def forward(

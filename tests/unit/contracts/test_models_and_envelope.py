@@ -215,3 +215,40 @@ def test_reading_some_fields_decodes_those_alone() -> None:
     serde.add_model(pair_model)
     pair = serde.serialize(pair_model(first={"x": 1}, second={"x": 2}), "t.pairs")
     assert serde.read_fields(pair, ("second",)) == {"second": {"x": 2}}
+
+
+def test_an_emitted_envelope_and_its_headers_are_what_new_and_to_headers_give() -> None:
+    from datetime import UTC, datetime
+
+    from choreograph.contracts.envelope import Envelope, handling
+
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    parents = [
+        Envelope.new("t.In", "src", "k-1", now=now),
+        Envelope.from_attributes(
+            {
+                "ce_specversion": "1.0",
+                "ce_id": "i",
+                "ce_source": "/s",
+                "ce_type": "t.In",
+                "tracestate": "vendor=1",
+                "traceparent": "junk",
+            },
+            "k-2",
+        ),
+    ]
+    for parent in parents:
+        envelope, headers = Envelope.emitted("t.Out", "svc", "o-1", parent, now)
+        assert headers == envelope.to_headers()
+        reference = Envelope.new("t.Out", "svc", "o-1", parent=parent, now=now)
+        assert {k: v for k, v in envelope.__dict__.items() if k not in ("id", "traceparent")} == {
+            k: v for k, v in reference.__dict__.items() if k not in ("id", "traceparent")
+        }
+        assert envelope.traceparent is not None and reference.traceparent is not None
+        if parent.traceparent and parent.traceparent.startswith("00-"):
+            assert envelope.traceparent.split("-")[1] == parent.traceparent.split("-")[1]
+    with handling(parents[0]):  # no parent given: the event in hand
+        envelope, headers = Envelope.emitted("t.Out", "svc", "o-1", None, now)
+    assert envelope.causation_id == parents[0].id and headers == envelope.to_headers()
+    alone, headers = Envelope.emitted("t.Out", "svc", "o-1", None, now)
+    assert alone.correlation_id == alone.id and headers == alone.to_headers()
