@@ -7,7 +7,6 @@ commits; the TestKit feeds it from memory.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from choreograph.contracts.envelope import (
     Envelope,
     EnvelopeError,
     Headers,
-    handling,
+    _handling,
     read_headers,
     record_key,
 )
@@ -154,7 +153,7 @@ class PartitionTask:
                 return event_type or "unknown", "malformed", []
             raise
         ctx = Context(self, text_key, envelope, now)
-        with handling(envelope), building("{}, handling {},", service.name, event_type):
+        with building(envelope, "{}, handling {},", service.name, event_type):
             if self.service.envelope_handlers:
                 data = structured.data if structured is not None and value is None else None
                 at = (
@@ -173,7 +172,9 @@ class PartitionTask:
                 return event_type, "ok", ctx.outputs
             if event is not None:
                 for handler in self.service.handlers.get(event_type, ()):
-                    returned_nothing(handler, handler(ctx, event))
+                    returned = handler(ctx, event)
+                    if returned is not None:
+                        returned_nothing(handler, returned)
                     acted = True
                 for machine in self.service.machines_for(event_type):
                     acted = machine.handle(ctx, event) is not None or acted
@@ -201,10 +202,7 @@ class PartitionTask:
         self.timers.fired(timer)
         machine = next((m for m in self.service.machines if m.timer_name == timer.name), None)
         handler = self.service.timer_handler(timer.name)
-        with (
-            handling(parent) if parent else contextlib.nullcontext(),
-            building("{}, firing timer {!r},", self.service.name, timer.name),
-        ):
+        with building(parent, "{}, firing timer {!r},", self.service.name, timer.name):
             if machine is not None:
                 machine.timer_fired(ctx, payload)
             elif handler is not None:
@@ -291,21 +289,28 @@ class OwnedStore(Store):
 
 
 class building:
-    """Past decoding, a contract violation is in what the service's code built, not in the
-    record: raised as that programming error (see `InvalidEventBuilt`). `where` says which
-    handling, formatted only then (a class, not a generator: it wraps every record)."""
+    """The handling of one record or timer: marks `envelope` as the event in hand (events
+    emitted inside follow it, see `handling`), and turns a contract violation past decoding,
+    which is in what the service's code built and not in the record, into that programming
+    error (see `InvalidEventBuilt`), saying which handling (formatted only then). One object per
+    record: it wraps every one."""
 
-    __slots__ = ("args", "template")
+    __slots__ = ("args", "envelope", "template", "token")
 
-    def __init__(self, template: str, *args: object) -> None:
+    def __init__(self, envelope: Envelope | None, template: str, *args: object) -> None:
+        self.envelope = envelope
         self.template = template
         self.args = args
+        self.token: Any = None
 
     def __enter__(self) -> None:
-        return None
+        if self.envelope is not None:
+            self.token = _handling.set(self.envelope)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: object) -> None:  # fmt: skip
+        if self.token is not None:
+            _handling.reset(self.token)
         if isinstance(error, ContractViolation) and not error.read:
             raise InvalidEventBuilt(error, self.template.format(*self.args)) from None
 

@@ -58,6 +58,7 @@ class Transactions:
         on_rebuild: Callable[[str], None] | None = None,
     ) -> None:
         self.conf = java_compatible(conf)
+        self._batch_size: int | None = None
         self.transactional = transactional
         self.name = name
         self.watchdog = Watchdog(name)
@@ -261,7 +262,10 @@ class Transactions:
 
     @property
     def batch_size(self) -> int:
-        return int(self.conf.get("batch.size", DEFAULT_BATCH_SIZE))
+        """The producer's batch size (read per handled record: kept with the configuration)."""
+        if self._batch_size is None:
+            self._batch_size = int(self.conf.get("batch.size", DEFAULT_BATCH_SIZE))
+        return self._batch_size
 
     def reconfigure(self, bound: float, **settings: Any) -> None:
         """Continue with a producer built with `settings` (between transactions only): the
@@ -271,6 +275,7 @@ class Transactions:
             raise RuntimeError(f"{self.name}: reconfigure between transactions only")
         self.close(bound)
         self.conf = {**self.conf, **settings}
+        self._batch_size = None
         self._initialised = not self.transactional
 
     def poll(self) -> None:
