@@ -1,9 +1,15 @@
-"""Instances as JSON for the tracker's store (and its trace API)."""
+"""Instances as JSON for the tracker's store (and its trace API).
+
+`stored` is what the store keeps: orjson writes the dataclasses field by field, times as RFC 3339
+text, exactly the bytes `encode` then the store's JSON encoding give (a test checks it), without
+the dict in between: every tracked event stores its instance."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from saga_tracker.instance import PROCESS, Instance, StepState, TimelineEntry
 
@@ -31,6 +37,11 @@ def timeline_entry(e: TimelineEntry) -> dict[str, Any]:
         "note": e.note,
         "origin": e.origin,
     }
+
+
+def stored(inst: Instance) -> bytes:
+    """The instance as the store keeps it (the JSON of `encode`)."""
+    return orjson.dumps(inst)
 
 
 def encode(inst: Instance) -> dict[str, Any]:

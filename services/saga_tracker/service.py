@@ -34,7 +34,7 @@ from choreograph.process.definition import render_template
 from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
 from choreograph.runtime.service import Service
 from saga_tracker.batches import BATCH_ITEM_DONE, BATCHES
-from saga_tracker.codec import decode, encode, timeline_entry
+from saga_tracker.codec import decode, stored, timeline_entry
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import (
     ENDED,
@@ -397,7 +397,7 @@ class Tracker:
             elif isinstance(effect, (RaiseIncident, ResolveIncident)):
                 self._incident(ctx, rules, inst, effect)
         self._retain(ctx, rules, before, inst, key)
-        ctx.store("instances").put(key, encode(inst))
+        ctx.store("instances").put_raw(key.encode(), stored(inst))
         self.metrics.observe(rules, before, inst, effects)
         self._count(ctx, inst, before)
         if before is not None and before.status != inst.status:  # not at start: on change

@@ -41,11 +41,9 @@ class StateMemory:
             found = cls._shared[megabytes] = cls(megabytes)
         return found
 
-    def apply(self, options: Options) -> None:
+    def apply(self, options: Options, table: BlockBasedOptions) -> None:
         options.set_write_buffer_manager(self.memtables)
-        table = BlockBasedOptions()
         table.set_block_cache(self.cache)
-        options.set_block_based_table_factory(table)
 
 
 class StateDiskError(OSError):
@@ -130,8 +128,13 @@ class RocksBackend:
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
+        table = BlockBasedOptions()
+        # A key that is not there (a new instance, a first timer: most of a tracker's lookups)
+        # is answered from the filter, without reading a block.
+        table.set_bloom_filter(10, False)
         if self.memory is not None:
-            self.memory.apply(options)
+            self.memory.apply(options, table)
+        options.set_block_based_table_factory(table)
         options.create_if_missing(True)
         options.create_missing_column_families(True)
         try:
