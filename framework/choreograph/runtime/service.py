@@ -89,6 +89,7 @@ class Service:
         self.models: dict[str, type[Event]] = {}
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
+        self._timer_served: dict[str, TimerHandler | None] = {}  # name -> handler, as found
         self.machines: list[StateMachine] = []
         self._machines_by_type: dict[str, list[StateMachine]] = {}
         self._stores: list[str] = []
@@ -231,11 +232,18 @@ class Service:
         def register(fn: TimerHandler) -> TimerHandler:
             refuse_async(fn, f"the handler of timer {name!r}")
             self.timer_handlers[name] = fn
+            self._timer_served.clear()
             return fn
 
         return register
 
     def timer_handler(self, name: str) -> TimerHandler | None:
+        """What serves timer `name`: its handler, else one whose name ends in `*` and starts
+        what `name` starts with. Looked up once per name (timer names carry keys of their
+        own, such as a tracker's deadlines, so the patterns are not walked per timer)."""
+        served = self._timer_served
+        if name in served:
+            return served[name]
         found = self.timer_handlers.get(name)
         if found is None:
             found = next(
@@ -246,6 +254,9 @@ class Service:
                 ),
                 None,
             )
+        if len(served) > 10_000:
+            served.clear()
+        served[name] = found
         return found
 
     def check_timer(self, name: str) -> None:
