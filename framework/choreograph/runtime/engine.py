@@ -26,7 +26,8 @@ recovery those need); each other rule has one owner it calls: `Transactions` (th
 `FailurePolicy` (what a failure means), `Retries` (paused partitions), `DlqWriter` (dead
 letters), `Dependencies` (outages), `RecordLimits` (sizes), `PartitionTasks` (opening, restoring
 and closing tasks), `PartitionState` (a task's stores and changelog offsets), `PoisonedRecords`
-(records known to fail), `TimerFiring` (due timers), `broker_contact` (start-up) and `lag`.
+(records known to fail), `TimerFiring` (due timers), `Checkpoint` (the unit of commit and its
+steps), `broker_contact` (start-up) and `lag`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from choreograph.contracts.serde import AvroSerde
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.broker_contact import first_contact, wait_for_broker
+from choreograph.runtime.checkpoint import Checkpoint
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
 from choreograph.runtime.dependencies import Dependencies, dependency_of
@@ -145,7 +147,10 @@ class Engine:
             self._produce_outputs,
             clock,
         )
-        self.started_at: dict[TP, int] = {}  # first offset handled since assignment
+        # The unit of commit: positions, committed offsets, first offsets (see checkpoint); the
+        # names below are the same dicts, written directly on the hot path.
+        self.checkpoint = Checkpoint()
+        self.started_at = self.checkpoint.first  # first offset handled since assignment
         self.recovering = False
         self.abandoned = False
         self._ignore_callbacks = False
@@ -154,8 +159,8 @@ class Engine:
         self._rewound = False  # set when positions go back while a consumed batch is in hand
         self._current: tuple[str, int, int] | None = None
         self.tasks = self.partitions.by_partition  # read by the loop; owned by `partitions`
-        self.positions: dict[TP, int] = {}  # next offset to commit, per input partition
-        self.committed_offsets: dict[TP, int] = {}  # what this instance last committed
+        self.positions = self.checkpoint.positions  # next offset to commit, per input partition
+        self.committed_offsets = self.checkpoint.committed  # what this instance last committed
         self.txn_open = False
         self.stopping = threading.Event()
         self.last_commit = self.last_lag = time.monotonic()
@@ -539,25 +544,22 @@ class Engine:
         # State changes go to the changelogs here, at the commit, not as the work goes: records
         # of an open transaction on a changelog hold back its last stable offset, and a restore
         # that meets them (a partition lost and taken back meanwhile) could stop short.
-        writes = [(p, w) for p, task in self.tasks.items() for w in task.changelog_writes()]
-        if not writes and not self.positions and not self.txn.open:
+        checkpoint = self.checkpoint
+        if not checkpoint.has_work(self.tasks.values(), self.txn.open):
             return True
         started = time.perf_counter()
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+        offsets = checkpoint.offsets()
         try:
             self._begin()
-            produce = self.txn.producer.produce  # positional, no kwargs dict: the hot path
-            logged, each = self._changelog_delivered, None if self.eos else self._delivered
-            for partition, (store, changes) in writes:
-                # Only the last write of a store reports its offset: where the store's local
-                # state stands once this commits.
-                changelog, last = store.changelog, next(reversed(changes))
-                for key, value in changes.items():
-                    report = logged if key is last else each
-                    try:
-                        produce(changelog, value, key, partition, report)
-                    except (BufferError, KafkaException):  # the careful path waits or says why
-                        self.txn.produce(changelog, value, key, None, partition, report)
+            # 1. prepare: the changelog records of every partition state, into the transaction
+            checkpoint.prepare(
+                self.tasks,
+                self.txn.producer.produce,  # positional, no kwargs dict: the hot path
+                self._changelog_delivered,
+                None if self.eos else self._delivered,
+                self.txn.produce,
+            )
+            # 2. commit: outputs, changelog records and input offsets, at once
             if self.eos:
                 outcome = self.txn.commit(timeout, offsets, self.consumer.consumer_group_metadata())
             else:
@@ -573,11 +575,10 @@ class Engine:
             self._lose_work()
             return False
         self.txn.poll()  # serve delivery reports: changelog offsets, at-least-once failures
-        for task in self.tasks.values():
-            task.committed()
-        self.committed_offsets.update(self.positions)
-        self.poisoned.committed(self.positions)
-        self.positions.clear()
+        # 3. apply: each partition state's writes to its store, with its changelog offset
+        checkpoint.apply(self.tasks.values())
+        # 4. move on: what was handled is committed
+        self.poisoned.committed(checkpoint.move_on())
         if self.dependencies.away:
             self.dependencies.available("broker")
         self.metrics.commits.labels(self.service.name).inc()
@@ -607,17 +608,14 @@ class Engine:
     def _rewind(self, leaving: frozenset[TP] = frozenset()) -> None:
         """Forget uncommitted work and seek every partition this instance keeps back to its last
         committed offset, so the inputs of aborted work are processed again."""
-        for task in self.tasks.values():
-            task.aborted()
-        self.positions.clear()
+        self.checkpoint.forget_uncommitted(self.tasks.values())
         self.retries.clear()
         self.timers.forget()
         self.ordered.clear()
         self._rewound = True
         kept = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in leaving]
         for tp in kept:
-            key = (tp.topic, tp.partition)
-            offset = self.committed_offsets.get(key, self.started_at.get(key))
+            offset = self.checkpoint.rewind_point((tp.topic, tp.partition))
             if offset is not None:  # else nothing of it was handled: its position is right
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         if kept:
@@ -660,11 +658,9 @@ class Engine:
         committed offsets."""
         self.partitions.close_all(clean)
         self.ordered.clear()
-        self.positions.clear()
+        self.checkpoint.forget()
         self.retries.clear()
         self.timers.forget()
-        self.committed_offsets.clear()
-        self.started_at.clear()
 
     def _recover(self) -> None:
         if not self.txn.ready(RECONNECT_BOUND_S):
@@ -749,11 +745,9 @@ class Engine:
     def _drop(self, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         for tp in revoked:
-            self.positions.pop(tp, None)
+            self.checkpoint.drop(tp)  # the next owner may move it on
             self.retries.done(tp)
             self.ordered.drop(tp)
-            self.committed_offsets.pop(tp, None)  # the next owner may move it on
-            self.started_at.pop(tp, None)
         # A task closes when none of its partition number stays (on any input).
         kept = self.consumer.assignment()
         still = {tp.partition for tp in kept if (tp.topic, tp.partition) not in revoked}
