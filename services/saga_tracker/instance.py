@@ -124,6 +124,12 @@ class Instance:
     def paused(self) -> bool:
         return self.paused_at is not None
 
+    def next_wake(self) -> datetime | None:
+        """When its earliest armed deadline passes; None when none is armed or it is paused."""
+        if self.paused_at is not None or not self.timers:
+            return None
+        return min(self.timers.values())
+
     def active_steps(self) -> list[str]:
         """The steps under way or needing attention (see ACTIVE_STEP)."""
         return [name for name, s in self.steps.items() if s.status in ACTIVE_STEP]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -41,11 +42,13 @@ class Snapshot:
     timeline: int
     open: tuple[int, float, float, int]
     held: bool = False
+    wake: datetime | None = None  # its earliest armed deadline (its timer), None if none
 
     @classmethod
     def of(cls, inst: Instance) -> Snapshot:
         steps: dict[str, str] = {name: s.status for name, s in inst.steps.items()}
-        return cls(inst.status, steps, len(inst.timeline), contribution(inst), bool(inst.held))
+        return cls(inst.status, steps, len(inst.timeline), contribution(inst), bool(inst.held),
+                   inst.next_wake())  # fmt: skip
 
 
 def contribution(inst: Instance) -> tuple[int, float, float, int]:

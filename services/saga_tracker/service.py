@@ -39,14 +39,12 @@ from saga_tracker.definitions import Definitions
 from saga_tracker.instance import (
     ENDED,
     ActionRefused,
-    CancelDeadline,
     Effect,
     Instance,
     ProcessRules,
     RaiseIncident,
     ResolveIncident,
     SendCommand,
-    SetDeadline,
     step_latency_ms,
 )
 from saga_tracker.metrics import STATS, Snapshot, TrackerMetrics, contribution
@@ -291,22 +289,38 @@ class Tracker:
         ctx.store("parked").delete(ctx.key)
 
     def on_deadline(self, ctx: Context, payload: dict[str, Any]) -> None:
+        """The instance's timer: every armed deadline now due passes, earliest first (one timer
+        per instance, at its earliest deadline; `_settle` sets it again at the next). A timer
+        that names its deadline was set before, one per deadline: it passes that one, unless
+        the instance has armed it again for later since."""
         raw_inst = ctx.store("instances").get(payload["instance"])
         if raw_inst is None:
             return
         inst = decode(raw_inst)
         rules = self.definitions.pinned(inst.process, inst.version)
-        if rules is not None:
-            before = Snapshot.of(inst)
+        if rules is None:
+            return
+        before = Snapshot.of(inst)
+        named = payload.get("name")
+        if named is not None:
+            armed = inst.timers.get(named)
+            due = [named] if armed is None or armed <= ctx.now else []
+        else:
+            # Earliest first; deadlines of one moment by name, as their timers used to fire.
+            due = [n for n, at in sorted(inst.timers.items(), key=lambda t: (t[1], t[0]))
+                   if at <= ctx.now]  # fmt: skip
+        effects: list[Effect] = []
+        for name in due:
+            if inst.paused or (named is None and name not in inst.timers):
+                break  # paused meanwhile, or settled by an earlier one of these
             timeouts = sum(e.kind == "timeout" for e in inst.timeline)
-            effects = rules.deadline_passed(inst, payload["name"], ctx.now)
+            effects += rules.deadline_passed(inst, name, ctx.now)
             if sum(e.kind == "timeout" for e in inst.timeline) > timeouts:
-                name = payload["name"]
                 timer = f"timer:deadline:{inst.process}:{name}"
                 self._decided(
                     ctx, inst, before, "timeout", f"deadline {name} passed", trigger=timer
                 )
-            self._settle(ctx, rules, before, inst, effects)
+        self._settle(ctx, rules, before, inst, effects)
 
     def _operator_action(self, ctx: Context, raw: RawEvent) -> None:
         try:
@@ -387,15 +401,11 @@ class Tracker:
             elif isinstance(effect, RaiseIncident):
                 self._decided(ctx, inst, before, "escalation", effect.summary)
         for effect in effects:
-            timer = f"deadline:{inst.process}:{getattr(effect, 'name', '')}"
-            if isinstance(effect, SetDeadline):
-                ctx.schedule(timer, effect.at, {"instance": key, "name": effect.name})
-            elif isinstance(effect, CancelDeadline):
-                ctx.cancel(timer)
-            elif isinstance(effect, SendCommand):
+            if isinstance(effect, SendCommand):
                 self._command(ctx, rules, inst, effect, decision if effect.by_operator else None)
             elif isinstance(effect, (RaiseIncident, ResolveIncident)):
                 self._incident(ctx, rules, inst, effect)
+        self._wake(ctx, before, inst, key)
         self._retain(ctx, rules, before, inst, key)
         ctx.store("instances").put_raw(key.encode(), stored(inst))
         self.metrics.observe(rules, before, inst, effects)
@@ -490,6 +500,19 @@ class Tracker:
             self._incident(ctx, rules, inst, RaiseIncident(name, step.name, "critical", summary))
             return
         ctx.emit(model.from_avro(payload), key=effect.key, caused_by=decision)
+
+    def _wake(self, ctx: Context, before: Snapshot | None, inst: Instance, key: str) -> None:
+        """One timer per instance, at its earliest armed deadline (the rules keep them in
+        `inst.timers`; a paused instance's wait): set when that moment changed, cancelled when
+        nothing is armed any more."""
+        wake = inst.next_wake()
+        if before is not None and wake == before.wake:
+            return
+        timer = f"deadline:{inst.process}"
+        if wake is not None:
+            ctx.schedule(timer, wake, {"instance": key})
+        elif before is not None and before.wake is not None:
+            ctx.cancel(timer)
 
     def _retain(
         self,

@@ -699,13 +699,22 @@ class Engine:
             return
         self._recover_failing_since = None
         self.partitions.own(opened)
-        for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-            if tp.offset >= 0:
-                self.committed_offsets[(tp.topic, tp.partition)] = tp.offset
-        if assignment:
-            self.consumer.resume(assignment)
+        try:
+            for tp in committed:
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+                if tp.offset >= 0:
+                    self.committed_offsets[(tp.topic, tp.partition)] = tp.offset
+            if assignment:
+                self.consumer.resume(assignment)
+        except KafkaException as error:
+            # The assignment changed under the recovery (a session that timed out while the
+            # broker was away): no partition may go on from an unknown position, so the tasks
+            # close again and the next step recovers from the assignment as it is then.
+            log.info("recovery waits: the assignment changed", extra={"error": str(error)})
+            self._close_all(clean=False)
+            self.stopping.wait(0.5)
+            return
         self.recovering = False
         self.dependencies.available("broker")
         log.info("recovered", extra={"partitions": sorted(self.tasks)})

@@ -295,3 +295,51 @@ def test_the_timeline_keeps_where_each_event_was_read_even_when_it_was_parked() 
         "com.acme.payments.PaymentAuthorized": Origin("payments.events", 0, 0),
     }
     assert decode(encode(inst)).timeline == inst.timeline  # stored with the instance
+
+
+def test_an_instance_has_one_timer_at_its_earliest_deadline(kit: TestKit) -> None:
+    from choreograph.runtime.timers import TIMER_INDEX_STORE
+
+    send(kit, "com.acme.orders.OrderPlaced")  # process (2 h) and payment (15 min) armed
+    index = [k for k, _ in kit.task_for(b"c-1").stores[TIMER_INDEX_STORE].scan_raw()]
+    assert index == [b"c-1\x00deadline:order-fulfilment"]  # one, not one per deadline
+    assert kit.next_deadline() == int((T0 + timedelta(minutes=15)).timestamp() * 1000)
+    send(kit, "com.acme.payments.PaymentAuthorized")  # payment done: reservation (10 min) next
+    kit.advance(timedelta(minutes=9))
+    assert kit.next_deadline() == int((T0 + timedelta(minutes=10)).timestamp() * 1000)
+    kit.advance(timedelta(minutes=1, seconds=1))  # reservation passes: it is undone
+    timeouts = [e.step for e in instance(kit).timeline if e.kind == "timeout"]
+    assert timeouts == ["reservation"] and instance(kit).status == "compensating"
+
+
+def test_a_timer_set_per_deadline_by_an_earlier_version_still_passes_its_deadline(
+    kit: TestKit,
+) -> None:
+    """Timers of instances armed before one timer per instance: each names its deadline; it
+    passes that deadline, unless the instance has armed it again for later since."""
+    from choreograph.runtime.timers import deadline_ms
+
+    send(kit, "com.acme.orders.OrderPlaced")
+    task, key = kit.task_for(b"c-1"), "c-1/order-fulfilment"
+    early = T0 + timedelta(minutes=1)
+    for name in ("payment", "process"):  # as the earlier version scheduled them
+        task.timers.schedule("c-1", f"deadline:order-fulfilment:{name}", deadline_ms(early),
+                             {"instance": key, "name": name})  # fmt: skip
+    kit.advance(timedelta(minutes=2))
+    # Both are armed for later now (15 min, 2 h): the early timers change nothing.
+    inst = instance(kit)
+    assert inst.steps["payment"].status == "running" and inst.status == "running"
+    assert not [e for e in inst.timeline if e.kind == "timeout"]
+    inst_timers = dict(inst.timers)
+    del inst_timers["payment"]  # as an instance stored before its timers were recorded
+    task.timers.schedule("c-1", "deadline:order-fulfilment:payment", deadline_ms(T0 +
+                         timedelta(minutes=3)), {"instance": key, "name": "payment"})  # fmt: skip
+    store = task.user_store("instances")
+    raw = store.get(key)
+    raw["timers"] = {n: at.isoformat() for n, at in inst_timers.items()}
+    store.put(key, raw)
+    task.end_message(ok=True)
+    task.committed()
+    kit.advance(timedelta(minutes=2))
+    passed = [e.step for e in instance(kit).timeline if e.kind == "timeout"]
+    assert passed == ["payment"]  # not armed here: it passes
