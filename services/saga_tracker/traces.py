@@ -801,17 +801,10 @@ class TraceServer:
     async def _batch_api(self, request: Request) -> Response:
         """POST /api/batches {"query": {filters}, "action", "step", "reason", "rate_per_s",
         "dry_run", "expect"}: a dry run answers the count and a sample; a run sends the batch."""
-        if self.desk is None:
-            return JSONResponse({"error": "operator actions are not enabled"}, 503,
-                                headers={"Connection": "close"})  # fmt: skip
-        principal, signed_in = self._principal(request)
-        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
-            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
-        try:
-            body = await _json_body(request)
-        except Refusal as refusal:
-            return await self._refused(request, refusal, audit_fields(principal, "batch"))
-        desk = self.desk
+        checked = await self._api_request(request, "operator actions are not enabled", "batch")
+        if isinstance(checked, Response):
+            return checked
+        desk, principal, body = checked
         asked = body.get("query") if isinstance(body, dict) else None
         query = {k: [str(v)] for k, v in asked.items()} if isinstance(asked, dict) else {}
 
@@ -828,18 +821,11 @@ class TraceServer:
         return await self._acting(answer)
 
     async def _cancel_api(self, request: Request) -> Response:
-        if self.desk is None:
-            return JSONResponse({"error": "operator actions are not enabled"}, 503,
-                                headers={"Connection": "close"})  # fmt: skip
         batch_id = request.path_params["batch_id"]
-        principal, signed_in = self._principal(request)
-        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
-            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
-        try:
-            body = await _json_body(request)
-        except Refusal as refusal:
-            return await self._refused(request, refusal, audit_fields(principal, batch_id))
-        desk = self.desk
+        checked = await self._api_request(request, "operator actions are not enabled", batch_id)
+        if isinstance(checked, Response):
+            return checked
+        desk, principal, body = checked
 
         def answer() -> Response:
             reply = desk.cancel_batch(principal, batch_id, body, self._batch(batch_id))
@@ -996,19 +982,30 @@ class TraceServer:
             "may_approve": bool(principal and principal.may("approve")) and self.desk is not None,
         }
 
-    async def _act(self, request: Request) -> Response:
+    async def _api_request(
+        self, request: Request, off: str, target: str, action: str = ""
+    ) -> tuple[ActionDesk, Principal | None, Any] | Response:
+        """What every request to act through the API checks first: actions are on (else 503
+        saying `off`), a signed-in session sent the page's CSRF token, and the body is small
+        JSON with a length (else refused, counted and audited against `target`). Returns the
+        desk, who asks and the body."""
         if self.desk is None:
-            return JSONResponse({"error": "operator actions are not enabled"}, 503,
-                                headers={"Connection": "close"})  # fmt: skip
-        target = request.path_params["correlation_id"]
+            return JSONResponse({"error": off}, 503, headers={"Connection": "close"})
         principal, signed_in = self._principal(request)
         if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
             return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
-        desk = self.desk
         try:
             body = await _json_body(request)
         except Refusal as refusal:
-            return await self._refused(request, refusal, audit_fields(principal, target))
+            return await self._refused(request, refusal, audit_fields(principal, target, action))
+        return self.desk, principal, body
+
+    async def _act(self, request: Request) -> Response:
+        target = request.path_params["correlation_id"]
+        checked = await self._api_request(request, "operator actions are not enabled", target)
+        if isinstance(checked, Response):
+            return checked
+        desk, principal, body = checked
 
         def answer() -> Response:
             process = body.get("process") if isinstance(body, dict) else None
@@ -1022,21 +1019,13 @@ class TraceServer:
     async def _decide(self, request: Request) -> Response:
         """POST /api/approvals/<id> {"decision": "grant|deny", "reason": ...}: approvers only,
         never the requester; every attempt audited."""
-        if self.desk is None:
-            return JSONResponse({"error": "approvals are not enabled"}, 503,
-                                headers={"Connection": "close"})  # fmt: skip
         approval_id = request.path_params["approval_id"]
-        principal, signed_in = self._principal(request)
-        if signed_in and not csrf_ok(request.session, request.headers.get("X-CSRF-Token")):
-            return JSONResponse({"error": "send the page's CSRF token (X-CSRF-Token)"}, 403)
         found = next((a for a in self.approvals() if a.get("approval_id") == approval_id), None)
         target = str((found or {}).get("correlation_id") or approval_id)
-        desk = self.desk
-        try:
-            body = await _json_body(request)
-        except Refusal as refusal:
-            fields = audit_fields(principal, target, "approval")
-            return await self._refused(request, refusal, fields)
+        checked = await self._api_request(request, "approvals are not enabled", target, "approval")
+        if isinstance(checked, Response):
+            return checked
+        desk, principal, body = checked
 
         def answer() -> Response:
             instance = self.find(target) if found is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import PurePath
+from typing import Any
 
 from choreograph.contracts.avro_model import Enum, Primitive, Union
 from choreograph.contracts.catalog import Catalog
@@ -155,12 +156,7 @@ class _Linter:
         if contract is None:
             return  # already reported as unknown-event
         field = contract.schema.field_named(field_name)
-        kind = field.type if field else None
-        if isinstance(kind, Union):
-            kind = next(
-                (b for b in kind.branches if not (isinstance(b, Primitive) and b.type == "null")),
-                None,
-            )
+        kind = _non_null(field.type) if field else None
         scalar = isinstance(kind, Enum) or (
             isinstance(kind, Primitive)
             and kind.type != "null"
@@ -236,12 +232,7 @@ class _Linter:
         if contract is None:
             return  # already reported as unknown-event
         field = contract.schema.field_named(field_name)
-        kind = field.type if field else None
-        if isinstance(kind, Union):
-            kind = next(
-                (b for b in kind.branches if not (isinstance(b, Primitive) and b.type == "null")),
-                None,
-            )
+        kind = _non_null(field.type) if field else None
         numeric = isinstance(kind, Primitive) and (
             kind.type in NUMERIC or kind.logical == "decimal"
         )
@@ -252,6 +243,16 @@ class _Linter:
                 f"{start} has no numeric field {field_name}",
                 "name a numeric (int, long, float, double or decimal) field of the start event",
             )
+
+
+def _non_null(kind: Any) -> Any:
+    """A field's type, or the branch of an optional one (a union with null) that is not null."""
+    if isinstance(kind, Union):
+        return next(
+            (b for b in kind.branches if not (isinstance(b, Primitive) and b.type == "null")),
+            None,
+        )
+    return kind
 
 
 def lint_definitions(loaded: list[LoadedDefinition], catalog: Catalog) -> list[Diagnostic]:

@@ -552,28 +552,13 @@ class VisibilityStore:
                     changed += db.rowcount
             # Which rows took their record: read back in this transaction, which holds them
             # (another indexer writing the same rows waits for it to end).
-            took: list[str] = []
-            keys = list(followers)
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                db.execute(
-                    f"SELECT key, src_partition, src_offset FROM {p}_instances "
-                    f"WHERE key IN ({', '.join('?' for _ in chunk)})",
-                    chunk,
-                )
-                took += [k for k, part, off in db.fetchall() if followers[k][:2] == (part, off)]
-            gone_now = gone
-            if gone:
-                left: set[str] = set()
-                for start in range(0, len(gone), 500):
-                    chunk = gone[start : start + 500]
-                    db.execute(
-                        f"SELECT key FROM {p}_instances "
-                        f"WHERE key IN ({', '.join('?' for _ in chunk)})",
-                        chunk,
-                    )
-                    left |= {row[0] for row in db.fetchall()}
-                gone_now = [k for k in gone if k not in left]
+            took = [
+                k
+                for k, part, off in _rows_of(db, p, "key, src_partition, src_offset", followers)
+                if followers[k][:2] == (part, off)
+            ]
+            left = {row[0] for row in _rows_of(db, p, "key", gone)}
+            gone_now = [k for k in gone if k not in left]
             replaced = took + gone_now
             for table in ("steps", "attributes"):
                 for start in range(0, len(replaced), 500):
@@ -876,6 +861,17 @@ def grouped(
                       for k, (n, v) in sorted(statuses.items())],
         "by_step": by_step,
     }  # fmt: skip
+
+
+def _rows_of(db: _Cursor, prefix: str, columns: str, keys: Iterable[str]) -> list[Any]:
+    """`columns` of the instance rows of `keys`, read 500 keys a statement."""
+    listed, found = list(keys), []
+    for start in range(0, len(listed), 500):
+        chunk = listed[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        db.execute(f"SELECT {columns} FROM {prefix}_instances WHERE key IN ({marks})", chunk)
+        found += db.fetchall()
+    return found
 
 
 def _one_of(column: str, values: list[str], args: list[Any]) -> str:

@@ -9,43 +9,20 @@ import html
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 import requests
 
-from choreograph.testing.testkit import TestKit
-from saga_tracker.access import Access
-from saga_tracker.signin import OidcSettings
-from saga_tracker.traces import TraceServer, committed_instances
+from saga_tracker.traces import TraceServer
+from tests.integration.saga_tracker.test_signin import console as tracker  # noqa: F401 (fixture)
 from tests.unit.saga_tracker.test_traces import server as traced  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "choreograph.cli.main", "instances"]
-
-
-@pytest.fixture
-def tracker(
-    traced: tuple[TraceServer, TestKit],  # noqa: F811
-    identity_provider: dict[str, str],
-) -> Iterator[TraceServer]:
-    _, kit = traced
-    settings = OidcSettings(
-        issuer=identity_provider["CHOREOGRAPH_OIDC_ISSUER"],
-        client_id=identity_provider["CHOREOGRAPH_OIDC_CLIENT_ID"],
-        client_secret=identity_provider["CHOREOGRAPH_OIDC_CLIENT_SECRET"],
-        public_url="",
-        session_secret=secrets.token_urlsafe(32),
-    )
-    srv = TraceServer(committed_instances(lambda: kit.tasks), access=Access({}),
-                      signin=settings).start()  # fmt: skip
-    yield srv
-    srv.stop()
 
 
 def approve(verification: str, user: str, password: str, issuer: str) -> None:
@@ -71,7 +48,9 @@ def approve(verification: str, user: str, password: str, issuer: str) -> None:
 
 
 def test_the_command_signs_in_with_the_device_flow_and_reads_as_that_person(
-    tracker: TraceServer, identity_provider: dict[str, str], tmp_path: Path
+    tracker: TraceServer,  # noqa: F811  (the console of test_signin: sign-in, no tokens)
+    identity_provider: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
     env.pop("CHOREOGRAPH_TRACKER_TOKEN", None)

@@ -188,8 +188,8 @@ def test_unreadable_definition_is_exit_2(
 V2 = (REPO / "processes" / "order-fulfilment.v2.yaml").read_text()
 
 
-def edit_v2(change: Any) -> str:
-    raw = yaml.safe_load(V2)
+def edit_v2(change: Any, text: str = V2) -> str:
+    raw = yaml.safe_load(text)
     change(raw)
     return yaml.safe_dump(raw, sort_keys=False)
 
@@ -234,9 +234,7 @@ V3 = (REPO / "processes" / "order-fulfilment.v3.yaml").read_text()
 
 
 def edit_v3(change: Any) -> str:
-    raw = yaml.safe_load(V3)
-    change(raw)
-    return yaml.safe_dump(raw, sort_keys=False)
+    return edit_v2(change, V3)
 
 
 @pytest.mark.parametrize(
