@@ -87,6 +87,10 @@ HANDLER_SAMPLE_MASK = HANDLER_SAMPLE - 1
 RECONNECT_BOUND_S = 2.0  # one try at a fresh producer, between checks for SIGTERM
 RECOVERY_STUCK_S = 10.0  # broker up, offsets still unreadable this long: replace the consumer
 OFFSETS_BOUND_S = 5.0  # one request for the group's committed offsets
+# Partitions lost and nothing assigned again this long after, the broker answering: the
+# consumer is stuck out of its group (seen after a broker restart with static membership) and
+# a fresh one rejoins.
+REJOIN_STUCK_S = 45.0
 
 
 class ConsumerFailed(Exception):
@@ -156,6 +160,9 @@ class Engine:
         self._ignore_callbacks = False
         self._consumer_failed: str | None = None  # a fatal consumer error, to replace it
         self._recover_failing_since: float | None = None
+        # When partitions were lost (a session that timed out while the broker was away): a
+        # consumer that has not been assigned anything again this long after is replaced.
+        self._lost_at: float | None = None
         self._rewound = False  # set when positions go back while a consumed batch is in hand
         self._current: tuple[str, int, int] | None = None
         self.tasks = self.partitions.by_partition  # read by the loop; owned by `partitions`
@@ -319,6 +326,14 @@ class Engine:
         # `_handle` names the record in hand until its handling ends, so anything else that
         # escapes while it is in hand leaves a poison marker for that record, and only for it.
         self.retries.resume_due()
+        if self._lost_at is not None and time.monotonic() - self._lost_at > REJOIN_STUCK_S:
+            self._lost_at = None  # once per loss: a member the group gives nothing stays so
+            if not self.consumer.assignment():
+                self._current = None
+                self._consumer_failed = (
+                    f"no partitions assigned {REJOIN_STUCK_S:.0f} s after they were lost"
+                )
+                return
         tick = time.monotonic()
         if (tick - self.last_commit) * 1000 >= self.config.commit_interval_ms:
             self.commit(self.config.commit_timeout_s)
@@ -722,6 +737,7 @@ class Engine:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._ignore_callbacks:
             return
+        self._lost_at = None
         if self.recovering:  # `_recover` opens every assigned partition at once
             return
         self.partitions.own(self.partitions.open({tp.partition for tp in partitions}))
@@ -743,6 +759,7 @@ class Engine:
         if self._ignore_callbacks:
             return
         """Partitions are gone without a chance to commit: abort, and rewind what is kept."""
+        self._lost_at = time.monotonic()
         self.txn.abort(self.config.revoke_timeout_s)
         if not self.recovering:
             self._rewind(leaving=frozenset((tp.topic, tp.partition) for tp in partitions))

@@ -115,3 +115,37 @@ def test_state_reaches_the_stores_when_applied_and_giving_up_forgets_it() -> Non
     assert checkpoint.rewind_point(("ckpt.ticks", 0)) is None
     checkpoint.forget()
     assert checkpoint.rewind_point(("ckpt.ticks", 1)) is None
+
+
+def test_a_consumer_left_without_partitions_long_after_a_loss_is_replaced(tmp_path: Any) -> None:
+    """Seen after a broker restart with static membership: the session timed out, the
+    partitions were lost, and the consumer never joined its group again. Once per loss, past the
+    bound, the engine replaces it (a fresh one rejoins and restores what it is assigned)."""
+    import time
+
+    from choreograph.runtime.config import ServiceConfig
+    from choreograph.runtime.engine import REJOIN_STUCK_S, Engine
+
+    class Idle:
+        def consume(self, n: int, timeout: float) -> list[Any]:
+            return []
+
+        def assignment(self) -> list[Any]:
+            return []
+
+    config = ServiceConfig(instance_id="t", state_dir=tmp_path, commit_interval_ms=10**9)
+    engine = Engine(build("rejoin"), config)
+    engine.consumer = Idle()  # type: ignore[assignment]
+    engine.txn.ready = lambda bound: True  # type: ignore[method-assign]
+    engine._lost_at = time.monotonic() - 1
+    engine.step()
+    assert engine._consumer_failed is None  # not yet: a rejoin takes a while
+    engine._lost_at = time.monotonic() - REJOIN_STUCK_S - 1
+    engine.step()
+    assert (
+        engine._consumer_failed
+        == f"no partitions assigned {REJOIN_STUCK_S:.0f} s after they were lost"
+    )
+    engine._consumer_failed = None
+    engine.step()
+    assert engine._consumer_failed is None  # once per loss
