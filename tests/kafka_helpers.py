@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from confluent_kafka import Consumer
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 
 def committed_consumer(bootstrap: str, topic: str) -> Consumer:
@@ -20,3 +21,11 @@ def committed_consumer(bootstrap: str, topic: str) -> Consumer:
     )
     consumer.subscribe([topic])
     return consumer
+
+
+def registry_client(url: str) -> SchemaRegistryClient:
+    """A registry client whose every request is bounded and retried: without a timeout, one
+    request the registry never answers (a stall under load) holds a test until pytest-timeout."""
+    return SchemaRegistryClient(
+        {"url": url, "timeout": 15, "max.retries": 3, "retries.wait.ms": 500}
+    )

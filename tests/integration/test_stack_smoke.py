@@ -16,14 +16,13 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.schema_registry import (
     Schema,
-    SchemaRegistryClient,
     topic_record_subject_name_strategy,
 )
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from choreograph.testing.servers import Servers
-from tests.kafka_helpers import committed_consumer
+from tests.kafka_helpers import committed_consumer, registry_client
 
 ORDER_PLACED = {
     "type": "record",
@@ -55,7 +54,7 @@ def test_avro_event_with_cloudevents_headers_round_trips_through_registry(
     bootstrap_servers: str, registry_url: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic("orders.events")
-    registry = SchemaRegistryClient({"url": registry_url})
+    registry = registry_client(registry_url)
     serializer = AvroSerializer(
         registry,
         json.dumps(ORDER_PLACED),
@@ -96,7 +95,10 @@ def test_avro_event_with_cloudevents_headers_round_trips_through_registry(
     assert got_headers["ce_correlationid"] == "corr-1"
     assert msg.key() == b"o-1"
     # A fresh client with an empty cache must fetch the writer schema from the registry by id.
-    fresh = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    fresh = AvroDeserializer(
+        registry_client(registry_url),
+        conf={"subject.name.strategy": topic_record_subject_name_strategy},
+    )
     decoded = fresh(msg.value(), SerializationContext(topic, MessageField.VALUE))
     assert decoded == {"order_id": "o-1", "amount_cents": 4200}
 
@@ -135,7 +137,7 @@ def test_the_registry_keeps_its_schemas_in_the_broker(
     if servers.origin.startswith("testcontainers"):
         pytest.skip("the registry of testcontainers is not the local stack's")
     subject = f"{new_topic('journal.check')}-com.acme.orders.OrderPlaced"
-    registry = SchemaRegistryClient({"url": registry_url})
+    registry = registry_client(registry_url)
     schema_id = registry.register_schema(subject, Schema(json.dumps(ORDER_PLACED), "AVRO"))
     journal = committed_consumer(servers.bootstrap, "_registry-journal")
     found, deadline = False, datetime.now(UTC).timestamp() + 20

@@ -106,7 +106,11 @@ def run_smoke(args: argparse.Namespace) -> int:
     )
     # Assigned, not subscribed: reading back needs no group join (and no wait on a coordinator).
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
-    deserializer = AvroDeserializer(registry)
+    # The subject strategy named, as for the serializer: the client's default asks the registry
+    # for topic associations, an endpoint only Confluent's registry serves.
+    deserializer = AvroDeserializer(
+        registry, conf={"subject.name.strategy": topic_record_subject_name_strategy}
+    )
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     while len(seen) < args.events and time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from tests.compat_corpus import CASES, Case
+from tests.kafka_helpers import registry_client
 from tests.unit.contracts.test_compatibility_corpus import checker_verdict
 
 
@@ -33,7 +34,7 @@ def registry_verdict(client: SchemaRegistryClient, case: Case) -> str:
 
 @pytest.fixture(scope="module")
 def client(registry_url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": registry_url})
+    return registry_client(registry_url)
 
 
 @pytest.mark.integration

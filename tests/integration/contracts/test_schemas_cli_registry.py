@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from tests.contract_repo import BASE, ContractRepo, run_cli, with_fields
+from tests.kafka_helpers import registry_client
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_register_then_online_check_catches_a_break_and_register_refuses_it(
     repo: tuple[ContractRepo, str], registry_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     contracts, subject = repo
-    client = SchemaRegistryClient({"url": registry_url})
+    client = registry_client(registry_url)
 
     code, out, _ = run_cli(capsys, "schemas", "check", "--registry", registry_url)
     assert code == 0 and "[new-subject]" in out
@@ -60,7 +60,7 @@ def test_allowed_break_registers_and_restores_the_mode(
     repo: tuple[ContractRepo, str], registry_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     contracts, subject = repo
-    client = SchemaRegistryClient({"url": registry_url})
+    client = registry_client(registry_url)
     assert run_cli(capsys, "schemas", "register", "--registry", registry_url)[0] == 0
     policy = (contracts.contracts / "schemas.yaml").read_text()
     contracts.policy(
