@@ -87,14 +87,9 @@ def _parse_time(text: str) -> datetime:
 
 
 def _parse_time_text(text: str) -> datetime:
-    if (
-        len(text) == 27
-        and text[26] == "Z"
-        and text[10] == "T"
-        and text[19] == "."
-        and text[4] == text[7] == "-"
-        and text[13] == text[16] == ":"
-    ):  # the form every platform event has: fromisoformat checks its digits and ranges
+    # The form every platform event has (YYYY-MM-DDTHH:MM:SS.ffffffZ; its separators sit at
+    # every third place from the fifth): fromisoformat checks its digits and ranges.
+    if len(text) == 27 and text[4:20:3] == "--T::." and text[26] == "Z":
         try:
             return datetime.fromisoformat(text)
         except ValueError:

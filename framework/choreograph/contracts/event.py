@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic import StrictInt as _StrictInt
 
+from choreograph.contracts.fast_init import FastInit, fast_init_for
+
 Int32 = Annotated[_StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[_StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 Boolean = StrictBool
@@ -70,6 +72,11 @@ class ContractViolation(ValueError):
 
 _set = object.__setattr__
 _FIELD_COUNTS: dict[type, int] = {}  # per model class (pydantic's `model_fields` is slow to read)
+_FAST_INITS: dict[type, FastInit] = {}  # per model class: its generated constructor (fast_init)
+
+
+def _pydantic_decides(instance: BaseModel, data: dict[str, Any]) -> bool:
+    return False
 
 
 class AvroRecord(BaseModel):
@@ -86,6 +93,12 @@ class AvroRecord(BaseModel):
     __avro_flat__: ClassVar[bool | None] = None  # no nested records and no aliases
 
     def __init__(self, **data: Any) -> None:
+        cls = type(self)
+        init = _FAST_INITS.get(cls)
+        if init is None:
+            init = _FAST_INITS[cls] = fast_init_for(cls) or _pydantic_decides
+        if init(self, data):  # the generated checks passed: built as pydantic builds it
+            return
         try:
             super().__init__(**data)
         except ValidationError as err:

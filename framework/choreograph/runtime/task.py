@@ -21,6 +21,7 @@ from choreograph.contracts.envelope import (
     record_key,
 )
 from choreograph.contracts.event import ContractViolation
+from choreograph.contracts.header_shapes import known_shape
 from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.contracts.structured import is_structured_type, others, read_structured
 from choreograph.runtime.context import Context, Origin, Output, RawEvent
@@ -115,16 +116,21 @@ class PartitionTask:
         handed to a handler.
         """
         service = self.service
-        try:
-            values = read_headers(headers)
-        except EnvelopeError:
-            values = None  # a CloudEvents header is not text: refused below, if it is for us
-        event_type = values.get("ce_type") if values is not None else header(headers, "ce_type")
+        structured = None
+        values: dict[str, str] | None = None
+        envelope = known_shape(headers)  # headers shaped as before: only what varies is read
+        if envelope is not None:
+            event_type: str | None = envelope.type
+        else:
+            try:
+                values = read_headers(headers)
+            except EnvelopeError:
+                values = None  # a CloudEvents header is not text: refused below, if it is for us
+            event_type = values.get("ce_type") if values is not None else header(headers, "ce_type")
         if event_type is not None and not service.interested(event_type):
             return event_type, "ignored", []
         try:
             text_key = record_key(key)
-            structured = None
             content_type = values.get("content-type") if values is not None else None
             if (
                 content_type is not None
@@ -135,6 +141,8 @@ class PartitionTask:
                 structured = read_structured(value, text_key)
                 envelope, value = structured.envelope, structured.body
                 headers = [*others(headers), *envelope.to_headers()]
+            elif envelope is not None:
+                pass  # read above, from a known shape
             elif values is None:
                 envelope = Envelope.from_headers(headers, text_key)  # raises what is wrong
             else:
@@ -145,7 +153,7 @@ class PartitionTask:
                 if structured is not None and structured.body is None:
                     event = service.models[event_type].from_avro(structured.data)
                 else:
-                    event = self.serde.deserialize(value, claimed=event_type).event
+                    event = self.serde.event_of(value, event_type)
             elif not service.envelope_handlers:
                 return event_type, "ignored", []
         except (EnvelopeError, SerdeError, ContractViolation):

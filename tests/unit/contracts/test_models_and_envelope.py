@@ -130,27 +130,27 @@ def test_invalid_traceparent_starts_a_new_trace() -> None:
     assert trace_id(child_traceparent("00-" + "0" * 32 + "-" + "1" * 16 + "-01")) != "0" * 32
 
 
-@pytest.mark.parametrize(
-    ("headers", "message"),
-    [
-        ([("ce_id", b"1")], "missing CloudEvents headers: ce_specversion, ce_source, ce_type"),
-        (
-            [("ce_specversion", b"0.3"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")],
-            "unsupported",
-        ),
-        (
-            [
-                ("ce_specversion", b"1.0"),
-                ("ce_id", b"1"),
-                ("ce_source", b"s"),
-                ("ce_type", b"t"),
-                ("ce_time", b"yesterday"),
-            ],
-            "RFC 3339",
-        ),
-        ([("ce_specversion", b"\xff")], "not UTF-8"),
-    ],
-)
+BAD_HEADERS = [
+    ([("ce_id", b"1")], "missing CloudEvents headers: ce_specversion, ce_source, ce_type"),
+    (
+        [("ce_specversion", b"0.3"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")],
+        "unsupported",
+    ),
+    (
+        [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"1"),
+            ("ce_source", b"s"),
+            ("ce_type", b"t"),
+            ("ce_time", b"yesterday"),
+        ],
+        "RFC 3339",
+    ),
+    ([("ce_specversion", b"\xff")], "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("headers", "message"), BAD_HEADERS)
 def test_bad_headers_are_clear_errors(headers: list, message: str) -> None:
     with pytest.raises(EnvelopeError, match=message):
         Envelope.from_headers(headers)
