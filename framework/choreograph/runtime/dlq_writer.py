@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
@@ -15,9 +16,24 @@ from choreograph.runtime.dlq import dead_letter_headers, fitting_dead_letter, sl
 from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.records import Record
 from choreograph.runtime.timers import Timer
-from choreograph.runtime.transactions import Transactions, unproducible
+from choreograph.runtime.transactions import unproducible
 
 log = logging.getLogger("choreograph.engine")
+
+
+class OpenTransaction(Protocol):
+    """Where letters go: the engine's `Transactions`, or the TestKit's in-memory double."""
+
+    def begin(self) -> None: ...
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Any = None,
+        partition: int | None = None,
+    ) -> None: ...
 
 
 class DlqWriter:
@@ -25,7 +41,7 @@ class DlqWriter:
         self,
         service: str,
         dlq: str,
-        txn: Transactions,
+        txn: OpenTransaction,
         limits: RecordLimits,
         metrics: ServiceMetrics,
     ) -> None:

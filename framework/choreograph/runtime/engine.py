@@ -58,9 +58,10 @@ from choreograph.runtime.broker_contact import first_contact, wait_for_broker
 from choreograph.runtime.checkpoint import Checkpoint
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.context import Output
-from choreograph.runtime.dependencies import Dependencies, dependency_of
+from choreograph.runtime.dependencies import Dependencies
 from choreograph.runtime.dlq_writer import DlqWriter
 from choreograph.runtime.errors import FailurePolicy
+from choreograph.runtime.failure_handling import FailureHandling
 from choreograph.runtime.lag import report_lag
 from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.ordered_inputs import OrderedInputs
@@ -129,6 +130,7 @@ class Engine:
         self.limits = RecordLimits(None, self._producer_conf())
         self.dlq = DlqWriter(service.name, service.dlq_topic, self.txn, self.limits, self.metrics)
         self.dependencies = Dependencies(service.name, self.metrics)
+        self.failure_handling = FailureHandling(self.failures, self.dlq, self.dependencies)
         self.retries = Retries(lambda: self.consumer)
         self.ordered = OrderedInputs(
             service.name,
@@ -143,10 +145,8 @@ class Engine:
         self.poisoned = self.partitions.poisoned
         self.timers = TimerFiring(
             service.name,
-            self.failures,
-            self.dependencies,
+            self.failure_handling,
             self.limits,
-            self.dlq,
             self.metrics,
             self._produce_outputs,
             clock,
@@ -475,17 +475,14 @@ class Engine:
 
     def _failed(self, record: Record, error: Exception) -> None:
         state = self.retries.of(record)
-        decision = self.failures.decide(error, state.attempts, state.away)
+        decision = self.failure_handling.record(record, error, state)
         event_type = record.header("ce_type") or "unknown"
         if decision.action == "pause":
-            state.away += 1
-            self.dependencies.unavailable(dependency_of(error), error)
             self._pause(record, state, decision.delay_s)
             self._count(event_type, "paused")
             return
-        state.attempts = decision.attempts
-        if decision.action == "dead-letter":
-            self._dead_letter(record, decision.reason, error, state.attempts)
+        if decision.action == "dead-letter":  # the letter is in the transaction: move past
+            self._moved_past(record)
             return
         self._pause(record, state, decision.delay_s)
         self.metrics.retries.labels(self.service.name).inc()
@@ -511,8 +508,12 @@ class Engine:
     def _dead_letter(self, record: Record, reason: str, error: Exception, attempts: int) -> None:
         """Send `record` to the DLQ in the open transaction and move past it. A copy too large
         for the DLQ becomes a headers-only letter that points at the original."""
+        self.failure_handling.dead_letter(record, reason, error, attempts)
+        self._moved_past(record)
+
+    def _moved_past(self, record: Record) -> None:
+        """A dead-lettered record: the service goes on from the next one."""
         tp = record.tp
-        self.dlq.record(record, reason, error, attempts)
         self.positions[tp] = record.offset + 1
         self.retries.done(tp)
         self._count(record.header("ce_type") or "unknown", "dlq")

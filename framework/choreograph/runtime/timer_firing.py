@@ -12,9 +12,7 @@ from datetime import datetime
 
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.context import Output
-from choreograph.runtime.dependencies import Dependencies, dependency_of
-from choreograph.runtime.dlq_writer import DlqWriter
-from choreograph.runtime.errors import FailurePolicy
+from choreograph.runtime.failure_handling import FailureHandling
 from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.task import PartitionTask
 from choreograph.runtime.timers import Timer
@@ -26,18 +24,14 @@ class TimerFiring:
     def __init__(
         self,
         service: str,
-        failures: FailurePolicy,
-        dependencies: Dependencies,
+        failures: FailureHandling,
         limits: RecordLimits,
-        dlq: DlqWriter,
         metrics: ServiceMetrics,
         produce: Callable[[list[Output]], None],
         clock: Callable[[], datetime],
     ) -> None:
         self.failures = failures
-        self.dependencies = dependencies
         self.limits = limits
-        self.dlq = dlq
         self.produce = produce
         self.clock = clock
         self._lateness = metrics.timer_lateness.labels(service)
@@ -63,17 +57,13 @@ class TimerFiring:
             self.limits.check(outputs, task.state.written())
         except Exception as error:
             task.end_message(ok=False)
-            attempts = failed[0] if failed else 0
-            decision = self.failures.decide(error, attempts, pauses=2)
-            if decision.action == "pause":
-                self.dependencies.unavailable(dependency_of(error), error)
+            decision = self.failures.timer(
+                task, partition, timer, error, failed[0] if failed else 0
+            )
             if decision.action != "dead-letter":  # due again after the back-off
                 self._failing[ident] = (decision.attempts, time.monotonic() + decision.delay_s)
                 return
-            task.timers.fired(timer)
-            task.end_message(ok=True)
             self._failing.pop(ident, None)
-            self.dlq.timer(partition, timer, error, decision.attempts)
             return
         task.end_message(ok=True)
         self._failing.pop(ident, None)

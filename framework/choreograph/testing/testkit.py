@@ -34,15 +34,21 @@ from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.governance.approvals import DECIDED, REQUESTED, check_approver
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
 from choreograph.machines.machine import Instance, StateMachine
+from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import RetryPolicy, ServiceConfig
 from choreograph.runtime.context import Output
+from choreograph.runtime.dlq_writer import DlqWriter
 from choreograph.runtime.errors import Decision, Failure, FailurePolicy, TopologyError
+from choreograph.runtime.failure_handling import FailureHandling
 from choreograph.runtime.input_order import InputOrder
+from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.partitioning import partition_for
+from choreograph.runtime.records import Record
 from choreograph.runtime.service import Service
 from choreograph.runtime.task import PartitionTask
 from choreograph.runtime.timers import Timer
 from choreograph.state.backends import MemoryBackend
+from choreograph.testing.memory_transactions import MemoryTransactions, Produced
 
 E = TypeVar("E", bound=Event)
 
@@ -68,11 +74,23 @@ class _Delivery(NamedTuple):
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """A record (or a timer, `topic` "timer:<name>") the service moved past: what it was, why,
+    and `letter`, the record production would have put on the DLQ (its `dlq_*` headers, or
+    headers only when the copy would be too large)."""
+
     topic: str
     key: bytes | None
     value: bytes | None
     error: BaseException
     attempts: int
+    reason: str = ""
+    letter: Produced | None = None
+
+
+@dataclass
+class _Tries:
+    attempts: int = 0
+    away: int = 0
 
 
 class TestKit:
@@ -107,6 +125,15 @@ class TestKit:
         self.failures = FailurePolicy(
             self.retry.max_attempts, self.retry.backoff, 10.0, random.Random(seed)
         )
+        settings = config or ServiceConfig()
+        # Production's size limits and dead letters, into an in-memory transaction.
+        self.limits = RecordLimits(None, settings.producer)
+        self.transactions = MemoryTransactions(self.limits)
+        self.metrics = ServiceMetrics(service.name)
+        dlq = DlqWriter(
+            service.name, service.dlq_topic, self.transactions, self.limits, self.metrics
+        )
+        self.failure_handling = FailureHandling(self.failures, dlq, None, screen=self._screen)
         registry = SchemaRegistryClient.new_client({"url": f"mock://testkit-{uuid.uuid4().hex}"})
         self.serde = AvroSerde(registry, models=service.models.values(), auto_register=True)
         self.partitions = partitions
@@ -125,7 +152,6 @@ class TestKit:
         self.fired: list[tuple[str, str, datetime]] = []  # timers that ran: key, name, when
         # Records are handled in timestamp order across the inputs of a partition, by the rule
         # the engine follows; an input held back with `behind()` is one not fetched yet.
-        settings = config or ServiceConfig()
         self._behind: set[str] = set()
         self._orders: list[InputOrder[_Delivery]] = [
             InputOrder(
@@ -215,38 +241,58 @@ class TestKit:
 
     def _handle(self, task: PartitionTask, delivery: _Delivery) -> None:
         topic, key, value, headers, offset = delivery
-        attempts = 0
+        record = Record(topic, task.partition, offset, key, value, list(headers or ()))
+        tries = _Tries()
         while True:
             try:
                 _, outcome, outputs = task.process(key, value, headers, self.now, topic, offset)
+                self.limits.check(outputs, task.state.written())
             except Exception as error:
                 task.end_message(ok=False)
-                decision = self._decide(error, attempts)
-                attempts = decision.attempts
+                letters = len(self.transactions.produced)
+                decision = self.failure_handling.record(record, error, tries)
                 if decision.action == "dead-letter":
-                    self.dead_letters.append(DeadLetter(topic, key, value, error, attempts))
-                    self.attempts.append(attempts)
+                    task.committed()
+                    self._dead_lettered(topic, key, value, error, decision, letters)
+                    self.attempts.append(decision.attempts)
                     return
+                self._wait(decision)
                 continue
             task.end_message(ok=True)
             task.committed()
             self._collect(outputs)
-            self.attempts.append(attempts + 1)
+            self.attempts.append(tries.attempts + 1)
             self.outcomes.append(outcome)
             return
 
-    def _decide(self, error: Exception, attempts: int) -> Decision:
-        """The runtime's decision, with the test's choices: programming errors raise, and
-        retries wait on the virtual clock only when asked to."""
-        decision = self.failures.decide(error, attempts)
+    def _screen(self, error: BaseException, decision: Decision) -> None:
+        """The test's choices over the runtime's decision: a mistake in the service's code
+        raises at once (unless `on_error="dead-letter"`); so does a dependency said to be away,
+        since none is in memory and a service raising that itself is a mistake."""
         if decision.kind is Failure.PROGRAMMING and self.on_error == "raise":
             raise error
         if decision.action == "pause":
-            # No dependency is away in memory: a service raising these itself is a mistake.
             raise error
+
+    def _wait(self, decision: Decision) -> None:
+        """Retries are immediate, or wait on the virtual clock when asked to."""
         if decision.action == "retry" and self.retries_move_clock:
             self.now += timedelta(seconds=decision.delay_s)
-        return decision
+
+    def _dead_lettered(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        error: Exception,
+        decision: Decision,
+        letters: int,
+    ) -> None:
+        produced = self.transactions.produced
+        letter = produced[-1] if len(produced) > letters else None
+        self.dead_letters.append(
+            DeadLetter(topic, key, value, error, decision.attempts, decision.reason, letter)
+        )
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -282,18 +328,19 @@ class TestKit:
         while True:
             try:
                 outputs = task.fire(timer, self.now)
+                self.limits.check(outputs, task.state.written())
             except Exception as error:
                 task.end_message(ok=False)
-                decision = self._decide(error, attempts)
+                letters = len(self.transactions.produced)
+                decision = self.failure_handling.timer(task, task.partition, timer, error, attempts)
                 attempts = decision.attempts
                 if decision.action == "dead-letter":
-                    task.timers.fired(timer)
-                    task.end_message(ok=True)
                     task.committed()
-                    self.dead_letters.append(
-                        DeadLetter(f"timer:{timer.name}", timer.key.encode(), None, error, attempts)
+                    self._dead_lettered(
+                        f"timer:{timer.name}", timer.key.encode(), None, error, decision, letters
                     )
                     return
+                self._wait(decision)
                 continue
             task.end_message(ok=True)
             task.committed()

@@ -112,3 +112,65 @@ def test_failing_timers_are_retried_then_dead_lettered_as_in_production() -> Non
     [letter] = kit.dead_letters
     assert letter.topic == "timer:remind" and letter.attempts == 4
     assert kit.next_deadline() is None  # it left the timer store, as in production
+
+
+def test_the_testkit_keeps_the_letter_production_would_send() -> None:
+    kit = TestKit(
+        broken("type"), start=T0, on_error="dead-letter", retry=RetryPolicy(max_attempts=2)
+    )
+    kit.send(ORDER, key="o-1")
+    [dead] = kit.dead_letters
+    assert dead.reason == "retries-exhausted" and dead.letter is not None
+    letter = dead.letter
+    assert (letter.topic, letter.key, letter.value) == ("broken.dlq", b"o-1", dead.value)
+    assert letter.header("dlq_origin_topic") == "orders.events"
+    assert letter.header("dlq_reason") == "retries-exhausted"
+    assert letter.header("dlq_attempts") == "2"
+    assert letter.header("dlq_error_class") == "builtins.TypeError"
+    assert letter.header("ce_type") == OrderPlaced.__avro_name__  # the record's own headers kept
+    assert kit.transactions.produced == [letter]
+
+
+def big_emitter() -> Service:
+    service = Service("big", ["orders.events"], outputs=["orders.notes"])
+
+    @service.handle(OrderPlaced)
+    def note(ctx: Context, event: OrderPlaced) -> None:
+        ctx.emit(
+            event.model_copy(update={"customer_email": "x" * 5000 + "@example.com"}),
+            topic="orders.notes",
+        )
+
+    return service
+
+
+def test_an_output_over_the_producers_limit_is_dead_lettered_as_in_production() -> None:
+    from choreograph.runtime.config import ServiceConfig
+
+    small = ServiceConfig(producer={"message.max.bytes": 4000})
+    kit = TestKit(big_emitter(), start=T0, config=small)
+    kit.send(ORDER, key="o-1")
+    assert kit.emitted() == []
+    [dead] = kit.dead_letters
+    assert dead.reason == "too-large" and isinstance(dead.error, RecordTooLarge)
+    assert dead.attempts == 1  # a record too large is not retried
+    assert dead.letter is not None and dead.letter.header("dlq_reason") == "too-large"
+    # Without the limit it goes out: the same service, production's default limit.
+    roomy = TestKit(big_emitter(), start=T0)
+    roomy.send(ORDER, key="o-1")
+    assert len(roomy.emitted()) == 1 and roomy.dead_letters == []
+
+
+def test_a_letter_too_large_for_the_dlq_goes_headers_only_here_too() -> None:
+    from choreograph.runtime.config import ServiceConfig
+
+    kit = TestKit(
+        broken("type"), start=T0, on_error="dead-letter", retry=RetryPolicy(max_attempts=1),
+        config=ServiceConfig(producer={"message.max.bytes": 2500}),
+    )  # fmt: skip
+    big = ORDER.model_copy(update={"customer_email": "y" * 3000 + "@example.com"})
+    kit.send(big, key="o-1")
+    [dead] = kit.dead_letters
+    assert dead.value is not None and len(dead.value) > 2500
+    assert dead.letter is not None and dead.letter.value is None  # the copy did not fit
+    assert dead.letter.header("dlq_origin_offset") == "0"  # it points at the original
