@@ -37,7 +37,7 @@ def load(spec: str) -> tuple[Service, list[str]]:
     service = found() if callable(found) and not isinstance(found, Service) else found
     if not isinstance(service, Service):
         raise TopologyError(f"{spec} is not a Service nor a function that builds one")
-    added = {id(m) for m in service.machines}
+    added = {id(v) for m in service.machines for v in (m, *m.older.values())}
     forgotten = [
         f"{service.name}: state machine {value.name!r} ({module_name}.{name}) is defined but "
         "not added; service.add_machine(...) it, or it never runs"

@@ -18,6 +18,7 @@ from choreograph.cli import (
     image,
     init,
     instances,
+    machines,
     new,
     policies,
     processes,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     policies.register(groups)
     audit.register(groups)
     instances.register(groups)
+    machines.register(groups)
     governance.register(groups)
     acls.register(groups)
     init.register(groups)

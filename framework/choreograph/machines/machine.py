@@ -37,6 +37,7 @@ from choreograph.governance.approvals import DECIDED, REQUESTED, Approval, appro
 from choreograph.governance.contracts_bound import APPROVALS_TOPIC, model
 from choreograph.governance.decisions import ActorKind, Kind, RuleEvaluation, record_decision
 from choreograph.runtime.context import Context
+from choreograph.runtime.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from choreograph.governance.policies import BoundPolicy
@@ -50,6 +51,19 @@ Outcome = Literal["success", "failure"]
 
 class MachineDefinitionError(ValueError):
     """The machine refers to states that do not exist, or is otherwise inconsistent."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """How instances stored under an older version continue under this one: `states` renames
+    states (a state not named keeps its name, and must exist here), `data` rewrites their data."""
+
+    from_version: int
+    states: dict[str, str]
+    data: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def state(self, old: str) -> str:
+        return self.states.get(old, old)
 
 
 @dataclass
@@ -94,9 +108,12 @@ class Instance:
     timed_out_in: str | None = None  # the state whose timeout moved the instance, if one did
     compensated: list[str] = field(default_factory=list)  # states undone, most recent first
     approval: str | None = None  # the approval request it waits on, if any
+    # The machine version it runs under; stored before versions were recorded counts as 1.
+    version: int = 1
 
     def dump(self) -> dict[str, Any]:
         return {
+            "version": self.version,
             "state": self.state,
             "data": self.data,
             "visited": self.visited,
@@ -116,6 +133,10 @@ class StateMachine:
         self.initial = initial
         self.states: dict[str, StateSpec] = {initial: StateSpec(initial)}
         self.transitions: list[Transition] = []
+        # Older versions kept registered until their instances drain (see Service.add_machine),
+        # and how instances of versions no longer registered continue under this one.
+        self.older: dict[int, StateMachine] = {}
+        self.migrations: dict[int, Migration] = {}
 
     # -- definition ----------------------------------------------------------------------------
 
@@ -227,8 +248,34 @@ class StateMachine:
 
         return register
 
+    def migrate(
+        self,
+        from_version: int,
+        states: dict[str, str] | None = None,
+        data: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> StateMachine:
+        """Instances stored under `from_version` continue under this version: each state in
+        `states` becomes the state it names (the others keep their names, so they must exist
+        here), and `data`, if given, rewrites their data. They move when next touched (an event,
+        their timer), and are saved under this version."""
+        if from_version >= self.version:
+            raise MachineDefinitionError(
+                f"machine {self.name} v{self.version}: a migration comes from an older version, "
+                f"not v{from_version}"
+            )
+        self.migrations[from_version] = Migration(from_version, dict(states or {}), data)
+        return self
+
     def validate(self) -> None:
         known = set(self.states)
+        for migration in self.migrations.values():
+            for old, new in migration.states.items():
+                if new not in known:
+                    raise MachineDefinitionError(
+                        f"machine {self.name} v{self.version}: the migration from "
+                        f"v{migration.from_version} moves state {old!r} to unknown state "
+                        f"{new!r}; declare it with .state() or .terminal()"
+                    )
         for t in self.transitions:
             for s in (*t.sources, t.target):
                 if s not in known:
@@ -283,8 +330,67 @@ class StateMachine:
         return f"machine.{self.name}.timeout"
 
     def event_types(self) -> set[type[Event]]:
+        """What this version and the older ones still registered act on."""
         found = {t.event_type for t in self.transitions}
-        return found | {model(DECIDED)} if self.approvals else found
+        if self.approvals:
+            found.add(model(DECIDED))
+        for older in self.older.values():
+            found |= older.event_types()
+        return found
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def keep(self, older: StateMachine) -> None:
+        """Run `older`'s instances with `older` until they end (Service.add_machine calls this
+        when two versions of one machine are added)."""
+        if older.version >= self.version:
+            raise MachineDefinitionError(
+                f"machine {self.name}: v{older.version} is not older than v{self.version}"
+            )
+        self.older[older.version] = older
+        self.older.update(older.older)
+        older.older = {}
+
+    def versions(self) -> list[int]:
+        return sorted([self.version, *self.older])
+
+    def runner(self, inst: Instance) -> tuple[StateMachine, Instance]:
+        """The version that runs `inst`: its own, when registered; else this one, with the
+        instance migrated (renamed state, rewritten data, this version)."""
+        if inst.version == self.version:
+            return self, inst
+        older = self.older.get(inst.version)
+        if older is not None:
+            return older, inst
+        migration = self.migrations.get(inst.version)
+        state = migration.state(inst.state) if migration else inst.state
+        if inst.outcome is None and state not in self.states:
+            raise StrandedInstances(self, {(inst.version, inst.state): 1})
+        if migration is not None:
+            if migration.data is not None and inst.outcome is None:
+                inst.data = migration.data(dict(inst.data))
+            inst.visited = [migration.state(name) for name in inst.visited]
+            inst.compensated = [migration.state(name) for name in inst.compensated]
+        inst.state, inst.version = state, self.version
+        return self, inst
+
+    def stranded(self, instances: Iterable[dict[str, Any]]) -> dict[tuple[int, str], int]:
+        """Open stored instances (as stored) that no registered version can run, counted by
+        (version, state): their state is gone and no migration says where it went."""
+        found: dict[tuple[int, str], int] = {}
+        for raw in instances:
+            if raw.get("outcome") is not None:
+                continue  # ended: nothing will move it again
+            version, state = raw.get("version", 1), raw["state"]
+            runner = self if version == self.version else self.older.get(version)
+            if runner is not None:
+                ok = state in runner.states
+            else:
+                migration = self.migrations.get(version)
+                ok = (migration.state(state) if migration else state) in self.states
+            if not ok:
+                found[(version, state)] = found.get((version, state), 0) + 1
+        return found
 
     # -- running -------------------------------------------------------------------------------
 
@@ -296,8 +402,16 @@ class StateMachine:
         ctx.store(self.store_name).put(ctx.key, inst.dump())
 
     def handle(self, ctx: Context, event: Event) -> str | None:
-        """Apply the first matching transition; return the new state, or None if none matched."""
-        inst = self.load(ctx) or Instance(self.initial)
+        """Apply the first matching transition; return the new state, or None if none matched.
+        A stored instance runs under its own version while that is registered; a new one
+        starts under this version."""
+        stored = self.load(ctx)
+        if stored is None:
+            return self._handle(ctx, event, Instance(self.initial, version=self.version))
+        runner, inst = self.runner(stored)
+        return runner._handle(ctx, event, inst)
+
+    def _handle(self, ctx: Context, event: Event, inst: Instance) -> str | None:
         if inst.outcome is not None:
             return None
         if type(event).__avro_name__ == DECIDED:
@@ -346,12 +460,20 @@ class StateMachine:
     def timer_fired(self, ctx: Context, payload: dict[str, Any]) -> str | None:
         """The runtime's entry for this machine's timer: run the state's timeout action, then
         move to its `on_timeout` target."""
-        inst = self.load(ctx)
-        if inst is None or inst.state != payload.get("state") or inst.seq != payload.get("seq"):
+        stored = self.load(ctx)
+        if stored is None:
+            return None
+        armed_in = stored.state
+        runner, inst = self.runner(stored)
+        if armed_in != payload.get("state") or inst.seq != payload.get("seq"):
             return None  # the instance moved on: a stale timer
+        return runner._timer_fired(ctx, inst)
+
+    def _timer_fired(self, ctx: Context, inst: Instance) -> str | None:
         spec = self.states[inst.state]
         target = spec.on_timeout
-        assert target is not None
+        if target is None:
+            return None  # migrated into a state this version gives no timeout
         if spec.expired is not None:
             updated = spec.expired(ctx, dict(inst.data))
             if updated is not None:
@@ -433,7 +555,29 @@ class StateMachine:
     def _compensate(self, ctx: Context, inst: Instance) -> None:
         """Run compensation hooks of completed states, most recent first."""
         for name in reversed(inst.visited):
-            hook = self.states[name].compensation
+            spec = self.states.get(name)  # a state an older version had, and this one not
+            hook = spec.compensation if spec is not None else None
             if hook is not None:
                 hook(ctx, inst.data)
                 inst.compensated.append(name)
+
+
+class StrandedInstances(ConfigurationError):
+    """Stored instances that no registered version of their machine can run: their state is
+    gone, and no migration says where it went. Refused at start-up, naming what to change."""
+
+    def __init__(self, machine: StateMachine, counts: dict[tuple[int, str], int]) -> None:
+        self.machine = machine.name
+        self.counts = counts
+        parts = ", ".join(
+            f"{n} in state {state!r} of v{version}"
+            for (version, state), n in sorted(counts.items())
+        )
+        versions = sorted({version for version, _ in counts})
+        super().__init__(
+            f"machine {machine.name}: stored instances that v{machine.version} cannot run: "
+            f"{parts}. Keep the version they run under registered until they drain "
+            f"(service.add_machine(<the v{versions[0]} machine>) beside v{machine.version}), or "
+            f"declare where each state went: {machine.name}.migrate({versions[0]}, "
+            f"{{{', '.join(repr(s) + ': ...' for (_, s) in sorted(counts))}}})"
+        )

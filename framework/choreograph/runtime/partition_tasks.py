@@ -15,7 +15,7 @@ from choreograph.contracts.serde import AvroSerde
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.poisoned import PoisonedRecords
-from choreograph.runtime.task import PartitionTask
+from choreograph.runtime.task import PartitionTask, refuse_stranded
 from choreograph.state.backends import RocksBackend, StateMemory
 from choreograph.state.restore import RestoreJob, restore
 
@@ -61,6 +61,7 @@ class PartitionTasks:
             jobs += task_jobs
         try:
             self._restore(opened, jobs)
+            refuse_stranded(opened.values())  # before any record or timer touches them
         except BaseException:
             for task in opened.values():
                 task.close()

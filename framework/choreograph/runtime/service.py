@@ -295,19 +295,42 @@ class Service:
                 f"declare it: Service({self.name!r}, ..., outputs=[..., {topic!r}])"
             )
 
-    def add_machine(self, machine: StateMachine) -> StateMachine:
-        if any(m.name == machine.name for m in self.machines):
+    def add_machine(
+        self, machine: StateMachine, *, topics: dict[str, str] | None = None
+    ) -> StateMachine:
+        """Run `machine`. Another version of a machine already added (same name, another
+        `version`) is kept beside it: stored instances run under the version they started on
+        until they end, new ones start under the newest. `topics`: where this service reads
+        the machine's events when not on their contracts' topics (contract topic -> input)."""
+        same = next((m for m in self.machines if m.name == machine.name), None)
+        if same is not None and (same.version == machine.version or machine.version in same.older):
             raise TopologyError(
-                f"{self.name}: two state machines are named {machine.name!r}; they would share "
-                "one store. Give each its own name"
+                f"{self.name}: two state machines are named {machine.name!r} with version "
+                f"{machine.version}; they would share one store. Give each its own name, or "
+                "raise the new one's version"
             )
         machine.validate()
+        if same is not None:
+            self.machines.remove(same)
+            self._stores.remove(same.store_name)
+            newest, older = (machine, same) if machine.version > same.version else (same, machine)
+            newest.keep(older)
+            machine = newest
         if machine.approvals:  # asks on choreograph.approvals, and hears the answers there
-            for topics in (self.inputs, self.outputs):
-                if APPROVALS_TOPIC not in topics:
-                    topics.append(APPROVALS_TOPIC)
+            for declared in (self.inputs, self.outputs):
+                if APPROVALS_TOPIC not in declared:
+                    declared.append(APPROVALS_TOPIC)
         for model in machine.event_types():
-            self._check_received(model, f"state machine {machine.name}")
+            topic = (topics or {}).get(model.__avro_topic__)
+            try:
+                self._check_received(model, f"state machine {machine.name}", topic)
+            except TopologyError as err:
+                if topic is not None or not model.__avro_topic__:
+                    raise
+                raise TopologyError(
+                    f"{err}, or say which input carries it: service.add_machine({machine.name}, "
+                    f"topics={{{model.__avro_topic__!r}: '<input topic>'}})"
+                ) from None
         machine.bind_policies(self.policy)
         self._writes_decisions()
         self.machines.append(machine)

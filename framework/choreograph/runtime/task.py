@@ -7,7 +7,7 @@ commits; the TestKit feeds it from memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from choreograph.state.partition_state import PartitionState
 from choreograph.state.store import CommittedView, Store, decode_value, encode_value
 
 if TYPE_CHECKING:
+    from choreograph.machines.machine import StateMachine
     from choreograph.runtime.service import Service
 
 BackendFactory = Callable[[str, int], Backend]
@@ -217,6 +218,11 @@ class PartitionTask:
                 returned_nothing(handler, handler(ctx, payload))
         return ctx.outputs
 
+    def stored_machines(self) -> Iterator[tuple[StateMachine, Iterator[dict[str, Any]]]]:
+        """Each machine of the service, with the instances this partition stores for it."""
+        for machine in self.service.machines:
+            yield machine, (value for _, value in self.stores[machine.store_name].items())
+
     def due_timers(self, now: datetime, limit: int = 1000) -> list[Timer]:
         return list(self.timers.due(int(now.timestamp() * 1000), limit))
 
@@ -334,3 +340,20 @@ def returned_nothing(handler: Any, returned: object) -> None:
         f"handler {getattr(handler, '__qualname__', handler)} returned a {what}; what a handler "
         f"returns is not sent: {hint}"
     )
+
+
+def refuse_stranded(tasks: Iterable[PartitionTask]) -> None:
+    """At start-up (after a restore, or a TestKit's deploy): stored machine instances that no
+    registered version can run stop the service, counted over `tasks`, naming the states and
+    what to change (StrandedInstances)."""
+    from choreograph.machines.machine import StrandedInstances  # machines build on the runtime
+
+    found: dict[str, tuple[StateMachine, dict[tuple[int, str], int]]] = {}
+    for task in tasks:
+        for machine, instances in task.stored_machines():
+            counts = found.setdefault(machine.name, (machine, {}))[1]
+            for where, n in machine.stranded(instances).items():
+                counts[where] = counts.get(where, 0) + n
+    for machine, counts in found.values():
+        if counts:
+            raise StrandedInstances(machine, counts)

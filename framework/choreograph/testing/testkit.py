@@ -45,7 +45,7 @@ from choreograph.runtime.limits import RecordLimits
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.records import Record
 from choreograph.runtime.service import Service
-from choreograph.runtime.task import PartitionTask
+from choreograph.runtime.task import PartitionTask, refuse_stranded
 from choreograph.runtime.timers import Timer
 from choreograph.state.backends import MemoryBackend
 from choreograph.testing.memory_transactions import MemoryTransactions, Produced
@@ -137,12 +137,8 @@ class TestKit:
         registry = SchemaRegistryClient.new_client({"url": f"mock://testkit-{uuid.uuid4().hex}"})
         self.serde = AvroSerde(registry, models=service.models.values(), auto_register=True)
         self.partitions = partitions
-        self.tasks = [
-            PartitionTask(
-                service, p, lambda _name, _p: MemoryBackend(), self.serde, partitions=partitions
-            )
-            for p in range(partitions)
-        ]
+        self._backends: dict[tuple[int, str], MemoryBackend] = {}  # kept across a deploy
+        self.tasks = self._open(service)
         self.outputs: list[Emitted] = []
         self.dead_letters: list[DeadLetter] = []
         self.attempts: list[int] = []
@@ -162,6 +158,26 @@ class TestKit:
             )
             for _ in range(partitions)
         ]
+
+    def _open(self, service: Service) -> list[PartitionTask]:
+        def backend(name: str, partition: int) -> MemoryBackend:
+            return self._backends.setdefault((partition, name), MemoryBackend())
+
+        return [
+            PartitionTask(service, p, backend, self.serde, partitions=self.partitions)
+            for p in range(self.partitions)
+        ]
+
+    def deploy(self, service: Service) -> None:
+        """The next release of the service, on what the current one left (stores, timers, machine
+        instances, virtual time), as a redeploy in production. Its start-up is production's:
+        stored machine instances that no version of the new release can run stop it here
+        (StrandedInstances, naming the states and how many instances are in them)."""
+        tasks = self._open(service)
+        refuse_stranded(tasks)
+        for event_model in service.models.values():
+            self.serde.add_model(event_model)
+        self.service, self.tasks = service, tasks
 
     # -- input ---------------------------------------------------------------------------------
 
