@@ -25,6 +25,7 @@ from choreograph.cli import (
     replay,
     schemas,
     settings,
+    shadow,
     simulate,
 )
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.register(groups)
     replay.register(groups)
     simulate.register(groups)
+    shadow.register(groups)
     settings.register(groups)
     entry.explain(parser)
     return parser

@@ -47,8 +47,9 @@ def derive(service: Service, principal: str | None = None) -> list[Acl]:
 
     for topic in service.inputs:
         allow("topic", topic, "Read", "Describe")
-    for topic in service.outputs:
-        allow("topic", topic, "Write", "Describe", "DescribeConfigs")
+    for topic in service.outputs:  # under the names it publishes them as (a shadow's own)
+        allow("topic", service.published_as.get(topic, topic), "Write", "Describe",
+              "DescribeConfigs")  # fmt: skip
     for topic in changelogs:
         allow("topic", topic, "Read", "Write", "Describe", "DescribeConfigs", "Create")
     for topic in (service.dlq_topic, *service.rekeyed):

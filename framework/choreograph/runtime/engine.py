@@ -527,16 +527,19 @@ class Engine:
         if not outputs:
             return
         self._begin()
+        published_as = self.service.published_as  # a shadow's topics; empty otherwise
         if not self.eos:
             for out in outputs:
-                self.txn.produce(out.topic, out.value, out.key, out.headers, None, self._delivered)
+                topic = published_as.get(out.topic, out.topic) if published_as else out.topic
+                self.txn.produce(topic, out.value, out.key, out.headers, None, self._delivered)
             return
         produce = self.txn.producer.produce  # hot path: no callback under EOS, no kwargs dict
         for out in outputs:
+            topic = published_as.get(out.topic, out.topic) if published_as else out.topic
             try:
-                produce(out.topic, out.value, out.key, headers=out.headers)
+                produce(topic, out.value, out.key, headers=out.headers)
             except (BufferError, KafkaException):  # the careful path waits or says why
-                self.txn.produce(out.topic, out.value, out.key, out.headers)
+                self.txn.produce(topic, out.value, out.key, out.headers)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:

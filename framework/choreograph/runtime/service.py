@@ -86,6 +86,9 @@ class Service:
         self.outputs = list(outputs)
         self.unkeyed: set[str] = set()
         self.rekeyed: dict[str, Rekeyed[Any]] = {}
+        # Where outputs are published when not under their own names (a shadow run's
+        # `<topic>.shadow`, see choreograph.shadow); handlers always name the declared topic.
+        self.published_as: dict[str, str] = {}
         self.models: dict[str, type[Event]] = {}
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
