@@ -32,7 +32,10 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--report", type=Path, help="write the differences here (JSON)")
     parser.add_argument("--metrics-port", type=int)
-    parser.add_argument("--state-dir", type=Path, default=Path("./state"))
+    parser.add_argument("--state-dir", type=Path, default=Path("./state"),
+                        help="the shadow's local state goes under it")  # fmt: skip
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="json: a line per difference, then the summary")  # fmt: skip
     add_bootstrap(parser)
     add_registry(parser)
     parser.set_defaults(run=run_shadow)
@@ -49,6 +52,9 @@ def run_shadow(args: argparse.Namespace) -> int:
                        start=args.start)  # fmt: skip
 
     def said(difference: Difference) -> None:
+        if args.format == "json":
+            print(json.dumps(difference.to_json(), default=str), flush=True)
+            return
         print(f"differs  {difference.topic}  {difference.key}  {difference.kind}: "
               f"{difference.detail}", flush=True)  # fmt: skip
 
@@ -56,7 +62,8 @@ def run_shadow(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: shadow.stop())
     signal.signal(signal.SIGINT, lambda *_: shadow.stop())
     outputs = ", ".join(f"{live} -> {copy}" for live, copy in shadow.outputs.items())
-    print(f"shadow {shadow.service.name} of {shadow.live_name}: outputs {outputs}", flush=True)
+    print(f"shadow {shadow.service.name} of {shadow.live_name}: outputs {outputs}",
+          file=sys.stderr, flush=True)  # fmt: skip
     comparison = shadow.run(args.duration)
     summary = {
         "service": shadow.live_name,
@@ -67,6 +74,8 @@ def run_shadow(args: argparse.Namespace) -> int:
     }
     if args.report:
         args.report.write_text(json.dumps(summary, indent=2, default=str))
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in summary.items() if k != "differences"}))
     print(f"compared {comparison.compared} keys: {comparison.same} the same, "
           f"{len(comparison.differing)} differing", file=sys.stderr)  # fmt: skip
     return 1 if comparison.differing else 0
