@@ -164,9 +164,12 @@ def model_of(schema: dict[str, Any]) -> Any:
 FLAT_MODELS = [(s, m) for s in COVERED if (m := model_of(s))._is_flat()]
 
 
-@pytest.mark.parametrize(
-    ("schema", "model"), FLAT_MODELS, ids=lambda x: x.get("name", "") if isinstance(x, dict) else ""
-)
+def named(value: object) -> str:
+    """A test id for (schema, model) parameters: the schema's name."""
+    return str(value.get("name", "")) if isinstance(value, dict) else ""
+
+
+@pytest.mark.parametrize(("schema", "model"), FLAT_MODELS, ids=named)
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_a_reader_into_the_model_builds_what_trusted_builds(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from choreograph.contracts.event import ContractViolation, Event, Int64, String
 from choreograph.contracts.fast_init import fast_init_for
-from tests.unit.contracts.test_fast_codec import FLAT_MODELS, records
+from tests.unit.contracts.test_fast_codec import FLAT_MODELS, named, records
 
 
 class Text(str):
@@ -48,9 +48,7 @@ def test_the_flat_contracts_get_generated_constructors() -> None:
     assert {s["name"] for s, _ in COVERED} >= {"Tick", "Tallied", "RefundPayment"}
 
 
-@pytest.mark.parametrize(
-    ("schema", "model"), COVERED, ids=lambda x: x.get("name", "") if isinstance(x, dict) else ""
-)
+@pytest.mark.parametrize(("schema", "model"), COVERED, ids=named)
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_generated_constructors_agree_with_pydantic(
@@ -74,9 +72,7 @@ EDGE_VALUES = [None, True, False, 0, -1, 2**31 - 1, 2**31, -(2**31) - 1, 2**63 -
                bytearray(b"x")]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("schema", "model"), COVERED, ids=lambda x: x.get("name", "") if isinstance(x, dict) else ""
-)
+@pytest.mark.parametrize(("schema", "model"), COVERED, ids=named)
 def test_every_field_takes_and_refuses_the_edge_values_pydantic_does(
     schema: dict[str, Any], model: Any
 ) -> None:
