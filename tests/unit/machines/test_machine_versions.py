@@ -172,3 +172,19 @@ def test_a_machine_reads_its_events_from_the_topics_the_service_names() -> None:
     kit = TestKit(renamed, start=T0)
     kit.send(ORDER, key="o-1", topic="staging.orders")
     assert kit.state(v1(), "o-1").state == "awaiting"  # type: ignore[union-attr]
+
+
+KEPT_V1, KEPT_V2 = v1(), v2(migrate=False)
+
+
+def both_versions() -> Service:
+    return service(KEPT_V2, KEPT_V1)
+
+
+def test_choreograph_check_counts_a_kept_older_version_as_added(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from choreograph.cli.main import main
+
+    assert main(["check", "tests.unit.machines.test_machine_versions:both_versions"]) == 0
+    assert "is defined but not added" not in capsys.readouterr().err
