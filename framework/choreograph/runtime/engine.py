@@ -346,6 +346,7 @@ class Engine:
         messages = self.consumer.consume(self.config.max_batch, 0.05)
         now = self.clock()
         ordered = self.ordered.active
+        retrying = self.retries.states  # the dict itself, changed in place: no call per record
         for i, msg in enumerate(messages):
             err = msg.error()
             if err is not None:  # looked at even after a rewind: a fatal one must not be missed
@@ -358,7 +359,7 @@ class Engine:
                 continue
             if ordered:
                 if msg.partition() in self.tasks and not (
-                    self.retries and self.retries.waiting((msg.topic() or "", msg.partition() or 0))
+                    retrying and self.retries.waiting((msg.topic() or "", msg.partition() or 0))
                 ):
                     self.ordered.add(msg)
                 continue
@@ -366,7 +367,7 @@ class Engine:
                 now = self.clock()
                 self.timers.fire_due(self.tasks, now)
             partition = msg.partition() or 0
-            if self.retries and self.retries.waiting((msg.topic() or "", partition)):
+            if retrying and self.retries.waiting((msg.topic() or "", partition)):
                 continue  # re-fetched after the retry back-off
             task = self.tasks.get(partition)
             if task is not None:  # else revoked meanwhile
@@ -394,7 +395,7 @@ class Engine:
         tp = (topic, task.partition)
         if tp not in self.started_at:
             self.started_at[tp] = offset
-        if self.poisoned:
+        if self.poisoned.doomed:  # the dict itself: no call per record
             doomed = self.poisoned.get(topic, task.partition, offset)
             if doomed is not None:
                 self._dead_letter(Record.of(msg), "crashed", doomed, attempts=1)
@@ -433,7 +434,7 @@ class Engine:
                 return
         self._current = None
         self.positions[tp] = offset + 1
-        if self.retries:
+        if self.retries.states:
             self.retries.done(tp)
         if "registry" in self.dependencies.away:
             self.dependencies.available("registry")

@@ -26,17 +26,17 @@ class Doomed(Exception):
 class PoisonedRecords:
     def __init__(self, directory: Callable[[int], Path]) -> None:
         self._directory = directory
-        self._doomed: dict[Coordinates, Doomed] = {}
+        self.doomed: dict[Coordinates, Doomed] = {}  # changed in place, never replaced
 
     def __bool__(self) -> bool:
-        return bool(self._doomed)
+        return bool(self.doomed)
 
     def get(self, topic: str, partition: int, offset: int) -> Doomed | None:
-        return self._doomed.get((topic, partition, offset))
+        return self.doomed.get((topic, partition, offset))
 
     def unproducible(self, topic: str, partition: int, offset: int, why: str) -> None:
         """Its outputs were refused: the transaction is redone without it."""
-        self._doomed[(topic, partition, offset)] = Doomed(f"cannot produce: {why}")
+        self.doomed[(topic, partition, offset)] = Doomed(f"cannot produce: {why}")
 
     def leave_marker(self, record: Coordinates, error: BaseException) -> None:
         """Something escaped while `record` was in hand: remember it beside the partition's
@@ -52,21 +52,21 @@ class PoisonedRecords:
     def load(self, partition: int) -> None:
         """Markers left by a process that crashed while it owned `partition`."""
         for poison in PoisonMarks(self._directory(partition)).read():
-            self._doomed[(poison.topic, poison.partition, poison.offset)] = Doomed(
+            self.doomed[(poison.topic, poison.partition, poison.offset)] = Doomed(
                 f"a process crashed handling this record: {poison.error}"
             )
 
     def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Records now dead-lettered and committed past are done with."""
-        for topic, partition, offset in [k for k in self._doomed if (k[0], k[1]) in offsets]:
+        for topic, partition, offset in [k for k in self.doomed if (k[0], k[1]) in offsets]:
             if offsets[(topic, partition)] > offset:
-                del self._doomed[(topic, partition, offset)]
+                del self.doomed[(topic, partition, offset)]
                 PoisonMarks(self._directory(partition)).remove(topic, offset)
 
     def forget_partition(self, partition: int) -> None:
         """Revoked: its markers stay on disk for whoever owns it next."""
-        for key in [k for k in self._doomed if k[1] == partition]:
-            del self._doomed[key]
+        for key in [k for k in self.doomed if k[1] == partition]:
+            del self.doomed[key]
 
     def clear(self) -> None:
-        self._doomed.clear()
+        self.doomed.clear()

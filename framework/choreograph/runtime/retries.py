@@ -27,7 +27,7 @@ class Retries:
     def __init__(self, consumer: Callable[[], Consumer]) -> None:
         """`consumer`: the current consumer (it is replaced when one fails)."""
         self._consumer = consumer
-        self.states: dict[TP, RetryState] = {}
+        self.states: dict[TP, RetryState] = {}  # changed in place, never replaced
 
     def __bool__(self) -> bool:
         return bool(self.states)
