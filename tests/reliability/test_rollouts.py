@@ -39,7 +39,7 @@ def stop(fleet: Fleet, name: str) -> list[str]:
 def env_of(servers: Servers, state: Path) -> dict[str, str]:
     return {"CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
             "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
-            "CHOREOGRAPH_STATE_DIR": str(state)}  # fmt: skip
+            "CHOREOGRAPH_STATE_DIR": str(state), "CHOREOGRAPH_PARTITIONS": "3"}  # fmt: skip
 
 
 def test_a_contract_rollout_under_load_ends_every_order_once_and_as_planned(
