@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,3 +108,9 @@ def test_a_definition_released_while_instances_are_open_leaves_them_on_theirs(
         assert len(open_at_release) >= 15  # most were open when v2 was released
         assert {versions[o.order_id] for o in before} == {1}  # they ended on theirs
         assert {versions[o.order_id] for o in after} == {2}  # new ones started on v2
+        for version, orders in ((1, before), (2, after)):  # and the console lists both
+            url = f"{run.api}/traces?process=order-fulfilment&version={version}"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                page = reply.read().decode()
+            assert f"order-fulfilment v{version}" in page
+            assert all(o.order_id in page for o in orders), version
