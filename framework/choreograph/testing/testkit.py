@@ -149,14 +149,18 @@ class TestKit:
         # Records are handled in timestamp order across the inputs of a partition, by the rule
         # the engine follows; an input held back with `behind()` is one not fetched yet.
         self._behind: set[str] = set()
-        self._orders: list[InputOrder[_Delivery]] = [
+        self._settings = settings
+        self._orders = self._input_orders(service)
+
+    def _input_orders(self, service: Service) -> list[InputOrder[_Delivery]]:
+        return [
             InputOrder(
                 service.inputs,
-                settings.input_idle_ms / 1000,
-                settings.input_wait_max_ms / 1000,
+                self._settings.input_idle_ms / 1000,
+                self._settings.input_wait_max_ms / 1000,
                 clock=lambda: self.now.timestamp(),
             )
-            for _ in range(partitions)
+            for _ in range(self.partitions)
         ]
 
     def _open(self, service: Service) -> list[PartitionTask]:
@@ -173,11 +177,17 @@ class TestKit:
         instances, virtual time), as a redeploy in production. Its start-up is production's:
         stored machine instances that no version of the new release can run stop it here
         (StrandedInstances, naming the states and how many instances are in them)."""
+        if any(order.buffered for order in self._orders):
+            raise RuntimeError(
+                "records are held for an input that is behind(): leave the `with kit.behind(...)` "
+                "block before deploying, as a deploy in production starts from committed offsets"
+            )
         tasks = self._open(service)
         refuse_stranded(tasks)
         for event_model in service.models.values():
             self.serde.add_model(event_model)
         self.service, self.tasks = service, tasks
+        self._orders = self._input_orders(service)  # the new release's inputs
 
     # -- input ---------------------------------------------------------------------------------
 

@@ -188,3 +188,13 @@ def test_choreograph_check_counts_a_kept_older_version_as_added(
 
     assert main(["check", "tests.unit.machines.test_machine_versions:both_versions"]) == 0
     assert "is defined but not added" not in capsys.readouterr().err
+
+
+def test_a_deploy_while_records_are_held_back_says_what_to_do() -> None:
+    kit = started_on_v1("o-1")
+    with kit.behind("orders.events"):
+        kit.send(paid("o-1"), key="o-1")  # held: its order's input is behind
+        with pytest.raises(RuntimeError, match=r"leave the `with kit\.behind"):
+            kit.deploy(service(v2()))
+    kit.deploy(service(v2()))
+    assert kit.state(v1(), "o-1").state == "paid"  # type: ignore[union-attr]
