@@ -22,6 +22,7 @@ from choreograph.contracts.envelope import Envelope, EnvelopeError
 from choreograph.process.definition import ProcessDefinition
 from choreograph.replay.capture import Capture, CapturedRecord
 from saga_tracker.instance import (
+    ENDED,
     CancelDeadline,
     Effect,
     ProcessRules,
@@ -38,6 +39,8 @@ class Outcome:
     compensations: list[str] = field(default_factory=list)
     incidents: list[str] = field(default_factory=list)
     value: float | None = None
+    steps: dict[str, str] = field(default_factory=dict)  # step -> the status it reached
+    commands: list[str] = field(default_factory=list)  # every command sent: "Command (step)"
 
     @property
     def at_risk(self) -> float:
@@ -81,6 +84,24 @@ class SimulationReport:
             "instances": [asdict(c) for c in self.instances],
             "totals": self.totals(),
         }
+
+    def migration(self) -> list[dict[str, Any]]:
+        """Per instance: whether it could move to the candidate now (see migration_verdict)."""
+        found = []
+        for c in self.instances:
+            safe, reason = migration_verdict(c.current, c.candidate)
+            found.append({"correlation_id": c.correlation_id, "safe": safe, "reason": reason})
+        return found
+
+    def migration_text(self) -> str:
+        verdicts = self.migration()
+        safe = sum(v["safe"] for v in verdicts)
+        lines = [f"{self.process}: moving to v{self.candidate_version} now, {safe} of "
+                 f"{len(verdicts)} instance(s) safe"]  # fmt: skip
+        for v in verdicts:
+            lines.append(f"  {v['correlation_id']}: {'safe' if v['safe'] else 'not safe'}: "
+                         f"{v['reason']}")  # fmt: skip
+        return "\n".join(lines)
 
     def text(self) -> str:
         cur = f"v{self.current_version}" if self.current_version else "(none)"
@@ -146,8 +167,10 @@ def run_instance(
                 deadlines[effect.name] = effect.at
             elif isinstance(effect, CancelDeadline):
                 deadlines.pop(effect.name, None)
-            elif isinstance(effect, SendCommand) and effect.purpose == "compensation":
-                outcome.compensations.append(f"{effect.command} ({effect.step})")
+            elif isinstance(effect, SendCommand):
+                outcome.commands.append(f"{effect.command} ({effect.step})")
+                if effect.purpose == "compensation":
+                    outcome.compensations.append(f"{effect.command} ({effect.step})")
             elif isinstance(effect, RaiseIncident):
                 outcome.incidents.append(f"{effect.name} ({effect.severity})")
 
@@ -170,13 +193,50 @@ def run_instance(
         absorb(rules.apply(inst, envelope, at))
     fire_until(until)
     outcome.status = inst.status
+    outcome.steps = {name: step.status for name, step in inst.steps.items()}
     return outcome
 
 
+def migration_verdict(current: Outcome | None, candidate: Outcome) -> tuple[bool, str]:
+    """Whether an open instance could move to the candidate version now, its recorded history
+    run under both: safe when the candidate reaches the same states, has no deadline of its own
+    already passed, and sends no command the current version has not sent; else the reason."""
+    if current is None:
+        return False, "no current version to compare with"
+    if current.status in ENDED:
+        return False, f"ended ({current.status}): nothing to migrate"
+    passed = [t for t in candidate.timeouts if t not in current.timeouts]
+    if passed:
+        became = f" (would be {candidate.status}, is {current.status})"
+        return False, f"deadline already passed under the new rules: {', '.join(passed)}{became}"
+    if candidate.status != current.status:
+        return False, f"would be {candidate.status}, is {current.status}"
+    moved = sorted(
+        f"{step} would be {candidate.steps.get(step, 'absent')}, is {status}"
+        for step, status in current.steps.items()
+        if candidate.steps.get(step) != status
+    ) + sorted(
+        f"{step} would be {status}, is absent"
+        for step, status in candidate.steps.items()
+        if step not in current.steps and status != "pending"
+    )
+    if moved:
+        return False, "; ".join(moved)
+    unsent = [c for c in candidate.commands if c not in current.commands]
+    if unsent:
+        return False, f"would send what was not sent: {', '.join(unsent)}"
+    return True, "same states, no deadline passed, nothing new to send"
+
+
 def simulate(
-    capture: Capture, candidate: ProcessDefinition, current: ProcessDefinition | None = None
+    capture: Capture,
+    candidate: ProcessDefinition,
+    current: ProcessDefinition | None = None,
+    until: datetime | None = None,
 ) -> SimulationReport:
-    until = datetime.fromtimestamp(
+    """`until`: how far virtual time runs (default: the capture's last record; a migration
+    check runs to now, so that deadlines passed since count)."""
+    until = until or datetime.fromtimestamp(
         max((r.timestamp for r in capture.records), default=0) / 1000, UTC
     )
     new_rules = ProcessRules(candidate)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from choreograph.cli.cluster import (
@@ -42,6 +42,12 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--current", type=Path, help="the definition to compare with (default: the highest "
         "earlier version of the same process beside the candidate)",
     )  # fmt: skip
+    parser.add_argument(
+        "--migration", action="store_true",
+        help="judge each captured instance for moving to the candidate now: its history run "
+        "under both versions up to now; safe when the same states are reached, no deadline of "
+        "the candidate has passed and nothing unsent would be sent",
+    )  # fmt: skip
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=run_simulate)
 
@@ -67,6 +73,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     except (OSError, DefinitionError, CaptureError, ClusterUnreachable) as err:
         print(f"choreograph simulate: {err}", file=sys.stderr)
         return 2
+    if args.migration:
+        report = simulate(capture, candidate, current, until=datetime.now(UTC))
+        if args.format == "json":
+            print(json.dumps({**report.to_json(), "migration": report.migration()}, indent=1))
+        else:
+            print(report.migration_text())
+        return 0
     report = simulate(capture, candidate, current)
     print(json.dumps(report.to_json(), indent=1) if args.format == "json" else report.text())
     return 0

@@ -19,10 +19,10 @@ T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 A = "com.acme."
 
 
-def records(cid: str, *events: tuple[float, str]) -> list[CapturedRecord]:
+def records(cid: str, *events: tuple[float, str], start: datetime = T0) -> list[CapturedRecord]:
     out = []
     for n, (minutes, kind) in enumerate(events):
-        at = T0 + timedelta(minutes=minutes)
+        at = start + timedelta(minutes=minutes)
         env = Envelope.new(A + kind, "team", f"o-{cid}", correlation_id=cid, now=at)
         headers = [
             (k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in env.to_headers()
@@ -103,3 +103,51 @@ def test_the_cli_compares_with_the_highest_earlier_version(tmp_path: Path, capsy
     assert code == 0
     assert "order-fulfilment: v2 against v1 on 3 captured instance(s)" in out
     assert "timeouts                0 -> 2" in out
+
+
+def open_instances(start: datetime = T0) -> Capture:
+    return Capture(
+        [
+            *records("waiting-long", (0, "orders.OrderPlaced"), start=start),
+            *records("fresh", (8, "orders.OrderPlaced"), start=start),
+            *records("paid", (0, "orders.OrderPlaced"), (3, "payments.PaymentAuthorized"),
+                     start=start),
+            *records("declined", (0, "orders.OrderPlaced"), (1, "payments.PaymentFailed"),
+                     (1, "orders.OrderCancelled"), start=start),
+        ],
+        {},
+        masked=True,
+    )  # fmt: skip
+
+
+def test_open_instances_are_judged_for_moving_to_a_new_version_now() -> None:
+    """At 10 minutes: under the 5-minute payment deadline an order still waiting from minute 0
+    would already have timed out; one placed at minute 8, or one paid at minute 3, would not."""
+    current = parse_definition(V1, "v1.yaml").definition
+    candidate = parse_definition(V2, "v2.yaml").definition
+    report = simulate(open_instances(), candidate, current, until=T0 + timedelta(minutes=10))
+    verdicts = {v["correlation_id"]: (v["safe"], v["reason"]) for v in report.migration()}
+    assert verdicts["fresh"] == (True, "same states, no deadline passed, nothing new to send")
+    assert verdicts["paid"][0] is True
+    safe, reason = verdicts["waiting-long"]
+    assert not safe and reason.startswith("deadline already passed under the new rules: payment")
+    assert verdicts["declined"] == (False, "ended (compensated): nothing to migrate")
+    text = report.migration_text()
+    assert "2 of 4 instance(s) safe" in text and "waiting-long: not safe" in text
+
+
+def test_the_migration_check_from_the_command_line(tmp_path: Path, capsys: object) -> None:
+    from typing import Any
+
+    out: Any = capsys
+    capture = tmp_path / "open.capture"
+    open_instances(datetime.now(UTC) - timedelta(minutes=10)).write(capture)  # run to now
+    (tmp_path / "order-fulfilment.v1.yaml").write_text(V1)
+    (tmp_path / "order-fulfilment.v2.yaml").write_text(V2)
+    code = main(["simulate", str(tmp_path / "order-fulfilment.v2.yaml"), "--capture",
+                 str(capture), "--migration", "--format", "json"])  # fmt: skip
+    assert code == 0
+    import json
+
+    found = json.loads(out.readouterr().out)
+    assert {v["correlation_id"] for v in found["migration"] if v["safe"]} == {"fresh", "paid"}
