@@ -225,9 +225,9 @@ def log_lines(fleet: Fleet, service: str, needle: str) -> list[str]:
     ]
 
 
-def restart(fleet: Fleet, name: str, env: dict[str, Any], *, kill: bool = False) -> None:
-    """SIGTERM (or, with `kill`, SIGKILL) one service of the fleet and start it again with the
-    same command."""
+def stop(fleet: Fleet, name: str, *, kill: bool = False) -> list[str]:
+    """SIGTERM (cleanly) or, with `kill`, SIGKILL one process of the fleet; its command, to
+    start it again."""
     for i, (child, proc, log) in enumerate(fleet.children):
         if child == name:
             if kill:
@@ -236,9 +236,19 @@ def restart(fleet: Fleet, name: str, env: dict[str, Any], *, kill: bool = False)
             else:
                 proc.terminate()
                 assert proc.wait(60) == 0, f"{name} did not stop cleanly"
-            args = [str(a) for a in proc.args]  # type: ignore[union-attr]
             log.close()
             del fleet.children[i]
-            fleet.start(name, args, env)
-            return
+            return [str(a) for a in proc.args]  # type: ignore[union-attr]
     raise AssertionError(f"no {name} in the fleet")
+
+
+def restart(fleet: Fleet, name: str, env: dict[str, Any], *, kill: bool = False) -> None:
+    """Stop one service of the fleet (see `stop`) and start it again with the same command."""
+    fleet.start(name, stop(fleet, name, kill=kill), env)
+
+
+def env_of(servers: Servers, state: Path) -> dict[str, str]:
+    """What a process of the fleet is started with: the stack's addresses, its state folder."""
+    return {"CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
+            "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
+            "CHOREOGRAPH_STATE_DIR": str(state), "CHOREOGRAPH_PARTITIONS": "3"}  # fmt: skip

@@ -15,6 +15,7 @@ from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.testing.servers import Servers
 from tests.reliability.choreography import (
     committed_records,
+    env_of,
     reference_choreography,
     require_local_stack,
     restart,
@@ -29,11 +30,7 @@ def test_kill_9_loses_and_doubles_no_decision(servers: Servers, tmp_path: Path) 
         loader = run.place(run.orders, rate=12)
         for team in ("orders", "payments"):
             time.sleep(1.5)  # mid-load: each is busy with records it has not committed yet
-            env = {
-                "CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
-                "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
-                "CHOREOGRAPH_STATE_DIR": str(tmp_path / team),
-            }
+            env = env_of(servers, tmp_path / team)
             restart(run.fleet, team, env, kill=True)
         loader.join(120)
         statuses = run.outcomes(seconds=240)

@@ -21,6 +21,7 @@ from choreograph.testing.servers import Servers
 from choreograph_examples.demo import get_json
 from tests.reliability.choreography import (
     committed_records,
+    env_of,
     log_lines,
     reference_choreography,
     require_local_stack,
@@ -75,11 +76,7 @@ def test_registry_outage_with_a_service_restarted_meanwhile(
         stack("stop", "registry")
         try:
             loader = run.place(rest, rate=15)  # the shop's own cache carries it through
-            env = {
-                "CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
-                "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
-                "CHOREOGRAPH_STATE_DIR": str(tmp_path / "payments"),
-            }
+            env = env_of(servers, tmp_path / "payments")
             restart(run.fleet, "payments", env)  # starts with the registry away: disk cache
             time.sleep(8)
         finally:

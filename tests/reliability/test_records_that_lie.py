@@ -22,6 +22,7 @@ from choreograph_examples.contracts.payments import RefundPayment
 from choreograph_examples.demo import list_instances, plan
 from tests.reliability.choreography import (
     committed_records,
+    env_of,
     pid_of,
     reference_choreography,
     require_local_stack,
@@ -188,11 +189,7 @@ def test_tracker_killed_mid_load_still_compensates_every_declined_order(
         run.orders = declined
         loader = run.place(run.orders, rate=40)
         time.sleep(2)
-        env = {
-            "CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
-            "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
-            "CHOREOGRAPH_STATE_DIR": str(tmp_path / "tracker"),
-        }
+        env = env_of(servers, tmp_path / "tracker")
         restart(run.fleet, "saga-tracker", env, kill=True)
         loader.join(120)
         statuses = run.outcomes(seconds=240)

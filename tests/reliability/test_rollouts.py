@@ -14,33 +14,17 @@ from pathlib import Path
 from confluent_kafka.schema_registry import Schema
 
 from choreograph.testing.servers import Servers
-from choreograph_examples.demo import ENDED, Fleet, list_instances, write_accelerated
+from choreograph_examples.demo import ENDED, list_instances, write_accelerated
 from tests.kafka_helpers import registry_client
 from tests.reliability.choreography import (
     SPEED,
+    env_of,
     log_lines,
     reference_choreography,
     require_local_stack,
+    stop,
 )
 from tests.reliability.order_placed_v2 import OrderPlacedV2, schema
-
-
-def stop(fleet: Fleet, name: str) -> list[str]:
-    """SIGTERM one process of the fleet, cleanly; its command, to start it again."""
-    for i, (child, proc, log) in enumerate(fleet.children):
-        if child == name:
-            proc.terminate()
-            assert proc.wait(60) == 0, f"{name} did not stop cleanly"
-            log.close()
-            del fleet.children[i]
-            return [str(a) for a in proc.args]  # type: ignore[union-attr]
-    raise AssertionError(f"no {name} in the fleet")
-
-
-def env_of(servers: Servers, state: Path) -> dict[str, str]:
-    return {"CHOREOGRAPH_BOOTSTRAP": servers.bootstrap,
-            "CHOREOGRAPH_REGISTRY_URL": servers.registry_url,
-            "CHOREOGRAPH_STATE_DIR": str(state), "CHOREOGRAPH_PARTITIONS": "3"}  # fmt: skip
 
 
 def test_a_contract_rollout_under_load_ends_every_order_once_and_as_planned(
