@@ -574,10 +574,18 @@ class StrandedInstances(ConfigurationError):
             for (version, state), n in sorted(counts.items())
         )
         versions = sorted({version for version, _ in counts})
+        # States changed under the same version number: the way out starts with a new number.
+        bump = (
+            f"Give the changed machine a new version (StateMachine({machine.name!r}, "
+            f"version={machine.version + 1})), then keep"
+            if versions[-1] >= machine.version
+            else "Keep"
+        )
+        newest = max(machine.version, versions[-1] + 1)
         super().__init__(
             f"machine {machine.name}: stored instances that v{machine.version} cannot run: "
-            f"{parts}. Keep the version they run under registered until they drain "
-            f"(service.add_machine(<the v{versions[0]} machine>) beside v{machine.version}), or "
+            f"{parts}. {bump} the version they run under registered until they drain "
+            f"(service.add_machine(<the v{versions[0]} machine>) beside v{newest}), or "
             f"declare where each state went: {machine.name}.migrate({versions[0]}, "
             f"{{{', '.join(repr(s) + ': ...' for (_, s) in sorted(counts))}}})"
         )

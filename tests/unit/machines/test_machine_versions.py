@@ -104,8 +104,9 @@ def test_a_state_removed_without_a_new_version_strands_too() -> None:
     kit = started_on_v1("o-1")
     renamed = v2(migrate=False)
     renamed.version = 1
-    with pytest.raises(StrandedInstances, match="1 in state 'awaiting' of v1"):
+    with pytest.raises(StrandedInstances, match="1 in state 'awaiting' of v1") as refused:
         kit.deploy(service(renamed))
+    assert "new version (StateMachine('payment', version=2))" in str(refused.value)
 
 
 def test_a_migration_moves_stored_instances_to_the_new_version_when_next_touched() -> None:
