@@ -37,11 +37,15 @@ from saga_tracker.batches import (
 )
 from saga_tracker.definitions import Definitions
 from saga_tracker.instance import ACTIONS, STEP_ACTIONS, Instance
+from saga_tracker.migration import MigrationCheck, check_migration
 from saga_tracker.service import ACTION, AUDIT
 
 MAX_BATCH = 100_000  # instances one batch may act on: narrow the query for more
 DEFAULT_RATE = 50  # actions per second a batch is dispatched at unless it says
 SAMPLE = 10  # instances shown before a batch is run
+MIGRATE = "migrate"  # a batch action alone: move instances to a newer definition version
+BATCH_ACTIONS: tuple[str, ...] = (*ACTIONS, MIGRATE)
+LISTED = 1000  # instances a migration's plan lists with their verdicts
 
 
 class Unavailable(Exception):
@@ -128,7 +132,9 @@ class ActionDesk:
         transactional_id: str,
         source: str = "saga-tracker-api",
         batches: str = BATCHES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`clock`: now, as the tracker's deadlines are judged (a migration's check)."""
         self.txn = Transactions(
             {**client, "transactional.id": transactional_id, "enable.idempotence": True},
             name=source,
@@ -139,6 +145,7 @@ class ActionDesk:
         self.repartition = repartition
         self.batches = batches
         self.source = source
+        self.clock = clock
         self._lock = threading.Lock()
         self._decided: set[str] = set()  # approvals answered here, before the tracker saw it
 
@@ -291,15 +298,22 @@ class ActionDesk:
         count: Callable[[], dict[str, int]],
         sample: Callable[[int], list[dict[str, Any]]],
         query: str,
+        examine: Callable[[str, str], Instance | None] | None = None,
     ) -> Reply:
         """Check a batch request and, unless it is a dry run, send it. `count`: how many
         instances the query chooses, per process; `choose(most)`: their keys, newest first;
-        `sample(n)`: n of them, for the dry run; `query`: the filters, as asked.
+        `sample(n)`: n of them, for the dry run; `query`: the filters, as asked; `examine`:
+        one instance by correlation id and process (a migration checks each).
 
         The dry run answers the count per process and a sample, and runs nothing. A run that
         names `expect` is refused when the query now chooses another number (look again).
         Every process chosen must be one the principal acts for, or nothing is sent: the
-        refusal names its owners."""
+        refusal names its owners.
+
+        A migration (`"action": "migrate", "to_version": N`, one process) checks every chosen
+        instance (`saga_tracker.migration`): its dry run lists each with its verdict and
+        reason, and its run acts on the safe ones alone (`expect` counts those); the tracker
+        checks each again when the move reaches it."""
         fields = body if isinstance(body, dict) else {}
         action = str(fields.get("action", ""))
         step = fields.get("step")
@@ -329,12 +343,24 @@ class ActionDesk:
         rate = int(fields.get("rate_per_s") or DEFAULT_RATE)
         summary = {"count": total, "processes": per_process, "action": action, "step": step,
                    "rate_per_s": rate, "query": query}  # fmt: skip
-        if fields.get("dry_run", False):
-            return Reply(200, {**summary, "dry_run": True, "sample": sample(SAMPLE)})
         if total > MAX_BATCH:
             error = f"the query chooses {total} instances, more than {MAX_BATCH}: narrow it"
-            return Reply(409, {"error": error})
-        targets = choose(MAX_BATCH)
+            if not fields.get("dry_run", False):
+                return Reply(409, {"error": error})
+        to_version = fields.get("to_version")
+        if action == MIGRATE:
+            planned = self.migration_plan(per_process, choose, examine, to_version)
+            if isinstance(planned, Reply):
+                return planned
+            checks, plan = planned
+            summary = {**summary, **plan, "to_version": to_version}
+            if fields.get("dry_run", False):
+                return Reply(200, {**summary, "dry_run": True, "sample": sample(SAMPLE)})
+            targets = [(c.correlation_id, c.process) for c in checks if c.safe]
+        elif fields.get("dry_run", False):
+            return Reply(200, {**summary, "dry_run": True, "sample": sample(SAMPLE)})
+        else:
+            targets = choose(MAX_BATCH)
         expected = fields.get("expect")
         if expected is not None and int(expected) != len(targets):
             error = (f"the query now chooses {len(targets)} instances, not the {expected} "
@@ -359,14 +385,53 @@ class ActionDesk:
                         "chunks": len(chunks),
                         "targets": [{"correlation_id": c, "process": p} for c, p in chunk],
                         "requested_at": now,
+                        "to_version": to_version,
                     }
                 )
                 publisher.publish(request, batch_id, topic=self.batches, correlation_id=batch_id)
-            detail = f"{reason} ({len(targets)} instances: {query or 'every instance'})"
+            what = f"to v{to_version}, " if action == MIGRATE else ""
+            detail = f"{reason} ({what}{len(targets)} instances: {query or 'every instance'})"
             entry = {**audit, "target": batch_id, "batch_id": batch_id}
             self._publish_audit(publisher, entry, "ACCEPTED", detail, batch_id, now)
         return Reply(202, {**summary, "count": len(targets), "batch_id": batch_id,
                            "status": "accepted"})  # fmt: skip
+
+    def migration_plan(
+        self,
+        per_process: dict[str, int],
+        choose: Callable[[int], list[tuple[str, str]]],
+        examine: Callable[[str, str], Instance | None] | None,
+        to_version: Any,
+    ) -> Reply | tuple[list[MigrationCheck], dict[str, Any]]:
+        """Every chosen instance checked for a move to `to_version`: the checks, and the plan
+        (how many are safe, and each instance's verdict); or the reply refusing the request."""
+        if len(per_process) > 1:
+            error = (f"a migration moves instances of one process; the query chooses "
+                     f"{', '.join(sorted(per_process))}: add process=NAME")  # fmt: skip
+            return Reply(400, {"error": error})
+        if examine is None:
+            return Reply(409, {"error": "migrations need the instances' histories"})
+        process = next(iter(per_process), None)
+        target = self.definitions.pinned(process, to_version) if process else None
+        if process is not None and target is None:
+            error = (f"v{to_version} of {process} is not loaded here: release it (add it to "
+                     "the definitions) and try again")  # fmt: skip
+            return Reply(409, {"error": error})
+        now = self.clock()
+        checks: list[MigrationCheck] = []
+        for correlation_id, name in choose(MAX_BATCH):
+            inst = examine(correlation_id, name)
+            rules = self.definitions.pinned(name, inst.version) if inst is not None else None
+            if inst is None or rules is None or target is None:
+                why = "no longer found" if inst is None else f"v{inst.version} is not loaded"
+                checks.append(MigrationCheck(correlation_id, name, 0, int(to_version), False, why))
+                continue
+            checks.append(check_migration(inst, rules, target, now))
+        safe = sum(c.safe for c in checks)
+        plan = {"count": safe, "chosen": len(checks), "safe": safe,
+                "not_safe": len(checks) - safe,
+                "instances": [c.to_json() for c in checks[:LISTED]]}  # fmt: skip
+        return checks, plan
 
     def cancel_batch(
         self, principal: Principal | None, batch_id: str, body: Any, batch: dict[str, Any] | None
@@ -449,11 +514,12 @@ def _invalid(
     step: Any,
     reason: Any,
     allowed: frozenset[str] = frozenset({"action", "step", "reason", "process"}),
+    actions: tuple[str, ...] = ACTIONS,
 ) -> str | None:
     if not fields:
-        return f'send a JSON object: {{"action": "{"|".join(ACTIONS)}", "reason": "..."}}'
-    if action not in ACTIONS:
-        return f"action must be one of {', '.join(ACTIONS)}"
+        return f'send a JSON object: {{"action": "{"|".join(actions)}", "reason": "..."}}'
+    if action not in actions:
+        return f"action must be one of {', '.join(actions)}"
     if step is not None and not isinstance(step, str):
         return "step must be a string"
     if action in STEP_ACTIONS and not step:
@@ -467,10 +533,17 @@ def _invalid(
 
 
 def _invalid_batch(fields: dict[str, Any], action: str, step: Any, reason: Any) -> str | None:
-    allowed = frozenset({"action", "step", "reason", "rate_per_s", "dry_run", "expect", "query"})
-    problem = _invalid(fields, action, step, reason, allowed)
+    allowed = frozenset(
+        {"action", "step", "reason", "rate_per_s", "dry_run", "expect", "query", "to_version"}
+    )
+    problem = _invalid(fields, action, step, reason, allowed, BATCH_ACTIONS)
     if problem:
         return problem
+    to_version = fields.get("to_version")
+    if action == MIGRATE and (not isinstance(to_version, int) or to_version < 1):
+        return 'a migration names the version to move to: "to_version": N'
+    if action != MIGRATE and to_version is not None:
+        return "to_version is for migrate alone"
     rate = fields.get("rate_per_s")
     if rate is not None and (not isinstance(rate, int) or not 1 <= rate <= MAX_RATE):
         return f"rate_per_s is a whole number of actions a second, 1 to {MAX_RATE}"

@@ -87,6 +87,7 @@ def build_batch_runner(
                 "started_at": None,
                 "ended_at": None,
                 "cancelled_by": None,
+                "to_version": getattr(event, "to_version", None),  # a migration's
             }
         if event.chunk in batch["received"]:
             return  # the same chunk again: kept once
@@ -151,6 +152,7 @@ def build_batch_runner(
                     "reason": batch["reason"],
                     "requested_at": ctx.now,
                     "batch_id": ctx.key,
+                    "to_version": batch.get("to_version"),
                 }
             )
             ctx.emit(action, key=correlation_id, topic=repartition)

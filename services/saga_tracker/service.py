@@ -48,6 +48,7 @@ from saga_tracker.instance import (
     step_latency_ms,
 )
 from saga_tracker.metrics import STATS, Snapshot, TrackerMetrics, contribution
+from saga_tracker.migration import check_migration, record_move
 
 REPARTITION = "saga-tracker.repartition"
 INCIDENT = "dev.choreograph.Incident"
@@ -338,6 +339,8 @@ class Tracker:
             refused = f"no instance {action.correlation_id} of {action.process}"
         elif batch_id and action.action_id in inst.batched:
             return  # this action of the batch was applied already: once is enough
+        elif kind == "migrate":
+            refused = self._migrate(ctx, inst, rules, action)
         else:
             before = Snapshot.of(inst)
             try:
@@ -381,6 +384,40 @@ class Tracker:
                 }
             )
             ctx.emit(done, key=batch_id, topic=self.batches_topic)
+
+    def _migrate(self, ctx: Context, inst: Instance, rules: ProcessRules, action: Any) -> str:
+        """Move `inst` to the version the action names, if the check (`saga_tracker.migration`)
+        finds it safe now: the move and its decision record (who, from, to, the evidence) in
+        one transaction. Returns why not ("" when moved)."""
+        to = getattr(action, "to_version", None)
+        target = self.definitions.pinned(inst.process, to) if to is not None else None
+        if target is None or to is None:
+            return f"v{to} of {inst.process} is not loaded here: release it to the tracker first"
+        check = check_migration(inst, rules, target, ctx.now)
+        if not check.safe or check.moved is None:
+            return f"not safe to move to v{to}: {check.reason}"
+        before = Snapshot.of(inst)
+        moved = check.moved
+        why = action.reason + (f" (batch {action.batch_id})" if action.batch_id else "")
+        record_move(moved, check, action.actor, why, ctx.now)
+        if action.batch_id:
+            moved.batched = [*moved.batched[-(MAX_BATCHES_KEPT - 1) :], action.action_id]
+        record_decision(
+            ctx,
+            subject="process",
+            name=inst.process,
+            version=to,
+            kind="migration",
+            from_state=inst.status,
+            to_state=moved.status,
+            instance=inst.correlation_id,
+            actor=action.actor,
+            actor_kind="operator",
+            reason=f"migrated v{inst.version} -> v{to}: {why}",
+            rules=[check.evidence()],
+        )
+        self._settle(ctx, target, before, moved, [])
+        return ""
 
     def _settle(
         self,

@@ -25,6 +25,7 @@ from saga_tracker.instance import (
     ENDED,
     CancelDeadline,
     Effect,
+    Instance,
     ProcessRules,
     RaiseIncident,
     SendCommand,
@@ -156,9 +157,34 @@ def run_instance(
     start = next((e for e in events if e[1].type == d.start), None)
     if start is None:
         return None
-    at, envelope, record = start
-    inst, effects = rules.start(envelope, at)
-    outcome = Outcome("running", value=_value(record, capture, d.value_at_risk))
+    value = _value(start[2], capture, d.value_at_risk)
+    history = [(at, envelope) for at, envelope, _ in events]
+    ran = run_history(rules, history, until, start=start[1])
+    if ran is None:
+        return None
+    ran[1].value = value
+    return ran[1]
+
+
+def run_history(
+    rules: ProcessRules,
+    events: list[tuple[datetime, Envelope]],
+    until: datetime,
+    start: Envelope | None = None,
+) -> tuple[Instance, Outcome] | None:
+    """An instance run under `rules` in virtual time: `events` applied at their times (in the
+    order given), each deadline passing when it falls due, up to `until`. `start`: the event
+    that starts it (by default the first of the start type). None when no event starts it.
+
+    The one engine behind simulation on captured traffic and the migration check on a live
+    instance's recorded history (`saga_tracker.migration`)."""
+    d = rules.definition
+    start = start or next((e for _, e in events if e.type == d.start), None)
+    if start is None:
+        return None
+    at = next(moment for moment, e in events if e is start)
+    inst, effects = rules.start(start, at)
+    outcome = Outcome("running")
     deadlines: dict[str, datetime] = {}
 
     def absorb(found: list[Effect]) -> None:
@@ -186,21 +212,22 @@ def run_instance(
                 outcome.timeouts.append(name)
 
     absorb(effects)
-    for at, envelope, _ in events:
-        if envelope is start[1]:
+    for at, envelope in events:
+        if envelope is start:
             continue
         fire_until(at)
         absorb(rules.apply(inst, envelope, at))
     fire_until(until)
     outcome.status = inst.status
     outcome.steps = {name: step.status for name, step in inst.steps.items()}
-    return outcome
+    return inst, outcome
 
 
 def migration_verdict(current: Outcome | None, candidate: Outcome) -> tuple[bool, str]:
     """Whether an open instance could move to the candidate version now, its recorded history
     run under both: safe when the candidate reaches the same states, has no deadline of its own
-    already passed, and sends no command the current version has not sent; else the reason."""
+    already passed, and sends no command and raises no incident the current version has not;
+    else the reason."""
     if current is None:
         return False, "no current version to compare with"
     if current.status in ENDED:
@@ -214,7 +241,7 @@ def migration_verdict(current: Outcome | None, candidate: Outcome) -> tuple[bool
     moved = sorted(
         f"{step} would be {candidate.steps.get(step, 'absent')}, is {status}"
         for step, status in current.steps.items()
-        if candidate.steps.get(step) != status
+        if candidate.steps.get(step, "pending") != status  # a step dropped while pending is fine
     ) + sorted(
         f"{step} would be {status}, is absent"
         for step, status in candidate.steps.items()
@@ -225,6 +252,9 @@ def migration_verdict(current: Outcome | None, candidate: Outcome) -> tuple[bool
     unsent = [c for c in candidate.commands if c not in current.commands]
     if unsent:
         return False, f"would send what was not sent: {', '.join(unsent)}"
+    paged = [i for i in candidate.incidents if i not in current.incidents]
+    if paged:
+        return False, f"would raise what was not raised: {', '.join(paged)}"
     return True, "same states, no deadline passed, nothing new to send"
 
 

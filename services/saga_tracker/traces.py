@@ -56,7 +56,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from saga_tracker.access import Access, Principal
-from saga_tracker.actions import DEFAULT_RATE, SAMPLE, ActionDesk, Reply, Unavailable, audit_fields
+from saga_tracker.actions import (
+    DEFAULT_RATE,
+    MIGRATE,
+    SAMPLE,
+    ActionDesk,
+    Reply,
+    Unavailable,
+    audit_fields,
+)
 from saga_tracker.codec import decode, encode
 from saga_tracker.definitions import ProcessFacts
 from saga_tracker.instance import (
@@ -108,7 +116,9 @@ class NotReadable(Exception):
 
 # What /batches/new takes besides the filters (the step to retry or redrive is `action_step`:
 # `step` is the filter "at step").
-_BATCH_FIELDS = frozenset({"action", "action_step", "reason", "rate_per_s", "expect", "csrf"})
+_BATCH_FIELDS = frozenset(
+    {"action", "action_step", "reason", "rate_per_s", "expect", "csrf", "to_version"}
+)
 
 
 def _batch_view(batch: dict[str, Any]) -> dict[str, Any]:
@@ -814,7 +824,15 @@ class TraceServer:
             except (BadQuery, NotReadable) as err:
                 status = 403 if isinstance(err, NotReadable) else 400
                 return JSONResponse({"error": str(err)}, status)
-            reply = desk.batch(principal, body, choose, count, sample, urlencode(filters.query()))
+            reply = desk.batch(
+                principal,
+                body,
+                choose,
+                count,
+                sample,
+                urlencode(filters.query()),
+                self.instances.find,
+            )
             self._count_failure(request, reply)
             return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
 
@@ -864,8 +882,18 @@ class TraceServer:
         principal, _ = self._principal(request)
 
         def answer() -> Response:
-            filters, _, count, sample = self._chooser(request, filters_only)
+            filters, choose, count, sample = self._chooser(request, filters_only)
             counts = count()
+            migration: dict[str, Any] | None = None
+            to_version = request.query_params.get("to_version", "")
+            if request.query_params.get("action") == MIGRATE and self.desk is not None:
+                if not to_version.isdigit():
+                    migration = {"error": "name the version to move to"}
+                else:
+                    found = self.desk.migration_plan(
+                        counts, choose, self.instances.find, int(to_version)
+                    )
+                    migration = found.body if isinstance(found, Reply) else found[1]
             now = datetime.now(UTC)
             shown = [{**i, "started": _when(i["started_at"], now)} for i in sample(SAMPLE)]
             refused = []
@@ -880,6 +908,7 @@ class TraceServer:
                          action=request.query_params.get("action", ""),
                          step=request.query_params.get("action_step", ""), actions=ACTIONS,
                          steps=self.facts.all_steps(), refused=refused,
+                         migration=migration, to_version=to_version,
                          **self._who(request))  # fmt: skip
 
         return await self._read(request, answer, page=True)
@@ -898,6 +927,8 @@ class TraceServer:
         try:
             body["rate_per_s"] = int(form.get("rate_per_s") or DEFAULT_RATE)
             body["expect"] = int(form["expect"])
+            if form.get("to_version"):
+                body["to_version"] = int(form["to_version"])
         except (KeyError, ValueError):
             return _html("message.html", status=400, title="Not done",
                          text="rate and count are whole numbers", link="/batches")  # fmt: skip
@@ -908,7 +939,15 @@ class TraceServer:
             except (BadQuery, NotReadable) as err:
                 return _html("message.html", status=400, title="Not done", text=str(err),
                              link="/traces")  # fmt: skip
-            reply = desk.batch(principal, body, choose, count, sample, urlencode(filters.query()))
+            reply = desk.batch(
+                principal,
+                body,
+                choose,
+                count,
+                sample,
+                urlencode(filters.query()),
+                self.instances.find,
+            )
             self._count_failure(request, reply)
             if reply.status == 202:
                 return RedirectResponse(f"/batches/{quote(reply.body['batch_id'])}", 303)

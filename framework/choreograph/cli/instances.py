@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from choreograph.cli.tracker_client import (
@@ -58,32 +59,32 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     listed = commands.add_parser("list", help="instances the filters choose, newest first")
-    _connection(listed)
-    _filters(listed)
+    connection_options(listed)
+    filter_options(listed)
     listed.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listed.set_defaults(run=_list)
 
     show = commands.add_parser("show", help="one instance: steps, timeline, decisions")
-    _connection(show)
+    connection_options(show)
     show.add_argument("correlation_id", help="the instance's correlation id")
     show.add_argument("--process", help="its process, when several share the correlation id")
     show.set_defaults(run=_show)
 
     totals = commands.add_parser("totals", help="how many, and their value, per status and step")
-    _connection(totals)
-    _filters(totals)
+    connection_options(totals)
+    filter_options(totals)
     totals.set_defaults(run=_totals)
 
     for action in ACTIONS:
         act = commands.add_parser(
             action, help=f"{action} one instance, or every instance the filters choose"
         )
-        _connection(act)
+        connection_options(act)
         act.add_argument("correlation_id", nargs="?", help="the instance; leave out for a batch")
         act.add_argument("--process", dest="process", help="the process (filter of a batch)")
         act.add_argument("--step", dest="action_step", help="the step to retry or redrive")
         act.add_argument("--reason", required=True, help="why: it goes to the audit log")
-        _filters(act, process=False)
+        filter_options(act, process=False)
         act.add_argument(
             "--all", action="store_true", help="a batch over every instance (no filter)"
         )
@@ -94,7 +95,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         act.set_defaults(run=_act, action=action)
 
     batches = commands.add_parser("batches", help="batch operations, or one with its progress")
-    _connection(batches)
+    connection_options(batches)
     batches.add_argument("batch_id", nargs="?", help="one batch; leave out to list them")
     batches.add_argument("--wait", action="store_true", help="follow it to its end")
     batches.add_argument("--cancel", action="store_true", help="stop its dispatch")
@@ -112,7 +113,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     out.set_defaults(run=_logout)
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
+def connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracker", help="the tracker's URL (CHOREOGRAPH_TRACKER_URL; http://127.0.0.1:8088)"
     )
@@ -123,7 +124,7 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
 
 
-def _filters(parser: argparse.ArgumentParser, *, process: bool = True) -> None:
+def filter_options(parser: argparse.ArgumentParser, *, process: bool = True) -> None:
     for dest, _, text in FILTERS:
         if dest == "process" and not process:
             continue
@@ -162,7 +163,7 @@ class _Usage(Exception):
     """The command is wrong; says how to write it."""
 
 
-def _run(args: argparse.Namespace, work: Any) -> int:
+def run(args: argparse.Namespace, work: Any) -> int:
     """Run `work(tracker)` with the tracker's errors as exit codes and one line each."""
     tracker = tracker_from(args.tracker, args.token)
     try:
@@ -215,7 +216,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{len(found)} instance(s)", file=sys.stderr)
         return 0
 
-    return _run(args, work)
+    return run(args, work)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -249,7 +250,7 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  {entry['at']}  {what}{step}{note}")
         return 0
 
-    return _run(args, work)
+    return run(args, work)
 
 
 def _totals(args: argparse.Namespace) -> int:
@@ -271,7 +272,7 @@ def _totals(args: argparse.Namespace) -> int:
             print(f"{where:>24}  {row['count']:>8}  {row['value']:>14,.2f}")
         return 0
 
-    return _run(args, work)
+    return run(args, work)
 
 
 def _act(args: argparse.Namespace) -> int:
@@ -288,9 +289,9 @@ def _act(args: argparse.Namespace) -> int:
                 "name an instance, or choose instances with filters (--status, --at-step, "
                 "--attr, ...), or pass --all for every instance"
             )
-        return _batch(tracker, args, query)
+        return run_batch(tracker, args, query)
 
-    return _run(args, work)
+    return run(args, work)
 
 
 def _one(tracker: Tracker, args: argparse.Namespace) -> int:
@@ -313,20 +314,32 @@ def _one(tracker: Tracker, args: argparse.Namespace) -> int:
     return 0
 
 
-def _batch(tracker: Tracker, args: argparse.Namespace, query: dict[str, str]) -> int:
+def run_batch(
+    tracker: Tracker,
+    args: argparse.Namespace,
+    query: dict[str, str],
+    *,
+    extra: dict[str, Any] | None = None,
+    show: Callable[[dict[str, Any], str, bool], None] | None = None,
+) -> int:
+    """A batch over the instances `query` chooses: its dry run shown (by `show`), then, unless
+    `--dry-run`, run once confirmed with the count the dry run showed. `extra`: more fields of
+    the request (a migration's `to_version`)."""
     body: dict[str, Any] = {"query": query, "action": args.action, "reason": args.reason,
-                            "rate_per_s": args.rate}  # fmt: skip
+                            "rate_per_s": args.rate, **(extra or {})}  # fmt: skip
     if args.action_step:
         body["step"] = args.action_step
     code, plan = _answer(tracker.call("POST", "/api/batches", {**body, "dry_run": True}), tracker)
     if code:
         return code
     if args.format == "text" or args.dry_run:
-        _print_plan(plan, args.format, args.dry_run)
+        (show or _print_plan)(plan, args.format, args.dry_run)
     if args.dry_run:
         return 0
     if plan["count"] == 0:
-        print("nothing to do: the filters choose no instance", file=sys.stderr)
+        chosen = plan.get("chosen")
+        none = f"none of the {chosen} instance(s) chosen qualifies" if chosen else ""
+        print(f"nothing to do: {none or 'the filters choose no instance'}", file=sys.stderr)
         return 0
     if not args.yes:
         if not sys.stdin.isatty():
@@ -421,7 +434,7 @@ def _batches(args: argparse.Namespace) -> int:
             return 0
         return _follow(tracker, args.batch_id, args.format, once=not args.wait)
 
-    return _run(args, work)
+    return run(args, work)
 
 
 def _login(args: argparse.Namespace) -> int:

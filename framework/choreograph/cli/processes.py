@@ -1,4 +1,5 @@
-"""`choreograph processes`: check process definitions against the contracts."""
+"""`choreograph processes`: check process definitions against the contracts, and move open
+instances to a newer version through the saga tracker (`migrate`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from choreograph.cli.instances import connection_options, filter_options, query_of, run_batch
+from choreograph.cli.instances import run as run_with_tracker
 from choreograph.cli.output import UNREADABLE, catalog_beside, finish
 from choreograph.cli.paths import default
 from choreograph.contracts.history import GitError, git, toplevel
@@ -40,6 +43,22 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diff.add_argument("after", help="a file, or REF:PATH")
     diff.add_argument("--format", choices=("text", "json"), default="text")
     diff.set_defaults(run=run_diff)
+    migrate = commands.add_parser(
+        "migrate",
+        help="move open instances to a newer version: each checked on its history, the safe "
+        "ones moved as one audited batch",
+    )
+    migrate.add_argument("process", help="the process definition's name")
+    migrate.add_argument("--to", dest="to_version", type=int, required=True,
+                         help="the version to move to (released to the tracker)")  # fmt: skip
+    migrate.add_argument("--reason", required=True, help="why: it goes to the audit log")
+    filter_options(migrate, process=False)
+    migrate.add_argument("--dry-run", action="store_true", help="check each; move nothing")
+    migrate.add_argument("--yes", action="store_true", help="move the safe ones without asking")
+    migrate.add_argument("--rate", type=int, default=50, help="moves a second (50)")
+    migrate.add_argument("--wait", action="store_true", help="follow the batch to its end")
+    connection_options(migrate)
+    migrate.set_defaults(run=run_migrate, action="migrate", action_step=None)
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -85,3 +104,34 @@ def run_diff(args: argparse.Namespace) -> int:
         return 0
     print(render_diff(before, after, (args.before, args.after)))
     return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    """The tracker checks every chosen instance (running ones unless --status says otherwise):
+    its recorded history run under its version and the new one. The dry run lists each with
+    its verdict; the run moves the safe ones, as one batch, and names the rest."""
+    query = {**query_of(args), "process": args.process}
+    query.setdefault("status", "running")
+    return run_with_tracker(
+        args,
+        lambda tracker: run_batch(
+            tracker, args, query, extra={"to_version": args.to_version}, show=_print_migration
+        ),
+    )
+
+
+def _print_migration(plan: dict[str, object], fmt: str, dry_run: bool) -> None:
+    if fmt == "json":
+        print(json.dumps(plan))
+        return
+    listed = plan.get("instances")
+    print(f"moving to v{plan['to_version']}: {plan['safe']} of {plan['chosen']} instance(s) "
+          f"chosen by {plan['query']} are safe")  # fmt: skip
+    for verdict in listed if isinstance(listed, list) else []:
+        said = "safe" if verdict["safe"] else "not safe"
+        print(f"  {verdict['correlation_id']}  v{verdict['from_version']}  {said}: "
+              f"{verdict['reason']}")  # fmt: skip
+    if dry_run:
+        print("dry run: nothing moved", file=sys.stderr)
+    elif plan["not_safe"]:
+        print(f"{plan['not_safe']} not safe: left on their version", file=sys.stderr)

@@ -29,6 +29,7 @@ Kind = Literal[
     "redrive",
     "escalation",
     "operator-action",
+    "migration",
     "approval",
     "policy",
 ]

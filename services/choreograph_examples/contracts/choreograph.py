@@ -131,10 +131,10 @@ class BatchRequested(Event):
     __avro_name__: ClassVar[str] = 'dev.choreograph.BatchRequested'
     __avro_domain__: ClassVar[str] = 'choreograph'
     __avro_topic__: ClassVar[str] = 'saga-tracker.batches'
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"BatchRequested","namespace":"dev.choreograph","doc":"An operator runs one action on every instance a query chose, at a bounded rate. Sent in chunks of targets, keyed by the batch id, in one transaction with its audit entry; the tracker\'s batch runner dispatches the actions.","fields":[{"name":"batch_id","type":"string","doc":"Unique id of the batch; every action of it and its audit entries name it."},{"name":"action","type":"string","doc":"The action every instance gets (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release)."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry or redrive, if any."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"actor","type":"string","doc":"Who asked."},{"name":"query","type":"string","doc":"The filters that chose the instances, as a query string."},{"name":"rate_per_s","type":"int","doc":"Most actions dispatched per second."},{"name":"total","type":"int","doc":"How many instances the batch acts on, in all its chunks."},{"name":"chunk","type":"int","doc":"Which chunk this is, from 0."},{"name":"chunks","type":"int","doc":"How many chunks the batch has."},{"name":"targets","type":{"type":"array","items":{"type":"record","name":"BatchTarget","doc":"One process instance a batch acts on.","fields":[{"name":"correlation_id","type":"string","doc":"The instance\'s correlation id."},{"name":"process","type":"string","doc":"The instance\'s process."}]}},"doc":"This chunk\'s instances, in the order they are acted on."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."}]}')
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"BatchRequested","namespace":"dev.choreograph","doc":"An operator runs one action on every instance a query chose, at a bounded rate. Sent in chunks of targets, keyed by the batch id, in one transaction with its audit entry; the tracker\'s batch runner dispatches the actions.","fields":[{"name":"batch_id","type":"string","doc":"Unique id of the batch; every action of it and its audit entries name it."},{"name":"action","type":"string","doc":"The action every instance gets (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release, migrate)."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry or redrive, if any."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"actor","type":"string","doc":"Who asked."},{"name":"query","type":"string","doc":"The filters that chose the instances, as a query string."},{"name":"rate_per_s","type":"int","doc":"Most actions dispatched per second."},{"name":"total","type":"int","doc":"How many instances the batch acts on, in all its chunks."},{"name":"chunk","type":"int","doc":"Which chunk this is, from 0."},{"name":"chunks","type":"int","doc":"How many chunks the batch has."},{"name":"targets","type":{"type":"array","items":{"type":"record","name":"BatchTarget","doc":"One process instance a batch acts on.","fields":[{"name":"correlation_id","type":"string","doc":"The instance\'s correlation id."},{"name":"process","type":"string","doc":"The instance\'s process."}]}},"doc":"This chunk\'s instances, in the order they are acted on."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."},{"name":"to_version","type":["null","int"],"default":null,"doc":"The definition version a migrate batch moves its instances to."}]}')
 
     batch_id: String = Field(description='Unique id of the batch; every action of it and its audit entries name it.')
-    action: String = Field(description='The action every instance gets (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release).')
+    action: String = Field(description='The action every instance gets (retry, compensate, resolve, cancel, pause, resume, redrive, hold, release, migrate).')
     step: None | String = Field(default=None, description='Step to retry or redrive, if any.')
     reason: String = Field(description="Why, in the operator's words.")
     actor: String = Field(description='Who asked.')
@@ -145,6 +145,7 @@ class BatchRequested(Event):
     chunks: Int32 = Field(description='How many chunks the batch has.')
     targets: list[BatchTarget] = Field(description="This chunk's instances, in the order they are acted on.")
     requested_at: datetime.datetime = Field(description='When it was asked.')
+    to_version: None | Int32 = Field(default=None, description='The definition version a migrate batch moves its instances to.')
 
 
 class RuleEvaluation(AvroRecord):
@@ -225,15 +226,16 @@ class OperatorActionKind(StrEnum):
     REDRIVE = 'REDRIVE'
     HOLD = 'HOLD'
     RELEASE = 'RELEASE'
+    MIGRATE = 'MIGRATE'
 
 
 class OperatorAction(Event):
-    """An operator asks the saga tracker to act on a process instance (retry or redrive a step, compensate, resolve, cancel, pause, resume, hold or release it), alone or as one of a batch; audited on choreograph.audit."""
+    """An operator asks the saga tracker to act on a process instance (retry or redrive a step, compensate, resolve, cancel, pause, resume, hold or release it, or move it to a newer definition version), alone or as one of a batch; audited on choreograph.audit."""
 
     __avro_name__: ClassVar[str] = 'dev.choreograph.OperatorAction'
     __avro_domain__: ClassVar[str] = 'choreograph'
     __avro_topic__: ClassVar[str] = 'saga-tracker.repartition'
-    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"OperatorAction","namespace":"dev.choreograph","doc":"An operator asks the saga tracker to act on a process instance (retry or redrive a step, compensate, resolve, cancel, pause, resume, hold or release it), alone or as one of a batch; audited on choreograph.audit.","fields":[{"name":"action_id","type":"string","doc":"Unique id of the request, also in its audit entries."},{"name":"action","type":{"type":"enum","name":"OperatorActionKind","doc":"What the operator asks for.","symbols":["RETRY","COMPENSATE","RESOLVE","UNKNOWN","CANCEL","PAUSE","RESUME","REDRIVE","HOLD","RELEASE"],"default":"UNKNOWN"},"doc":"What the operator asks for."},{"name":"correlation_id","type":"string","doc":"Process instance acted on."},{"name":"process","type":"string","doc":"Process definition name of the instance."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry or redrive, if any."},{"name":"actor","type":"string","doc":"Name of the token holder who asked."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."},{"name":"batch_id","type":["null","string"],"default":null,"doc":"The batch operation this action is one of, if any."}]}')
+    __avro_schema__: ClassVar[dict[str, Any]] = json.loads('{"type":"record","name":"OperatorAction","namespace":"dev.choreograph","doc":"An operator asks the saga tracker to act on a process instance (retry or redrive a step, compensate, resolve, cancel, pause, resume, hold or release it, or move it to a newer definition version), alone or as one of a batch; audited on choreograph.audit.","fields":[{"name":"action_id","type":"string","doc":"Unique id of the request, also in its audit entries."},{"name":"action","type":{"type":"enum","name":"OperatorActionKind","doc":"What the operator asks for.","symbols":["RETRY","COMPENSATE","RESOLVE","UNKNOWN","CANCEL","PAUSE","RESUME","REDRIVE","HOLD","RELEASE","MIGRATE"],"default":"UNKNOWN"},"doc":"What the operator asks for."},{"name":"correlation_id","type":"string","doc":"Process instance acted on."},{"name":"process","type":"string","doc":"Process definition name of the instance."},{"name":"step","type":["null","string"],"default":null,"doc":"Step to retry or redrive, if any."},{"name":"actor","type":"string","doc":"Name of the token holder who asked."},{"name":"reason","type":"string","doc":"Why, in the operator\'s words."},{"name":"requested_at","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"When it was asked."},{"name":"batch_id","type":["null","string"],"default":null,"doc":"The batch operation this action is one of, if any."},{"name":"to_version","type":["null","int"],"default":null,"doc":"The definition version a MIGRATE moves the instance to."}]}')
 
     action_id: String = Field(description='Unique id of the request, also in its audit entries.')
     action: OperatorActionKind = Field(description='What the operator asks for.')
@@ -244,6 +246,7 @@ class OperatorAction(Event):
     reason: String = Field(description="Why, in the operator's words.")
     requested_at: datetime.datetime = Field(description='When it was asked.')
     batch_id: None | String = Field(default=None, description='The batch operation this action is one of, if any.')
+    to_version: None | Int32 = Field(default=None, description='The definition version a MIGRATE moves the instance to.')
 
 
 class TraceEntry(AvroRecord):
