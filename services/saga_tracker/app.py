@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from choreograph.contracts.serde import AvroSerde
+from choreograph.observability.endpoint import serve_endpoint
 from choreograph.runtime.config import Guarantee, ServiceConfig
 from choreograph.runtime.engine import Engine
 from choreograph.runtime.errors import ConfigurationError
@@ -239,9 +240,8 @@ class TrackerApp:
         if self.settings.metrics_port is not None:
             scrape = CollectorRegistry()
             scrape.register(MergedMetrics([e.metrics.registry for e in self.engines]))
-            start_http_server(
-                self.settings.metrics_port, addr=self.settings.config.metrics_host, registry=scrape
-            )
+            serve_endpoint(self.settings.metrics_port, self.settings.config.metrics_host, scrape,
+                           [engine.health for engine in self.engines])  # fmt: skip
         log.info("saga tracker up", extra={"traces": f"{self.public_url}/traces"})
         return self
 

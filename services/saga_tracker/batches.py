@@ -22,11 +22,12 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from choreograph.contracts.event import Event
 from choreograph.runtime.context import Context
+from choreograph.runtime.errors import ConfigurationError
 from choreograph.runtime.service import Service
+from choreograph.runtime.topics import create_missing, partition_counts_if_exist
 
 log = logging.getLogger("saga_tracker.batches")
 BATCHES = "saga-tracker.batches"
@@ -180,17 +181,11 @@ def ensure_batches_topic(client_conf: dict[str, Any], topic: str, like: str) -> 
     left to the runner's start, which waits for it and says what is wrong."""
     admin = AdminClient(client_conf)
     try:
-        metadata = admin.list_topics(timeout=10)
-        if topic in metadata.topics and metadata.topics[topic].error is None:
-            return
-        model = metadata.topics.get(like)
-        partitions = len(model.partitions) if model is not None and model.error is None else 1
-        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions)])
-        futures[topic].result(timeout=30)
-        log.info("created %s with %d partitions", topic, partitions)
-    except KafkaException as err:
-        if "TOPIC_ALREADY_EXISTS" not in str(err):
-            log.warning("batches topic %s not created: %s", topic, err)
+        known = partition_counts_if_exist(admin, [topic, like])
+        if topic not in known and create_missing(admin, {topic: known.get(like, 1)}):
+            log.info("created %s with %d partitions", topic, known.get(like, 1))
+    except (KafkaException, ConfigurationError) as err:
+        log.warning("batches topic %s not created: %s", topic, err)
 
 
 def chunks_of(targets: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:

@@ -12,12 +12,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from choreograph.replay.capture import Capture, CapturedRecord
 from choreograph.replay.source import read_topics
 from choreograph.runtime.kafka_logs import KAFKA_LOG
 from choreograph.runtime.partitioning import java_compatible
+from choreograph.runtime.topics import create_missing
 
 REPLAY_OF = "replay_of"
 
@@ -90,12 +90,4 @@ def _ensure(
     for record in records:
         topic = prefix + record.topic
         needed[topic] = max(needed.get(topic, 1), record.partition + 1)
-    existing = admin.list_topics(timeout=30).topics
-    missing = [NewTopic(t, num_partitions=needed[t]) for t in topics if t not in existing]
-    if missing:
-        for future in admin.create_topics(missing, operation_timeout=30).values():
-            try:
-                future.result()
-            except Exception as err:  # created meanwhile by another run: fine
-                if "TOPIC_ALREADY_EXISTS" not in str(err):
-                    raise
+    create_missing(admin, {t: needed.get(t, 1) for t in topics})

@@ -56,11 +56,14 @@ def wait_for_broker(
     stopping: threading.Event,
     dependencies: Dependencies,
     backoff_max_s: float,
+    beat: Callable[[], None] = lambda: None,
 ) -> bool:
     """Retry `attempt` (which fails with a KafkaException or returns False) with jittered
-    back-off until it works (True) or the service is stopped (False)."""
+    back-off until it works (True) or the service is stopped (False). `beat`: called each
+    round (waiting for the broker is a pause, not a wedge)."""
     delay, rand = 0.5, random.Random()
     while not stopping.is_set():
+        beat()
         try:
             if attempt():
                 dependencies.available("broker")

@@ -103,6 +103,13 @@ class ServiceConfig(BaseModel):
         None, description="port of the Prometheus /metrics endpoint (none: not served)"
     )
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    liveness_bound_s: float = Field(
+        120.0,
+        gt=0,
+        description="/healthz fails when the processing loop has not gone round for this long "
+        "(a handler or client call blocked); waiting for a broker that is away counts as going "
+        "round",
+    )
     auto_register_schemas: bool = Field(
         False, description="register the service's output schemas at start-up (CI does, normally)"
     )

@@ -53,6 +53,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreograph.contracts.serde import AvroSerde
+from choreograph.observability.endpoint import serve_endpoint
+from choreograph.observability.health import Health
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.broker_contact import first_contact, wait_for_broker
 from choreograph.runtime.checkpoint import Checkpoint
@@ -141,7 +143,8 @@ class Engine:
             lambda: self.consumer,
             self.metrics,
         )
-        self.partitions = PartitionTasks(service, config, self.serde, self.metrics)
+        self.health = Health(service.name, config.liveness_bound_s, self.dependencies.away)
+        self.partitions = PartitionTasks(service, config, self.serde, self.metrics, self.health)
         self.poisoned = self.partitions.poisoned
         self.timers = TimerFiring(
             service.name,
@@ -188,7 +191,8 @@ class Engine:
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         if self.config.metrics_port is not None:
-            self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
+            serve_endpoint(self.config.metrics_port, self.config.metrics_host,
+                           self.metrics.registry, [self.health])  # fmt: skip
         if not first_contact(self.config, self.stopping):
             return
         admin = AdminClient(self.config.client_conf())
@@ -202,13 +206,15 @@ class Engine:
 
         backoff = self.config.infrastructure_backoff_max_s
         for ready in (topics_ready, producer_ready):
-            if not wait_for_broker(ready, self.stopping, self.dependencies, backoff):
+            if not wait_for_broker(ready, self.stopping, self.dependencies, backoff,
+                                   self.health.beat):  # fmt: skip
                 return
         self.limits.admin = admin
         self._join_group()
         log.info("started", extra={"service": self.service.name, "eos": self.eos})
         try:
             while not self.stopping.is_set():
+                self.health.beat()
                 self.step()
         except BaseException as error:
             if self._current is not None and not isinstance(error, KeyboardInterrupt):
@@ -719,6 +725,7 @@ class Engine:
             return
         self._recover_failing_since = None
         self.partitions.own(opened)
+        self.health.running = True
         try:
             for tp in committed:
                 offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
@@ -746,6 +753,7 @@ class Engine:
         if self.recovering:  # `_recover` opens every assigned partition at once
             return
         self.partitions.own(self.partitions.open({tp.partition for tp in partitions}))
+        self.health.running = True  # joined, and what it was given is restored
         log.info(
             "assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
         )

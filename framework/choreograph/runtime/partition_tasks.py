@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from choreograph.contracts.serde import AvroSerde
+from choreograph.observability.health import Health
 from choreograph.observability.metrics import ServiceMetrics
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.poisoned import PoisonedRecords
@@ -27,8 +28,14 @@ log = logging.getLogger("choreograph.engine")
 
 class PartitionTasks:
     def __init__(
-        self, service: Service, config: ServiceConfig, serde: AvroSerde, metrics: ServiceMetrics
+        self,
+        service: Service,
+        config: ServiceConfig,
+        serde: AvroSerde,
+        metrics: ServiceMetrics,
+        health: Health | None = None,
     ) -> None:
+        self.health = health or Health(service.name, config.liveness_bound_s)
         self.service = service
         self.config = config
         self.serde = serde
@@ -105,7 +112,14 @@ class PartitionTasks:
 
     def _restore(self, tasks: dict[int, PartitionTask], jobs: list[RestoreJob]) -> None:
         started = time.monotonic()
-        restore(self.config.client_conf(), jobs)
+        self.health.restoring = (
+            f"the state of partition(s) {', '.join(map(str, sorted(tasks)))} (progress in the "
+            "log and choreograph_restore_remaining)"
+        )
+        try:
+            restore(self.config.client_conf(), jobs, tick=self.health.beat)
+        finally:
+            self.health.restoring = ""
         for task in tasks.values():  # the restore wrote the backends directly
             for store in task.stores.values():
                 store.forget_cache()

@@ -1,4 +1,8 @@
-"""Topics a service owns or reads: co-partitioning checks, changelog and DLQ creation."""
+"""Topics a service owns or reads: co-partitioning checks, changelog and DLQ creation.
+
+`create_missing` is the one place the framework creates topics (a service's changelogs and DLQ,
+a replay sandbox, a shadow run's outputs, the tracker's batches topic): topics another run made
+meanwhile are fine, any other refusal says which topic and why."""
 
 from __future__ import annotations
 
@@ -52,19 +56,46 @@ def ensure_service_topics(admin: AdminClient, service: Service, replication: int
                 f"{topic} has {have} partitions, inputs have {n}: a changelog or repartition "
                 "topic must have as many partitions as the inputs"
             )
+    create_missing(
+        admin,
+        {t: n for t in wanted if t not in existing},
+        configs=wanted,
+        replication=replication,
+        existing=set(existing),
+    )
+    return n
+
+
+def create_missing(
+    admin: AdminClient,
+    partitions: dict[str, int],
+    *,
+    configs: dict[str, dict[str, str]] | None = None,
+    replication: int = -1,
+    existing: set[str] | None = None,
+) -> list[str]:
+    """Create each topic of `partitions` (name -> partition count) that does not exist yet, with
+    its `configs`; the ones created. `existing`: the topics known to exist (else asked)."""
+    if existing is None:
+        existing = set(partition_counts_if_exist(admin, list(partitions)))
     missing = [
-        NewTopic(t, num_partitions=n, replication_factor=replication, config=cfg)
-        for t, cfg in wanted.items()
+        NewTopic(
+            t, num_partitions=n, replication_factor=replication, config=(configs or {}).get(t, {})
+        )
+        for t, n in partitions.items()
         if t not in existing
     ]
-    if missing:
-        for topic, future in admin.create_topics(missing, operation_timeout=30).items():
-            try:
-                future.result()
-            except Exception as err:
-                if "TOPIC_ALREADY_EXISTS" not in str(err):
-                    raise ConfigurationError(f"cannot create {topic}: {err}") from err
-    return n
+    created = []
+    for topic, future in (
+        admin.create_topics(missing, operation_timeout=30) if missing else {}
+    ).items():
+        try:
+            future.result()
+            created.append(topic)
+        except Exception as err:  # made meanwhile by another run: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(err):
+                raise ConfigurationError(f"cannot create {topic}: {err}") from err
+    return created
 
 
 def partition_counts_if_exist(admin: AdminClient, topics: list[str]) -> dict[str, int]:

@@ -16,7 +16,6 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import Counter, Gauge
 
@@ -24,6 +23,7 @@ from choreograph.contracts.serde import AvroSerde, SerdeError
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine
 from choreograph.runtime.service import Service
+from choreograph.runtime.topics import create_missing, partition_counts_if_exist
 from choreograph.shadow.build import shadowed
 from choreograph.shadow.compare import Comparison, Difference
 
@@ -82,18 +82,8 @@ class ShadowRun:
     def prepare(self) -> None:
         """Create the shadow's output topics, each with its live topic's partitions."""
         admin = AdminClient(self.config.client_conf())
-        metadata = admin.list_topics(timeout=30).topics
-        wanted = [
-            NewTopic(shadow, num_partitions=len(metadata[live].partitions), replication_factor=-1)
-            for live, shadow in self.outputs.items()
-            if live in metadata and shadow not in metadata
-        ]
-        for future in admin.create_topics(wanted).values() if wanted else ():
-            try:
-                future.result(30)
-            except Exception as err:  # made meanwhile by another run: fine
-                if "TOPIC_ALREADY_EXISTS" not in str(err):
-                    raise
+        live = partition_counts_if_exist(admin, list(self.outputs))
+        create_missing(admin, {self.outputs[topic]: n for topic, n in live.items()})
 
     def run(self, duration_s: float | None = None) -> Comparison:
         """Run until `stop()` (or for `duration_s`), comparing as outputs come; the comparison

@@ -34,19 +34,31 @@ class RestoreJob:
     cleared: bool = False  # local state was ahead of its changelog and was dropped
 
 
-def restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float = 600.0) -> None:
+PROGRESS_EVERY_S = 5.0  # a restore under way says how far it is this often
+
+
+def restore(
+    consumer_conf: dict[str, Any],
+    jobs: list[RestoreJob],
+    timeout: float = 600.0,
+    tick: Callable[[], None] | None = None,
+) -> None:
     """Apply changelog records [from_offset, end) to each job's backend, each batch with the
     offset just past it; read committed only, so writes of aborted transactions never reach
-    local state."""
+    local state. `tick`: called as the restore goes round (the service's liveness beat). A
+    restore under way logs its progress every few seconds: records restored, per second, and
+    how many are left."""
     if not jobs:
         return
-    _restore(consumer_conf, jobs, timeout)
+    _restore(consumer_conf, jobs, timeout, tick or (lambda: None))
     for job in jobs:  # where each stands now, a store found empty or cleared too
         if job.backend.applied() != job.next_offset:
             job.backend.write({}, job.next_offset)
 
 
-def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float) -> None:
+def _restore(
+    consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: float, tick: Callable[[], None]
+) -> None:
     consumer = Consumer(
         {
             **consumer_conf,
@@ -102,8 +114,14 @@ def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: flo
                 for (t, p), j in pending.items()
             ]
         )
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline, said = started + timeout, started
         while pending:
+            tick()
+            now = time.monotonic()
+            if now - said >= PROGRESS_EVERY_S:
+                said = now
+                _say_progress(jobs, pending, highs, now - started)
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"restoring {sorted(pending)} took over {timeout}s (a transaction left open "
@@ -143,3 +161,27 @@ def _restore(consumer_conf: dict[str, Any], jobs: list[RestoreJob], timeout: flo
     finally:
         consumer.close()
         watermarks.close()
+
+
+def _say_progress(
+    jobs: list[RestoreJob],
+    pending: dict[tuple[str, int], RestoreJob],
+    highs: dict[tuple[str, int], int],
+    seconds: float,
+) -> None:
+    restored = sum(j.restored for j in jobs)
+    left = sum(max(highs[tp] - j.next_offset, 0) for tp, j in pending.items())
+    rate = restored / seconds if seconds > 0 else 0.0
+    log.info(
+        "restoring: %d records restored (%.0f a second), %d left in %d partition(s)",
+        restored,
+        rate,
+        left,
+        len(pending),
+        extra={
+            "records": restored,
+            "per_s": round(rate),
+            "remaining": left,
+            "partitions": len(pending),
+        },
+    )

@@ -106,6 +106,11 @@ def test_team_processor_defaults_and_secured_cluster() -> None:
     assert env["CHOREOGRAPH_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["CHOREOGRAPH_METRICS_HOST"]["value"] == "0.0.0.0"  # probes come from the kubelet
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    [service] = [d for d in plain if d["kind"] == "Service"]
+    assert service["spec"]["publishNotReadyAddresses"] is True  # scraped while restoring
 
     secured = render(
         "team-processor",
@@ -154,6 +159,10 @@ def test_saga_tracker_renders_with_alerts_and_dashboard(tmp_path: Path) -> None:
     ]
     definition = yaml.safe_load(config["data"]["order-fulfilment.v1.yaml"])
     assert definition["name"] == "order-fulfilment"
+    [sts] = [d for d in docs if d["kind"] == "StatefulSet" and "ui" not in d["metadata"]["name"]]
+    tracker = sts["spec"]["template"]["spec"]["containers"][0]
+    assert tracker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert tracker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
     [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
     rules_file = tmp_path / "rules.yaml"

@@ -118,6 +118,18 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         corr = first.correlation_id
         api = f"{app.public_url}/api/instances/{corr}"
 
+        # Every part (router, tracker, batch runner) live and ready, answered on the metrics port.
+        def probe(path: str) -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{path}") as reply:
+                    return reply.status, reply.read().decode()
+            except urllib.error.HTTPError as err:
+                return err.code, err.read().decode()
+
+        wait_for(lambda: probe("/readyz")[0] == 200, "the tracker ready", seconds=60)
+        status, said = probe("/readyz")
+        assert said.count(": ready") == 3, said
+        assert probe("/healthz")[0] == 200
         # Reservation times out (2 s), the refund is sent and never confirmed (6 s): escalation.
         incident_id = f"{corr}/order-fulfilment/payment.compensation"
         wait_for(
