@@ -3,6 +3,8 @@
 #   helm      built from source through the Go module proxy into ~/.cache/choreograph/bin
 #             (the machines reach the Go proxy, not the Helm release downloads)
 #   promtool  from Debian's prometheus package, to check the PrometheusRule's rules
+#   dashboard-check  built from deploy/helm/dashboard-check (Grafana's dashboard schema, as the
+#             Grafana Foundation SDK generates it, from the Go module proxy)
 # kubernetes-validate (the Kubernetes schemas) comes with the Python dev extra.
 set -euo pipefail
 
@@ -31,4 +33,16 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 1
   fi
 fi
-echo "tools: helm ${HELM_VERSION} at $BIN/helm; $(promtool --version 2>&1 | head -1)"
+# Rebuilt whenever its source changes: a marker records the source's checksum.
+CHECKER_SRC="$(cd "$(dirname "$0")/dashboard-check" && pwd)"
+CHECKER_SUM="$(cat "$CHECKER_SRC"/go.mod "$CHECKER_SRC"/go.sum "$CHECKER_SRC"/main.go | sha256sum | cut -c1-16)"
+if [ ! -x "$BIN/dashboard-check" ] || [ "$(cat "$BIN/dashboard-check.version" 2>/dev/null)" != "$CHECKER_SUM" ]; then
+  if ! command -v go >/dev/null 2>&1; then
+    echo "tools: Go is needed to build dashboard-check" >&2
+    exit 1
+  fi
+  echo "tools: building dashboard-check"
+  (cd "$CHECKER_SRC" && GOFLAGS=-mod=mod go build -o "$BIN/dashboard-check" .)
+  echo "$CHECKER_SUM" > "$BIN/dashboard-check.version"
+fi
+echo "tools: helm ${HELM_VERSION} at $BIN/helm; $(promtool --version 2>&1 | head -1); dashboard-check at $BIN/dashboard-check"

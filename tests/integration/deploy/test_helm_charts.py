@@ -99,7 +99,7 @@ def test_team_processor_defaults_and_secured_cluster() -> None:
     plain = render("team-processor")
     validate(plain)
     kinds = sorted(d["kind"] for d in plain)
-    assert kinds == ["PodDisruptionBudget", "Service", "StatefulSet"]
+    assert kinds == ["ConfigMap", "PodDisruptionBudget", "PrometheusRule", "Service", "StatefulSet"]
     [sts] = [d for d in plain if d["kind"] == "StatefulSet"]
     pod = sts["spec"]["template"]["spec"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
@@ -178,10 +178,71 @@ def test_saga_tracker_renders_with_alerts_and_dashboard(tmp_path: Path) -> None:
     [board] = [d for d in docs if d["kind"] == "ConfigMap" and "dashboard" in d["metadata"]["name"]]
     assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(board["data"]["saga-tracker.json"])
+    check_dashboard(tmp_path, board["data"]["saga-tracker.json"])
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     known = exported_metrics()
     used = queried_metrics(" ".join(exprs)) | queried_metrics(yaml.safe_dump(rule["spec"]))
     assert used and used <= known, f"not exported: {sorted(used - known)}"
+
+
+def check_dashboard(tmp_path: Path, text: str) -> None:
+    """Against Grafana's dashboard schema (strict: nothing missing, mistyped or unknown)."""
+    board = tmp_path / "dashboard.json"
+    board.write_text(text)
+    checked = subprocess.run([tool("dashboard-check"), str(board)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_dashboard_check_refuses_what_grafanas_schema_refuses(tmp_path: Path) -> None:
+    wrong = {"title": 3, "panels": [], "annotations": {"list": []}, "templating": {"list": []},
+             "schemaVersion": 39, "colour": "blue"}  # fmt: skip
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    checked = subprocess.run([tool("dashboard-check"), str(tmp_path / "wrong.json")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 1
+    assert "title: json: cannot unmarshal number" in checked.stderr
+    assert "unexpected field 'colour'" in checked.stderr
+
+
+def test_team_processor_alerts_fire_on_the_symptoms_and_stay_quiet_otherwise(
+    tmp_path: Path,
+) -> None:
+    """The rules for serviceName payments, through promtool's unit tests on synthetic series
+    (team_processor_alerts.yaml), and the dashboard against Grafana's schema."""
+    docs = render("team-processor", "--set", "alerts.labels.release=kube-prometheus-stack")
+    [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    full = tmp_path / "full.yaml"
+    full.write_text(yaml.safe_dump(rule["spec"]))
+    check = subprocess.run([tool("promtool"), "check", "rules", str(full)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} == {
+        "ChoreographServiceDown", "ChoreographLagGrowing", "ChoreographDeadLetters",
+        "ChoreographCrashedOnRecord", "ChoreographDependencyDown", "ChoreographRestoreSlow",
+        "ChoreographCommitsFailing",
+    }  # fmt: skip
+    assert all(r["annotations"]["runbook_url"].endswith(f"#{r['alert'].lower()}") for r in rules)
+    for r in rules:  # what the unit tests compare is the logic: labels and when
+        r.pop("annotations")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    shutil.copy(Path(__file__).with_name("team_processor_alerts.yaml"), tmp_path)
+    unit = subprocess.run([tool("promtool"), "test", "rules", "team_processor_alerts.yaml"],
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+    [board] = [d for d in docs if d["kind"] == "ConfigMap" and "dashboard" in d["metadata"]["name"]]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    check_dashboard(tmp_path, board["data"]["team-service.json"])
+    dashboard = json.loads(board["data"]["team-service.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    used = queried_metrics(exprs) | queried_metrics(full.read_text())
+    known = exported_metrics()
+    assert used and used <= known, f"not exported: {sorted(used - known)}"
+    documented = Path(REPO / "docs/on-call.md").read_text()
+    missing = [r for r in {r["alert"] for r in rules} if f"### {r}" not in documented]
+    assert not missing, f"docs/on-call.md has no section for {missing}"
 
 
 def test_team_processor_takes_the_derived_acls_as_a_strimzi_user(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
         corr = first.correlation_id
         api = f"{app.public_url}/api/instances/{corr}"
 
-        # Every part (router, tracker, batch runner) live and ready, answered on the metrics port.
+        # Every part (router, tracker, batch runner, notifier) live and ready, on the metrics port.
         def probe(path: str) -> tuple[int, str]:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{path}") as reply:
@@ -128,7 +128,7 @@ def test_escalated_compensation_retried_by_an_operator_and_audited(
 
         wait_for(lambda: probe("/readyz")[0] == 200, "the tracker ready", seconds=60)
         status, said = probe("/readyz")
-        assert said.count(": ready") == 3, said
+        assert said.count(": ready") == len(app.engines) == 4, said
         assert probe("/healthz")[0] == 200
         # Reservation times out (2 s), the refund is sent and never confirmed (6 s): escalation.
         incident_id = f"{corr}/order-fulfilment/payment.compensation"
