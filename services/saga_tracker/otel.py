@@ -1,10 +1,13 @@
-"""Process instances as OpenTelemetry traces, exported over OTLP when an instance ends.
+"""Process instances as OpenTelemetry traces, exported over OTLP as their steps end.
 
 One trace per instance, in the trace of the event that started it (the trace id of its
 `traceparent`, and that event's span as the parent), so the instance joins the spans the services
 emit themselves. The instance is one span from its start to its end, with its timeline as span
-events; each step that started is a child span with its outcome. Span ids are derived from the
-correlation id, so an instance exported twice (a handling that is retried) gives the same spans.
+events; each step that started is a child span with its outcome. A step's span is exported when
+the step ends (completed, failed, timed out, voided), so a running instance shows in the trace
+viewer with the steps it went through; the instance's own span follows when it ends, with the
+spans of steps still under way then. Span ids are derived from the correlation id, so an instance
+exported twice (a handling that is retried) gives the same spans.
 
 Optional (the `otel` extra) and off by default: `saga-tracker run --otlp-endpoint
 http://collector:4318` turns it on.
@@ -19,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -27,9 +31,10 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
 from choreograph.contracts.envelope import trace_id as trace_id_of
-from saga_tracker.instance import Instance
+from saga_tracker.instance import Instance, StepState
 
 SUCCEEDED = frozenset({"completed", "resolved"})
+UNDER_WAY = frozenset({"running", "settling"})  # a step that has not ended
 FAILED_STEPS = frozenset({"failed", "timed_out", "compensation_failed"})
 
 
@@ -79,27 +84,45 @@ class InstanceSpans:
         """Export over OTLP/HTTP to `endpoint` (e.g. http://collector:4318)."""
         return cls(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces"), service_name)
 
-    def ended(self, inst: Instance) -> None:
-        """Export `inst` as a trace: call once it has ended (again gives the same span ids)."""
-        if inst.ended_at is None:
-            return
+    @staticmethod
+    def _remote(trace_id: int, span_id: int) -> Context:
+        sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        return trace.set_span_in_context(
+            NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=True, trace_flags=sampled))
+        )
+
+    @staticmethod
+    def _ids_of(inst: Instance) -> tuple[str, int, int]:
+        """The instance's key, trace id and the span id of what it is a child of."""
         key = f"{inst.correlation_id}/{inst.process}"
         found = trace_id_of(inst.traceparent)
         trace_id = int(found, 16) if found else _derived(key, bits=128)
         parent_span = (
             int(inst.traceparent.split("-")[2], 16) if found and inst.traceparent else None
         )
-        parent = trace.set_span_in_context(
-            NonRecordingSpan(
-                SpanContext(
-                    trace_id,
-                    parent_span or _derived(key, "parent"),
-                    is_remote=True,
-                    trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
-                )
-            )
-        )
-        started = [s for s in inst.steps.values() if s.started_at is not None]
+        return key, trace_id, parent_span or _derived(key, "parent")
+
+    def step_ended(self, inst: Instance, name: str) -> None:
+        """Export the span of step `name`, which has just ended, under the instance's span (which
+        is exported when the instance ends)."""
+        step = inst.steps[name]
+        begun = step.started_at or step.ended_at
+        if begun is None:
+            return
+        key, trace_id, _ = self._ids_of(inst)
+        self._ids.plan([_derived(key, name)])
+        self._step_span(inst, step, self._remote(trace_id, _derived(key)), begun)
+
+    def ended(self, inst: Instance) -> None:
+        """Export the instance's span, and those of its steps still under way (the others went
+        when they ended): call once it has ended (again gives the same span ids)."""
+        if inst.ended_at is None:
+            return
+        key, trace_id, parent_span = self._ids_of(inst)
+        parent = self._remote(trace_id, parent_span)
+        started = [
+            s for s in inst.steps.values() if s.started_at is not None and s.status in UNDER_WAY
+        ]
         self._ids.plan([_derived(key), *(_derived(key, s.name) for s in started)])
         root = self.tracer.start_span(
             inst.process,
@@ -116,27 +139,34 @@ class InstanceSpans:
                 timestamp=_ns(entry.at),
             )  # fmt: skip
         inside = trace.set_span_in_context(root)
-        timed_out = {e.step for e in inst.timeline if e.kind == "timeout" and e.step}
         for step in started:
             assert step.started_at is not None
-            span = self.tracer.start_span(
-                f"{inst.process}.{step.name}",
-                context=inside,
-                start_time=_ns(step.started_at),
-                attributes={"choreograph.step": step.name, "choreograph.step.status": step.status},
-            )
-            if step.name in timed_out:  # undone since, perhaps: the timeout is its outcome
-                span.set_status(Status(StatusCode.ERROR, "step timed out"))
-            elif step.status in FAILED_STEPS:
-                span.set_status(Status(StatusCode.ERROR, f"step {step.status}"))
-            elif step.status == "completed":
-                span.set_status(Status(StatusCode.OK))
-            span.end(end_time=_ns(step.ended_at or inst.ended_at))
+            self._step_span(inst, step, inside, step.started_at)
         if inst.status in SUCCEEDED:
             root.set_status(Status(StatusCode.OK))
         else:
             root.set_status(Status(StatusCode.ERROR, inst.failure_reason or inst.status))
         root.end(end_time=_ns(inst.ended_at))
+
+    def _step_span(self, inst: Instance, step: StepState, parent: Context, begun: datetime) -> None:
+        span = self.tracer.start_span(
+            f"{inst.process}.{step.name}",
+            context=parent,
+            start_time=_ns(begun),
+            attributes={
+                "choreograph.step": step.name,
+                "choreograph.step.status": step.status,
+                "choreograph.correlation_id": inst.correlation_id,
+            },
+        )
+        timed_out = any(e.kind == "timeout" and e.step == step.name for e in inst.timeline)
+        if timed_out:  # undone since, perhaps: the timeout is its outcome
+            span.set_status(Status(StatusCode.ERROR, "step timed out"))
+        elif step.status in FAILED_STEPS:
+            span.set_status(Status(StatusCode.ERROR, f"step {step.status}"))
+        elif step.status == "completed":
+            span.set_status(Status(StatusCode.OK))
+        span.end(end_time=_ns(step.ended_at or inst.ended_at or begun))
 
     @staticmethod
     def _attributes(inst: Instance) -> dict[str, Any]:

@@ -59,7 +59,10 @@ DECISION = "dev.choreograph.DecisionRecord"
 DECISIONS_STORE = "decisions"  # the services' decisions per correlation id, for traces
 APPROVALS_STORE = "approvals"  # approval requests by id, with their answers
 MAX_DECISIONS_SHOWN = 200
-MAX_BATCHES_KEPT = 20  # ids of batch actions an instance remembers, so none applies twice
+MAX_BATCHES_KEPT = 20
+STEP_UNDER_WAY = frozenset(
+    {"pending", "running", "settling"}
+)  # a step that has not ended  # ids of batch actions an instance remembers, so none applies twice
 log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
 # The router copies a body only where the tracker reads it (a start event's value at risk), and
@@ -129,7 +132,10 @@ def build_router(
 
 
 class EndedInstances(Protocol):
-    """Told of each instance as it ends (the OpenTelemetry export, `saga_tracker.otel`)."""
+    """Told of each step as it ends and each instance as it ends (the OpenTelemetry export,
+    `saga_tracker.otel`)."""
+
+    def step_ended(self, inst: Instance, name: str) -> None: ...
 
     def ended(self, inst: Instance) -> None: ...
 
@@ -451,6 +457,13 @@ class Tracker:
             ctx.emit(self.models[TRACE].from_avro(trace_record(inst)), key=inst.correlation_id)
             if self.spans is not None and inst.ended and before.status not in ENDED:
                 self.spans.ended(inst)
+        if self.spans is not None:
+            was = before.steps if before is not None else {}
+            for name, state in inst.steps.items():
+                if was.get(name, "pending") in STEP_UNDER_WAY and state.status not in (
+                    STEP_UNDER_WAY
+                ):
+                    self.spans.step_ended(inst, name)
 
     def _decided(
         self,

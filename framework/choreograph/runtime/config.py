@@ -103,6 +103,11 @@ class ServiceConfig(BaseModel):
         None, description="port of the Prometheus /metrics endpoint (none: not served)"
     )
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint (e.g. http://collector:4318) to export a span per "
+        "handled record and fired timer to; needs the otel extra (none: no spans)",
+    )
     liveness_bound_s: float = Field(
         120.0,
         gt=0,

@@ -56,6 +56,7 @@ from choreograph.contracts.serde import AvroSerde
 from choreograph.observability.endpoint import serve_endpoint
 from choreograph.observability.health import Health
 from choreograph.observability.metrics import ServiceMetrics
+from choreograph.observability.tracing import RecordSpans
 from choreograph.runtime.broker_contact import first_contact, wait_for_broker
 from choreograph.runtime.checkpoint import Checkpoint
 from choreograph.runtime.config import Guarantee, ServiceConfig
@@ -146,6 +147,10 @@ class Engine:
         self.health = Health(service.name, config.liveness_bound_s, self.dependencies.away)
         self.partitions = PartitionTasks(service, config, self.serde, self.metrics, self.health)
         self.poisoned = self.partitions.poisoned
+        # Spans of handled records and fired timers, when an OTLP endpoint is set (otel extra).
+        self.spans = (
+            RecordSpans.otlp(service.name, config.otlp_endpoint) if config.otlp_endpoint else None
+        )
         self.timers = TimerFiring(
             service.name,
             self.failure_handling,
@@ -153,6 +158,7 @@ class Engine:
             self.metrics,
             self._produce_outputs,
             clock,
+            self.spans,
         )
         # The unit of commit: positions, committed offsets, first offsets (see checkpoint); the
         # names below are the same dicts, written directly on the hot path.
@@ -257,6 +263,8 @@ class Engine:
             log.warning("consumer close failed", extra={"error": repr(exc)})
         self.partitions.close_all(clean=not self.recovering)
         self.txn.close(left())
+        if self.spans is not None:
+            self.spans.close()  # exports what is still batched
         self.abandoned = self.watchdog.stalled_calls > 0 or self.txn.abandoned
         log.info("stopped", extra={"service": self.service.name})
 
@@ -410,6 +418,9 @@ class Engine:
         self._handled += 1
         timed = not self._handled & HANDLER_SAMPLE_MASK  # one record in HANDLER_SAMPLE is timed
         started = time.perf_counter() if timed else 0.0
+        spans = self.spans
+        began = time.time_ns() if spans is not None else 0
+        headers = None
         try:
             headers = msg.headers()
             if isinstance(headers, dict):  # the client's producer-side form; consumers give lists
@@ -422,6 +433,9 @@ class Engine:
             self._current = None  # handled here: retried or dead-lettered, not a crash
             task.end_message(ok=False)
             self._failed(Record.of(msg), error)
+            if spans is not None:
+                where = (topic, task.partition, offset)
+                spans.record(headers, "", msg.key(), "failed", began, time.time_ns(), where, error)
             return
         if self.limits.smallest < self.txn.batch_size and not self._fit_batches():
             self._current = None
@@ -445,6 +459,9 @@ class Engine:
         if "registry" in self.dependencies.away:
             self.dependencies.available("registry")
         self._count(event_type, outcome)
+        if spans is not None:
+            where = (topic, task.partition, offset)
+            spans.record(headers, event_type, msg.key(), outcome, began, time.time_ns(), where)
         if timed and outcome == "ok":
             timer = self._timed.get(event_type)
             if timer is None:
@@ -725,6 +742,7 @@ class Engine:
             return
         self._recover_failing_since = None
         self.partitions.own(opened)
+        self._seed_schedules(opened)
         self.health.running = True
         try:
             for tp in committed:
@@ -752,11 +770,21 @@ class Engine:
         self._lost_at = None
         if self.recovering:  # `_recover` opens every assigned partition at once
             return
-        self.partitions.own(self.partitions.open({tp.partition for tp in partitions}))
+        opened = self.partitions.open({tp.partition for tp in partitions})
+        self.partitions.own(opened)
+        self._seed_schedules(opened)
         self.health.running = True  # joined, and what it was given is restored
         log.info(
             "assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}
         )
+
+    def _seed_schedules(self, opened: dict[int, PartitionTask]) -> None:
+        """The schedules a newly owned partition fires: their first timers, if none is set."""
+        if not self.service.schedules:
+            return
+        now = self.clock()
+        for task in opened.values():
+            task.seed_schedules(now)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._ignore_callbacks:

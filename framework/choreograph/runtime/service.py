@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -19,6 +20,7 @@ from choreograph.observability.logs import configure_logging
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine, end_if_abandoned
 from choreograph.runtime.errors import ConfigurationError, TopologyError
+from choreograph.runtime.schedules import Schedule, ScheduleHandler
 from choreograph.runtime.settlement import Settlement
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
 
@@ -92,6 +94,7 @@ class Service:
         self.models: dict[str, type[Event]] = {}
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._timer_served: dict[str, TimerHandler | None] = {}  # name -> handler, as found
         self.machines: list[StateMachine] = []
         self._machines_by_type: dict[str, list[StateMachine]] = {}
@@ -236,6 +239,31 @@ class Service:
             refuse_async(fn, f"the handler of timer {name!r}")
             self.timer_handlers[name] = fn
             self._timer_served.clear()
+            return fn
+
+        return register
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        cron: str,
+        tz: str = "UTC",
+        missed: str = "latest",
+        grace: timedelta = timedelta(minutes=1),
+    ) -> Callable[[ScheduleHandler], ScheduleHandler]:
+        """Register what runs at each occurrence of `cron` (five fields, in zone `tz`), once per
+        occurrence across every instance of the service: `fn(ctx, occurrence)`, with `ctx.key`
+        the schedule's name. `missed`: what happens to occurrences that passed while nothing
+        could fire them ("latest", "all" or "skip"; see `choreograph.runtime.schedules`)."""
+
+        def register(fn: ScheduleHandler) -> ScheduleHandler:
+            refuse_async(fn, f"the handler of schedule {name!r}")
+            if name in self.schedules:
+                raise TopologyError(f"{self.name}: schedule {name!r} is registered twice")
+            schedule = Schedule.checked(self.name, name, cron, tz, missed, grace, fn)
+            self.schedules[name] = schedule
+            self.timer(schedule.timer_name)(schedule.fire)
             return fn
 
         return register

@@ -28,6 +28,7 @@ from choreograph.runtime.context import Context, Origin, Output, RawEvent
 from choreograph.runtime.errors import ForeignKey, InvalidEventBuilt, UndeclaredStore
 from choreograph.runtime.partitioning import partition_for
 from choreograph.runtime.records import header
+from choreograph.runtime.schedules import first_timer
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
 from choreograph.state.backends import Backend
 from choreograph.state.partition_state import PartitionState
@@ -65,6 +66,25 @@ class PartitionTask:
         self.stores = self.state.stores
         self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
         self._owned: dict[str, OwnedStore] = {}
+
+    def seed_schedules(self, now: datetime) -> int:
+        """Set the first timer of each schedule this partition owns that has none pending (or one
+        set by an expression since changed), as one unit of work that commits with the next
+        commit. Returns how many were set."""
+        owned = [
+            s for s in self.service.schedules.values()
+            if s.owner(self.partitions or 1) == self.partition
+        ]  # fmt: skip
+        seeded = 0
+        for schedule in owned:
+            pending = self.timers.pending(schedule.name, schedule.timer_name)
+            if pending is not None and schedule.armed_for(pending.payload):
+                continue
+            self.timers.schedule(*first_timer(schedule, now))
+            seeded += 1
+        if seeded:
+            self.end_message(ok=True)
+        return seeded
 
     def user_store(self, name: str) -> Store:
         try:

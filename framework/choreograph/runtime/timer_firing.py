@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from choreograph.observability.metrics import ServiceMetrics
+from choreograph.observability.tracing import RecordSpans
 from choreograph.runtime.context import Output
 from choreograph.runtime.failure_handling import FailureHandling
 from choreograph.runtime.limits import RecordLimits
@@ -29,8 +30,10 @@ class TimerFiring:
         metrics: ServiceMetrics,
         produce: Callable[[list[Output]], None],
         clock: Callable[[], datetime],
+        spans: RecordSpans | None = None,
     ) -> None:
         self.failures = failures
+        self.spans = spans
         self.limits = limits
         self.produce = produce
         self.clock = clock
@@ -52,6 +55,7 @@ class TimerFiring:
         failed = self._failing.get(ident)
         if failed is not None and time.monotonic() < failed[1]:
             return  # backing off after a failure
+        began = time.time_ns() if self.spans is not None else 0
         try:
             outputs = task.fire(timer, now)
             self.limits.check(outputs, task.state.written())
@@ -60,6 +64,9 @@ class TimerFiring:
             decision = self.failures.timer(
                 task, partition, timer, error, failed[0] if failed else 0
             )
+            if self.spans is not None:
+                self.spans.timer(timer.name, timer.key, decision.action, began, time.time_ns(),
+                                 error)  # fmt: skip
             if decision.action != "dead-letter":  # due again after the back-off
                 self._failing[ident] = (decision.attempts, time.monotonic() + decision.delay_s)
                 return
@@ -68,5 +75,7 @@ class TimerFiring:
         task.end_message(ok=True)
         self._failing.pop(ident, None)
         self.produce(outputs)
+        if self.spans is not None:
+            self.spans.timer(timer.name, timer.key, "ok", began, time.time_ns())
         self._lateness.observe(max(0.0, self.clock().timestamp() - timer.deadline_ms / 1000))
         self._fired.inc()

@@ -83,6 +83,14 @@ class Timers:
         self.index.put_raw(_index_key(key, name), None)
         return True
 
+    def pending(self, key: str, name: str) -> Timer | None:
+        """The timer set for (`key`, `name`), if one is."""
+        at = self.deadline(key, name)
+        if at is None:
+            return None
+        raw = self.timers.get_raw(_timer_key(at, key, name))
+        return None if raw is None else Timer(at, key, name, decode_value(raw))
+
     def deadline(self, key: str, name: str) -> int | None:
         existing = self.index.get_raw(_index_key(key, name))
         return None if existing is None else int(_DEADLINE.unpack(existing)[0])

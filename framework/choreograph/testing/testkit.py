@@ -151,6 +151,7 @@ class TestKit:
         self._behind: set[str] = set()
         self._settings = settings
         self._orders = self._input_orders(service)
+        self._seed_schedules()
 
     def _input_orders(self, service: Service) -> list[InputOrder[_Delivery]]:
         return [
@@ -172,6 +173,13 @@ class TestKit:
             for p in range(self.partitions)
         ]
 
+    def _seed_schedules(self) -> None:
+        """As production's owner of each partition does when it opens it: the first timer of
+        each schedule the partition owns."""
+        for task in self.tasks:
+            if task.seed_schedules(self.now):
+                task.committed()
+
     def deploy(self, service: Service) -> None:
         """The next release of the service, on what the current one left (stores, timers, machine
         instances, virtual time), as a redeploy in production. Its start-up is production's:
@@ -187,6 +195,7 @@ class TestKit:
         for event_model in service.models.values():
             self.serde.add_model(event_model)
         self.service, self.tasks = service, tasks
+        self._seed_schedules()
         self._orders = self._input_orders(service)  # the new release's inputs
 
     # -- input ---------------------------------------------------------------------------------
@@ -339,6 +348,24 @@ class TestKit:
             for timer in task.due_timers(self.now):
                 self._fire(task, timer)
         self.now = target
+        self._handle_held()
+
+    def outage(self, delta: timedelta) -> None:
+        """The service is down for `delta`: virtual time moves on and nothing runs. At the
+        restart, the timers that came due meanwhile fire, late, as they do in production (a
+        schedule's missed occurrences then follow its `missed` policy)."""
+        if delta < timedelta(0):
+            raise ValueError(f"time only moves forward: outage({delta!r}) is negative")
+        self.now += delta
+        limit = int(self.now.timestamp() * 1000)
+        while True:
+            due = [(t.timers.next_deadline(), t.partition, t) for t in self.tasks]
+            pending = [(d, p, t) for d, p, t in due if d is not None and d <= limit]
+            if not pending:
+                break
+            _, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
+            for timer in task.due_timers(self.now):
+                self._fire(task, timer)
         self._handle_held()
 
     def _handle_held(self) -> None:

@@ -56,7 +56,10 @@ def test_a_completed_instance_is_one_trace_joined_to_its_start_event() -> None:
         assert span.status.status_code is StatusCode.OK
 
     again = InMemorySpanExporter()
-    InstanceSpans(again, batch=False).ended(inst)  # a retried handling exports the same spans
+    exporting = InstanceSpans(again, batch=False)  # a retried handling exports the same spans
+    for name in inst.steps:
+        exporting.step_ended(inst, name)
+    exporting.ended(inst)
     ids = sorted(s.context.span_id for s in finished if s.context)
     assert sorted(s.context.span_id for s in again.get_finished_spans() if s.context) == ids
 
@@ -67,11 +70,20 @@ def test_a_timed_out_step_is_an_error_in_an_undone_instance() -> None:
     send(kit, "com.acme.orders.OrderPlaced")
     send(kit, "com.acme.payments.PaymentAuthorized")
     kit.advance(timedelta(minutes=11))  # the reservation times out: both are undone
-    assert not exporter.get_finished_spans()  # not ended yet: nothing exported
+    # Running still: its steps that ended are exported already, under the instance's span id.
+    early = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(early) == {"order-fulfilment.payment", "order-fulfilment.reservation"}
+    assert early["order-fulfilment.payment"].status.status_code is StatusCode.OK
+    assert early["order-fulfilment.reservation"].status.status_code is StatusCode.ERROR
     send(kit, "com.acme.payments.PaymentRefunded")
     send(kit, "com.acme.inventory.StockReleased")
     assert instance(kit).status == "compensated"
     finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert len(exporter.get_finished_spans()) == 3  # the instance's own span came at its end
+    root = finished["order-fulfilment"]
+    assert root.context is not None
+    assert early["order-fulfilment.payment"].parent is not None
+    assert early["order-fulfilment.payment"].parent.span_id == root.context.span_id
     assert finished["order-fulfilment"].status.status_code is StatusCode.ERROR
     reservation = finished["order-fulfilment.reservation"]
     assert reservation.status.status_code is StatusCode.ERROR
