@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from choreograph.contracts.serde import MislabelledRecord, SerdeError
 from choreograph.governance.approvals import DECIDED, REQUESTED
 from choreograph.governance.contracts_bound import DECISIONS_TOPIC, model
 from choreograph.governance.decisions import Kind, record_decision
-from choreograph.process.definition import render_template
+from choreograph.process.definition import ProcessDefinition, render_template
 from choreograph.runtime.context import REPARTITIONED_FROM, Context, RawEvent
 from choreograph.runtime.service import Service
 from saga_tracker.batches import BATCH_ITEM_DONE, BATCHES
@@ -189,6 +190,24 @@ class Tracker:
             inst.value = float(value) if isinstance(value, int | float | Decimal) else None
             self._settle(ctx, rules, None, inst, effects)
         self._replay_parked(ctx)
+
+    def starter(self, definition: ProcessDefinition) -> Callable[[Context, datetime], None]:
+        """What a process on a schedule does at each occurrence: publish its start event, built
+        from the schedule's payload, keyed by the process and the occurrence (its business key).
+        The tracker then starts the instance from it as from any start event."""
+        schedule = definition.schedule
+        assert schedule is not None
+        start = self.models[definition.start]
+
+        def occurred(ctx: Context, occurrence: datetime) -> None:
+            key = f"{definition.name}@{occurrence.isoformat()}"
+            values = {"occurrence": occurrence.isoformat(), "date": occurrence.date().isoformat(),
+                      "process": definition.name, "business_key": key}  # fmt: skip
+            body = {name: render_template(template, values, {})
+                    for name, template in schedule.payload.items()}  # fmt: skip
+            ctx.emit(start.model_validate(body), key=key, topic=start.__avro_topic__)
+
+        return occurred
 
     def _services_decision(self, ctx: Context, raw: RawEvent) -> None:
         """A decision record of a team's service: kept beside the instance (by correlation id,
@@ -699,6 +718,8 @@ def build_tracker(
         for c in (step.compensation, step.retry, step.settle, step.redrive)
         if c is not None
     }
+    scheduled = [r.definition for r in definitions.latest.values() if r.definition.schedule]
+    commands |= {models[d.start].__avro_topic__ for d in scheduled}  # their start events
     written = {models[m].__avro_topic__ for m in (TRACE, AUDIT, INCIDENT)} | commands
     written.add(DECISIONS_TOPIC)  # timeouts, compensations, escalations, operator actions
     if batches:
@@ -720,6 +741,11 @@ def build_tracker(
     tracker.timer("deadline:*")(logic.on_deadline)
     tracker.timer("retention:*")(logic.on_retention)
     tracker.timer("parked:expire")(logic.on_parked_expired)
+    for definition in scheduled:
+        when = definition.schedule
+        assert when is not None
+        tracker.schedule(f"process.{definition.name}", cron=when.cron, tz=when.tz,
+                         missed=when.missed)(logic.starter(definition))  # fmt: skip
     return tracker
 
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from choreograph.contracts.diagnostics import LocatedError
@@ -175,6 +177,43 @@ class Step(_Strict):
         return self
 
 
+SCHEDULE_PLACEHOLDERS = ("occurrence", "date", "process", "business_key")
+
+
+class ProcessSchedule(_Strict):
+    """The process starts on a schedule: at each occurrence the tracker publishes the start
+    event, built from `payload`, once (whichever replica owns the schedule), and an instance
+    starts from it as from any other start event; the teams' services react to it."""
+
+    cron: str = Field(description="five fields: minute hour day-of-month month day-of-week")
+    tz: str = Field("UTC", description="IANA time zone the expression is read in")
+    missed: Literal["latest", "all", "skip"] = Field(
+        "latest", description="occurrences missed while the tracker was down: latest, all or skip"
+    )
+    payload: dict[str, str] = Field(
+        default_factory=dict,
+        description="start event fields; values may use {occurrence} (RFC 3339), {date}, "
+        "{process} and {business_key} (the process name and the occurrence)",
+    )
+
+    @model_validator(mode="after")
+    def _readable(self) -> ProcessSchedule:
+        try:
+            zone = ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"tz {self.tz!r} is not an IANA zone name, e.g. Europe/Berlin"
+            ) from None
+        try:
+            CronSim(self.cron, datetime.now(zone))
+        except CronSimError as err:
+            raise ValueError(
+                f"cron {self.cron!r} is not a cron expression ({err}): five fields, minute hour "
+                "day-of-month month day-of-week, e.g. '0 2 1 * *'"
+            ) from None
+        return self
+
+
 ATTRIBUTE_RE = r"^[a-z][a-z0-9_]*$"
 
 
@@ -221,6 +260,9 @@ class ProcessDefinition(_Strict):
         "default: the tracker's setting",
     )
     steps: list[Step] = Field(min_length=1)
+    schedule: ProcessSchedule | None = Field(
+        None, description="start an instance at each occurrence of a cron expression"
+    )
 
     def event_types(self) -> set[str]:
         """Every event type the definition listens to."""

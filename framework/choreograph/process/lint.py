@@ -17,7 +17,12 @@ from typing import Any
 from choreograph.contracts.avro_model import Enum, Primitive, Union
 from choreograph.contracts.catalog import Catalog
 from choreograph.contracts.diagnostics import Diagnostic
-from choreograph.process.definition import PLACEHOLDERS, LoadedDefinition, render_template
+from choreograph.process.definition import (
+    PLACEHOLDERS,
+    SCHEDULE_PLACEHOLDERS,
+    LoadedDefinition,
+    render_template,
+)
 
 NUMERIC = {"int", "long", "float", "double"}
 
@@ -64,6 +69,8 @@ class _Linter:
         for key in ("success", "failure"):
             for i, name in enumerate(getattr(d, key)):
                 self.event(f"/{key}/{i}", name)
+        if d.schedule is not None:  # its start event is built from the payload
+            self.payload("/schedule/payload", d.start, d.schedule.payload, SCHEDULE_PLACEHOLDERS)
         seen: dict[str, str] = {}
         completes: dict[str, str] = {}
         for i, step in enumerate(d.steps):
@@ -192,7 +199,13 @@ class _Linter:
                 "schemas.yaml)",
             )
 
-    def payload(self, pointer: str, command: str, payload: dict[str, str]) -> None:
+    def payload(
+        self,
+        pointer: str,
+        command: str,
+        payload: dict[str, str],
+        placeholders: tuple[str, ...] = PLACEHOLDERS,
+    ) -> None:
         contract = self.catalog.contracts.get(command)
         if contract is None:
             return  # already reported as unknown-command
@@ -213,17 +226,20 @@ class _Linter:
                     f"{command} needs {name}, which the payload does not give",
                     f'add {name}: "{{business_key}}" (or {{reason}}, {{correlation_id}}...)',
                 )
-        known = set(self.loaded.definition.search_attributes)
+        known = (
+            set(self.loaded.definition.search_attributes) if placeholders == PLACEHOLDERS else set()
+        )
         for name, template in payload.items():
             try:
-                render_template(template, dict.fromkeys(PLACEHOLDERS, ""), {}, known)
+                render_template(template, dict.fromkeys(placeholders, ""), {}, known)
             except (KeyError, IndexError, ValueError, AttributeError) as err:
                 attributes = ", ".join(f"{{attributes.{a}}}" for a in sorted(known))
                 self.add(
                     f"{pointer}/{name}",
                     "command-payload",
                     f"template {template!r} uses an unknown placeholder: {err}",
-                    "use {business_key}, {reason}, {correlation_id}, {process} or {step}"
+                    "use "
+                    + ", ".join(f"{{{p}}}" for p in placeholders)
                     + (f", or a search attribute: {attributes}" if attributes else ""),
                 )
 
