@@ -32,6 +32,7 @@ from saga_tracker.access import Access
 from saga_tracker.actions import ActionDesk
 from saga_tracker.batches import batches_topic, build_batch_runner, ensure_batches_topic
 from saga_tracker.definitions import Definitions, command_and_incident_models, tracked_inputs
+from saga_tracker.flow import QueuedCommands
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 from saga_tracker.notifier import ALERTS_TOPIC, build_notifier
 from saga_tracker.service import INCIDENT, REPARTITION, build_router, build_tracker
@@ -156,6 +157,7 @@ class TrackerApp:
         )
         self.metrics.register(self.tracker.metrics.registry)
         self.tracker.metrics.registry.register(OpenInstances(lambda: self.tracker.tasks.values()))
+        self.tracker.metrics.registry.register(QueuedCommands(lambda: self.tracker.tasks.values()))
         self.visibility = VisibilityStore(visibility_url(s), s.name)
         self.indexer = Indexer(
             self.visibility,

@@ -105,6 +105,12 @@ class TrackerMetrics:
             ["process", "severity"],
             registry=None,
         )
+        self.commands_queued = Counter(
+            "choreograph_saga_commands_held",
+            "Commands held back by flow control for a later slot (see the queued gauge).",
+            ["topic"],
+            registry=None,
+        )
         self.rejected = Counter(
             "choreograph_saga_rejected_events",
             "Records of followed event types the tracker refused to act on (their body cannot "
@@ -133,6 +139,7 @@ class TrackerMetrics:
             self.compensations,
             self.sla,
             self.incidents,
+            self.commands_queued,
             self.rejected,
             self.actions,
             self.deleted,

@@ -37,6 +37,8 @@ from choreograph.runtime.service import Service
 from saga_tracker.batches import BATCH_ITEM_DONE, BATCHES
 from saga_tracker.codec import decode, stored, timeline_entry
 from saga_tracker.definitions import Definitions
+from saga_tracker.flow import FLOW_STORE, Outbox, limits_of
+from saga_tracker.flow import TIMER_PREFIX as OUTBOX_TIMERS
 from saga_tracker.instance import (
     ENDED,
     ActionRefused,
@@ -161,6 +163,11 @@ class Tracker:
         self.spans = spans
         self.batches_topic = batches_topic  # where batch actions' outcomes are reported
         self.retention = retention  # how long ended instances are kept, unless defined
+        self.outbox = Outbox(
+            limits_of(r.definition for r in definitions.rules.values()),
+            lambda envelope: envelope_to_json(envelope),
+            lambda raw: envelope_from_json(raw)[0],
+        )
 
     def on_event(self, ctx: Context, raw: RawEvent) -> None:
         envelope = raw.envelope
@@ -310,6 +317,10 @@ class Tracker:
         ctx.cancel("parked:expire")
         for envelope, origin in sorted(waiting, key=lambda e: (e[0].time, e[0].id)):  # event time
             self._advance(ctx, envelope, self._instances(ctx), origin)
+
+    def on_outbox(self, ctx: Context, payload: dict[str, Any]) -> None:
+        """A command held back by flow control: its slot has come."""
+        self.outbox.due(ctx, payload, self.models)
 
     def on_parked_expired(self, ctx: Context, payload: dict[str, Any]) -> None:
         ctx.store("parked").delete(ctx.key)
@@ -568,7 +579,8 @@ class Tracker:
             self.metrics.incidents.labels(inst.process, "critical").inc()
             self._incident(ctx, rules, inst, RaiseIncident(name, step.name, "critical", summary))
             return
-        ctx.emit(model.from_avro(payload), key=effect.key, caused_by=decision)
+        if self.outbox.send(ctx, model, payload, effect.key, decision):
+            self.metrics.commands_queued.labels(model.__avro_topic__).inc()
 
     def _wake(self, ctx: Context, before: Snapshot | None, inst: Instance, key: str) -> None:
         """One timer per instance, at its earliest armed deadline (the rules keep them in
@@ -736,11 +748,13 @@ def build_tracker(
     tracker.store("instances", keyed=False)
     tracker.store(APPROVALS_STORE, keyed=False)  # by approval id
     tracker.store(STATS, keyed=False)
+    tracker.store(FLOW_STORE, keyed=False)  # flow control: slots and queue sizes per topic
     logic = Tracker(definitions, models, metrics, alerts_topic, spans, batches, retention)
     tracker.handle_envelopes()(logic.on_event)
     tracker.timer("deadline:*")(logic.on_deadline)
     tracker.timer("retention:*")(logic.on_retention)
     tracker.timer("parked:expire")(logic.on_parked_expired)
+    tracker.timer(f"{OUTBOX_TIMERS}*")(logic.on_outbox)
     for definition in scheduled:
         when = definition.schedule
         assert when is not None

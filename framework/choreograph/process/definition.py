@@ -177,6 +177,16 @@ class Step(_Strict):
         return self
 
 
+class FlowLimit(_Strict):
+    """How fast the tracker may send commands to one topic: a partner coming back after an
+    outage gets its overdue compensations at this pace, not all at once."""
+
+    per_second: float = Field(gt=0, description="commands a second to the topic, at most")
+    per_key_interval: Duration | None = Field(
+        None, description="least time between two commands about the same business key"
+    )
+
+
 SCHEDULE_PLACEHOLDERS = ("occurrence", "date", "process", "business_key")
 
 
@@ -262,6 +272,11 @@ class ProcessDefinition(_Strict):
     steps: list[Step] = Field(min_length=1)
     schedule: ProcessSchedule | None = Field(
         None, description="start an instance at each occurrence of a cron expression"
+    )
+    flow_control: dict[str, FlowLimit] = Field(
+        default_factory=dict,
+        description="per command topic, how fast the tracker may send to it (a durable queue "
+        "holds the rest)",
     )
 
     def event_types(self) -> set[str]:

@@ -69,6 +69,21 @@ class _Linter:
         for key in ("success", "failure"):
             for i, name in enumerate(getattr(d, key)):
                 self.event(f"/{key}/{i}", name)
+        sent = {
+            contract.topic
+            for step in d.steps
+            for c in (step.compensation, step.settle, step.retry, step.redrive)
+            if c is not None and (contract := self.catalog.contracts.get(c.command)) is not None
+        }
+        for topic in d.flow_control:
+            if topic not in sent:
+                self.add(
+                    f"/flow_control/{topic}",
+                    "flow-control-unused",
+                    f"flow_control limits {topic}, to which this process sends no command",
+                    f"name a topic its commands go to ({', '.join(sorted(sent)) or 'none'})",
+                    severity="warning",
+                )
         if d.schedule is not None:  # its start event is built from the payload
             self.payload("/schedule/payload", d.start, d.schedule.payload, SCHEDULE_PLACEHOLDERS)
         seen: dict[str, str] = {}

@@ -49,6 +49,11 @@ class TaskView(Protocol):
     def partition(self) -> int: ...
 
     @property
+    def partitions(self) -> int | None: ...
+
+    def pace(self, partner: str) -> float: ...
+
+    @property
     def instance_id(self) -> str: ...
 
     @property
@@ -124,6 +129,16 @@ class Context:
     @property
     def partition(self) -> int:
         return self._task.partition
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the service's inputs have: how many tasks share its work."""
+        return self._task.partitions or 1
+
+    def pace(self, partner: str) -> float:
+        """Wait for this call's turn to call `partner` (declared with `service.partner`), so
+        the service stays within the partner's rate; the seconds waited."""
+        return self._task.pace(partner)
 
     @property
     def service(self) -> str:

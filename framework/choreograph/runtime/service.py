@@ -20,6 +20,7 @@ from choreograph.observability.logs import configure_logging
 from choreograph.runtime.config import ServiceConfig
 from choreograph.runtime.engine import Engine, end_if_abandoned
 from choreograph.runtime.errors import ConfigurationError, TopologyError
+from choreograph.runtime.partners import Partner, checked_partner
 from choreograph.runtime.schedules import Schedule, ScheduleHandler
 from choreograph.runtime.settlement import Settlement
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE
@@ -95,6 +96,7 @@ class Service:
         self.handlers: dict[str, list[Handler]] = {}
         self.timer_handlers: dict[str, TimerHandler] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.partners: dict[str, Partner] = {}
         self._timer_served: dict[str, TimerHandler | None] = {}  # name -> handler, as found
         self.machines: list[StateMachine] = []
         self._machines_by_type: dict[str, list[StateMachine]] = {}
@@ -242,6 +244,13 @@ class Service:
             return fn
 
         return register
+
+    def partner(self, name: str, *, per_second: float) -> Partner:
+        """Declare a partner the handlers call (an external API) and the rate the whole service
+        may call it at: a handler paces each call with `ctx.pace(name)` (see
+        `choreograph.runtime.partners`)."""
+        self.partners[name] = checked_partner(self.name, name, per_second)
+        return self.partners[name]
 
     def schedule(
         self,

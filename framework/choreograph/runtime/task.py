@@ -7,6 +7,7 @@ commits; the TestKit feeds it from memory.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from choreograph.contracts.structured import is_structured_type, others, read_st
 from choreograph.runtime.context import Context, Origin, Output, RawEvent
 from choreograph.runtime.errors import ForeignKey, InvalidEventBuilt, UndeclaredStore
 from choreograph.runtime.partitioning import partition_for
+from choreograph.runtime.partners import Pacer, undeclared
 from choreograph.runtime.records import header
 from choreograph.runtime.schedules import first_timer
 from choreograph.runtime.timers import TIMER_INDEX_STORE, TIMERS_STORE, Timer, Timers
@@ -50,6 +52,7 @@ class PartitionTask:
         serde: AvroSerde,
         partitions: int | None = None,
         instance_id: str = "testkit",
+        pacing: tuple[Callable[[], float], Callable[[float], None]] | None = None,
     ) -> None:
         """`partitions`: how many the inputs have; keyed stores then check key ownership.
         `instance_id`: which running copy of the service this is, named in decision records."""
@@ -66,6 +69,19 @@ class PartitionTask:
         self.stores = self.state.stores
         self.timers = Timers(self.stores[TIMERS_STORE], self.stores[TIMER_INDEX_STORE])
         self._owned: dict[str, OwnedStore] = {}
+        self._pacing = pacing  # clock and sleep of partner pacing (the TestKit's are virtual)
+        self._pacers: dict[str, Pacer] = {}
+
+    def pace(self, partner: str) -> float:
+        """Wait for this task's next turn to call `partner`; the seconds waited."""
+        pacer = self._pacers.get(partner)
+        if pacer is None:
+            declared = self.service.partners.get(partner)
+            if declared is None:
+                raise undeclared(self.service.name, partner, sorted(self.service.partners))
+            clock, sleep = self._pacing or (time.monotonic, time.sleep)
+            pacer = self._pacers[partner] = Pacer(declared, self.partitions or 1, clock, sleep)
+        return pacer.turn()
 
     def seed_schedules(self, now: datetime) -> int:
         """Set the first timer of each schedule this partition owns that has none pending (or one

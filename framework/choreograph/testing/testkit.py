@@ -146,6 +146,8 @@ class TestKit:
         self._next_offset: dict[tuple[str, int], int] = {}  # as a broker numbers what it takes
         self._answered: set[str] = set()  # approval requests answered with approve() or deny()
         self.fired: list[tuple[str, str, datetime]] = []  # timers that ran: key, name, when
+        # Seconds each paced call to a partner waited for its turn (ctx.pace): production sleeps.
+        self.paced: list[float] = []
         # Records are handled in timestamp order across the inputs of a partition, by the rule
         # the engine follows; an input held back with `behind()` is one not fetched yet.
         self._behind: set[str] = set()
@@ -169,9 +171,20 @@ class TestKit:
             return self._backends.setdefault((partition, name), MemoryBackend())
 
         return [
-            PartitionTask(service, p, backend, self.serde, partitions=self.partitions)
+            PartitionTask(
+                service,
+                p,
+                backend,
+                self.serde,
+                partitions=self.partitions,
+                pacing=(lambda: self.now.timestamp(), self._paced_wait),
+            )
             for p in range(self.partitions)
         ]
+
+    def _paced_wait(self, seconds: float) -> None:
+        """A handler's wait for its turn to call a partner: recorded, not slept (`paced`)."""
+        self.paced.append(seconds)
 
     def _seed_schedules(self) -> None:
         """As production's owner of each partition does when it opens it: the first timer of

@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from choreograph.observability.metrics import ServiceMetrics
+from saga_tracker.flow import QueuedCommands
 from saga_tracker.metrics import OpenInstances, TrackerMetrics
 
 REPO = Path(__file__).resolve().parents[3]
@@ -65,6 +66,7 @@ def exported_metrics() -> set[str]:
         registry.register(_Fixed(family))
     TrackerMetrics().register(registry)
     registry.register(OpenInstances(lambda: []))
+    registry.register(QueuedCommands(lambda: []))
     names: set[str] = set()
     for line in generate_latest(registry).decode().splitlines():
         match = re.match(r"# TYPE (\S+) (\S+)", line)
