@@ -11,6 +11,7 @@ from choreograph.cli import (
     audit,
     check,
     contracts,
+    deploy_gate,
     dev,
     dlq,
     entry,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(groups)
     schemas.register(groups)
     contracts.register(groups)
+    deploy_gate.register(groups)
     dlq.register(groups)
     processes.register(groups)
     policies.register(groups)
