@@ -167,8 +167,8 @@ def publish_readers(
         done.append(name)
     mine = f"{READERS}.{token('env', env)}.{token('team', team)}.{token('service', service)}"
     for stale in subjects(registry, mine):
-        if stale not in done and (stale.startswith(f"{mine}.") or
-                                  stale.startswith(f"{mine}-process-")):  # fmt: skip
+        if stale not in done and stale.startswith((f"{mine}.", f"{mine}-process-",
+                                                    f"{mine}-policy-")):  # fmt: skip
             registry.client.delete_subject(stale)
     return done
 
@@ -303,11 +303,12 @@ def repository_reads(project: Project, service: str) -> list[Read]:
             schema = json.loads(file.read_text())
             reads.append(Read(pin.subject, service, schema,
                               f"the whole record, as pinned at version {pin.version}"))  # fmt: skip
-    if not project.processes.is_dir():
-        return reads
     contracts = {}
     for root in project.contract_roots:
         contracts.update(load_catalog(root).contracts)
+    reads += _policy_reads(project, service, contracts)
+    if not project.processes.is_dir():
+        return reads
     loaded, errors = load_definitions(project.processes)
     if errors:
         raise ConsumerError(
@@ -333,6 +334,38 @@ def repository_reads(project: Project, service: str) -> list[Read]:
                 f"{event_type} ({roles})",
             ))  # fmt: skip
     return reads
+
+
+def _policy_reads(project: Project, service: str, contracts: dict[str, Any]) -> list[Read]:
+    """Each policy of the repository: the top-level fields its expression reads of its event."""
+    from choreograph.governance.policies import PolicyBook, PolicyError
+
+    if not project.policies.is_dir():
+        return []
+    try:
+        book = PolicyBook.load(project.policies)
+    except PolicyError as err:
+        raise ConsumerError(
+            f"the policies cannot be read, so what they read is unknown: {err}"
+        ) from None
+    found = []
+    for policy in sorted(book.sources.values(), key=lambda p: p.id):
+        contract = contracts.get(policy.reads)
+        fields = sorted({path.split(".")[0] for path in policy.fields_read})
+        reader = projection(contract.raw, fields) if contract is not None else None
+        if contract is None or reader is None:
+            continue
+        found.append(Read(
+            f"{contract.topic}-{policy.reads}",
+            f"{service}-policy-{token('policy', _slug(policy.id))}",
+            reader, f"policy {policy.id} v{policy.version} reads {', '.join(fields)} of "
+            f"{policy.reads}",
+        ))  # fmt: skip
+    return found
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "policy"
 
 
 def _roles(definition: ProcessDefinition, event_type: str) -> str:

@@ -82,7 +82,15 @@ def test_a_repository_reads_its_pinned_records_and_its_definitions_fields(
         "search_attributes:\n  channel: channel\n"
         "steps:\n  - name: award\n    completes_on: [com.acme.pay.Paid]\n"
     )
+    project.policies.mkdir(exist_ok=True)
+    (project.policies / "big-orders.yaml").write_text(
+        "id: loyalty.big-orders\nversion: 4\nowners: [loyalty]\nreads: com.acme.pay.Paid\n"
+        "expression: event.total > 100.0\n"
+    )
     reads = {(r.service, r.subject): r for r in repository_reads(project, "points")}
+    policy = reads[("points-policy-loyalty-big-orders", subject)]
+    assert [f["name"] for f in policy.schema["fields"]] == ["total"]
+    assert policy.reads == "policy loyalty.big-orders v4 reads total of com.acme.pay.Paid"
     whole = reads[("points", subject)]
     assert whole.schema == RECORD and whole.reads == "the whole record, as pinned at version 3"
     fields = reads[("points-process-rewards", subject)]
