@@ -808,6 +808,20 @@ class TraceServer:
 
         return filters, lambda most: self.instances.keys(filters, most), per_process, sample
 
+    def _ask_batch(
+        self,
+        desk: ActionDesk,
+        principal: Principal | None,
+        body: Any,
+        request: Request,
+        query: dict[str, list[str]],
+    ) -> tuple[Filters, Reply]:
+        """A batch request over what `query` chooses, put to the desk (API and form alike)."""
+        filters, choose, count, sample = self._chooser(request, query)
+        query_text = urlencode(filters.query())
+        reply = desk.batch(principal, body, choose, count, sample, query_text, self.instances.find)
+        return filters, reply
+
     async def _batch_api(self, request: Request) -> Response:
         """POST /api/batches {"query": {filters}, "action", "step", "reason", "rate_per_s",
         "dry_run", "expect"}: a dry run answers the count and a sample; a run sends the batch."""
@@ -820,19 +834,10 @@ class TraceServer:
 
         def answer() -> Response:
             try:
-                filters, choose, count, sample = self._chooser(request, query)
+                _, reply = self._ask_batch(desk, principal, body, request, query)
             except (BadQuery, NotReadable) as err:
                 status = 403 if isinstance(err, NotReadable) else 400
                 return JSONResponse({"error": str(err)}, status)
-            reply = desk.batch(
-                principal,
-                body,
-                choose,
-                count,
-                sample,
-                urlencode(filters.query()),
-                self.instances.find,
-            )
             self._count_failure(request, reply)
             return _unauthorized() if reply.status == 401 else _json(reply.body, reply.status)
 
@@ -935,19 +940,10 @@ class TraceServer:
 
         def answer() -> Response:
             try:
-                filters, choose, count, sample = self._chooser(request, query)
+                filters, reply = self._ask_batch(desk, principal, body, request, query)
             except (BadQuery, NotReadable) as err:
                 return _html("message.html", status=400, title="Not done", text=str(err),
                              link="/traces")  # fmt: skip
-            reply = desk.batch(
-                principal,
-                body,
-                choose,
-                count,
-                sample,
-                urlencode(filters.query()),
-                self.instances.find,
-            )
             self._count_failure(request, reply)
             if reply.status == 202:
                 return RedirectResponse(f"/batches/{quote(reply.body['batch_id'])}", 303)

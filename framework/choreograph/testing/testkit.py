@@ -349,19 +349,24 @@ class TestKit:
         if delta < timedelta(0):
             raise ValueError(f"time only moves forward: advance({delta!r}) is negative")
         target = self.now + delta
-        limit = int(target.timestamp() * 1000)
-        while True:
-            due = [(t.timers.next_deadline(), t.partition, t) for t in self.tasks]
-            pending = [(d, p, t) for d, p, t in due if d is not None and d <= limit]
-            if not pending:
-                break
-            deadline, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
+        while (due := self._next_due(target)) is not None:
+            deadline, task = due
             self.now = max(self.now, datetime.fromtimestamp(deadline / 1000, tz=UTC))
             self._handle_held()
             for timer in task.due_timers(self.now):
                 self._fire(task, timer)
         self.now = target
         self._handle_held()
+
+    def _next_due(self, until: datetime) -> tuple[int, PartitionTask] | None:
+        """The earliest timer due by `until` (by deadline, then partition), and its task."""
+        limit = int(until.timestamp() * 1000)
+        due = [(t.timers.next_deadline(), t.partition, t) for t in self.tasks]
+        pending = [(d, p, t) for d, p, t in due if d is not None and d <= limit]
+        if not pending:
+            return None
+        deadline, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
+        return deadline, task
 
     def outage(self, delta: timedelta) -> None:
         """The service is down for `delta`: virtual time moves on and nothing runs. At the
@@ -370,15 +375,9 @@ class TestKit:
         if delta < timedelta(0):
             raise ValueError(f"time only moves forward: outage({delta!r}) is negative")
         self.now += delta
-        limit = int(self.now.timestamp() * 1000)
-        while True:
-            due = [(t.timers.next_deadline(), t.partition, t) for t in self.tasks]
-            pending = [(d, p, t) for d, p, t in due if d is not None and d <= limit]
-            if not pending:
-                break
-            _, _, task = min(pending, key=lambda entry: (entry[0], entry[1]))
-            for timer in task.due_timers(self.now):
-                self._fire(task, timer)
+        while (due := self._next_due(self.now)) is not None:
+            for timer in due[1].due_timers(self.now):
+                self._fire(due[1], timer)
         self._handle_held()
 
     def _handle_held(self) -> None:
