@@ -7,13 +7,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from choreograph.cli.instances import connection_options, filter_options, query_of, run_batch
 from choreograph.cli.instances import run as run_with_tracker
 from choreograph.cli.output import UNREADABLE, catalog_beside, finish
 from choreograph.cli.paths import default
 from choreograph.contracts.history import GitError, git, toplevel
-from choreograph.process.change_control import check_in_place, describe, render_diff
+from choreograph.process.change_control import (
+    affected_steps,
+    check_in_place,
+    describe,
+    render_diff,
+)
 from choreograph.process.definition import (
     DefinitionError,
     ProcessDefinition,
@@ -41,6 +47,10 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diff = commands.add_parser("diff", help="what changes from one definition to another")
     diff.add_argument("before", help="a file, or REF:PATH for a version in git")
     diff.add_argument("after", help="a file, or REF:PATH")
+    diff.add_argument(
+        "--tracker", help="the saga tracker's URL: the open instances the change touches"
+    )
+    diff.add_argument("--token", help="a bearer token for the tracker")
     diff.add_argument("--format", choices=("text", "json"), default="text")
     diff.set_defaults(run=run_diff)
     migrate = commands.add_parser(
@@ -95,15 +105,48 @@ def run_diff(args: argparse.Namespace) -> int:
     except (OSError, DefinitionError, GitError) as err:
         print(f"choreograph processes: {err}", file=sys.stderr)
         return UNREADABLE
+    touched = _impact(before, after, args) if args.tracker else None
     if args.format == "json":
         print(json.dumps({
             "process": after.name, "before": {"version": before.version, "source": args.before},
             "after": {"version": after.version, "source": args.after},
-            "changes": describe(before, after),
+            "changes": describe(before, after), "impact": touched,
         }, indent=2))  # fmt: skip
         return 0
     print(render_diff(before, after, (args.before, args.after)))
+    if touched is not None:
+        print(f"impact: {touched['open_instances']} open instance(s) of {after.name}; at the "
+              f"steps the change touches ({', '.join(touched['steps']) or 'none'}):")  # fmt: skip
+        for row in touched["by_step"]:
+            print(f"  {row['step']} ({row['step_status']}): {row['count']} instance(s), value "
+                  f"at risk {row['value']:,.2f}")  # fmt: skip
     return 0
+
+
+def _impact(
+    before: ProcessDefinition, after: ProcessDefinition, args: argparse.Namespace
+) -> dict[str, Any] | None:
+    """Open instances of the process, and those at the steps the change touches (as the tracker
+    has them now), for the reviewers of a definition change."""
+    from choreograph.cli.tracker_client import TrackerAway, tracker_from
+
+    steps = affected_steps(before, after)
+    try:
+        reply = tracker_from(args.tracker, args.token).call(
+            "GET", "/api/instances/totals", process=before.name
+        )
+    except TrackerAway as err:
+        print(f"choreograph processes: impact unknown: {err}", file=sys.stderr)
+        return None
+    if reply.status_code != 200:
+        print(f"choreograph processes: impact unknown: the tracker answered "
+              f"{reply.status_code}", file=sys.stderr)  # fmt: skip
+        return None
+    totals = reply.json()
+    open_ = sum(r["count"] for r in totals.get("by_status", [])
+                if r.get("status") in ("running", "compensating", "failed"))  # fmt: skip
+    rows = [r for r in totals.get("by_step", []) if r.get("step") in steps and r.get("count")]
+    return {"open_instances": open_, "steps": steps, "by_step": rows}
 
 
 def run_migrate(args: argparse.Namespace) -> int:

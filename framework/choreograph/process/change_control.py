@@ -146,3 +146,18 @@ def render_diff(a: ProcessDefinition, b: ProcessDefinition, labels: Iterable[str
     changes = describe(a, b)
     lines += [f"  {c}" for c in changes] or ["  no change in meaning"]
     return "\n".join(lines)
+
+
+def affected_steps(a: ProcessDefinition, b: ProcessDefinition) -> list[str]:
+    """The steps of `a` whose instances a change to `b` touches: every step when something of
+    the whole process changes, else those removed or changed."""
+    steps_a, steps_b = {s.name: s for s in a.steps}, {s.name: s for s in b.steps}
+    whole = [
+        (a.start, sorted(a.success), sorted(a.failure), a.deadline, a.on_timeout, a.sla,
+         a.value_at_risk),
+        (b.start, sorted(b.success), sorted(b.failure), b.deadline, b.on_timeout, b.sla,
+         b.value_at_risk),
+    ]  # fmt: skip
+    if whole[0] != whole[1]:
+        return list(steps_a)
+    return [n for n, s in steps_a.items() if n not in steps_b or _step_changes(s, steps_b[n])]
