@@ -137,7 +137,7 @@ class Outbox:
             row["queued"] = max(0, int(row["queued"]) - 1)
             flow.put(topic, row)
         per_key = flow.get(f"{topic}/{key}")
-        if per_key is not None and int(per_key) <= deadline_ms(ctx.now):
+        if per_key is not None and int(per_key) <= now_ms:
             flow.delete(f"{topic}/{key}")  # nothing later waits for this key
         model = models[str(payload["type"])]
         parent = self._from(payload["parent"]) if payload.get("parent") else None

@@ -62,10 +62,8 @@ DECISION = "dev.choreograph.DecisionRecord"
 DECISIONS_STORE = "decisions"  # the services' decisions per correlation id, for traces
 APPROVALS_STORE = "approvals"  # approval requests by id, with their answers
 MAX_DECISIONS_SHOWN = 200
-MAX_BATCHES_KEPT = 20
-STEP_UNDER_WAY = frozenset(
-    {"pending", "running", "settling"}
-)  # a step that has not ended  # ids of batch actions an instance remembers, so none applies twice
+MAX_BATCHES_KEPT = 20  # ids of batch actions an instance remembers, so none applies twice
+STEP_UNDER_WAY = frozenset({"pending", "running", "settling"})  # a step that has not ended
 log = logging.getLogger("saga_tracker")
 PARKING_TIME = timedelta(hours=1)
 # The router copies a body only where the tracker reads it (a start event's value at risk), and
@@ -165,7 +163,7 @@ class Tracker:
         self.retention = retention  # how long ended instances are kept, unless defined
         self.outbox = Outbox(
             limits_of(r.definition for r in definitions.rules.values()),
-            lambda envelope: envelope_to_json(envelope),
+            envelope_to_json,
             lambda raw: envelope_from_json(raw)[0],
         )
 

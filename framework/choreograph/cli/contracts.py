@@ -23,7 +23,7 @@ from typing import Any
 from choreograph.cli.cluster import add_registry, cluster_config
 from choreograph.cli.output import BREAKING, OK, UNREADABLE, finish
 from choreograph.cli.schemas import regenerate
-from choreograph.cli.tracker_client import TrackerAway, tracker_from
+from choreograph.cli.tracker_client import TrackerAway, open_instances, tracker_from
 from choreograph.contracts.catalog import load_catalog
 from choreograph.contracts.consumers import (
     Break,
@@ -36,8 +36,6 @@ from choreograph.contracts.consumers import (
 from choreograph.contracts.diagnostics import Diagnostic
 from choreograph.contracts.pulled import PullError, Registry, fingerprint, gate, pull
 from choreograph.project import Project, ProjectError, require_project
-
-OPEN = ("running", "compensating", "failed")  # instance statuses still open, for the impact
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -260,8 +258,7 @@ def impact(
             totals = reply.json() if reply.status_code == 200 else {}
             entry["processes"].append({
                 "process": process,
-                "open_instances": sum(r["count"] for r in totals.get("by_status", [])
-                                      if r.get("status") in OPEN),
+                "open_instances": open_instances(totals),
                 "by_step": [r for r in totals.get("by_step", []) if r.get("count")],
             })  # fmt: skip
         report.append(entry)

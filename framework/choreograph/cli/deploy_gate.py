@@ -23,6 +23,7 @@ from choreograph.cli.contracts import _guard, _registry, break_diagnostic, own_w
 from choreograph.cli.output import BREAKING, OK, finish
 from choreograph.contracts.consumers import (
     Break,
+    ConsumerError,
     Deployment,
     Reader,
     breaks,
@@ -145,8 +146,6 @@ def _registered_ids(registry: Registry, writers: dict[str, dict[str, Any]]) -> d
     """The registry's id of each contract as this repository has it: what the service writes."""
     from confluent_kafka.schema_registry import Schema
     from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-    from choreograph.contracts.consumers import ConsumerError
 
     ids = {}
     for subject, schema in sorted(writers.items()):

@@ -128,7 +128,7 @@ def _impact(
 ) -> dict[str, Any] | None:
     """Open instances of the process, and those at the steps the change touches (as the tracker
     has them now), for the reviewers of a definition change."""
-    from choreograph.cli.tracker_client import TrackerAway, tracker_from
+    from choreograph.cli.tracker_client import TrackerAway, open_instances, tracker_from
 
     steps = affected_steps(before, after)
     try:
@@ -143,10 +143,8 @@ def _impact(
               f"{reply.status_code}", file=sys.stderr)  # fmt: skip
         return None
     totals = reply.json()
-    open_ = sum(r["count"] for r in totals.get("by_status", [])
-                if r.get("status") in ("running", "compensating", "failed"))  # fmt: skip
     rows = [r for r in totals.get("by_step", []) if r.get("step") in steps and r.get("count")]
-    return {"open_instances": open_, "steps": steps, "by_step": rows}
+    return {"open_instances": open_instances(totals), "steps": steps, "by_step": rows}
 
 
 def run_migrate(args: argparse.Namespace) -> int:

@@ -176,3 +176,12 @@ def logout() -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+OPEN_STATUSES = ("running", "compensating", "failed")  # instances not yet settled
+
+
+def open_instances(totals: dict[str, Any]) -> int:
+    """How many instances `GET /api/instances/totals` counts as still open."""
+    return sum(int(r["count"]) for r in totals.get("by_status", [])
+               if r.get("status") in OPEN_STATUSES)  # fmt: skip

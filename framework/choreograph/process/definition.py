@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from choreograph.contracts.diagnostics import LocatedError
 from choreograph.contracts.json_positions import locate
+from choreograph.runtime.schedules import expression_problem
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -208,19 +207,9 @@ class ProcessSchedule(_Strict):
 
     @model_validator(mode="after")
     def _readable(self) -> ProcessSchedule:
-        try:
-            zone = ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"tz {self.tz!r} is not an IANA zone name, e.g. Europe/Berlin"
-            ) from None
-        try:
-            CronSim(self.cron, datetime.now(zone))
-        except CronSimError as err:
-            raise ValueError(
-                f"cron {self.cron!r} is not a cron expression ({err}): five fields, minute hour "
-                "day-of-month month day-of-week, e.g. '0 2 1 * *'"
-            ) from None
+        problem = expression_problem(self.cron, self.tz)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -49,6 +49,25 @@ ScheduleHandler = Callable[["Context", datetime], None]
 CATCH_UP_MAX = 100_000  # occurrences walked to find the latest missed one
 
 
+def expression_problem(cron: str, tz: str) -> str | None:
+    """What is wrong with a cron expression in a zone (None: nothing), said the same wherever a
+    schedule is declared: a service's, or a process definition's."""
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return (
+            f"time zone {tz!r} is not an IANA zone name: use one such as 'UTC' or 'Europe/Berlin'"
+        )
+    try:
+        CronSim(cron, datetime.now(zone))
+    except CronSimError as err:
+        return (
+            f"{cron!r} is not a cron expression ({err}); five fields: minute hour day-of-month "
+            "month day-of-week, e.g. '0 2 1 * *' for 02:00 on the 1st"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Schedule:
     name: str
@@ -72,20 +91,9 @@ class Schedule:
         """A schedule whose expression, zone and policy are valid; TopologyError otherwise (a
         mistake in the service: loud in its tests and at start-up)."""
         where = f"{service}: schedule {name!r}"
-        try:
-            zone = ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise TopologyError(
-                f"{where} names the time zone {tz!r}, which is not an IANA zone name: use one "
-                "such as 'UTC' or 'Europe/Berlin'"
-            ) from None
-        try:
-            CronSim(cron, datetime.now(zone))
-        except CronSimError as err:
-            raise TopologyError(
-                f"{where}: {cron!r} is not a cron expression ({err}); five fields: minute hour "
-                "day-of-month month day-of-week, e.g. '0 2 1 * *' for 02:00 on the 1st"
-            ) from None
+        problem = expression_problem(cron, tz)
+        if problem:
+            raise TopologyError(f"{where}: {problem}")
         if missed not in MISSED:
             raise TopologyError(f"{where}: missed={missed!r}; use one of {', '.join(MISSED)}")
         if grace < timedelta(0):
